@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.h - the merge engine: scanning host files, indexing entries,
+ * merging them by a merge descriptor, and serving the merged bytes.
+ *
+ * The only header other folders include from engine/.
+ *
+ * Life of a merged file:
+ *   engine_merge_new()      one per descriptor; remembers per-source scans
+ *   engine_merge_refresh()  rescans only sources whose identity (inode,
+ *                           size, mtime, ctime) changed or that were marked
+ *                           dirty, and hands out the current engine_view
+ *   engine_view             an immutable generation: sorted winners laid
+ *                           out as byte ranges of the per-host files, held
+ *                           open by fd; refcounted, safe to share between
+ *                           threads
+ *   engine_reader           one per open file: streams the bytes of one
+ *                           view in chunks; never builds the file in memory
+ *
+ * Merge semantics (default descriptor): entries grouped by key; the winner
+ * of a group is the maximum under (order fields..., canonical bytes).  The
+ * output is sorted by (first order field, key).  Each output entry is its
+ * source entry with insignificant whitespace removed.  The result depends
+ * only on the set of entries, never on file order, formatting or
+ * duplication.
+ *
+ * Threading: an engine_merge is not thread-safe (callers hold a lock);
+ * views are immutable and their refcount is atomic; a reader serialises
+ * its own reads.  The engine never logs: problems are returned as data.
+ */
+#ifndef CRDTFS_ENGINE_ENGINE_H
+#define CRDTFS_ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "desc.h"
+
+#define CRDTFS_MUST_CHECK __attribute__((warn_unused_result))
+
+/* ---- problems: what was wrong with the input, as data ---- */
+
+typedef enum { ENGINE_WARNING, ENGINE_ERROR } engine_severity;
+
+typedef struct {
+	char *file;            /* owned; path as the user knows it */
+	unsigned long line;    /* 1-based; 0 when the problem has no position */
+	unsigned long column;  /* 1-based byte column; 0 when none */
+	engine_severity severity;
+	char *message;         /* owned; no trailing newline */
+} engine_problem;
+
+typedef struct {
+	engine_problem *items; /* owned array of count problems */
+	size_t count;
+	size_t cap;
+} engine_problems;
+
+void engine_problems_init(engine_problems *p);
+void engine_problems_dispose(engine_problems *p);
+
+/**
+ * Append a problem; the message is printf-formatted.
+ * @return 0, or -ENOMEM
+ */
+int engine_problems_add(engine_problems *p, engine_severity severity,
+			const char *file, unsigned long line,
+			unsigned long column, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+/** Append copies of every problem in `from`. @return 0 or -ENOMEM */
+int engine_problems_extend(engine_problems *p, const engine_problems *from);
+
+/**
+ * Format as `file:line:column: error: message` (line and column left out
+ * when 0) into buf, always NUL-terminated.
+ */
+void engine_problem_format(const engine_problem *pr, char *buf, size_t size);
+
+/* ---- views: one immutable generation of a merged file ---- */
+
+typedef struct engine_view engine_view;
+
+/** Per-source facts of a view, for the status file. */
+typedef struct {
+	const char *name;   /* relative to the backing root; lives with view */
+	size_t entries;     /* complete valid entries scanned in this source */
+	size_t problems;    /* problems reported for this source */
+} engine_source_info;
+
+engine_view *engine_view_ref(engine_view *v);
+/** Drop a reference; the last one closes the source fds.  NULL is fine. */
+void engine_view_unref(engine_view *v);
+
+/** Exact byte size of the merged file. */
+uint64_t engine_view_size(const engine_view *v);
+/** Generation number, increasing by one per rebuild of one engine_merge. */
+uint64_t engine_view_generation(const engine_view *v);
+/** Wall-clock time this generation was built (its mtime). */
+struct timespec engine_view_mtime(const engine_view *v);
+/** Entries in the merged output. */
+size_t engine_view_entries(const engine_view *v);
+/** Seconds the last (re)materialisation of this view took. */
+double engine_view_build_seconds(const engine_view *v);
+/** Every problem found in the sources of this view. Lives with view. */
+const engine_problems *engine_view_problems(const engine_view *v);
+size_t engine_view_nsources(const engine_view *v);
+engine_source_info engine_view_source(const engine_view *v, size_t i);
+/** The descriptor this view was built from (borrowed from the merge). */
+const desc_descriptor *engine_view_descriptor(const engine_view *v);
+/** True when the view reads the backing file (dev, ino). */
+int engine_view_uses_inode(const engine_view *v, dev_t dev, ino_t ino);
+
+/**
+ * Before backing file (dev, ino) is rewritten in place through the mount:
+ * if this view reads it, copy its current bytes to a private unlinked file
+ * and read from that copy from now on, so open readers keep one
+ * consistent generation.  Views sharing the source share the copy.
+ * @return 0, or -errno when the copy failed (the view is then unchanged)
+ */
+int engine_view_preserve_inode(engine_view *v, dev_t dev, ino_t ino);
+
+/**
+ * Write the whole merged file to fd, streaming in chunks.
+ * @return 0, -EIO when a source changed under the view, or -errno of
+ *         a failed write
+ */
+int engine_view_write(const engine_view *v, int fd) CRDTFS_MUST_CHECK;
+
+/* ---- readers: one per open file ---- */
+
+typedef struct engine_reader engine_reader;
+
+/** Start reading `v` (takes its own reference). @return 0 or -ENOMEM */
+int engine_reader_new(engine_reader **out, engine_view *v);
+void engine_reader_free(engine_reader *r);
+engine_view *engine_reader_view(const engine_reader *r);
+
+/**
+ * Copy up to `size` bytes at `offset` into buf.  Short only at EOF; 0 past
+ * EOF.  Sequential reads are O(size): the reader remembers where it was.
+ * Thread-safe for one reader (reads are serialised).
+ * @return bytes copied, or -EIO when a source was rewritten in place under
+ *         the view (its bytes are gone), or another -errno
+ */
+ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
+			   uint64_t offset);
+
+/* ---- merges: one per descriptor, incremental ---- */
+
+typedef struct engine_merge engine_merge;
+
+/**
+ * Set up a merge of `desc` over the backing directory `backing_fd`.
+ * Reads nothing yet.  Both arguments are borrowed and must outlive the
+ * merge.
+ * @return 0 or -ENOMEM
+ */
+int engine_merge_new(engine_merge **out, const desc_descriptor *desc,
+		     int backing_fd);
+void engine_merge_free(engine_merge *m);
+
+/**
+ * Bring the merge up to date and return a new reference to the current
+ * view.  Lists the sources again, re-stats each, rescans only changed or
+ * dirty ones, and builds a new generation only if anything changed.
+ * @return 0, or -errno for failures that leave no view at all (the
+ *         backing directory vanished, out of memory); bad input is never
+ *         a failure, it is a problem in the view
+ */
+int engine_merge_refresh(engine_merge *m, engine_view **out)
+	CRDTFS_MUST_CHECK;
+
+/**
+ * Note that backing file `name` (NULL: anything) may have changed, so the
+ * next refresh rescans it even when its stat signature looks the same.
+ */
+void engine_merge_invalidate(engine_merge *m, const char *name);
+
+/** The descriptor (borrowed). */
+const desc_descriptor *engine_merge_descriptor(const engine_merge *m);
+
+/**
+ * One-shot merge of explicit files (paths as given, relative to the
+ * current directory) by `desc`, e.g. for a git merge driver.  The file
+ * names take the role of sources; the globs of `desc` are not used.
+ * @param out new view on success
+ * @return 0, or -errno when a file cannot be opened (a problem is added
+ *         too) or on out of memory
+ */
+int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
+		       const char *const *paths, size_t npaths)
+	CRDTFS_MUST_CHECK;
+
+#include "engine_git.h"
+
+#endif

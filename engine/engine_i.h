@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine_i.h - declarations shared only inside engine/: the streaming
+ * scanner, the canonicaliser and timestamp parsing.
+ */
+#ifndef CRDTFS_ENGINE_ENGINE_I_H
+#define CRDTFS_ENGINE_ENGINE_I_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "engine.h"
+
+/* Bytes read per chunk; the scanner never holds more than this of a file. */
+#define ENGINE__CHUNK (256 * 1024)
+/* Longest value (decoded string bytes or number text) kept for a field. */
+#define ENGINE__VALUE_MAX 512
+/* Deepest nesting accepted inside one file (the array counts as 1). */
+#define ENGINE__MAX_DEPTH 1024
+/* Largest entry accepted, in raw bytes (documented in README). */
+#define ENGINE__MAX_ENTRY (16u * 1024 * 1024)
+/* Most problems reported per file; later ones are counted in one line. */
+#define ENGINE__MAX_FILE_PROBLEMS 20
+
+/* ---- timestamps (clock.c) ---- */
+
+typedef struct {
+	int64_t sec;  /* seconds since 1970-01-01T00:00:00Z */
+	int32_t nsec; /* 0..999999999 */
+} engine__time;
+
+/**
+ * Parse an RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.F]` then `Z` or
+ * `+hh:mm`/`-hh:mm`.  `T` may be `t` or a space, `Z` may be `z`; F has 1 to
+ * 9 digits; fields are range-checked (days per month, leap years; second
+ * 60 is a leap second and counts as the next second).  Converted to UTC.
+ * @return 0, or -EINVAL when `s` is not such a timestamp
+ */
+int engine__time_parse(engine__time *out, const char *s, size_t len);
+
+/* ---- the scanner (scan.c) ---- */
+
+typedef enum {
+	ENGINE__VAL_ABSENT = 0, /* path not present in the entry */
+	ENGINE__VAL_STRING,     /* text: decoded UTF-8 bytes (escapes undone) */
+	ENGINE__VAL_NUMBER,     /* text: the number as written */
+	ENGINE__VAL_OTHER       /* object, array, true, false or null */
+} engine__value_kind;
+
+typedef struct {
+	engine__value_kind kind;
+	int truncated;                  /* value longer than ENGINE__VALUE_MAX */
+	size_t len;                     /* bytes in text (<= VALUE_MAX) */
+	char text[ENGINE__VALUE_MAX + 1]; /* NUL-terminated; may contain NULs */
+} engine__value;
+
+/** Paths whose values the scanner extracts from every entry. */
+typedef struct {
+	const desc_path *paths[2 * DESC_MAX_FIELDS];
+	size_t npaths;
+} engine__scan_spec;
+
+/** One complete, valid JSON object found at the top level of a file. */
+typedef struct {
+	uint64_t offset;        /* byte offset of its '{' in the file */
+	uint64_t raw_len;       /* bytes from '{' to the matching '}' */
+	uint64_t canon_len;     /* raw_len less insignificant whitespace */
+	unsigned long line;     /* 1-based line of the '{' */
+	unsigned long column;   /* 1-based byte column of the '{' */
+	engine__value values[2 * DESC_MAX_FIELDS]; /* parallel to spec paths;
+						      the first occurrence
+						      of a duplicated key
+						      counts */
+} engine__entry;
+
+/** Called for each entry; a negative return stops the scan with it. */
+typedef int (*engine__entry_fn)(void *ctx, const engine__entry *e);
+
+/**
+ * Reads up to `size` bytes at `offset` into buf (pread semantics).
+ * @return bytes read (0 at EOF) or -errno
+ */
+typedef ssize_t (*engine__read_fn)(void *ctx, char *buf, size_t size,
+				   uint64_t offset);
+
+/**
+ * Scan one host file in chunks of `chunk` bytes (ENGINE__CHUNK in
+ * production; tests use every size from 1 up).  The format is chosen by
+ * the first non-blank byte: `[` a JSON array of objects, `{` JSON Lines
+ * (one object per line, blank lines allowed), nothing at all an empty
+ * file.  Every byte is validated (JSON grammar, UTF-8, no raw control
+ * characters in strings, depth, entry size).
+ *
+ * Problems go to `probs` with `name`, line and column, as ENGINE_ERROR:
+ * - an element that is not an object, or an object with a bad string
+ *   inside (invalid UTF-8, control character, bad escape) or too large:
+ *   that element is skipped, scanning goes on;
+ * - a grammar error in a JSON array: scanning stops there; entries
+ *   before it were reported;
+ * - a grammar error on a JSON Lines line: that line is skipped.
+ * At most ENGINE__MAX_FILE_PROBLEMS are listed per file, then one line
+ * saying how many more there were.
+ *
+ * @return number of entries reported, or -errno when reading failed
+ *         (a problem is added too), -ENOMEM, or the callback's negative
+ *         return
+ */
+int engine__scan(engine__read_fn read, void *read_ctx, size_t chunk,
+		 const char *name, const engine__scan_spec *spec,
+		 engine__entry_fn fn, void *fn_ctx, engine_problems *probs);
+
+/* ---- the canonicaliser (canon.c) ---- */
+
+/** State carried between chunks of one entry's raw bytes. */
+typedef struct {
+	int in_string; /* inside a string literal */
+	int escaped;   /* the previous byte was a backslash inside a string */
+} engine__canon;
+
+/**
+ * Copy `in` to `out` (room for n bytes) leaving out whitespace that lies
+ * outside string literals.  Input must be valid JSON (the scanner checked
+ * it), cut into chunks anywhere.
+ * @return bytes written to out
+ */
+size_t engine__canon_chunk(engine__canon *st, const char *in, size_t n,
+			   char *out);
+
+/* ---- big growable arrays (bigarray.c) ---- */
+
+/** An array in its own mapping; zero-initialise, then reserve. */
+typedef struct {
+	void *base;  /* mapping, NULL until the first reserve */
+	size_t cap;  /* bytes mapped */
+} engine__big;
+
+/**
+ * Make room for `need` bytes, keeping the contents (the base may move).
+ * New bytes read as zero.  @return 0 or -ENOMEM (the array is unchanged)
+ */
+int engine__big_reserve(engine__big *b, size_t need);
+/** Unmap; the array can be reserved again. */
+void engine__big_free(engine__big *b);
+
+/* ---- scanned sources (source.c) ---- */
+
+/*
+ * One complete valid entry of a source, as the merge needs it: where its
+ * bytes are, and its key and order blob in the source's arena.  The order
+ * blob encodes the descriptor's order fields so that memcmp() of two blobs
+ * is the comparison of the order tuples (see source.c).
+ */
+typedef struct {
+	uint64_t offset;    /* of the '{' in the file */
+	uint32_t raw_len;   /* bytes '{'..'}' (<= ENGINE__MAX_ENTRY) */
+	uint32_t canon_len; /* raw_len less whitespace outside strings */
+	uint32_t key_off;   /* key bytes at arena + key_off */
+	uint16_t key_len;
+	uint16_t blob_len;  /* order blob follows the key in the arena */
+	uint16_t sort_len;  /* leading blob bytes encoding the first field */
+} engine__record;
+
+/*
+ * A host file as scanned: immutable once built except for the fd, which
+ * engine_view_preserve_inode() may switch to a private copy.  Shared by
+ * the merge and every view built from it; refcounted.
+ */
+typedef struct {
+	long refs;               /* atomic */
+	char *name;              /* owned, relative to the backing root */
+	int orig_fd;             /* the file as scanned */
+	struct stat orig_st;     /* its identity when scanned */
+	int copy_fd;             /* private copy, -1 until preserved */
+	struct stat copy_st;     /* identity of the copy */
+	int fd;                  /* atomic: the fd to read (orig or copy) */
+	int dirty;               /* marked by engine_merge_invalidate() */
+	engine__record *records; /* nrecords in file order, in records_map */
+	size_t nrecords;
+	char *arena;             /* keys and order blobs, in arena_map */
+	size_t arena_len;
+	engine__big records_map; /* owned */
+	engine__big arena_map;   /* owned */
+	engine_problems problems;
+} engine__source;
+
+/**
+ * Open `name` relative to dirfd (no symlinks), scan it and build its
+ * records.  Problems go into the new source (a source that cannot be
+ * opened or read still comes back, empty, with the problem).
+ * @return 0 or -ENOMEM
+ */
+int engine__source_load(engine__source **out, int dirfd, const char *name,
+			const desc_descriptor *desc);
+engine__source *engine__source_ref(engine__source *s);
+void engine__source_unref(engine__source *s);
+/** The fd to read now and the stat it must still match. */
+int engine__source_fd(engine__source *s, struct stat *expect);
+/** 0 when fd still matches `expect` (same size, mtime, ctime), else -EIO. */
+int engine__source_check(int fd, const struct stat *expect);
+/** Copy the source's bytes to a private file (see preserve_inode). */
+int engine__source_preserve(engine__source *s);
+
+/**
+ * Compare the canonical bytes of two records bytewise, streaming.
+ * @return <0, 0, >0 like memcmp, or sets *err to -EIO on a read failure
+ */
+int engine__record_compare_canon(engine__source *a, const engine__record *ra,
+				 engine__source *b, const engine__record *rb,
+				 int *err);
+
+/* ---- views (view.c, built by merge.c) ---- */
+
+typedef struct {
+	uint64_t start;     /* offset of the entry in the merged output */
+	uint64_t offset;    /* of the entry in its source */
+	uint32_t raw_len;
+	uint32_t canon_len;
+	uint32_t src;       /* index into the view's sources */
+} engine__slot;
+
+/**
+ * Build a view from sorted winners.  Takes the array `slots` (n of them,
+ * `start` not yet filled; left empty) and references on the sources.
+ * @return 0 or -ENOMEM (slots freed)
+ */
+int engine__view_new(engine_view **out, const desc_descriptor *desc,
+		     engine__source **sources, size_t nsources,
+		     engine__big *slots, size_t n, uint64_t generation,
+		     const engine_problems *extra_problems);
+void engine__view_set_build_seconds(engine_view *v, double seconds);
+
+#endif

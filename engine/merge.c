@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * merge.c - the deterministic, order-independent merge of scanned sources,
+ * and the incremental engine_merge that keeps sources between refreshes.
+ *
+ * The winner of a key is the maximum under (order blob, canonical bytes):
+ * a max over a total order, so the merge is commutative, associative and
+ * idempotent, and independent of file order, formatting and duplication.
+ * Winners are sorted by (first order field, key bytes), a total order on
+ * them because keys are unique after the merge.
+ *
+ * Cost: one hash-table pass over every record (keys hashed once), a
+ * canonical byte comparison only for exact ties of the whole order blob
+ * (typically copies of one entry in several files), and one sort of the
+ * winners.  A refresh after one source changed rescans that source only
+ * and redoes this merge from the records, which is several times cheaper
+ * than scanning every byte again.
+ */
+#include "engine_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct engine_merge {
+	const desc_descriptor *desc; /* borrowed */
+	int backing_fd;              /* borrowed */
+	engine__source **sources;    /* owned refs, sorted by name */
+	size_t nsources;
+	engine_view *view;           /* owned ref to the current view */
+	uint64_t generation;
+	int all_dirty;               /* rescan everything on next refresh */
+};
+
+/* A winner reference: source index in the high bits, record in the low. */
+#define REF_SHIFT 40
+#define REF_MAKE(s, r) ((((uint64_t)(s)) << REF_SHIFT) | (uint64_t)(r))
+#define REF_SRC(ref) ((size_t)((ref) >> REF_SHIFT))
+#define REF_REC(ref) ((size_t)((ref) & ((1ull << REF_SHIFT) - 1)))
+
+typedef struct {
+	engine__source **sources;
+	size_t nsources;
+} merge_input;
+
+static inline const engine__record *ref_record(const merge_input *in,
+					       uint64_t ref)
+{
+	return &in->sources[REF_SRC(ref)]->records[REF_REC(ref)];
+}
+
+static inline const char *ref_key(const merge_input *in, uint64_t ref)
+{
+	return in->sources[REF_SRC(ref)]->arena +
+	       ref_record(in, ref)->key_off;
+}
+
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+	uint64_t w;
+
+	while (n >= 8) {
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+		p += 8;
+		n -= 8;
+	}
+	w = 0;
+	memcpy(&w, p, n);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 29;
+	return h;
+}
+
+/* memcmp with the shorter of two equal prefixes first. */
+static int bytes_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	if (c)
+		return c;
+	return (an > bn) - (an < bn);
+}
+
+/* Does record `cand` beat the current winner `cur` of the same key? */
+static int beats(const merge_input *in, uint64_t cand, uint64_t cur, int *err)
+{
+	const engine__record *a = ref_record(in, cand);
+	const engine__record *b = ref_record(in, cur);
+	const char *ablob = ref_key(in, cand) + a->key_len;
+	const char *bblob = ref_key(in, cur) + b->key_len;
+	int c = bytes_cmp(ablob, a->blob_len, bblob, b->blob_len);
+
+	if (c)
+		return c > 0;
+	c = engine__record_compare_canon(in->sources[REF_SRC(cand)], a,
+					 in->sources[REF_SRC(cur)], b, err);
+	return c > 0;
+}
+
+/* The sort key of a winner: 16 leading bytes, then the full compare. */
+typedef struct {
+	uint64_t k1, k2; /* big-endian prefix of sort field ++ key, 0-padded */
+	uint64_t ref;
+} sort_item;
+
+static uint64_t load_be(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void sort_item_init(sort_item *it, const merge_input *in, uint64_t ref)
+{
+	const engine__record *r = ref_record(in, ref);
+	const char *key = ref_key(in, ref);
+	unsigned char pre[16] = { 0 };
+	size_t n = 0, i;
+
+	for (i = 0; i < r->sort_len && n < 16; i++)
+		pre[n++] = (unsigned char)key[r->key_len + i];
+	for (i = 0; i < r->key_len && n < 16; i++)
+		pre[n++] = (unsigned char)key[i];
+	it->k1 = load_be(pre);
+	it->k2 = load_be(pre + 8);
+	it->ref = ref;
+}
+
+static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
+{
+	const merge_input *in = ctx;
+	const sort_item *a = pa, *b = pb;
+	const engine__record *ra, *rb;
+	const char *ka, *kb;
+	int c;
+
+	if (a->k1 != b->k1)
+		return a->k1 < b->k1 ? -1 : 1;
+	if (a->k2 != b->k2)
+		return a->k2 < b->k2 ? -1 : 1;
+	ra = ref_record(in, a->ref);
+	rb = ref_record(in, b->ref);
+	ka = ref_key(in, a->ref);
+	kb = ref_key(in, b->ref);
+	c = bytes_cmp(ka + ra->key_len, ra->sort_len, kb + rb->key_len,
+		      rb->sort_len);
+	if (c)
+		return c;
+	return bytes_cmp(ka, ra->key_len, kb, rb->key_len);
+}
+
+/*
+ * Merge the records of `in` into sorted slots.
+ * @param out_slots an empty big array; filled with *out_n slots
+ * @return 0, or -ENOMEM / -EIO (out_slots left empty)
+ */
+static int merge_records(const merge_input *in, engine__big *out_slots,
+			 size_t *out_n)
+{
+	size_t total = 0, cap = 16, mask, nwin = 0, i, j;
+	engine__big table_map = { 0 }, items_map = { 0 };
+	uint64_t *table;
+	sort_item *items;
+	engine__slot *slots;
+	int err = 0;
+
+	*out_n = 0;
+	for (i = 0; i < in->nsources; i++)
+		total += in->sources[i]->nrecords;
+	while (cap < 2 * total)
+		cap *= 2;
+	mask = cap - 1;
+	if (engine__big_reserve(&table_map, cap * sizeof(*table)) < 0)
+		return -ENOMEM;
+	table = table_map.base;
+
+	for (i = 0; i < in->nsources; i++) {
+		const engine__source *s = in->sources[i];
+
+		for (j = 0; j < s->nrecords; j++) {
+			const engine__record *r = &s->records[j];
+			const char *key = s->arena + r->key_off;
+			uint64_t ref = REF_MAKE(i, j);
+			size_t h = (size_t)hash_bytes(key, r->key_len) & mask;
+
+			for (;; h = (h + 1) & mask) {
+				uint64_t cur = table[h];
+
+				if (!cur) {
+					table[h] = ref + 1;
+					nwin++;
+					break;
+				}
+				cur--;
+				if (ref_record(in, cur)->key_len != r->key_len ||
+				    memcmp(ref_key(in, cur), key, r->key_len))
+					continue;
+				if (beats(in, ref, cur, &err))
+					table[h] = ref + 1;
+				if (err)
+					goto out;
+				break;
+			}
+		}
+	}
+
+	if (engine__big_reserve(&items_map, (nwin + 1) * sizeof(*items)) < 0 ||
+	    engine__big_reserve(out_slots, (nwin + 1) * sizeof(*slots)) < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	items = items_map.base;
+	slots = out_slots->base;
+	for (i = 0, j = 0; i < cap; i++)
+		if (table[i])
+			sort_item_init(&items[j++], in, table[i] - 1);
+	engine__big_free(&table_map);
+
+	qsort_r(items, nwin, sizeof(*items), sort_item_cmp, (void *)in);
+
+	for (i = 0; i < nwin; i++) {
+		const engine__record *r = ref_record(in, items[i].ref);
+
+		slots[i].start = 0;
+		slots[i].offset = r->offset;
+		slots[i].raw_len = r->raw_len;
+		slots[i].canon_len = r->canon_len;
+		slots[i].src = (uint32_t)REF_SRC(items[i].ref);
+	}
+	*out_n = nwin;
+out:
+	engine__big_free(&table_map);
+	engine__big_free(&items_map);
+	if (err)
+		engine__big_free(out_slots);
+	return err;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Build a view of `sources`; `t0` is when the (re)materialisation began. */
+static int build_view(engine_view **out, const desc_descriptor *desc,
+		      engine__source **sources, size_t nsources,
+		      uint64_t generation, const struct timespec *t0)
+{
+	merge_input in = { sources, nsources };
+	engine__big slots = { 0 };
+	size_t n;
+	int rc;
+
+	*out = NULL;
+	if ((rc = merge_records(&in, &slots, &n)) < 0)
+		return rc;
+	rc = engine__view_new(out, desc, sources, nsources, &slots, n,
+			      generation, NULL);
+	if (rc == 0)
+		engine__view_set_build_seconds(*out, seconds_since(t0));
+	return rc;
+}
+
+int engine_merge_new(engine_merge **out, const desc_descriptor *desc,
+		     int backing_fd)
+{
+	engine_merge *m = calloc(1, sizeof(*m));
+
+	*out = NULL;
+	if (!m)
+		return -ENOMEM;
+	m->desc = desc;
+	m->backing_fd = backing_fd;
+	*out = m;
+	return 0;
+}
+
+static void sources_release(engine__source **sources, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		engine__source_unref(sources[i]);
+	free(sources);
+}
+
+void engine_merge_free(engine_merge *m)
+{
+	if (!m)
+		return;
+	sources_release(m->sources, m->nsources);
+	engine_view_unref(m->view);
+	free(m);
+}
+
+const desc_descriptor *engine_merge_descriptor(const engine_merge *m)
+{
+	return m->desc;
+}
+
+void engine_merge_invalidate(engine_merge *m, const char *name)
+{
+	size_t i;
+
+	if (!name) {
+		m->all_dirty = 1;
+		return;
+	}
+	for (i = 0; i < m->nsources; i++)
+		if (strcmp(m->sources[i]->name, name) == 0)
+			m->sources[i]->dirty = 1;
+}
+
+/* Is the scanned source still what `name` holds on disk? */
+static int source_current(const engine_merge *m, const engine__source *s)
+{
+	struct stat st;
+
+	if (s->dirty || m->all_dirty || s->orig_fd < 0)
+		return 0;
+	if (fstatat(m->backing_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	return st.st_dev == s->orig_st.st_dev &&
+	       st.st_ino == s->orig_st.st_ino &&
+	       st.st_size == s->orig_st.st_size &&
+	       st.st_mtim.tv_sec == s->orig_st.st_mtim.tv_sec &&
+	       st.st_mtim.tv_nsec == s->orig_st.st_mtim.tv_nsec &&
+	       st.st_ctim.tv_sec == s->orig_st.st_ctim.tv_sec &&
+	       st.st_ctim.tv_nsec == s->orig_st.st_ctim.tv_nsec;
+}
+
+int engine_merge_refresh(engine_merge *m, engine_view **out)
+{
+	engine__source **next = NULL;
+	char **names = NULL;
+	size_t n = 0, i, k = 0;
+	struct timespec t0;
+	int changed, rc;
+
+	*out = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = desc_match_sources(&names, m->desc, m->backing_fd);
+	if (rc < 0)
+		return rc;
+	n = (size_t)rc;
+	next = calloc(n ? n : 1, sizeof(*next));
+	if (!next) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	changed = m->view == NULL || n != m->nsources;
+	for (i = 0; i < n; i++) {
+		/* Both lists are sorted by name: walk them together. */
+		while (k < m->nsources &&
+		       strcmp(m->sources[k]->name, names[i]) < 0)
+			k++;
+		if (k < m->nsources &&
+		    strcmp(m->sources[k]->name, names[i]) == 0 &&
+		    source_current(m, m->sources[k])) {
+			next[i] = engine__source_ref(m->sources[k]);
+			continue;
+		}
+		changed = 1;
+		rc = engine__source_load(&next[i], m->backing_fd, names[i],
+					 m->desc);
+		if (rc < 0)
+			goto out;
+	}
+	m->all_dirty = 0;
+	if (changed) {
+		engine_view *v;
+
+		rc = build_view(&v, m->desc, next, n, m->generation + 1, &t0);
+		if (rc < 0)
+			goto out;
+		m->generation++;
+		engine_view_unref(m->view);
+		m->view = v;
+		sources_release(m->sources, m->nsources);
+		m->sources = next;
+		m->nsources = n;
+		next = NULL;
+	}
+	*out = engine_view_ref(m->view);
+	rc = 0;
+out:
+	if (next)
+		sources_release(next, n);
+	desc_names_free(names);
+	return rc;
+}
+
+int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
+		       const char *const *paths, size_t npaths)
+{
+	engine__source **sources = calloc(npaths ? npaths : 1,
+					  sizeof(*sources));
+	struct timespec t0;
+	size_t i;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!sources)
+		return rc;
+	for (i = 0; i < npaths; i++) {
+		rc = engine__source_load(&sources[i], AT_FDCWD, paths[i], desc);
+		if (rc < 0)
+			goto out;
+	}
+	rc = build_view(out, desc, sources, npaths, 1, &t0);
+out:
+	sources_release(sources, npaths);
+	return rc;
+}

@@ -1,0 +1,1177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * prepare.c - `crdtfs prepare`: turn a tool's own memory file (a JSON array,
+ * or the MCP memory server's JSON Lines) into BACKING/memory-HOST.json.
+ *
+ * Invariants:
+ * - Idempotent: an unchanged source gives a byte-identical host file, and
+ *   then the file is not rewritten at all (its mtime stays).  Entries are
+ *   matched by unique_id and compared by canonical content (the entry minus
+ *   `_crdt_metadata`, keys sorted, compact), so a tool that reorders keys
+ *   or respaces its file does not re-stamp anything.
+ * - Deterministic ids: unique_id depends only on the entry's logical
+ *   identity (never on the host, never random), so one entity edited on
+ *   two hosts is one key and last-writer-wins applies across hosts.
+ * - Hybrid logical clock: a new stamp is never earlier than the wall clock,
+ *   and always later than every valid stamp in every memory-*.json of the
+ *   backing directory, so it never goes backwards on one host even when
+ *   the wall clock does, and an edit made after pulling another host's
+ *   edit sorts after it.  All entries stamped in one run share one stamp.
+ * - Atomic: temp file in the backing directory, fsync, rename, fsync dir.
+ *
+ * Entries are found by a small bracket-matching splitter and parsed one by
+ * one with jansson, so a damaged entry costs only itself.  Their bytes are
+ * kept as written (minus insignificant whitespace): key order, escapes and
+ * number spellings of the source survive, and `_crdt_metadata` is appended
+ * as the last member.  Files are read whole: memory files are small
+ * (thousands of entries); the streaming engine is for the merged view.
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <git2.h>
+#include <jansson.h>
+#include "uthash.h"
+
+#include "engine_i.h"
+
+/* Identities longer than this (or with control bytes) are hashed. */
+#define PREP_UID_LITERAL_MAX 200
+/* Stamps further ahead of the wall clock than this are reported. */
+#define PREP_FUTURE_WARN_SEC 300
+/* Name of the metadata member. */
+#define PREP_MD "_crdt_metadata"
+
+typedef struct prep_entry {
+	char *uid;          /* owned, NUL-terminated decoded unique_id */
+	size_t uid_len;
+	char *bytes;        /* owned: compact entry as written to the file */
+	size_t len;
+	char *content;      /* owned: canonical content; NULL when not needed */
+	int ts_rank;        /* 0 absent, 1 invalid, 2 valid (engine order) */
+	engine__time ts;    /* valid when ts_rank == 2 */
+	long long version;  /* -1 when absent or not an integer */
+	int used;           /* old entries: matched by a source entry */
+	UT_hash_handle hh;  /* old-file table, keyed by uid */
+} prep_entry;
+
+typedef struct {
+	char *id;           /* owned identity */
+	unsigned count;     /* occurrences so far in the source */
+	UT_hash_handle hh;
+} prep_seen;
+
+typedef struct {
+	prep_entry **items; /* owned array of owned entries */
+	size_t count;
+	size_t cap;
+} prep_list;
+
+/* Called per top-level object; obj is borrowed for the call. */
+typedef int (*prep_span_fn)(void *ctx, json_t *obj, const char *raw,
+			    size_t len, unsigned long line);
+
+static void entry_free(prep_entry *e)
+{
+	if (!e)
+		return;
+	free(e->uid);
+	free(e->bytes);
+	free(e->content);
+	free(e);
+}
+
+static void list_dispose(prep_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		entry_free(l->items[i]);
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Append e; on failure e is freed. @return 0 or -ENOMEM */
+static int list_take(prep_list *l, prep_entry *e)
+{
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		prep_entry **items = realloc(l->items, cap * sizeof(*items));
+
+		if (!items) {
+			entry_free(e);
+			return -ENOMEM;
+		}
+		l->items = items;
+		l->cap = cap;
+	}
+	l->items[l->count++] = e;
+	return 0;
+}
+
+/*
+ * Read a whole file.  *out is NUL-terminated and owned by the caller.
+ * @return 0, or -errno (-ENOENT when it does not exist)
+ */
+static int read_whole(const char *path, char **out, size_t *outlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0, cap;
+	ssize_t n;
+	int fd, r = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EINVAL;
+		goto out;
+	}
+	cap = (size_t)st.st_size + 1;
+	buf = malloc(cap + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		if (len == cap) {
+			char *nb = realloc(buf, 2 * cap + 1);
+
+			if (!nb) {
+				r = -ENOMEM;
+				goto out;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+static int is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * Parse one element's raw bytes and hand it to fn when it is an object.
+ * Anything else is reported and skipped.  @return 0 or fn's error
+ */
+static int emit_span(const char *raw, size_t len, unsigned long line,
+		     unsigned long col, const char *name, prep_span_fn fn,
+		     void *ctx, engine_problems *probs)
+{
+	json_error_t jerr;
+	json_t *obj;
+	int r;
+
+	while (len && is_blank(raw[len - 1]))
+		len--;
+	obj = json_loadb(raw, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+	if (!obj) /* integers beyond int64: keep the entry all the same */
+		obj = json_loadb(raw, len,
+				 JSON_DECODE_ANY | JSON_ALLOW_NUL |
+					 JSON_DECODE_INT_AS_REAL,
+				 NULL);
+	if (!obj) {
+		unsigned long el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
+		unsigned long ec = jerr.column > 0 ? (unsigned long)jerr.column
+						   : 1;
+
+		return engine_problems_add(probs, ENGINE_ERROR, name,
+					   line + el - 1,
+					   el == 1 ? col + ec - 1 : ec,
+					   "invalid entry skipped: %s",
+					   jerr.text);
+	}
+	if (!json_is_object(obj)) {
+		json_decref(obj);
+		return engine_problems_add(probs, ENGINE_ERROR, name, line, col,
+					   "element is not an object; skipped");
+	}
+	r = fn(ctx, obj, raw, len, line);
+	json_decref(obj);
+	return r;
+}
+
+/*
+ * Split a JSON array of objects into its elements by matching brackets
+ * outside strings; each element is then parsed on its own.  A bracket
+ * mismatch or a truncated file stops the split (elements before are kept).
+ */
+static int split_array(const char *buf, size_t len, size_t i,
+		       const char *name, prep_span_fn fn, void *ctx,
+		       engine_problems *probs)
+{
+	char *stack;
+	size_t depth = 0, start = 0, lstart = 0;
+	unsigned long line = 1, sline = 0, scol = 0;
+	int in_str = 0, esc = 0, have = 0, r = 0;
+
+	stack = malloc(ENGINE__MAX_DEPTH + 1);
+	if (!stack)
+		return -ENOMEM;
+	for (size_t k = 0; k < i; k++)
+		if (buf[k] == '\n') {
+			line++;
+			lstart = k + 1;
+		}
+	for (; i < len; i++) {
+		char c = buf[i];
+
+		if (c == '\n') {
+			line++;
+			lstart = i + 1;
+		}
+		if (in_str) {
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				in_str = 0;
+			continue;
+		}
+		if (is_blank(c))
+			continue;
+		if (depth == 1 && !have && c != ',' && c != ']') {
+			have = 1;
+			start = i;
+			sline = line;
+			scol = i - lstart + 1;
+		}
+		switch (c) {
+		case '"':
+			in_str = 1;
+			break;
+		case '[':
+		case '{':
+			if (depth >= ENGINE__MAX_DEPTH) {
+				r = engine_problems_add(probs, ENGINE_ERROR,
+							name, line,
+							i - lstart + 1,
+							"nesting too deep; rest of file skipped");
+				goto out;
+			}
+			stack[depth++] = c;
+			break;
+		case ']':
+		case '}':
+			if (!depth || stack[depth - 1] != (c == ']' ? '[' : '{')) {
+				r = engine_problems_add(probs, ENGINE_ERROR,
+							name, line,
+							i - lstart + 1,
+							"unexpected '%c'; rest of file skipped",
+							c);
+				goto out;
+			}
+			depth--;
+			if (depth == 0) {
+				if (have)
+					r = emit_span(buf + start, i - start,
+						      sline, scol, name, fn,
+						      ctx, probs);
+				have = 0;
+				for (i++; r >= 0 && i < len; i++)
+					if (!is_blank(buf[i])) {
+						r = engine_problems_add(
+							probs, ENGINE_WARNING,
+							name, line,
+							i - lstart + 1,
+							"data after the array ignored");
+						break;
+					}
+				goto out;
+			}
+			break;
+		case ',':
+			if (depth == 1) {
+				if (!have) {
+					r = engine_problems_add(
+						probs, ENGINE_ERROR, name, line,
+						i - lstart + 1,
+						"empty array element; rest of file skipped");
+					goto out;
+				}
+				r = emit_span(buf + start, i - start, sline,
+					      scol, name, fn, ctx, probs);
+				if (r < 0)
+					goto out;
+				have = 0;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	r = engine_problems_add(probs, ENGINE_ERROR, name, line,
+				i - lstart + 1,
+				"unexpected end of file inside the array%s",
+				have ? "; the last entry is incomplete" : "");
+out:
+	free(stack);
+	return r;
+}
+
+/* JSON Lines: one object per line, blank lines allowed. */
+static int split_lines(const char *buf, size_t len, const char *name,
+		       prep_span_fn fn, void *ctx, engine_problems *probs)
+{
+	unsigned long line = 0;
+	size_t i = 0;
+	int r = 0;
+
+	while (i < len && r >= 0) {
+		const char *nl = memchr(buf + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - buf) : len, s = i;
+
+		line++;
+		while (s < end && is_blank(buf[s]))
+			s++;
+		if (s < end)
+			r = emit_span(buf + s, end - s, line, s - i + 1, name,
+				      fn, ctx, probs);
+		i = end + 1;
+	}
+	return r;
+}
+
+/*
+ * Call fn for every top-level object of a host or source file, chosen by
+ * its first non-blank byte: `[` an array, `{` JSON Lines, nothing empty.
+ */
+static int split_entries(const char *buf, size_t len, const char *name,
+			 prep_span_fn fn, void *ctx, engine_problems *probs)
+{
+	size_t i = 0;
+
+	while (i < len && is_blank(buf[i]))
+		i++;
+	if (i == len)
+		return 0;
+	if (buf[i] == '[')
+		return split_array(buf, len, i, name, fn, ctx, probs);
+	if (buf[i] == '{')
+		return split_lines(buf, len, name, fn, ctx, probs);
+	return engine_problems_add(probs, ENGINE_ERROR, name, 1, 0,
+				   "neither a JSON array nor JSON Lines; ignored");
+}
+
+/* Raw entry bytes less insignificant whitespace; owned result. */
+static char *canon_dup(const char *raw, size_t len, size_t *outlen)
+{
+	engine__canon st = { 0 };
+	char *out = malloc(len + 1);
+
+	if (!out)
+		return NULL;
+	*outlen = engine__canon_chunk(&st, raw, len, out);
+	out[*outlen] = '\0';
+	return out;
+}
+
+/* Canonical content: the object minus _crdt_metadata, sorted, compact. */
+static char *content_of(json_t *obj)
+{
+	json_t *copy = obj;
+	char *s;
+
+	if (json_object_get(obj, PREP_MD)) {
+		copy = json_copy(obj);
+		if (!copy)
+			return NULL;
+		json_object_del(copy, PREP_MD);
+	} else {
+		json_incref(copy);
+	}
+	s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
+				     JSON_REAL_PRECISION(17));
+	json_decref(copy);
+	return s;
+}
+
+/* Hex git blob SHA-1 of data (41 bytes with the NUL). */
+static int sha1_hex(char out[GIT_OID_HEXSZ + 1], const char *data, size_t len)
+{
+	git_oid oid;
+
+	if (git_odb_hash(&oid, data, len, GIT_OBJECT_BLOB) < 0)
+		return -EIO;
+	git_oid_tostr(out, GIT_OID_HEXSZ + 1, &oid);
+	return 0;
+}
+
+static int str_field(json_t *obj, const char *key, const char **s, size_t *n)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_string(v))
+		return 0;
+	*s = json_string_value(v);
+	*n = json_string_length(v);
+	return 1;
+}
+
+/*
+ * The logical identity of a source entry (see engine_prepare()).  `content`
+ * is its canonical content.  @return owned string, or NULL on ENOMEM/EIO
+ */
+static char *identity_of(json_t *obj, const char *content)
+{
+	const char *type, *a, *b, *c;
+	size_t tn, an, bn, cn;
+	char hex[GIT_OID_HEXSZ + 1], *out = NULL;
+	json_t *id;
+	int n = -1;
+
+	if (str_field(obj, "type", &type, &tn)) {
+		if (tn == 6 && memcmp(type, "entity", 6) == 0 &&
+		    str_field(obj, "name", &a, &an)) {
+			out = malloc(an + 8);
+			if (out) {
+				memcpy(out, "entity:", 7);
+				memcpy(out + 7, a, an);
+				out[an + 7] = '\0';
+			}
+			return out;
+		}
+		if (tn == 8 && memcmp(type, "relation", 8) == 0 &&
+		    str_field(obj, "from", &a, &an) &&
+		    str_field(obj, "to", &b, &bn) &&
+		    str_field(obj, "relationType", &c, &cn)) {
+			/* Length prefixes make the triple unambiguous. */
+			n = asprintf(&out, "relation:%zu:%.*s,%zu:%.*s,%zu:%.*s",
+				     an, (int)an, a, bn, (int)bn, b, cn,
+				     (int)cn, c);
+			return n < 0 ? NULL : out;
+		}
+	}
+	id = json_object_get(obj, "id");
+	if (json_is_string(id)) {
+		a = json_string_value(id);
+		an = json_string_length(id);
+		out = malloc(an + 4);
+		if (out) {
+			memcpy(out, "id:", 3);
+			memcpy(out + 3, a, an);
+			out[an + 3] = '\0';
+		}
+		return out;
+	}
+	if (json_is_integer(id)) {
+		n = asprintf(&out, "id:%lld", (long long)json_integer_value(id));
+		return n < 0 ? NULL : out;
+	}
+	if (json_is_real(id)) {
+		char *t = json_dumps(id, JSON_ENCODE_ANY);
+
+		if (t)
+			n = asprintf(&out, "id:%s", t);
+		free(t);
+		return n < 0 ? NULL : out;
+	}
+	if (sha1_hex(hex, content, strlen(content)) < 0)
+		return NULL;
+	n = asprintf(&out, "content:%s", hex);
+	return n < 0 ? NULL : out;
+}
+
+/* unique_id from an identity of `len` bytes; owned result or NULL. */
+static char *uid_of(const char *ident, size_t len)
+{
+	char hex[GIT_OID_HEXSZ + 1], *out = NULL;
+	int literal = len > 0 && len <= PREP_UID_LITERAL_MAX;
+	size_t i;
+
+	for (i = 0; literal && i < len; i++)
+		if ((unsigned char)ident[i] < 0x20 || ident[i] == 0x7f)
+			literal = 0;
+	if (literal)
+		return strndup(ident, len);
+	if (sha1_hex(hex, ident, len) < 0)
+		return NULL;
+	if (asprintf(&out, "sha1:%s", hex) < 0)
+		return NULL;
+	return out;
+}
+
+/* Fill ts_rank/ts, version and uid of e from its metadata object. */
+static int entry_meta(prep_entry *e, json_t *md)
+{
+	json_t *v;
+
+	e->ts_rank = 0;
+	e->version = -1;
+	if (!json_is_object(md))
+		return 0;
+	v = json_object_get(md, "timestamp");
+	if (v) {
+		e->ts_rank = 1;
+		if (json_is_string(v) &&
+		    engine__time_parse(&e->ts, json_string_value(v),
+				       json_string_length(v)) == 0)
+			e->ts_rank = 2;
+	}
+	v = json_object_get(md, "version");
+	if (json_is_integer(v) && json_integer_value(v) >= 0)
+		e->version = json_integer_value(v);
+	v = json_object_get(md, "unique_id");
+	if (json_is_string(v) && !e->uid) {
+		e->uid_len = json_string_length(v);
+		e->uid = malloc(e->uid_len + 1);
+		if (!e->uid)
+			return -ENOMEM;
+		memcpy(e->uid, json_string_value(v), e->uid_len);
+		e->uid[e->uid_len] = '\0';
+	}
+	return 0;
+}
+
+static int time_cmp(const engine__time *a, const engine__time *b)
+{
+	if (a->sec != b->sec)
+		return a->sec < b->sec ? -1 : 1;
+	if (a->nsec != b->nsec)
+		return a->nsec < b->nsec ? -1 : 1;
+	return 0;
+}
+
+/* (ts_rank, ts, version) of a against b. */
+static int meta_cmp(const prep_entry *a, const prep_entry *b)
+{
+	int c;
+
+	if (a->ts_rank != b->ts_rank)
+		return a->ts_rank < b->ts_rank ? -1 : 1;
+	if (a->ts_rank == 2 && (c = time_cmp(&a->ts, &b->ts)) != 0)
+		return c;
+	if (a->version != b->version)
+		return a->version < b->version ? -1 : 1;
+	return 0;
+}
+
+/* Host file order: (timestamp tuple, unique_id bytes, entry bytes). */
+static int order_cmp(const void *pa, const void *pb)
+{
+	const prep_entry *a = *(prep_entry *const *)pa;
+	const prep_entry *b = *(prep_entry *const *)pb;
+	size_t n;
+	int c;
+
+	if (a->ts_rank != b->ts_rank)
+		return a->ts_rank < b->ts_rank ? -1 : 1;
+	if (a->ts_rank == 2 && (c = time_cmp(&a->ts, &b->ts)) != 0)
+		return c;
+	n = a->uid_len < b->uid_len ? a->uid_len : b->uid_len;
+	if ((c = memcmp(a->uid, b->uid, n)) != 0)
+		return c;
+	if (a->uid_len != b->uid_len)
+		return a->uid_len < b->uid_len ? -1 : 1;
+	n = a->len < b->len ? a->len : b->len;
+	if ((c = memcmp(a->bytes, b->bytes, n)) != 0)
+		return c;
+	return a->len < b->len ? -1 : a->len > b->len;
+}
+
+/* ---- the old host file ---- */
+
+typedef struct {
+	prep_entry *table;       /* owned: uid -> newest old entry */
+	engine__time max;        /* newest valid stamp seen */
+	int have_max;
+	const char *max_file;    /* borrowed name of the file holding it */
+	const char *name;        /* file being read, for messages */
+	engine_problems *probs;
+} prep_old;
+
+static void note_max(prep_old *o, const engine__time *t)
+{
+	if (!o->have_max || time_cmp(t, &o->max) > 0) {
+		o->max = *t;
+		o->have_max = 1;
+		o->max_file = o->name;
+	}
+}
+
+static int old_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
+			unsigned long line)
+{
+	prep_old *o = ctx;
+	prep_entry *e, *prev = NULL;
+	int r;
+
+	(void)line;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	if ((r = entry_meta(e, json_object_get(obj, PREP_MD))) < 0)
+		goto fail;
+	if (e->ts_rank == 2)
+		note_max(o, &e->ts);
+	if (!e->uid) /* not one of ours: it will be re-stamped */
+		goto drop;
+	e->bytes = canon_dup(raw, len, &e->len);
+	e->content = content_of(obj);
+	r = -ENOMEM;
+	if (!e->bytes || !e->content)
+		goto fail;
+	HASH_FIND(hh, o->table, e->uid, e->uid_len, prev);
+	if (prev && meta_cmp(prev, e) >= 0)
+		goto drop;
+	if (prev) {
+		HASH_DEL(o->table, prev);
+		entry_free(prev);
+	}
+	HASH_ADD_KEYPTR(hh, o->table, e->uid, e->uid_len, e);
+	return 0;
+drop:
+	entry_free(e);
+	return 0;
+fail:
+	entry_free(e);
+	return r;
+}
+
+/* Only the newest stamp matters in other hosts' files. */
+static int max_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
+			unsigned long line)
+{
+	prep_old *o = ctx;
+	json_t *md = json_object_get(obj, PREP_MD);
+	json_t *ts = json_object_get(md, "timestamp");
+	engine__time t;
+
+	(void)raw;
+	(void)len;
+	(void)line;
+	if (json_is_string(ts) &&
+	    engine__time_parse(&t, json_string_value(ts),
+			       json_string_length(ts)) == 0)
+		note_max(o, &t);
+	return 0;
+}
+
+/*
+ * Newest stamp in every other memory-*.json of the backing directory (the
+ * host's own file is read separately).  Damaged files count as far as
+ * they are valid; their problems are not this host's business and are
+ * dropped (`crdtfs check` shows them).
+ */
+static int scan_backing_max(prep_old *o, const char *backing,
+			    const char *own, char ***names_out)
+{
+	engine_problems quiet;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+	DIR *d;
+	int r = 0;
+
+	*names_out = NULL;
+	d = opendir(backing);
+	if (!d)
+		return -errno;
+	engine_problems_init(&quiet);
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		char *path = NULL, *buf = NULL, **nn;
+		size_t len;
+
+		if (fnmatch("memory-*.json", de->d_name, FNM_PERIOD) != 0 ||
+		    strcmp(de->d_name, own) == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (asprintf(&path, "%s/%s", backing, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		r = read_whole(path, &buf, &len);
+		free(path);
+		if (r == -ENOENT || r == -EINVAL) { /* raced with a rename */
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			break;
+		/* Keep the name alive: o->max_file may point at it. */
+		nn = realloc(names, (n + 2) * sizeof(*names));
+		if (!nn || !(nn[n] = strdup(de->d_name))) {
+			names = nn ? nn : names;
+			if (names)
+				names[n] = NULL;
+			free(buf);
+			r = -ENOMEM;
+			break;
+		}
+		names = nn;
+		o->name = names[n++];
+		names[n] = NULL;
+		r = split_entries(buf, len, o->name, max_entry_cb, o, &quiet);
+		free(buf);
+		if (r < 0)
+			break;
+	}
+	closedir(d);
+	engine_problems_dispose(&quiet);
+	*names_out = names;
+	return r < 0 ? r : 0;
+}
+
+/* ---- the source ---- */
+
+typedef struct {
+	const char *host;
+	const char *name;          /* source name for messages */
+	prep_old *old;             /* borrowed */
+	prep_seen *seen;           /* owned: identity -> occurrences */
+	prep_list out;             /* owned: the new host file's entries */
+	engine__time stamp;        /* stamp for new and changed entries */
+	char stamp_text[40];
+	engine_prepare_stats st;
+	engine_problems *probs;
+} prep_src;
+
+static void format_time(char out[40], const engine__time *t)
+{
+	struct tm tm;
+	time_t s = (time_t)t->sec;
+
+	char buf[96];
+
+	gmtime_r(&s, &tm);
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (int)t->nsec);
+	snprintf(out, 40, "%.39s", buf);
+}
+
+/* Count an identity; returns the owned, disambiguated identity. */
+static char *dedupe_identity(prep_src *s, char *ident)
+{
+	prep_seen *seen = NULL;
+	char *out = NULL;
+
+	HASH_FIND_STR(s->seen, ident, seen);
+	if (!seen) {
+		seen = calloc(1, sizeof(*seen));
+		if (!seen || !(seen->id = strdup(ident))) {
+			free(seen);
+			free(ident);
+			return NULL;
+		}
+		HASH_ADD_KEYPTR(hh, s->seen, seen->id, strlen(seen->id), seen);
+	}
+	if (++seen->count == 1)
+		return ident;
+	if (asprintf(&out, "%s#%u", ident, seen->count) < 0)
+		out = NULL;
+	free(ident);
+	return out;
+}
+
+/* Entry bytes with fresh metadata appended (or set, for odd entries). */
+static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
+			   size_t len, const prep_entry *e, size_t *outlen)
+{
+	json_t *md;
+	char *mds = NULL, *canon = NULL, *out = NULL;
+	size_t clen;
+
+	md = json_pack("{s:s, s:s, s:I, s:s%}", "host", s->host, "timestamp",
+		       s->stamp_text, "version", (json_int_t)e->version,
+		       "unique_id", e->uid, e->uid_len);
+	if (!md)
+		return NULL;
+	if (json_object_get(obj, PREP_MD)) {
+		/* A non-object _crdt_metadata: rebuild the entry. */
+		json_t *copy = json_copy(obj);
+
+		if (copy && json_object_set(copy, PREP_MD, md) == 0)
+			out = json_dumps(copy, JSON_COMPACT |
+						       JSON_REAL_PRECISION(17));
+		json_decref(copy);
+		if (out)
+			*outlen = strlen(out);
+		goto out;
+	}
+	mds = json_dumps(md, JSON_COMPACT);
+	canon = canon_dup(raw, len, &clen);
+	if (!mds || !canon || clen < 2)
+		goto out;
+	if (asprintf(&out, "%.*s%s\"" PREP_MD "\":%s}", (int)(clen - 1), canon,
+		     clen == 2 ? "" : ",", mds) < 0)
+		out = NULL;
+	else
+		*outlen = strlen(out);
+out:
+	json_decref(md);
+	free(mds);
+	free(canon);
+	return out;
+}
+
+static int source_entry_cb(void *ctx, json_t *obj, const char *raw,
+			   size_t len, unsigned long line)
+{
+	prep_src *s = ctx;
+	json_t *md = json_object_get(obj, PREP_MD);
+	prep_entry *e, *old = NULL;
+	char *ident;
+	int r = -ENOMEM;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->content = content_of(obj);
+	if (!e->content)
+		goto fail;
+	if (json_is_object(md)) {
+		/* Already stamped by someone: copied as it is. */
+		if ((r = entry_meta(e, md)) < 0)
+			goto fail;
+		e->bytes = canon_dup(raw, len, &e->len);
+		if (!e->bytes)
+			goto fail;
+		if (!e->uid) {
+			r = -ENOMEM;
+			if (!(e->uid = identity_of(obj, e->content)))
+				goto fail;
+			e->uid_len = strlen(e->uid);
+		}
+		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
+		if (old)
+			old->used = 1;
+		if (old && old->len == e->len &&
+		    memcmp(old->bytes, e->bytes, e->len) == 0)
+			s->st.unchanged++;
+		else
+			s->st.changed++;
+		return list_take(&s->out, e);
+	}
+	if (md)
+		(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name,
+					  line, 0,
+					  "\"" PREP_MD "\" is not an object; replaced");
+	ident = identity_of(obj, e->content);
+	if (!ident || !(ident = dedupe_identity(s, ident)))
+		goto fail;
+	e->uid = uid_of(ident, strlen(ident));
+	free(ident);
+	if (!e->uid)
+		goto fail;
+	e->uid_len = strlen(e->uid);
+	HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
+	if (old && !old->used && strcmp(old->content, e->content) == 0) {
+		/* Unchanged: the old bytes and metadata, as they were. */
+		old->used = 1;
+		e->bytes = strdup(old->bytes);
+		if (!e->bytes)
+			goto fail;
+		e->len = old->len;
+		e->ts_rank = old->ts_rank;
+		e->ts = old->ts;
+		e->version = old->version;
+		s->st.unchanged++;
+		return list_take(&s->out, e);
+	}
+	if (old) {
+		old->used = 1;
+		s->st.changed++;
+	} else {
+		s->st.added++;
+	}
+	e->version = old && old->version >= 0 ? old->version + 1 : 1;
+	e->ts_rank = 2;
+	e->ts = s->stamp;
+	e->bytes = stamped_bytes(s, obj, raw, len, e, &e->len);
+	if (!e->bytes)
+		goto fail;
+	snprintf(s->st.stamp, sizeof(s->st.stamp), "%s", s->stamp_text);
+	return list_take(&s->out, e);
+fail:
+	entry_free(e);
+	return r;
+}
+
+/* ---- output ---- */
+
+static int valid_host(const char *h)
+{
+	size_t n = strlen(h);
+
+	if (n == 0 || n > 200 || h[0] == '.' || strchr(h, '/'))
+		return 0;
+	for (; *h; h++)
+		if ((unsigned char)*h < 0x20 || *h == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* The host file bytes: `[\n` + entries joined by `,\n` + `\n]\n`. */
+static char *render(const prep_list *l, size_t *outlen)
+{
+	size_t total = 4, i, at = 0;
+	char *out;
+
+	for (i = 0; i < l->count; i++)
+		total += l->items[i]->len + 2;
+	out = malloc(total + 1);
+	if (!out)
+		return NULL;
+	if (l->count == 0) {
+		memcpy(out, "[]\n", 4);
+		*outlen = 3;
+		return out;
+	}
+	out[at++] = '[';
+	out[at++] = '\n';
+	for (i = 0; i < l->count; i++) {
+		memcpy(out + at, l->items[i]->bytes, l->items[i]->len);
+		at += l->items[i]->len;
+		if (i + 1 < l->count)
+			out[at++] = ',';
+		out[at++] = '\n';
+	}
+	out[at++] = ']';
+	out[at++] = '\n';
+	out[at] = '\0';
+	*outlen = at;
+	return out;
+}
+
+/*
+ * Write data to dir/name atomically: a hidden temp file in dir (so that no
+ * glob of sources matches it), fsync, rename over name, fsync dir.
+ * @return 0 or -errno
+ */
+static int write_atomic(const char *dir, const char *name, const char *data,
+			size_t len, mode_t mode)
+{
+	char *tmp = NULL, *dst = NULL;
+	size_t off = 0;
+	int fd = -1, dfd = -1, r = 0;
+
+	if (asprintf(&tmp, "%s/.%s.tmp.XXXXXX", dir, name) < 0 ||
+	    asprintf(&dst, "%s/%s", dir, name) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (fchmod(fd, mode) < 0) {
+		r = -errno;
+		goto unlink;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto unlink;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		fd = -1;
+		r = -errno;
+		goto unlink;
+	}
+	fd = -1;
+	if (rename(tmp, dst) < 0) {
+		r = -errno;
+		goto unlink;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	goto out;
+unlink:
+	unlink(tmp);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(tmp);
+	free(dst);
+	return r;
+}
+
+int engine_prepare(const engine_prepare_opts *opts,
+		   engine_prepare_stats *stats, engine_problems *probs)
+{
+	prep_old old = { 0 };
+	prep_src src = { 0 };
+	prep_entry *e, *tmp;
+	prep_seen *sn, *stmp;
+	engine__time now, one = { 0, 1 };
+	struct timespec ts;
+	char *own = NULL, *path = NULL, *obuf = NULL, *sbuf = NULL;
+	char *nbuf = NULL, **names = NULL;
+	size_t olen = 0, slen = 0, nlen = 0, i;
+	int r, have_old = 0;
+
+	if (!opts->host || !valid_host(opts->host))
+		return -EINVAL;
+	git_libgit2_init();
+	if (opts->now) {
+		if (engine__time_parse(&now, opts->now, strlen(opts->now)) < 0) {
+			r = -EINVAL;
+			goto out;
+		}
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		now.sec = ts.tv_sec;
+		now.nsec = (int32_t)ts.tv_nsec;
+	}
+	old.probs = probs;
+	r = -ENOMEM;
+	if (asprintf(&own, "memory-%s.json", opts->host) < 0 ||
+	    asprintf(&path, "%s/%s", opts->backing, own) < 0)
+		goto out;
+
+	/* The host file as it is now; absent is fine. */
+	r = read_whole(path, &obuf, &olen);
+	if (r == -ENOENT) {
+		r = 0;
+	} else if (r < 0) {
+		goto out;
+	} else {
+		have_old = 1;
+		old.name = own;
+		r = split_entries(obuf, olen, own, old_entry_cb, &old, probs);
+		if (r < 0)
+			goto out;
+	}
+	if ((r = scan_backing_max(&old, opts->backing, own, &names)) < 0)
+		goto out;
+
+	/* Hybrid logical clock: max(wall, newest stamp + 1 ns). */
+	src.stamp = now;
+	if (old.have_max) {
+		engine__time next = old.max;
+
+		next.nsec += one.nsec;
+		if (next.nsec >= 1000000000) {
+			next.nsec -= 1000000000;
+			next.sec++;
+		}
+		if (time_cmp(&next, &src.stamp) > 0)
+			src.stamp = next;
+		if (old.max.sec > now.sec + PREP_FUTURE_WARN_SEC) {
+			char t[40];
+
+			format_time(t, &old.max);
+			r = engine_problems_add(probs, ENGINE_WARNING,
+						old.max_file, 0, 0,
+						"timestamp %s is %lld s ahead of the clock; new stamps follow it",
+						t,
+						(long long)(old.max.sec - now.sec));
+			if (r < 0)
+				goto out;
+		}
+	}
+	format_time(src.stamp_text, &src.stamp);
+
+	/* The source, entry by entry. */
+	r = read_whole(opts->source, &sbuf, &slen);
+	if (r < 0)
+		goto out;
+	src.host = opts->host;
+	src.name = opts->source;
+	src.old = &old;
+	src.probs = probs;
+	r = split_entries(sbuf, slen, opts->source, source_entry_cb, &src,
+			  probs);
+	if (r < 0)
+		goto out;
+	HASH_ITER(hh, old.table, e, tmp)
+		if (!e->used)
+			src.st.removed++;
+
+	if (src.out.count > 1)
+		qsort(src.out.items, src.out.count, sizeof(*src.out.items),
+		      order_cmp);
+	nbuf = render(&src.out, &nlen);
+	if (!nbuf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!have_old || nlen != olen || memcmp(nbuf, obuf, olen) != 0) {
+		struct stat st;
+		mode_t mode = 0644;
+
+		if (have_old && stat(path, &st) == 0)
+			mode = st.st_mode & 07777;
+		r = write_atomic(opts->backing, own, nbuf, nlen, mode);
+		if (r < 0)
+			goto out;
+		src.st.written = 1;
+	}
+	src.st.entries = src.out.count;
+	if (stats)
+		*stats = src.st;
+	r = 0;
+out:
+	HASH_ITER(hh, old.table, e, tmp) {
+		HASH_DEL(old.table, e);
+		entry_free(e);
+	}
+	HASH_ITER(hh, src.seen, sn, stmp) {
+		HASH_DEL(src.seen, sn);
+		free(sn->id);
+		free(sn);
+	}
+	list_dispose(&src.out);
+	for (i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+	free(own);
+	free(path);
+	free(obuf);
+	free(sbuf);
+	free(nbuf);
+	git_libgit2_shutdown();
+	return r;
+}

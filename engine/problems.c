@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * problems.c - a growable list of input problems (file, line, column,
+ * severity, message).  The engine reports bad input as data so that the
+ * program layer decides how to show it (stderr, the status file, --strict).
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void engine_problems_init(engine_problems *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+void engine_problems_dispose(engine_problems *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	for (i = 0; i < p->count; i++) {
+		free(p->items[i].file);
+		free(p->items[i].message);
+	}
+	free(p->items);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Append a problem whose strings are already owned; frees them on failure. */
+static int problems_push(engine_problems *p, engine_severity severity,
+			 char *file, unsigned long line, unsigned long column,
+			 char *message)
+{
+	engine_problem *pr;
+
+	if (!file || !message)
+		goto fail;
+	if (p->count == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 8;
+		engine_problem *items =
+			realloc(p->items, cap * sizeof(*items));
+
+		if (!items)
+			goto fail;
+		p->items = items;
+		p->cap = cap;
+	}
+	pr = &p->items[p->count++];
+	pr->file = file;
+	pr->line = line;
+	pr->column = column;
+	pr->severity = severity;
+	pr->message = message;
+	return 0;
+fail:
+	free(file);
+	free(message);
+	return -ENOMEM;
+}
+
+int engine_problems_add(engine_problems *p, engine_severity severity,
+			const char *file, unsigned long line,
+			unsigned long column, const char *fmt, ...)
+{
+	char *message = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&message, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		message = NULL;
+	return problems_push(p, severity, strdup(file ? file : "?"), line,
+			     column, message);
+}
+
+int engine_problems_extend(engine_problems *p, const engine_problems *from)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < from->count; i++) {
+		const engine_problem *f = &from->items[i];
+
+		r = problems_push(p, f->severity, strdup(f->file), f->line,
+				  f->column, strdup(f->message));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void engine_problem_format(const engine_problem *pr, char *buf, size_t size)
+{
+	const char *sev = pr->severity == ENGINE_ERROR ? "error" : "warning";
+
+	if (pr->line && pr->column)
+		snprintf(buf, size, "%s:%lu:%lu: %s: %s", pr->file, pr->line,
+			 pr->column, sev, pr->message);
+	else if (pr->line)
+		snprintf(buf, size, "%s:%lu: %s: %s", pr->file, pr->line, sev,
+			 pr->message);
+	else
+		snprintf(buf, size, "%s: %s: %s", pr->file, sev, pr->message);
+}

@@ -1,0 +1,569 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * source.c - one host file, scanned into compact index records.
+ *
+ * The memory a source holds grows with its number of entries, not with
+ * their bytes: per entry a 32-byte record plus its key and order blob in
+ * an arena (about 40 + 35 bytes for the default descriptor).  Entry bytes
+ * stay in the file and are read again, by fd, when served.
+ *
+ * The order blob encodes each order field so that memcmp() of two blobs
+ * compares the order tuples of seed 001's total order:
+ *   absent  -> 0x00
+ *   invalid -> 0x01
+ *   valid   -> 0x02 then, by type,
+ *              timestamp: 8 bytes big-endian seconds (sign bit flipped),
+ *                         4 bytes big-endian nanoseconds
+ *              integer:   8 bytes big-endian value (sign bit flipped)
+ *              string:    the bytes, 0x00 escaped as 0x00 0xff, ended by
+ *                         0x00 0x00
+ * Every encoding is prefix-free, so the concatenation compares field by
+ * field.  Strings compare bytewise with a prefix first, as in Python.
+ *
+ * Entries without a usable key are keyed by `~blob:` and the git blob id
+ * of their canonical bytes: identical copies collapse, nothing is random.
+ */
+#include "engine_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <git2.h>
+#include <pthread.h>
+
+/* Warnings listed per source before they are only counted. */
+#define SOURCE_MAX_WARNINGS 20
+
+typedef struct {
+	engine__source *src;
+	const desc_descriptor *desc;
+	size_t warnings;  /* warnings seen, listed or not */
+} load_ctx;
+
+static ssize_t read_fd(void *ctx, char *buf, size_t size, uint64_t offset)
+{
+	int fd = *(int *)ctx;
+	ssize_t n;
+
+	do
+		n = pread(fd, buf, size, (off_t)offset);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static int arena_reserve(engine__source *s, size_t more)
+{
+	if (s->arena_len + more > UINT32_MAX)
+		return -ENOMEM;
+	if (engine__big_reserve(&s->arena_map, s->arena_len + more) < 0)
+		return -ENOMEM;
+	s->arena = s->arena_map.base;
+	return 0;
+}
+
+static void put_be(char *out, uint64_t v, int bytes)
+{
+	int i;
+
+	for (i = bytes - 1; i >= 0; i--) {
+		out[i] = (char)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+/* JSON integer grammar -?(0|[1-9][0-9]*) within int64. */
+static int parse_int64(const char *s, size_t len, int64_t *out)
+{
+	size_t i = 0;
+	int neg = 0;
+	uint64_t v = 0, limit;
+
+	if (i < len && s[i] == '-') {
+		neg = 1;
+		i++;
+	}
+	if (i == len || (s[i] == '0' && len - i > 1))
+		return -EINVAL;
+	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		unsigned d = (unsigned)(s[i] - '0');
+		if (v > (limit - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 0;
+}
+
+static void warn(load_ctx *c, const engine__entry *e, const char *fmt,
+		 const char *path, const engine__value *v)
+{
+	char shown[64];
+
+	if (c->warnings++ >= SOURCE_MAX_WARNINGS)
+		return;
+	if (v && v->kind == ENGINE__VAL_STRING)
+		snprintf(shown, sizeof(shown), "\"%.40s%s\"", v->text,
+			 v->len > 40 ? "..." : "");
+	else if (v && v->kind == ENGINE__VAL_NUMBER)
+		snprintf(shown, sizeof(shown), "%.40s", v->text);
+	else
+		snprintf(shown, sizeof(shown), "a non-scalar value");
+	(void)engine_problems_add(&c->src->problems, ENGINE_WARNING,
+				  c->src->name, e->line, e->column, fmt, path,
+				  shown);
+}
+
+/*
+ * Encode one order field into out (room for 2 * ENGINE__VALUE_MAX + 16).
+ * Returns the encoded length.
+ */
+static size_t encode_field(load_ctx *c, const engine__entry *e,
+			   const desc_order *o, const engine__value *v,
+			   char *out)
+{
+	const char *path = o->path.text;
+	engine__time t;
+	int64_t iv;
+	size_t n = 0, i;
+
+	if (v->kind == ENGINE__VAL_ABSENT) {
+		warn(c, e, "%s is missing%.0s", path, NULL);
+		out[0] = 0x00;
+		return 1;
+	}
+	switch (o->type) {
+	case DESC_ORDER_TIMESTAMP:
+		if (v->kind != ENGINE__VAL_STRING || v->truncated ||
+		    engine__time_parse(&t, v->text, v->len) < 0)
+			break;
+		out[0] = 0x02;
+		put_be(out + 1, (uint64_t)t.sec ^ (1ull << 63), 8);
+		put_be(out + 9, (uint64_t)t.nsec, 4);
+		return 13;
+	case DESC_ORDER_INTEGER:
+		if (v->kind != ENGINE__VAL_NUMBER ||
+		    parse_int64(v->text, v->len, &iv) < 0)
+			break;
+		out[0] = 0x02;
+		put_be(out + 1, (uint64_t)iv ^ (1ull << 63), 8);
+		return 9;
+	case DESC_ORDER_STRING:
+		if (v->kind != ENGINE__VAL_STRING || v->truncated)
+			break;
+		out[n++] = 0x02;
+		for (i = 0; i < v->len; i++) {
+			out[n++] = v->text[i];
+			if (v->text[i] == 0)
+				out[n++] = (char)0xff;
+		}
+		out[n++] = 0x00;
+		out[n++] = 0x00;
+		return n;
+	}
+	switch (o->type) {
+	case DESC_ORDER_TIMESTAMP:
+		warn(c, e, "%s %s is not an RFC 3339 timestamp", path, v);
+		break;
+	case DESC_ORDER_INTEGER:
+		warn(c, e, "%s %s is not an integer", path, v);
+		break;
+	case DESC_ORDER_STRING:
+		warn(c, e, "%s %s is not a string of at most 512 bytes", path,
+		     v);
+		break;
+	}
+	out[0] = 0x01;
+	return 1;
+}
+
+/* Streams the canonical bytes of one record in small pieces. */
+typedef struct {
+	int fd;
+	uint64_t next;       /* next raw offset to read */
+	uint64_t raw_left;   /* raw bytes not read yet */
+	engine__canon canon;
+	char raw[4096];
+	char out[4096];
+	size_t pos, len;     /* unconsumed canonical bytes in out */
+} canon_stream;
+
+static void canon_stream_init(canon_stream *cs, int fd,
+			      const engine__record *r)
+{
+	memset(&cs->canon, 0, sizeof(cs->canon));
+	cs->fd = fd;
+	cs->next = r->offset;
+	cs->raw_left = r->raw_len;
+	cs->pos = cs->len = 0;
+}
+
+/* Refill cs->out; returns bytes available, 0 at the end, -errno. */
+static ssize_t canon_stream_fill(canon_stream *cs)
+{
+	while (cs->pos == cs->len && cs->raw_left) {
+		size_t want = cs->raw_left < sizeof(cs->raw) ? cs->raw_left :
+							       sizeof(cs->raw);
+		ssize_t n = read_fd(&cs->fd, cs->raw, want, cs->next);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		cs->next += (uint64_t)n;
+		cs->raw_left -= (uint64_t)n;
+		cs->len = engine__canon_chunk(&cs->canon, cs->raw, (size_t)n,
+					      cs->out);
+		cs->pos = 0;
+	}
+	return (ssize_t)(cs->len - cs->pos);
+}
+
+/* Git blob id of a record's canonical bytes, as 40 hex digits. */
+static int blob_key(int fd, const engine__record *r, char hex[41])
+{
+	canon_stream *cs = malloc(sizeof(*cs));
+	char *canon = malloc(r->canon_len ? r->canon_len : 1);
+	size_t got = 0;
+	git_oid oid;
+	int rc = -ENOMEM;
+
+	if (!cs || !canon)
+		goto out;
+	canon_stream_init(cs, fd, r);
+	for (;;) {
+		ssize_t n = canon_stream_fill(cs);
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (got + (size_t)n > r->canon_len) {
+			rc = -EIO;
+			goto out;
+		}
+		memcpy(canon + got, cs->out + cs->pos, (size_t)n);
+		got += (size_t)n;
+		cs->pos = cs->len;
+	}
+	rc = -EIO;
+	if (got != r->canon_len)
+		goto out;
+	if (git_odb_hash(&oid, canon, got, GIT_OBJECT_BLOB) < 0)
+		goto out;
+	git_oid_tostr(hex, 41, &oid);
+	rc = 0;
+out:
+	free(canon);
+	free(cs);
+	return rc;
+}
+
+static int on_entry(void *ctx, const engine__entry *e)
+{
+	load_ctx *c = ctx;
+	engine__source *s = c->src;
+	const desc_descriptor *d = c->desc;
+	char blob[DESC_MAX_FIELDS * (2 * ENGINE__VALUE_MAX + 16)];
+	char blobkey[6 + 41];
+	const char *key = NULL;
+	size_t key_len = 0, blob_len = 0, sort_len = 0, i;
+	engine__record *r;
+	int rc;
+
+	if (engine__big_reserve(&s->records_map,
+				(s->nrecords + 1) * sizeof(*r)) < 0)
+		return -ENOMEM;
+	s->records = s->records_map.base;
+	r = &s->records[s->nrecords];
+	r->offset = e->offset;
+	r->raw_len = (uint32_t)e->raw_len;
+	r->canon_len = (uint32_t)e->canon_len;
+
+	for (i = 0; i < d->nkeys; i++) {
+		const engine__value *v = &e->values[i];
+		if (v->kind == ENGINE__VAL_STRING && !v->truncated && v->len) {
+			key = v->text;
+			key_len = v->len;
+			break;
+		}
+	}
+	if (!key) {
+		memcpy(blobkey, "~blob:", 6);
+		rc = blob_key(s->orig_fd, r, blobkey + 6);
+		if (rc < 0)
+			return rc;
+		key = blobkey;
+		key_len = 46;
+		if (c->warnings++ < SOURCE_MAX_WARNINGS)
+			(void)engine_problems_add(
+				&s->problems, ENGINE_WARNING, s->name, e->line,
+				e->column,
+				"entry has no usable %s: keyed by its content as %s",
+				d->keys[0].text, blobkey);
+	}
+	for (i = 0; i < d->norder; i++) {
+		size_t n = encode_field(c, e, &d->order[i],
+					&e->values[d->nkeys + i],
+					blob + blob_len);
+		if (i == 0)
+			sort_len = n;
+		blob_len += n;
+	}
+	if ((rc = arena_reserve(s, key_len + blob_len)) < 0)
+		return rc;
+	r->key_off = (uint32_t)s->arena_len;
+	r->key_len = (uint16_t)key_len;
+	r->blob_len = (uint16_t)blob_len;
+	r->sort_len = (uint16_t)sort_len;
+	memcpy(s->arena + s->arena_len, key, key_len);
+	memcpy(s->arena + s->arena_len + key_len, blob, blob_len);
+	s->arena_len += key_len + blob_len;
+	s->nrecords++;
+	return 0;
+}
+
+static int same_identity(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static void source_reset_scan(engine__source *s)
+{
+	engine__big_free(&s->records_map);
+	engine__big_free(&s->arena_map);
+	s->records = NULL;
+	s->arena = NULL;
+	s->nrecords = s->arena_len = 0;
+	engine_problems_dispose(&s->problems);
+	engine_problems_init(&s->problems);
+}
+
+/*
+ * Scan the open file; retried when the file changes while it is scanned,
+ * so the records always describe one state of the file.
+ */
+static int source_scan(engine__source *s, const desc_descriptor *desc)
+{
+	engine__scan_spec spec = { .npaths = 0 };
+	struct stat after;
+	size_t i;
+	int attempt, rc = 0;
+
+	for (i = 0; i < desc->nkeys; i++)
+		spec.paths[spec.npaths++] = &desc->keys[i];
+	for (i = 0; i < desc->norder; i++)
+		spec.paths[spec.npaths++] = &desc->order[i].path;
+
+	for (attempt = 0; attempt < 5; attempt++) {
+		load_ctx c = { .src = s, .desc = desc };
+
+		source_reset_scan(s);
+		rc = engine__scan(read_fd, &s->orig_fd, ENGINE__CHUNK, s->name,
+				  &spec, on_entry, &c, &s->problems);
+		if (rc == -ENOMEM)
+			return rc;
+		if (c.warnings > SOURCE_MAX_WARNINGS)
+			(void)engine_problems_add(
+				&s->problems, ENGINE_WARNING, s->name, 0, 0,
+				"... and %zu more warnings in this file",
+				c.warnings - SOURCE_MAX_WARNINGS);
+		if (rc < 0) /* a read error, already reported as a problem */
+			break;
+		if (fstat(s->orig_fd, &after) < 0 ||
+		    same_identity(&after, &s->orig_st))
+			break;
+		s->orig_st = after; /* changed while scanning: again */
+	}
+	return 0;
+}
+
+int engine__source_load(engine__source **out, int dirfd, const char *name,
+			const desc_descriptor *desc)
+{
+	engine__source *s;
+	int rc;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->refs = 1;
+	s->orig_fd = s->copy_fd = s->fd = -1;
+	engine_problems_init(&s->problems);
+	s->name = strdup(name);
+	if (!s->name) {
+		engine__source_unref(s);
+		return -ENOMEM;
+	}
+	s->orig_fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->orig_fd < 0 || fstat(s->orig_fd, &s->orig_st) < 0) {
+		rc = engine_problems_add(&s->problems, ENGINE_ERROR, name, 0, 0,
+					 "cannot read: %s", strerror(errno));
+		goto done;
+	}
+	if (!S_ISREG(s->orig_st.st_mode)) {
+		rc = engine_problems_add(&s->problems, ENGINE_ERROR, name, 0, 0,
+					 "not a regular file");
+		goto done;
+	}
+	s->fd = s->orig_fd;
+	rc = source_scan(s, desc);
+done:
+	if (rc < 0) {
+		engine__source_unref(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+engine__source *engine__source_ref(engine__source *s)
+{
+	if (s)
+		atomic_fetch_add((_Atomic long *)&s->refs, 1);
+	return s;
+}
+
+void engine__source_unref(engine__source *s)
+{
+	if (!s || atomic_fetch_sub((_Atomic long *)&s->refs, 1) != 1)
+		return;
+	if (s->orig_fd >= 0)
+		close(s->orig_fd);
+	if (s->copy_fd >= 0)
+		close(s->copy_fd);
+	source_reset_scan(s);
+	engine_problems_dispose(&s->problems);
+	free(s->name);
+	free(s);
+}
+
+/* Guards the switch of a source to its private copy. */
+static pthread_mutex_t preserve_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int engine__source_fd(engine__source *s, struct stat *expect)
+{
+	int fd = atomic_load((_Atomic int *)&s->fd);
+
+	*expect = fd == s->orig_fd ? s->orig_st : s->copy_st;
+	return fd;
+}
+
+int engine__source_check(int fd, const struct stat *expect)
+{
+	struct stat now;
+
+	if (fd < 0 || fstat(fd, &now) < 0 || !same_identity(&now, expect))
+		return -EIO;
+	return 0;
+}
+
+/*
+ * An unlinked scratch file for a preserved copy.  It lives in the temp
+ * directory: a source does not know its directory, and the copy must not
+ * appear in the backing directory anyway.
+ */
+static int open_private_copy(void)
+{
+	const char *dir = getenv("TMPDIR");
+	int fd = open(dir && *dir ? dir : "/tmp",
+		      O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int engine__source_preserve(engine__source *s)
+{
+	off_t off = 0;
+	struct stat st;
+	int fd = -1, rc = 0;
+
+	pthread_mutex_lock(&preserve_lock);
+	if (s->copy_fd >= 0 || s->orig_fd < 0)
+		goto out;
+	if (engine__source_check(s->orig_fd, &s->orig_st) < 0) {
+		rc = -EIO; /* already rewritten: nothing left to keep */
+		goto out;
+	}
+	if ((fd = open_private_copy()) < 0) {
+		rc = fd;
+		goto out;
+	}
+	while (off < s->orig_st.st_size) {
+		ssize_t n = sendfile(fd, s->orig_fd, &off,
+				     (size_t)(s->orig_st.st_size - off));
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			goto out;
+		}
+	}
+	if (engine__source_check(s->orig_fd, &s->orig_st) < 0 ||
+	    fstat(fd, &st) < 0) {
+		rc = -EIO;
+		goto out;
+	}
+	s->copy_st = st;
+	s->copy_fd = fd;
+	fd = -1;
+	atomic_store((_Atomic int *)&s->fd, s->copy_fd);
+out:
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&preserve_lock);
+	return rc;
+}
+
+int engine__record_compare_canon(engine__source *a, const engine__record *ra,
+				 engine__source *b, const engine__record *rb,
+				 int *err)
+{
+	canon_stream *x = malloc(2 * sizeof(*x)), *y;
+	struct stat ignored;
+	int result = 0;
+
+	if (!x) {
+		*err = -ENOMEM;
+		return 0;
+	}
+	y = x + 1;
+	canon_stream_init(x, engine__source_fd(a, &ignored), ra);
+	canon_stream_init(y, engine__source_fd(b, &ignored), rb);
+	for (;;) {
+		ssize_t nx = canon_stream_fill(x), ny = canon_stream_fill(y);
+		size_t n;
+
+		if (nx < 0 || ny < 0) {
+			*err = (int)(nx < 0 ? nx : ny);
+			break;
+		}
+		if (nx == 0 || ny == 0) {
+			result = (nx > 0) - (ny > 0);
+			break;
+		}
+		n = (size_t)(nx < ny ? nx : ny);
+		result = memcmp(x->out + x->pos, y->out + y->pos, n);
+		if (result)
+			break;
+		x->pos += n;
+		y->pos += n;
+	}
+	free(x);
+	return result;
+}

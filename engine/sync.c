@@ -1,0 +1,1862 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sync.c - `crdtfs sync` and the git merge driver, through libgit2 (no git
+ * subprocess).
+ *
+ * One sync = stage + commit this work tree's changed host files, then up
+ * to max_attempts rounds of fetch -> integrate -> push.  Because every host
+ * writes only its own memory-HOST.json and the merged file is computed,
+ * never committed, integrating is normally a fast-forward or a merge commit
+ * that git's tree merge resolves alone.  When the same host file changed on
+ * both sides (another host or a tool wrote to it), or a host file arrives
+ * damaged, its merged blob is the CRDT merge of both sides made by the
+ * engine (the same bytes `crdtfs merge` gives): a join, so it never loses
+ * an entry version that either side had.
+ *
+ * Invariants and choices:
+ * - Only top-level `memory-*.json` and `*.merge.json` are ever staged;
+ *   hidden, temp and editor files never match those globs.
+ * - Work-tree files are replaced by rename (never truncated in place), so
+ *   readers of the merged view holding the old inode keep a consistent
+ *   generation; a file is replaced only if it still holds the committed
+ *   bytes, so a write racing with the sync is never overwritten (the sync
+ *   commits it and integrates again, within its attempts).
+ * - The branch ref moves last: if the process dies half-way, the work tree
+ *   is ahead of HEAD and the next sync commits that as a local change.
+ * - libgit2's local transport updates refs without compare-and-swap, so
+ *   two hosts pushing to one local bare repo at once could drop a commit.
+ *   For a local remote (a path or file:// URL) this file therefore pushes
+ *   itself: it writes a pack into the remote and moves the branch with
+ *   git_reference_create_matching(), a compare-and-swap under the ref lock.
+ *   Other remotes (ssh, https, git) go through git_remote_push(), where the
+ *   server's receive-pack does the compare-and-swap (and runs hooks).
+ * - A rejected push (compare-and-swap lost, non-fast-forward, hook) leads
+ *   to fetch + integrate + push again after 50 ms * 2^(n-1) (capped at 5 s)
+ *   with equal jitter, bounded by attempts and seconds.
+ * - Syncs of one work tree are serialised by flock() on
+ *   .git/crdtfs-sync.lock (the CLI and a mount may both sync).
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <git2.h>
+
+#define SYNC_ATTEMPTS 8
+#define SYNC_SECONDS 20
+#define SYNC_BACKOFF_MS 50
+#define SYNC_BACKOFF_MAX_MS 5000
+/* How long to wait for another sync of the same work tree. */
+#define SYNC_LOCK_WAIT_MS 60000
+#define SYNC_LOCK_NAME "crdtfs-sync.lock"
+
+typedef struct {
+	const engine_sync_opts *opts; /* borrowed */
+	engine_sync_result *res;      /* borrowed */
+	engine_problems *probs;       /* borrowed */
+	git_repository *repo;         /* owned */
+	git_index *index;             /* owned: the repository's index */
+	git_remote *remote;           /* owned: for fetching */
+	git_remote *push_remote;      /* owned: remote.<n>.pushurl, or NULL */
+	git_signature *sig;           /* owned */
+	desc_descriptor *desc;        /* owned, lazily: the default */
+	char host[256];
+	char *branch_ref;             /* owned: refs/heads/<branch> */
+	char *merge_ref;              /* owned: the remote's branch ref */
+	char *tracking_ref;           /* owned: refs/remotes/<remote>/<b> */
+	char *remote_label;           /* owned: "<remote>/<b>" for messages */
+	char *local_path;             /* owned: local push path, or NULL */
+	char *fetch_path;             /* owned: local fetch path, or NULL */
+	char *tmpdir;                 /* owned: scratch dir in .git, or NULL */
+	int have_remote_oid;          /* remote branch exists */
+	git_oid remote_oid;           /* its id as of the last fetch */
+	unsigned cred_tries;          /* credential callback calls */
+	char *push_status;            /* owned: rejection from the server */
+} sync_ctx;
+
+/* Record libgit2's last error as the result's error text. */
+static int git_fail(sync_ctx *c, int code, const char *what)
+{
+	const git_error *e = git_error_last();
+
+	snprintf(c->res->error, sizeof(c->res->error), "%s: %s", what,
+		 e && e->message ? e->message : "unknown error");
+	return code;
+}
+
+static int fail_msg(sync_ctx *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail_msg(sync_ctx *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->res->error, sizeof(c->res->error), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static int cancelled(sync_ctx *c)
+{
+	return c->opts->cancelled && c->opts->cancelled(c->opts->cancel_ctx);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep ms milliseconds in short slices. @return 0 or -ECANCELED */
+static int nap(sync_ctx *c, long long ms)
+{
+	long long end = now_ms() + ms;
+
+	while (now_ms() < end) {
+		struct timespec ts = { 0, 20 * 1000000 };
+		long long left = end - now_ms();
+
+		if (cancelled(c))
+			return -ECANCELED;
+		if (left < 20)
+			ts.tv_nsec = (left > 0 ? left : 0) * 1000000;
+		nanosleep(&ts, NULL);
+	}
+	return cancelled(c) ? -ECANCELED : 0;
+}
+
+static int is_memory_name(const char *p)
+{
+	return !strchr(p, '/') && fnmatch("memory-*.json", p, FNM_PERIOD) == 0;
+}
+
+/* The files a sync manages: top-level host files and descriptors. */
+static int is_managed(const char *p)
+{
+	if (strchr(p, '/') || p[0] == '.')
+		return 0;
+	return is_memory_name(p) ||
+	       fnmatch("*" DESC_SUFFIX, p, FNM_PERIOD) == 0;
+}
+
+/* ---- opening ---- */
+
+static int config_string(git_repository *repo, const char *key, char **out)
+{
+	git_config *cfg = NULL;
+	const char *v;
+	int r;
+
+	*out = NULL;
+	if (git_repository_config_snapshot(&cfg, repo) < 0)
+		return -EIO;
+	r = git_config_get_string(&v, cfg, key);
+	if (r == 0)
+		*out = strdup(v);
+	git_config_free(cfg);
+	if (r == GIT_ENOTFOUND)
+		return -ENOENT;
+	if (r < 0)
+		return -EIO;
+	return *out ? 0 : -ENOMEM;
+}
+
+/* file:// URL or plain path -> the path; NULL for other URLs. */
+static char *local_remote_path(const char *url, const char *workdir)
+{
+	char *out = NULL;
+	const char *p;
+	size_t i, j;
+
+	if (strncmp(url, "file://", 7) == 0) {
+		p = url + 7;
+		out = malloc(strlen(p) + 1);
+		if (!out)
+			return NULL;
+		for (i = j = 0; p[i]; i++) {
+			unsigned v;
+
+			if (p[i] == '%' && sscanf(p + i + 1, "%2x", &v) == 1 &&
+			    p[i + 1] && p[i + 2]) {
+				out[j++] = (char)v;
+				i += 2;
+			} else {
+				out[j++] = p[i];
+			}
+		}
+		out[j] = '\0';
+		return out;
+	}
+	if (strstr(url, "://"))
+		return NULL;
+	p = strchr(url, ':');
+	if (p && (!strchr(url, '/') || p < strchr(url, '/')))
+		return NULL; /* scp-like user@host:path */
+	if (url[0] == '/')
+		return strdup(url);
+	if (asprintf(&out, "%s%s", workdir, url) < 0)
+		return NULL;
+	return out;
+}
+
+/*
+ * The remote `name`, from remote.<name>.url (and .pushurl for pushing).
+ * Not git_remote_lookup(): in libgit2 1.5 it leaks PCRE2 match data (about
+ * 20 KiB per call) reading the multivar fetch refspecs, which a mount
+ * syncing every minute cannot afford; the refspecs are explicit here
+ * anyway.  url.<base>.insteadOf is not applied (same leak).
+ */
+static int open_remote(sync_ctx *c, const char *name)
+{
+	git_remote_create_options ro;
+	char *key = NULL, *url = NULL, *pushurl = NULL;
+	const char *workdir = git_repository_workdir(c->repo);
+	int r;
+
+	if (asprintf(&key, "remote.%s.url", name) < 0)
+		return -ENOMEM;
+	r = config_string(c->repo, key, &url);
+	free(key);
+	if (r == -ENOENT)
+		return fail_msg(c, -ENOENT,
+				"no remote named \"%s\" (git remote add ...)",
+				name);
+	if (r < 0)
+		return git_fail(c, r, "cannot read the remote");
+	if (asprintf(&key, "remote.%s.pushurl", name) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = config_string(c->repo, key, &pushurl);
+	free(key);
+	if (r < 0 && r != -ENOENT)
+		goto out;
+	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	ro.repository = c->repo;
+	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
+		   GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	if (git_remote_create_with_opts(&c->remote, url, &ro) < 0 ||
+	    (pushurl && git_remote_create_with_opts(&c->push_remote, pushurl,
+						    &ro) < 0)) {
+		r = git_fail(c, -EINVAL, "bad remote URL");
+		goto out;
+	}
+	c->fetch_path = local_remote_path(url, workdir);
+	c->local_path = local_remote_path(pushurl ? pushurl : url, workdir);
+	r = 0;
+out:
+	free(url);
+	free(pushurl);
+	return r;
+}
+
+static int sync_open(sync_ctx *c)
+{
+	const engine_sync_opts *o = c->opts;
+	git_reference *head = NULL;
+	char rp_backing[PATH_MAX], rp_work[PATH_MAX];
+	char *remote_name = NULL, *key = NULL, *merge = NULL;
+	const char *target, *short_branch, *workdir;
+	int r;
+
+	if (git_repository_open_ext(&c->repo, o->backing,
+				    GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+		return git_fail(c, -ENOTDIR, "not a git repository");
+	workdir = git_repository_workdir(c->repo);
+	if (!workdir || git_repository_is_bare(c->repo))
+		return fail_msg(c, -ENOTDIR,
+				"%s: a bare repository has no host files",
+				o->backing);
+	if (!realpath(o->backing, rp_backing) || !realpath(workdir, rp_work) ||
+	    strcmp(rp_backing, rp_work) != 0)
+		return fail_msg(c, -ENOTDIR, "%s: not the top of a git work tree",
+				o->backing);
+	if (git_repository_index(&c->index, c->repo) < 0)
+		return git_fail(c, -EIO, "cannot read the index");
+
+	/* The branch HEAD names (possibly unborn). */
+	if (git_reference_lookup(&head, c->repo, "HEAD") < 0)
+		return git_fail(c, -EIO, "cannot read HEAD");
+	if (git_reference_type(head) != GIT_REFERENCE_SYMBOLIC) {
+		git_reference_free(head);
+		return fail_msg(c, -EINVAL,
+				"HEAD is detached; check out a branch");
+	}
+	target = git_reference_symbolic_target(head);
+	if (strncmp(target, "refs/heads/", 11) != 0) {
+		git_reference_free(head);
+		return fail_msg(c, -EINVAL, "HEAD points at %s, not a branch",
+				target);
+	}
+	c->branch_ref = strdup(target);
+	git_reference_free(head);
+	if (!c->branch_ref)
+		return -ENOMEM;
+	short_branch = c->branch_ref + 11;
+	snprintf(c->res->branch, sizeof(c->res->branch), "%s", short_branch);
+
+	/* Remote: --remote, else branch.<b>.remote, else origin. */
+	if (asprintf(&key, "branch.%s.remote", short_branch) < 0)
+		return -ENOMEM;
+	if (o->remote) {
+		remote_name = strdup(o->remote);
+	} else if (config_string(c->repo, key, &remote_name) < 0) {
+		remote_name = strdup("origin");
+	}
+	free(key);
+	key = NULL;
+	if (!remote_name)
+		return -ENOMEM;
+	snprintf(c->res->remote, sizeof(c->res->remote), "%s", remote_name);
+	if ((r = open_remote(c, remote_name)) < 0) {
+		free(remote_name);
+		return r;
+	}
+
+	/* The remote branch: branch.<b>.merge when it tracks this remote. */
+	if (asprintf(&key, "branch.%s.merge", short_branch) < 0) {
+		free(remote_name);
+		return -ENOMEM;
+	}
+	if (config_string(c->repo, key, &merge) < 0 ||
+	    strncmp(merge, "refs/heads/", 11) != 0) {
+		free(merge);
+		merge = strdup(c->branch_ref);
+	}
+	free(key);
+	if (!merge) {
+		free(remote_name);
+		return -ENOMEM;
+	}
+	c->merge_ref = merge;
+	r = asprintf(&c->tracking_ref, "refs/remotes/%s/%s", remote_name,
+		     merge + 11);
+	if (r >= 0)
+		r = asprintf(&c->remote_label, "%s/%s", remote_name,
+			     merge + 11);
+	free(remote_name);
+	if (r < 0)
+		return -ENOMEM;
+
+	/* Author: git config, else crdtfs <crdtfs@HOST>. */
+	if (git_signature_default(&c->sig, c->repo) < 0) {
+		char email[300];
+
+		snprintf(email, sizeof(email), "crdtfs@%s", c->host);
+		if (git_signature_now(&c->sig, "crdtfs", email) < 0)
+			return git_fail(c, -EIO, "cannot make a signature");
+	}
+	return 0;
+}
+
+/* Serialise syncs of one work tree.  @return lock fd or -errno */
+static int sync_lock(sync_ctx *c)
+{
+	char *path = NULL;
+	long long end = now_ms() + SYNC_LOCK_WAIT_MS;
+	int fd;
+
+	if (asprintf(&path, "%s" SYNC_LOCK_NAME, git_repository_path(c->repo)) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	free(path);
+	if (fd < 0)
+		return fail_msg(c, -errno, "cannot open the sync lock: %s",
+				strerror(errno));
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		if (e != EWOULDBLOCK || now_ms() > end) {
+			close(fd);
+			return fail_msg(c, e == EWOULDBLOCK ? -EBUSY : -e,
+					"another sync of this work tree is running");
+		}
+		if (nap(c, 50) < 0) {
+			close(fd);
+			return -ECANCELED;
+		}
+	}
+	return fd;
+}
+
+/* ---- 1. stage and commit ---- */
+
+static int head_commit(sync_ctx *c, git_commit **out)
+{
+	git_oid id;
+	int r;
+
+	*out = NULL;
+	r = git_reference_name_to_id(&id, c->repo, c->branch_ref);
+	if (r == GIT_ENOTFOUND)
+		return 0;
+	if (r < 0 || git_commit_lookup(out, c->repo, &id) < 0)
+		return git_fail(c, -EIO, "cannot read the branch head");
+	return 1;
+}
+
+static int stage_and_commit(sync_ctx *c)
+{
+	git_status_options so;
+	char spec_mem[] = "memory-*.json", spec_desc[] = "*" DESC_SUFFIX;
+	char *specs[] = { spec_mem, spec_desc };
+	git_status_list *st = NULL;
+	git_commit *parent = NULL;
+	git_tree *tree = NULL;
+	git_oid tree_id, commit_id;
+	char *files = NULL, *msg = NULL;
+	size_t i, n, nfiles = 0, flen = 0;
+	const char *first = NULL;
+	int r;
+
+	if (git_index_read(c->index, 0) < 0)
+		return git_fail(c, -EIO, "cannot read the index");
+	git_status_options_init(&so, GIT_STATUS_OPTIONS_VERSION);
+	so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+	so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED |
+		   GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+	so.pathspec.strings = specs;
+	so.pathspec.count = 2;
+	if (git_status_list_new(&st, c->repo, &so) < 0)
+		return git_fail(c, -EIO, "cannot compute the status");
+	n = git_status_list_entrycount(st);
+	for (i = 0; i < n; i++) {
+		const git_status_entry *e = git_status_byindex(st, i);
+		const git_diff_delta *d = e->index_to_workdir;
+		const char *path;
+		struct stat sb;
+		char *full = NULL;
+
+		if (!d || !(e->status & (GIT_STATUS_WT_NEW | GIT_STATUS_WT_MODIFIED |
+					 GIT_STATUS_WT_DELETED |
+					 GIT_STATUS_WT_TYPECHANGE)))
+			continue;
+		path = d->new_file.path ? d->new_file.path : d->old_file.path;
+		if (!is_managed(path))
+			continue;
+		if (asprintf(&full, "%s%s", git_repository_workdir(c->repo),
+			     path) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (lstat(full, &sb) == 0) {
+			r = S_ISREG(sb.st_mode) ? git_index_add_bypath(c->index, path)
+						: 0; /* symlinks are not host files */
+		} else {
+			r = git_index_remove_bypath(c->index, path);
+		}
+		free(full);
+		if (r < 0) {
+			r = git_fail(c, -EIO, "cannot stage a host file");
+			goto out;
+		}
+		if (!first)
+			first = path;
+		nfiles++;
+		{
+			char *nf = realloc(files, flen + strlen(path) + 4);
+
+			if (!nf) {
+				r = -ENOMEM;
+				goto out;
+			}
+			files = nf;
+			flen += (size_t)sprintf(files + flen, "  %s\n", path);
+		}
+	}
+	if (git_index_write_tree(&tree_id, c->index) < 0) {
+		r = git_fail(c, -EBUSY, "cannot write the index tree (unresolved merge?)");
+		goto out;
+	}
+	if ((r = head_commit(c, &parent)) < 0)
+		goto out;
+	if (parent && git_oid_equal(&tree_id, git_commit_tree_id(parent))) {
+		r = 0; /* nothing to commit */
+		goto write_index;
+	}
+	if (!parent && git_index_entrycount(c->index) == 0) {
+		r = 0;
+		goto write_index;
+	}
+	if (nfiles == 1)
+		r = asprintf(&msg, "crdtfs: update %s on %s\n", first, c->host);
+	else if (nfiles > 1)
+		r = asprintf(&msg, "crdtfs: update %zu host files on %s\n\n%s",
+			     nfiles, c->host, files);
+	else
+		r = asprintf(&msg, "crdtfs: commit staged changes on %s\n",
+			     c->host);
+	if (r < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (git_tree_lookup(&tree, c->repo, &tree_id) < 0 ||
+	    git_commit_create(&commit_id, c->repo, c->branch_ref, c->sig,
+			      c->sig, NULL, msg, tree, parent ? 1 : 0,
+			      (const git_commit **)&parent) < 0) {
+		r = git_fail(c, -EIO, "cannot commit");
+		goto out;
+	}
+	c->res->committed = 1;
+write_index:
+	if (git_index_write(c->index) < 0)
+		r = git_fail(c, -EIO, "cannot write the index");
+	else
+		r = 0;
+out:
+	git_status_list_free(st);
+	git_commit_free(parent);
+	git_tree_free(tree);
+	free(files);
+	free(msg);
+	return r;
+}
+
+/* ---- 2. fetch ---- */
+
+static int cred_cb(git_credential **out, const char *url,
+		   const char *user, unsigned int allowed, void *payload)
+{
+	sync_ctx *c = payload;
+
+	(void)url;
+	if (c->cred_tries++ > 2)
+		return GIT_EAUTH;
+	if (allowed & GIT_CREDENTIAL_SSH_KEY)
+		return git_credential_ssh_key_from_agent(out,
+							 user ? user : "git");
+	if (allowed & GIT_CREDENTIAL_DEFAULT)
+		return git_credential_default_new(out);
+	return GIT_PASSTHROUGH;
+}
+
+static int push_ref_cb(const char *refname, const char *status, void *data)
+{
+	sync_ctx *c = data;
+
+	(void)refname;
+	if (status && !c->push_status)
+		c->push_status = strdup(status);
+	return 0;
+}
+
+static void set_callbacks(sync_ctx *c, git_remote_callbacks *cb)
+{
+	cb->credentials = cred_cb;
+	cb->push_update_reference = push_ref_cb;
+	cb->payload = c;
+}
+
+/*
+ * Learn where the remote branch is, download what is missing and set the
+ * remote-tracking ref.  @return 0 or -EHOSTUNREACH
+ */
+static int sync_fetch(sync_ctx *c)
+{
+	git_fetch_options fo;
+	git_remote_callbacks cb;
+	const git_remote_head **heads;
+	git_reference *ref = NULL;
+	git_odb *odb = NULL;
+	char *spec = NULL;
+	git_strarray specs;
+	size_t n, i;
+	int r;
+
+	c->have_remote_oid = 0;
+	c->cred_tries = 0;
+	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+	git_remote_init_callbacks(&cb, GIT_REMOTE_CALLBACKS_VERSION);
+	set_callbacks(c, &cb);
+	if (c->fetch_path && access(c->fetch_path, R_OK | X_OK) < 0)
+		return fail_msg(c, -EHOSTUNREACH, "remote unreachable: %s: %s",
+				c->fetch_path, strerror(errno));
+	if (git_remote_connect(c->remote, GIT_DIRECTION_FETCH, &cb, NULL,
+			       NULL) < 0)
+		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
+	if (git_remote_ls(&heads, &n, c->remote) < 0) {
+		r = git_fail(c, -EHOSTUNREACH, "remote unreachable");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(heads[i]->name, c->merge_ref) == 0) {
+			git_oid_cpy(&c->remote_oid, &heads[i]->oid);
+			c->have_remote_oid = 1;
+		}
+	if (!c->have_remote_oid) {
+		/* No branch there yet (a new remote): forget a stale one. */
+		if (git_reference_lookup(&ref, c->repo, c->tracking_ref) == 0)
+			(void)git_reference_delete(ref);
+		r = 0;
+		goto out;
+	}
+	if (git_repository_odb(&odb, c->repo) < 0) {
+		r = git_fail(c, -EIO, "cannot open the object database");
+		goto out;
+	}
+	if (!git_odb_exists(odb, &c->remote_oid)) {
+		if (asprintf(&spec, "+%s:%s", c->merge_ref, c->tracking_ref) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		specs.strings = &spec;
+		specs.count = 1;
+		fo.callbacks = cb;
+		fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+		fo.prune = GIT_FETCH_NO_PRUNE;
+		fo.update_fetchhead = 0;
+		if (git_remote_download(c->remote, &specs, &fo) < 0) {
+			r = git_fail(c, -EHOSTUNREACH, "remote unreachable (fetch)");
+			goto out;
+		}
+	}
+	if (git_reference_create(NULL, c->repo, c->tracking_ref,
+				 &c->remote_oid, 1, "crdtfs sync: fetch") < 0) {
+		r = git_fail(c, -EIO, "cannot update the remote-tracking ref");
+		goto out;
+	}
+	r = 0;
+out:
+	(void)git_remote_disconnect(c->remote);
+	git_reference_free(ref);
+	git_odb_free(odb);
+	free(spec);
+	return r;
+}
+
+/* ---- 3. integrate ---- */
+
+static int ensure_tmpdir(sync_ctx *c)
+{
+	if (c->tmpdir)
+		return 0;
+	if (asprintf(&c->tmpdir, "%scrdtfs-merge-XXXXXX",
+		     git_repository_path(c->repo)) < 0) {
+		c->tmpdir = NULL;
+		return -ENOMEM;
+	}
+	if (!mkdtemp(c->tmpdir)) {
+		int e = errno;
+
+		free(c->tmpdir);
+		c->tmpdir = NULL;
+		return fail_msg(c, -e, "cannot make a scratch directory: %s",
+				strerror(e));
+	}
+	return 0;
+}
+
+static int write_fd_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Write blob `id` to the scratch file `name`.  *out owned. */
+static int blob_to_tmp(sync_ctx *c, const git_oid *id, const char *name,
+		       char **out)
+{
+	git_blob *blob = NULL;
+	int fd, r;
+
+	*out = NULL;
+	if ((r = ensure_tmpdir(c)) < 0)
+		return r;
+	if (asprintf(out, "%s/%s", c->tmpdir, name) < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	if (git_blob_lookup(&blob, c->repo, id) < 0)
+		return git_fail(c, -EIO, "cannot read a blob");
+	fd = open(*out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+	} else {
+		r = write_fd_all(fd, git_blob_rawcontent(blob),
+				 (size_t)git_blob_rawsize(blob));
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+	}
+	git_blob_free(blob);
+	return r;
+}
+
+/* Copy the problems of a view, naming files by their labels. */
+static size_t relabel_problems(sync_ctx *c, const engine_view *v,
+			       char *const *paths, const char *const *labels,
+			       size_t n, int errors_only)
+{
+	const engine_problems *p = engine_view_problems(v);
+	size_t i, k, errors = 0;
+
+	for (i = 0; i < p->count; i++) {
+		const engine_problem *pr = &p->items[i];
+		const char *label = pr->file;
+
+		if (pr->severity == ENGINE_ERROR)
+			errors++;
+		if (errors_only && pr->severity != ENGINE_ERROR)
+			continue;
+		for (k = 0; k < n; k++)
+			if (strcmp(pr->file, paths[k]) == 0)
+				label = labels[k];
+		(void)engine_problems_add(c->probs, pr->severity, label,
+					  pr->line, pr->column, "%s",
+					  pr->message);
+	}
+	return errors;
+}
+
+static int need_desc(sync_ctx *c)
+{
+	if (c->desc)
+		return 0;
+	return desc_default(&c->desc);
+}
+
+/*
+ * Does blob `id` of host file `path` have errors (damaged input)?  When
+ * `report`, errors are reported under `label`.  @return 1, 0, or -errno
+ */
+static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
+			const char *label, int report)
+{
+	engine_view *v = NULL;
+	char *tmp = NULL, *name = NULL;
+	int r;
+
+	if ((r = need_desc(c)) < 0)
+		return r;
+	if (asprintf(&name, "check-%s", path) < 0)
+		return -ENOMEM;
+	r = blob_to_tmp(c, id, name, &tmp);
+	free(name);
+	if (r < 0)
+		goto out;
+	r = engine_merge_paths(&v, c->desc, (const char *const *)&tmp, 1);
+	if (r < 0) {
+		r = fail_msg(c, r, "cannot merge %s", path);
+		goto out;
+	}
+	if (report) {
+		r = relabel_problems(c, v, &tmp, &label, 1, 1) > 0;
+	} else {
+		const engine_problems *p = engine_view_problems(v);
+		size_t i;
+
+		r = 0;
+		for (i = 0; i < p->count; i++)
+			if (p->items[i].severity == ENGINE_ERROR)
+				r = 1;
+	}
+out:
+	engine_view_unref(v);
+	if (tmp)
+		unlink(tmp);
+	free(tmp);
+	return r;
+}
+
+/*
+ * The CRDT merge of two blobs of host file `path`, as a new blob.
+ * @return 0 or -errno
+ */
+static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
+			    const char *alabel, const git_oid *b,
+			    const char *blabel, git_oid *out)
+{
+	engine_view *v = NULL;
+	char *paths[3] = { NULL, NULL, NULL }, *names[3] = { NULL };
+	const char *labels[2] = { alabel, blabel };
+	char *buf = NULL;
+	struct stat st;
+	int fd = -1, r = -ENOMEM;
+	size_t i;
+
+	if ((r = need_desc(c)) < 0)
+		return r;
+	if (asprintf(&names[0], "ours-%s", path) < 0 ||
+	    asprintf(&names[1], "theirs-%s", path) < 0 ||
+	    asprintf(&names[2], "merged-%s", path) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = blob_to_tmp(c, a, names[0], &paths[0])) < 0 ||
+	    (r = blob_to_tmp(c, b, names[1], &paths[1])) < 0)
+		goto out;
+	r = engine_merge_paths(&v, c->desc, (const char *const *)paths, 2);
+	if (r < 0) {
+		r = fail_msg(c, r, "cannot merge %s", path);
+		goto out;
+	}
+	relabel_problems(c, v, paths, labels, 2, 0);
+	if (asprintf(&paths[2], "%s/%s", c->tmpdir, names[2]) < 0) {
+		paths[2] = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	fd = open(paths[2], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = engine_view_write(v, fd)) < 0) {
+		r = fail_msg(c, r, "cannot write the merge of %s", path);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
+		r = -EIO;
+		goto out;
+	}
+	if (git_blob_create_from_buffer(out, c->repo, buf,
+					(size_t)st.st_size) < 0) {
+		r = git_fail(c, -EIO, "cannot store a merged host file");
+		goto out;
+	}
+	c->res->crdt_merged++;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	engine_view_unref(v);
+	for (i = 0; i < 3; i++) {
+		if (paths[i])
+			unlink(paths[i]);
+		free(paths[i]);
+		free(names[i]);
+	}
+	free(buf);
+	return r;
+}
+
+static const git_oid *tree_blob(const git_tree *t, const char *name)
+{
+	const git_tree_entry *e;
+
+	if (!t)
+		return NULL;
+	e = git_tree_entry_byname(t, name);
+	if (!e || git_tree_entry_type(e) != GIT_OBJECT_BLOB)
+		return NULL;
+	return git_tree_entry_id(e);
+}
+
+static int oid_eq(const git_oid *a, const git_oid *b)
+{
+	if (!a || !b)
+		return a == b;
+	return git_oid_equal(a, b);
+}
+
+/* Sorted union of the top-level host file names of two trees. */
+static int memory_names(const git_tree *a, const git_tree *b, char ***out,
+			size_t *n)
+{
+	const git_tree *trees[2] = { a, b };
+	char **names = NULL;
+	size_t k, i, j, cnt = 0;
+
+	*out = NULL;
+	*n = 0;
+	for (k = 0; k < 2; k++) {
+		size_t tc = trees[k] ? git_tree_entrycount(trees[k]) : 0;
+
+		for (i = 0; i < tc; i++) {
+			const git_tree_entry *e = git_tree_entry_byindex(trees[k], i);
+			const char *nm = git_tree_entry_name(e);
+			char **nn;
+
+			if (!is_memory_name(nm))
+				continue;
+			for (j = 0; j < cnt; j++)
+				if (strcmp(names[j], nm) == 0)
+					break;
+			if (j < cnt)
+				continue;
+			nn = realloc(names, (cnt + 1) * sizeof(*names));
+			if (!nn || !(nn[cnt] = strdup(nm))) {
+				names = nn ? nn : names;
+				for (j = 0; j < cnt; j++)
+					free(names[j]);
+				free(names);
+				return -ENOMEM;
+			}
+			names = nn;
+			cnt++;
+		}
+	}
+	*out = names;
+	*n = cnt;
+	return 0;
+}
+
+static void names_free(char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Put blob id (NULL: delete) at top-level `path` of an in-memory index. */
+static int index_set(sync_ctx *c, git_index *idx, const char *path,
+		     const git_oid *id)
+{
+	git_index_entry e;
+
+	(void)git_index_conflict_remove(idx, path);
+	if (!id) {
+		if (git_index_remove(idx, path, 0) < 0 &&
+		    git_index_get_bypath(idx, path, 0))
+			return git_fail(c, -EIO, "cannot update the merge");
+		return 0;
+	}
+	memset(&e, 0, sizeof(e));
+	e.path = path;
+	e.mode = GIT_FILEMODE_BLOB;
+	git_oid_cpy(&e.id, id);
+	if (git_index_add(idx, &e) < 0)
+		return git_fail(c, -EIO, "cannot update the merge");
+	return 0;
+}
+
+/*
+ * Any host file that changes from `ours` to `theirs` and arrives damaged
+ * while we hold a copy of it (the merge then repairs it and reports)?
+ * Damaged files we have no copy of are reported here.  @return 1, 0, -errno
+ */
+static int incoming_damaged(sync_ctx *c, const git_tree *ours,
+			    const git_tree *theirs)
+{
+	char **names = NULL, *label = NULL;
+	size_t n, i;
+	int r, any = 0;
+
+	if ((r = memory_names(ours, theirs, &names, &n)) < 0)
+		return r;
+	for (i = 0; i < n && r >= 0; i++) {
+		const git_oid *o = tree_blob(ours, names[i]);
+		const git_oid *t = tree_blob(theirs, names[i]);
+
+		if (!t || oid_eq(o, t))
+			continue;
+		if (asprintf(&label, "%s:%s", c->remote_label, names[i]) < 0)
+			r = -ENOMEM;
+		else
+			r = blob_damaged(c, names[i], t, label, !o);
+		free(label);
+		label = NULL;
+		if (r > 0 && o)
+			any = 1;
+	}
+	names_free(names, n);
+	return r < 0 ? r : any;
+}
+
+/*
+ * Merge commit of ours and theirs: git's tree merge, then host files fixed
+ * up by the CRDT rule.  @return 0 and *out, or -errno
+ */
+static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
+			git_oid *out)
+{
+	git_merge_options mo;
+	git_tree *bt = NULL, *ot = NULL, *tt = NULL, *mt = NULL;
+	git_commit *base = NULL;
+	git_index *idx = NULL;
+	git_oid base_id, tree_id;
+	char **names = NULL, *olabel = NULL, *tlabel = NULL, *msg = NULL;
+	const git_commit *parents[2] = { ours, theirs };
+	size_t n = 0, i;
+	int r;
+
+	git_merge_options_init(&mo, GIT_MERGE_OPTIONS_VERSION);
+	r = git_merge_base(&base_id, c->repo, git_commit_id(ours),
+			   git_commit_id(theirs));
+	if (r == 0 && git_commit_lookup(&base, c->repo, &base_id) < 0)
+		r = -1;
+	if (r < 0 && r != GIT_ENOTFOUND)
+		return git_fail(c, -EIO, "cannot find the merge base");
+	if ((base && git_commit_tree(&bt, base) < 0) ||
+	    git_commit_tree(&ot, ours) < 0 || git_commit_tree(&tt, theirs) < 0) {
+		r = git_fail(c, -EIO, "cannot read a tree");
+		goto out;
+	}
+	if (git_merge_trees(&idx, c->repo, bt, ot, tt, &mo) < 0) {
+		r = git_fail(c, -EIO, "cannot merge trees");
+		goto out;
+	}
+	if ((r = memory_names(ot, tt, &names, &n)) < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		const char *p = names[i];
+		const git_oid *o = tree_blob(ot, p), *t = tree_blob(tt, p);
+		const git_oid *b = tree_blob(bt, p), *res = NULL;
+		git_oid merged;
+
+		if (oid_eq(o, t)) {
+			res = o;
+		} else if (oid_eq(t, b)) {
+			res = o; /* only we changed it */
+		} else if (asprintf(&olabel, "HEAD:%s", p) < 0 ||
+			   asprintf(&tlabel, "%s:%s", c->remote_label, p) < 0) {
+			r = -ENOMEM;
+			goto out;
+		} else if (oid_eq(o, b)) {
+			/* Only they changed it: theirs, unless damaged. */
+			res = t;
+			if (o && t) {
+				r = blob_damaged(c, p, t, tlabel, 0);
+				if (r < 0)
+					goto out;
+				if (r > 0) {
+					r = crdt_merge_blobs(c, p, o, olabel, t,
+							     tlabel, &merged);
+					if (r < 0)
+						goto out;
+					res = &merged;
+				}
+			}
+		} else if (o && t) {
+			/* Both changed it: the CRDT merge. */
+			r = crdt_merge_blobs(c, p, o, olabel, t, tlabel,
+					     &merged);
+			if (r < 0)
+				goto out;
+			res = &merged;
+		} else {
+			res = o ? o : t; /* changed on one side, deleted on
+					    the other: keep the data */
+		}
+		free(olabel);
+		free(tlabel);
+		olabel = tlabel = NULL;
+		if ((r = index_set(c, idx, p, res)) < 0)
+			goto out;
+	}
+	if (git_index_has_conflicts(idx)) {
+		git_index_conflict_iterator *it = NULL;
+		const git_index_entry *a, *o2, *t2;
+		const char *what = "?";
+
+		if (git_index_conflict_iterator_new(&it, idx) == 0 &&
+		    git_index_conflict_next(&a, &o2, &t2, it) == 0)
+			what = o2 ? o2->path : t2 ? t2->path : a->path;
+		r = fail_msg(c, -EBUSY,
+			     "merge conflict in %s (not a host file): resolve it with git",
+			     what);
+		git_index_conflict_iterator_free(it);
+		goto out;
+	}
+	if (git_index_write_tree_to(&tree_id, idx, c->repo) < 0 ||
+	    git_tree_lookup(&mt, c->repo, &tree_id) < 0) {
+		r = git_fail(c, -EIO, "cannot write the merged tree");
+		goto out;
+	}
+	if (asprintf(&msg, "crdtfs: merge %s into %s on %s\n",
+		     c->remote_label, c->res->branch, c->host) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (git_commit_create(out, c->repo, NULL, c->sig, c->sig, NULL, msg,
+			      mt, 2, parents) < 0) {
+		r = git_fail(c, -EIO, "cannot create the merge commit");
+		goto out;
+	}
+	r = 0;
+out:
+	names_free(names, n);
+	free(olabel);
+	free(tlabel);
+	free(msg);
+	git_index_free(idx);
+	git_tree_free(bt);
+	git_tree_free(ot);
+	git_tree_free(tt);
+	git_tree_free(mt);
+	git_commit_free(base);
+	return r;
+}
+
+/* Index entry with the stat data of a file we just wrote. */
+static int index_add_stat(sync_ctx *c, const char *path, const git_oid *id,
+			  const struct stat *st)
+{
+	git_index_entry e;
+
+	memset(&e, 0, sizeof(e));
+	e.ctime.seconds = (int32_t)st->st_ctim.tv_sec;
+	e.ctime.nanoseconds = (uint32_t)st->st_ctim.tv_nsec;
+	e.mtime.seconds = (int32_t)st->st_mtim.tv_sec;
+	e.mtime.nanoseconds = (uint32_t)st->st_mtim.tv_nsec;
+	e.dev = (uint32_t)st->st_dev;
+	e.ino = (uint32_t)st->st_ino;
+	e.mode = GIT_FILEMODE_BLOB;
+	e.uid = (uint32_t)st->st_uid;
+	e.gid = (uint32_t)st->st_gid;
+	e.file_size = (uint32_t)st->st_size;
+	e.path = path;
+	git_oid_cpy(&e.id, id);
+	if (git_index_add(c->index, &e) < 0)
+		return git_fail(c, -EIO, "cannot update the index");
+	return 0;
+}
+
+/* Replace work-tree file `path` by blob id, by rename. */
+static int write_blob_atomic(sync_ctx *c, const char *path, const git_oid *id,
+			     struct stat *st)
+{
+	const char *wd = git_repository_workdir(c->repo);
+	git_blob *blob = NULL;
+	char *tmp = NULL, *dst = NULL;
+	int fd = -1, r;
+
+	if (asprintf(&tmp, "%s.%s.crdtfs.XXXXXX", wd, path) < 0 ||
+	    asprintf(&dst, "%s%s", wd, path) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (git_blob_lookup(&blob, c->repo, id) < 0) {
+		r = git_fail(c, -EIO, "cannot read a blob");
+		goto out;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (fchmod(fd, 0644) < 0 ||
+	    (r = write_fd_all(fd, git_blob_rawcontent(blob),
+			      (size_t)git_blob_rawsize(blob))) < 0 ||
+	    fsync(fd) < 0 || fstat(fd, st) < 0) {
+		r = r < 0 ? r : -errno;
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	if (rename(tmp, dst) < 0) {
+		r = -errno;
+		unlink(tmp);
+		goto out;
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	git_blob_free(blob);
+	free(tmp);
+	free(dst);
+	return r < 0 && !c->res->error[0]
+		       ? fail_msg(c, r, "cannot write %s", path)
+		       : r;
+}
+
+/*
+ * Bring the work tree and index from tree `from` (NULL: empty) to `to`.
+ * Host files and descriptors are replaced by rename after checking that
+ * they still hold the bytes of `from`; other files go through a safe
+ * checkout.  @return 0 or -EBUSY (a file changed under us), -errno
+ */
+static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
+{
+	git_checkout_options co;
+	const char *wd = git_repository_workdir(c->repo);
+	git_diff *diff = NULL;
+	char **others = NULL;
+	size_t n, i, nothers = 0;
+	int r = 0, dirfd_ = -1;
+
+	git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
+	if (git_diff_tree_to_tree(&diff, c->repo, from, to, NULL) < 0)
+		return git_fail(c, -EIO, "cannot diff trees");
+	n = git_diff_num_deltas(diff);
+	others = calloc(n + 1, sizeof(*others));
+	if (!others) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Check first, change nothing if anything is in the way. */
+	for (i = 0; i < n; i++) {
+		const git_diff_delta *d = git_diff_get_delta(diff, i);
+		const char *p = d->new_file.path;
+		char *full = NULL;
+		git_oid cur;
+		int exists;
+
+		if (!is_managed(p) ||
+		    (d->new_file.mode && d->new_file.mode != GIT_FILEMODE_BLOB &&
+		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE)) {
+			others[nothers++] = (char *)p;
+			continue;
+		}
+		if (asprintf(&full, "%s%s", wd, p) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		exists = access(full, F_OK) == 0;
+		if (exists && git_odb_hashfile(&cur, full, GIT_OBJECT_BLOB) < 0)
+			exists = -1;
+		free(full);
+		if (exists < 0 ||
+		    (exists && !(d->old_file.mode &&
+				 git_oid_equal(&cur, &d->old_file.id)) &&
+		     !(d->new_file.mode && git_oid_equal(&cur, &d->new_file.id))) ||
+		    (!exists && d->old_file.mode)) {
+			r = fail_msg(c, -ESTALE,
+				     "%s changed during the sync", p);
+			goto out;
+		}
+	}
+	if (nothers) {
+		co.checkout_strategy = GIT_CHECKOUT_SAFE |
+				       GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH;
+		co.baseline = from;
+		co.paths.strings = others;
+		co.paths.count = nothers;
+		if (git_checkout_tree(c->repo, (const git_object *)to, &co) < 0) {
+			r = git_fail(c, -EBUSY, "cannot update the work tree");
+			goto out;
+		}
+		c->res->pulled = 1;
+	}
+	if (git_index_read_tree(c->index, to) < 0) {
+		r = git_fail(c, -EIO, "cannot update the index");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const git_diff_delta *d = git_diff_get_delta(diff, i);
+		const char *p = d->new_file.path;
+		struct stat st;
+
+		if (!is_managed(p) ||
+		    (d->new_file.mode && d->new_file.mode != GIT_FILEMODE_BLOB &&
+		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE))
+			continue;
+		c->res->pulled = 1;
+		if (!d->new_file.mode) {
+			char *full = NULL;
+
+			if (asprintf(&full, "%s%s", wd, p) < 0) {
+				r = -ENOMEM;
+				goto out;
+			}
+			if (unlink(full) < 0 && errno != ENOENT)
+				r = -errno;
+			free(full);
+			if (r < 0)
+				goto out;
+			continue;
+		}
+		if ((r = write_blob_atomic(c, p, &d->new_file.id, &st)) < 0 ||
+		    (r = index_add_stat(c, p, &d->new_file.id, &st)) < 0)
+			goto out;
+	}
+	dirfd_ = open(wd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd_ >= 0) {
+		(void)fsync(dirfd_);
+		close(dirfd_);
+	}
+	if (git_index_write(c->index) < 0)
+		r = git_fail(c, -EIO, "cannot write the index");
+out:
+	free(others);
+	git_diff_free(diff);
+	return r;
+}
+
+/* Move the branch from `old` (NULL: unborn) to `id`. */
+static int move_branch(sync_ctx *c, const git_oid *old, const git_oid *id,
+		       const char *why)
+{
+	int r;
+
+	if (old)
+		r = git_reference_create_matching(NULL, c->repo, c->branch_ref,
+						  id, 1, old, why);
+	else
+		r = git_reference_create(NULL, c->repo, c->branch_ref, id, 0,
+					 why);
+	if (r < 0)
+		return git_fail(c, -EBUSY, "the branch moved during the sync");
+	return 0;
+}
+
+static int integrate(sync_ctx *c)
+{
+	git_commit *ours = NULL, *theirs = NULL;
+	git_tree *ot = NULL, *nt = NULL;
+	git_oid base, newid;
+	const git_oid *oid_ours;
+	int r;
+
+	if (!c->have_remote_oid)
+		return 0;
+	if ((r = head_commit(c, &ours)) < 0)
+		return r;
+	if (git_commit_lookup(&theirs, c->repo, &c->remote_oid) < 0) {
+		r = git_fail(c, -EIO, "cannot read the remote commit");
+		goto out;
+	}
+	if (!ours) {
+		/* Unborn branch: take theirs as it is. */
+		if (git_commit_tree(&nt, theirs) < 0) {
+			r = git_fail(c, -EIO, "cannot read a tree");
+			goto out;
+		}
+		if ((r = update_worktree(c, NULL, nt)) < 0 ||
+		    (r = move_branch(c, NULL, &c->remote_oid,
+				     "crdtfs sync: initial pull")) < 0)
+			goto out;
+		c->res->fast_forward = 1;
+		goto out;
+	}
+	oid_ours = git_commit_id(ours);
+	if (git_oid_equal(oid_ours, &c->remote_oid) ||
+	    git_graph_descendant_of(c->repo, oid_ours, &c->remote_oid) == 1) {
+		r = 0; /* nothing new there */
+		goto out;
+	}
+	if (git_commit_tree(&ot, ours) < 0) {
+		r = git_fail(c, -EIO, "cannot read a tree");
+		goto out;
+	}
+	r = git_merge_base(&base, c->repo, oid_ours, &c->remote_oid);
+	if (r == 0 && git_oid_equal(&base, oid_ours)) {
+		if (git_commit_tree(&nt, theirs) < 0) {
+			r = git_fail(c, -EIO, "cannot read a tree");
+			goto out;
+		}
+		r = incoming_damaged(c, ot, nt);
+		if (r < 0)
+			goto out;
+		if (r == 0) {
+			if ((r = update_worktree(c, ot, nt)) < 0 ||
+			    (r = move_branch(c, oid_ours, &c->remote_oid,
+					     "crdtfs sync: fast-forward")) < 0)
+				goto out;
+			c->res->fast_forward = 1;
+			goto out;
+		}
+		/* A damaged host file would replace a good one: merge. */
+		git_tree_free(nt);
+		nt = NULL;
+	} else if (r < 0 && r != GIT_ENOTFOUND) {
+		r = git_fail(c, -EIO, "cannot find the merge base");
+		goto out;
+	}
+	if ((r = merge_commit(c, ours, theirs, &newid)) < 0)
+		goto out;
+	{
+		git_commit *mc = NULL;
+
+		if (git_commit_lookup(&mc, c->repo, &newid) < 0 ||
+		    git_commit_tree(&nt, mc) < 0) {
+			git_commit_free(mc);
+			r = git_fail(c, -EIO, "cannot read the merge");
+			goto out;
+		}
+		git_commit_free(mc);
+	}
+	if ((r = update_worktree(c, ot, nt)) < 0 ||
+	    (r = move_branch(c, oid_ours, &newid, "crdtfs sync: merge")) < 0)
+		goto out;
+	c->res->merged = 1;
+out:
+	git_commit_free(ours);
+	git_commit_free(theirs);
+	git_tree_free(ot);
+	git_tree_free(nt);
+	return r;
+}
+
+/* ---- 4. push ---- */
+
+/* Copy one object unless dst has it. */
+static int copy_object(git_odb *src, git_odb *dst, const git_oid *id)
+{
+	git_odb_object *o = NULL;
+	git_oid out;
+	int r;
+
+	if (git_odb_exists(dst, id))
+		return 0;
+	if (git_odb_read(&o, src, id) < 0)
+		return -1;
+	r = git_odb_write(&out, dst, git_odb_object_data(o),
+			  git_odb_object_size(o), git_odb_object_type(o));
+	git_odb_object_free(o);
+	return r;
+}
+
+/*
+ * Copy a tree and everything under it that dst lacks, children first, so
+ * that a tree present in dst is always complete there (a copy cut short
+ * leaves no tree pointing at missing objects).
+ */
+static int copy_tree(git_repository *repo, git_odb *src, git_odb *dst,
+		     const git_oid *id)
+{
+	git_tree *t = NULL;
+	size_t i, n;
+	int r = 0;
+
+	if (git_odb_exists(dst, id))
+		return 0;
+	if (git_tree_lookup(&t, repo, id) < 0)
+		return -1;
+	n = git_tree_entrycount(t);
+	for (i = 0; i < n && r >= 0; i++) {
+		const git_tree_entry *e = git_tree_entry_byindex(t, i);
+
+		if (git_tree_entry_type(e) == GIT_OBJECT_TREE)
+			r = copy_tree(repo, src, dst, git_tree_entry_id(e));
+		else if (git_tree_entry_type(e) == GIT_OBJECT_BLOB)
+			r = copy_object(src, dst, git_tree_entry_id(e));
+	}
+	git_tree_free(t);
+	return r < 0 ? r : copy_object(src, dst, id);
+}
+
+/*
+ * Copy the commits of `walk` (oldest first) with their trees as loose
+ * objects: a few objects per sync, so the remote does not collect one
+ * pack file per push (git's receive-pack does the same below
+ * receive.unpackLimit).
+ */
+static int copy_commits_loose(git_repository *repo, git_repository *rr,
+			      git_revwalk *walk)
+{
+	git_odb *src = NULL, *dst = NULL;
+	git_commit *cm = NULL;
+	git_oid id;
+	int r;
+
+	if (git_repository_odb(&src, repo) < 0 ||
+	    git_repository_odb(&dst, rr) < 0) {
+		r = -1;
+		goto out;
+	}
+	while ((r = git_revwalk_next(&id, walk)) == 0) {
+		if (git_commit_lookup(&cm, repo, &id) < 0 ||
+		    copy_tree(repo, src, dst, git_commit_tree_id(cm)) < 0 ||
+		    copy_object(src, dst, &id) < 0) {
+			r = -1;
+			goto out;
+		}
+		git_commit_free(cm);
+		cm = NULL;
+	}
+	r = r == GIT_ITEROVER ? 0 : r;
+out:
+	git_commit_free(cm);
+	git_odb_free(src);
+	git_odb_free(dst);
+	return r;
+}
+
+/* Commits in head not in the remote; small pushes go loose. */
+#define SYNC_LOOSE_MAX_COMMITS 64
+
+/*
+ * Push to a local bare repository: copy the missing objects (loose when
+ * few, else as a pack), then move its branch by compare-and-swap from the
+ * id we fetched.
+ * @return 0, -EAGAIN (the branch moved: rejected), -EHOSTUNREACH, -errno
+ */
+static int push_local(sync_ctx *c, const git_oid *head)
+{
+	git_repository *rr = NULL;
+	git_packbuilder *pb = NULL;
+	git_revwalk *walk = NULL;
+	git_reference *rhead = NULL, *resolved = NULL;
+	char *packdir = NULL;
+	int r;
+
+	if (git_repository_open_ext(&rr, c->local_path,
+				    GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
+	if (!git_repository_is_bare(rr)) {
+		r = fail_msg(c, -EINVAL,
+			     "%s: pushing to a repository with a work tree is not supported; use a bare repository",
+			     c->local_path);
+		goto out;
+	}
+	/* Count the commits to send. */
+	if (git_revwalk_new(&walk, c->repo) < 0 ||
+	    git_revwalk_push(walk, head) < 0 ||
+	    (c->have_remote_oid && git_revwalk_hide(walk, &c->remote_oid) < 0)) {
+		r = git_fail(c, -EIO, "cannot list the commits to push");
+		goto out;
+	}
+	{
+		git_oid id;
+		size_t ncommits = 0;
+
+		while (ncommits <= SYNC_LOOSE_MAX_COMMITS &&
+		       git_revwalk_next(&id, walk) == 0)
+			ncommits++;
+		git_revwalk_reset(walk);
+		git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL |
+						  GIT_SORT_REVERSE);
+		if (git_revwalk_push(walk, head) < 0 ||
+		    (c->have_remote_oid &&
+		     git_revwalk_hide(walk, &c->remote_oid) < 0)) {
+			r = git_fail(c, -EIO, "cannot list the commits to push");
+			goto out;
+		}
+		if (ncommits <= SYNC_LOOSE_MAX_COMMITS) {
+			if (copy_commits_loose(c->repo, rr, walk) < 0) {
+				r = git_fail(c, -EHOSTUNREACH,
+					     "remote unreachable (writing objects)");
+				goto out;
+			}
+			goto update_ref;
+		}
+	}
+	if (git_packbuilder_new(&pb, c->repo) < 0 ||
+	    git_packbuilder_insert_walk(pb, walk) < 0) {
+		r = git_fail(c, -EIO, "cannot pack the commits to push");
+		goto out;
+	}
+	if (git_packbuilder_object_count(pb) > 0) {
+		if (asprintf(&packdir, "%sobjects/pack",
+			     git_repository_path(rr)) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (git_packbuilder_write(pb, packdir, 0, NULL, NULL) < 0) {
+			r = git_fail(c, -EHOSTUNREACH,
+				     "remote unreachable (writing the pack)");
+			goto out;
+		}
+	}
+update_ref:
+	if (c->have_remote_oid)
+		r = git_reference_create_matching(NULL, rr, c->merge_ref, head,
+						  1, &c->remote_oid,
+						  "crdtfs sync: push");
+	else
+		r = git_reference_create(NULL, rr, c->merge_ref, head, 0,
+					 "crdtfs sync: push");
+	if (r == GIT_EMODIFIED || r == GIT_EEXISTS || r == GIT_ELOCKED) {
+		r = git_fail(c, -EAGAIN, "push rejected");
+		goto out;
+	}
+	if (r < 0) {
+		r = git_fail(c, -EIO, "cannot update the remote branch");
+		goto out;
+	}
+	/* A new remote whose HEAD names no branch: point it at ours, so
+	 * that `git clone` checks this branch out. */
+	if (!c->have_remote_oid &&
+	    git_reference_lookup(&rhead, rr, "HEAD") == 0 &&
+	    git_reference_type(rhead) == GIT_REFERENCE_SYMBOLIC &&
+	    git_reference_resolve(&resolved, rhead) == GIT_ENOTFOUND)
+		(void)git_repository_set_head(rr, c->merge_ref);
+	r = 0;
+out:
+	git_reference_free(rhead);
+	git_reference_free(resolved);
+	git_revwalk_free(walk);
+	git_packbuilder_free(pb);
+	git_repository_free(rr);
+	free(packdir);
+	return r;
+}
+
+/* Push through libgit2's transports (the server does the CAS). */
+static int push_remote(sync_ctx *c)
+{
+	git_push_options po;
+	char *spec = NULL;
+	git_strarray specs;
+	int r;
+
+	git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
+	if (asprintf(&spec, "%s:%s", c->branch_ref, c->merge_ref) < 0)
+		return -ENOMEM;
+	specs.strings = &spec;
+	specs.count = 1;
+	free(c->push_status);
+	c->push_status = NULL;
+	c->cred_tries = 0;
+	set_callbacks(c, &po.callbacks);
+	r = git_remote_push(c->push_remote ? c->push_remote : c->remote,
+			    &specs, &po);
+	free(spec);
+	if (r == GIT_ENONFASTFORWARD)
+		return git_fail(c, -EAGAIN, "push rejected");
+	if (r < 0)
+		return git_fail(c, -EHOSTUNREACH, "remote unreachable (push)");
+	if (c->push_status)
+		return fail_msg(c, -EAGAIN, "push rejected: %s",
+				c->push_status);
+	return 0;
+}
+
+static int sync_push(sync_ctx *c)
+{
+	git_oid head;
+	int r;
+
+	r = git_reference_name_to_id(&head, c->repo, c->branch_ref);
+	if (r == GIT_ENOTFOUND)
+		return 0; /* nothing committed anywhere yet */
+	if (r < 0)
+		return git_fail(c, -EIO, "cannot read the branch head");
+	git_oid_tostr(c->res->head, sizeof(c->res->head), &head);
+	if (c->have_remote_oid && git_oid_equal(&head, &c->remote_oid)) {
+		c->res->pushed = 1;
+		return 0;
+	}
+	c->res->attempts++;
+	r = c->local_path ? push_local(c, &head) : push_remote(c);
+	if (r == -EAGAIN)
+		c->res->rejected++;
+	if (r < 0)
+		return r;
+	(void)git_reference_create(NULL, c->repo, c->tracking_ref, &head, 1,
+				   "crdtfs sync: push");
+	c->res->pushed = 1;
+	return 0;
+}
+
+static unsigned backoff_ms(unsigned attempt, unsigned *seed)
+{
+	unsigned long d = SYNC_BACKOFF_MS;
+
+	while (--attempt && d < SYNC_BACKOFF_MAX_MS)
+		d *= 2;
+	if (d > SYNC_BACKOFF_MAX_MS)
+		d = SYNC_BACKOFF_MAX_MS;
+	/* Equal jitter: half fixed, half random. */
+	return (unsigned)(d / 2 + (unsigned long)rand_r(seed) % (d / 2 + 1));
+}
+
+static void sync_ctx_dispose(sync_ctx *c)
+{
+	if (c->tmpdir)
+		rmdir(c->tmpdir);
+	free(c->tmpdir);
+	free(c->branch_ref);
+	free(c->merge_ref);
+	free(c->tracking_ref);
+	free(c->remote_label);
+	free(c->local_path);
+	free(c->fetch_path);
+	free(c->push_status);
+	git_remote_free(c->push_remote);
+	desc_free(c->desc);
+	git_signature_free(c->sig);
+	git_remote_free(c->remote);
+	git_index_free(c->index);
+	git_repository_free(c->repo);
+}
+
+int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
+		engine_problems *probs)
+{
+	sync_ctx c;
+	unsigned attempts = opts->max_attempts ? opts->max_attempts
+					       : SYNC_ATTEMPTS;
+	long long deadline;
+	unsigned seed, n;
+	int r, lockfd = -1;
+
+	memset(res, 0, sizeof(*res));
+	memset(&c, 0, sizeof(c));
+	c.opts = opts;
+	c.res = res;
+	c.probs = probs;
+	if (opts->host)
+		snprintf(c.host, sizeof(c.host), "%s", opts->host);
+	else if (gethostname(c.host, sizeof(c.host) - 1) < 0)
+		snprintf(c.host, sizeof(c.host), "localhost");
+	seed = (unsigned)now_ms() ^ (unsigned)getpid();
+	git_libgit2_init();
+
+	if ((r = sync_open(&c)) < 0)
+		goto out;
+	if ((lockfd = sync_lock(&c)) < 0) {
+		r = lockfd;
+		goto out;
+	}
+	if ((r = stage_and_commit(&c)) < 0)
+		goto out;
+	deadline = now_ms() + 1000LL * (opts->max_seconds ? opts->max_seconds
+							 : SYNC_SECONDS);
+	for (n = 1;; n++) {
+		res->error[0] = '\0';
+		if ((r = sync_fetch(&c)) < 0)
+			break;
+		r = integrate(&c);
+		if (r == -ESTALE && n < attempts) {
+			/* A host file was written meanwhile: commit it too
+			 * and integrate again. */
+			if ((r = stage_and_commit(&c)) < 0)
+				break;
+			continue;
+		}
+		if (r < 0)
+			break;
+		if ((r = sync_push(&c)) != -EAGAIN)
+			break;
+		if (n >= attempts || now_ms() >= deadline)
+			break;
+		{
+			long long d = backoff_ms(n, &seed);
+
+			if (now_ms() + d > deadline)
+				d = deadline - now_ms();
+			if ((r = nap(&c, d)) < 0)
+				break;
+		}
+	}
+	if (r == -ESTALE)
+		r = -EBUSY;
+	if (r == -EAGAIN) {
+		char why[sizeof(res->error)];
+
+		snprintf(why, sizeof(why), "%s", res->error);
+		snprintf(res->error, sizeof(res->error),
+			 "push rejected %u times, giving up (local commit kept): %.400s",
+			 res->rejected, why);
+	}
+out:
+	if (c.repo && !res->head[0]) {
+		git_oid head;
+
+		if (c.branch_ref &&
+		    git_reference_name_to_id(&head, c.repo, c.branch_ref) == 0)
+			git_oid_tostr(res->head, sizeof(res->head), &head);
+	}
+	if (lockfd >= 0)
+		close(lockfd);
+	sync_ctx_dispose(&c);
+	git_libgit2_shutdown();
+	return r;
+}
+
+/* ---- the merge driver ---- */
+
+int engine_merge_driver(const char *ancestor, const char *ours,
+			const char *theirs, engine_problems *probs)
+{
+	desc_descriptor *desc = NULL;
+	engine_view *v = NULL;
+	const char *paths[2] = { ours, theirs };
+	const engine_problems *vp;
+	char *tmp = NULL, *dir = NULL, *slash;
+	struct stat st;
+	int fd = -1, r;
+
+	(void)ancestor; /* a join needs no ancestor (see engine_git.h) */
+	for (fd = 0; fd < 2; fd++) {
+		/* Unreadable input must fail the driver (git then keeps the
+		 * conflict), not merge as if the file were empty. */
+		int t = open(paths[fd], O_RDONLY | O_CLOEXEC);
+
+		if (t < 0) {
+			r = -errno;
+			(void)engine_problems_add(probs, ENGINE_ERROR, paths[fd],
+						  0, 0, "cannot read: %s",
+						  strerror(-r));
+			return r;
+		}
+		close(t);
+	}
+	fd = -1;
+	if ((r = desc_default(&desc)) < 0)
+		return r;
+	r = engine_merge_paths(&v, desc, paths, 2);
+	if (r < 0)
+		goto out;
+	vp = engine_view_problems(v);
+	if ((r = engine_problems_extend(probs, vp)) < 0)
+		goto out;
+	/* The result replaces %A by rename, in its own directory. */
+	dir = strdup(ours);
+	if (!dir) {
+		r = -ENOMEM;
+		goto out;
+	}
+	slash = strrchr(dir, '/');
+	if (slash)
+		slash[1] = '\0';
+	else
+		dir[0] = '\0';
+	if (asprintf(&tmp, "%s.crdtfs-merge.XXXXXX", dir) < 0) {
+		tmp = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		free(tmp);
+		tmp = NULL;
+		goto out;
+	}
+	if (stat(ours, &st) == 0)
+		(void)fchmod(fd, st.st_mode & 07777);
+	if ((r = engine_view_write(v, fd)) < 0)
+		goto out;
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		fd = -1;
+		r = -errno;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, ours) < 0) {
+		r = -errno;
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	free(dir);
+	engine_view_unref(v);
+	desc_free(desc);
+	return r;
+}

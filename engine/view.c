@@ -1,0 +1,608 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * view.c - one immutable generation of a merged file, and the readers that
+ * stream its bytes.
+ *
+ * A view is a layout, not a buffer: the output is
+ *   prefix, entry 0, separator, entry 1, ..., entry n-1, suffix
+ * (json: "[\n", ",\n", "\n]\n"; jsonl: "", "\n", "\n"), where each entry is
+ * a byte range of a host file, canonicalised on the fly when it holds
+ * whitespace.  Its size is known exactly before any byte is read.
+ *
+ * A reader answers read(offset, size) from per-source windows (one pread
+ * fills a window that serves the following entries of that source, which
+ * come in file order when hosts append in time order), and remembers where
+ * it stopped inside a pretty-printed entry so that sequential reads never
+ * canonicalise a byte twice.  After reading it checks that every source it
+ * touched still is the file it scanned (size, mtime, ctime): a source
+ * rewritten in place under the view makes the read fail with EIO rather
+ * than return a mix of two generations.
+ */
+#include "engine_i.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Total window memory of one reader, and the bounds of one window. */
+#define READER_WINDOWS_BYTES (1024 * 1024)
+#define READER_WINDOW_MIN (16 * 1024)
+#define READER_WINDOW_MAX (128 * 1024)
+/* Raw bytes canonicalised at a time inside a pretty-printed entry. */
+#define READER_CANON_CHUNK (16 * 1024)
+/* A read this close after a window's end counts as reading on. */
+#define READER_SEQUENTIAL_GAP (64 * 1024)
+
+typedef struct {
+	const char *prefix, *sep, *suffix, *empty;
+	size_t prefix_len, sep_len, suffix_len, empty_len;
+} layout_format;
+
+static const layout_format format_json = { "[\n", ",\n", "\n]\n", "[]\n",
+					   2, 2, 3, 3 };
+static const layout_format format_jsonl = { "", "\n", "\n", "", 0, 1, 1, 0 };
+
+struct engine_view {
+	long refs;                   /* atomic */
+	uint64_t generation;
+	uint64_t size;               /* bytes of the merged file */
+	struct timespec mtime;       /* when built */
+	double build_seconds;
+	const desc_descriptor *desc; /* borrowed from the merge */
+	const layout_format *fmt;
+	engine__source **sources;    /* owned refs */
+	size_t nsources;
+	engine__slot *slots;         /* n slots in output order */
+	engine__big slots_map;       /* owned, holds slots */
+	size_t n;
+	engine_problems problems;    /* of all sources, in source order */
+};
+
+int engine__view_new(engine_view **out, const desc_descriptor *desc,
+		     engine__source **sources, size_t nsources,
+		     engine__big *slots, size_t n, uint64_t generation,
+		     const engine_problems *extra_problems)
+{
+	engine_view *v = calloc(1, sizeof(*v));
+	uint64_t pos;
+	size_t i;
+
+	*out = NULL;
+	if (!v)
+		goto fail;
+	v->refs = 1;
+	v->generation = generation;
+	v->desc = desc;
+	v->fmt = desc->format == DESC_FORMAT_JSONL ? &format_jsonl :
+						     &format_json;
+	v->slots_map = *slots;
+	v->slots = slots->base;
+	v->n = n;
+	memset(slots, 0, sizeof(*slots));
+	engine_problems_init(&v->problems);
+	clock_gettime(CLOCK_REALTIME, &v->mtime);
+	v->sources = calloc(nsources ? nsources : 1, sizeof(*v->sources));
+	if (!v->sources)
+		goto fail;
+	for (i = 0; i < nsources; i++) {
+		v->sources[i] = engine__source_ref(sources[i]);
+		v->nsources++;
+		if (engine_problems_extend(&v->problems,
+					   &sources[i]->problems) < 0)
+			goto fail;
+	}
+	if (extra_problems &&
+	    engine_problems_extend(&v->problems, extra_problems) < 0)
+		goto fail;
+
+	if (n == 0) {
+		v->size = v->fmt->empty_len;
+	} else {
+		pos = v->fmt->prefix_len;
+		for (i = 0; i < n; i++) {
+			v->slots[i].start = pos;
+			pos += v->slots[i].canon_len + v->fmt->sep_len;
+		}
+		v->size = pos - v->fmt->sep_len + v->fmt->suffix_len;
+	}
+	*out = v;
+	return 0;
+fail:
+	engine__big_free(slots);
+	engine_view_unref(v);
+	return -ENOMEM;
+}
+
+void engine__view_set_build_seconds(engine_view *v, double seconds)
+{
+	v->build_seconds = seconds;
+}
+
+engine_view *engine_view_ref(engine_view *v)
+{
+	if (v)
+		atomic_fetch_add((_Atomic long *)&v->refs, 1);
+	return v;
+}
+
+void engine_view_unref(engine_view *v)
+{
+	size_t i;
+
+	if (!v || atomic_fetch_sub((_Atomic long *)&v->refs, 1) != 1)
+		return;
+	for (i = 0; i < v->nsources; i++)
+		engine__source_unref(v->sources[i]);
+	free(v->sources);
+	engine__big_free(&v->slots_map);
+	engine_problems_dispose(&v->problems);
+	free(v);
+}
+
+uint64_t engine_view_size(const engine_view *v)
+{
+	return v->size;
+}
+
+uint64_t engine_view_generation(const engine_view *v)
+{
+	return v->generation;
+}
+
+struct timespec engine_view_mtime(const engine_view *v)
+{
+	return v->mtime;
+}
+
+size_t engine_view_entries(const engine_view *v)
+{
+	return v->n;
+}
+
+double engine_view_build_seconds(const engine_view *v)
+{
+	return v->build_seconds;
+}
+
+const engine_problems *engine_view_problems(const engine_view *v)
+{
+	return &v->problems;
+}
+
+size_t engine_view_nsources(const engine_view *v)
+{
+	return v->nsources;
+}
+
+engine_source_info engine_view_source(const engine_view *v, size_t i)
+{
+	engine_source_info info = { v->sources[i]->name,
+				    v->sources[i]->nrecords,
+				    v->sources[i]->problems.count };
+	return info;
+}
+
+const desc_descriptor *engine_view_descriptor(const engine_view *v)
+{
+	return v->desc;
+}
+
+int engine_view_uses_inode(const engine_view *v, dev_t dev, ino_t ino)
+{
+	size_t i;
+
+	for (i = 0; i < v->nsources; i++)
+		if (v->sources[i]->orig_fd >= 0 &&
+		    v->sources[i]->orig_st.st_dev == dev &&
+		    v->sources[i]->orig_st.st_ino == ino)
+			return 1;
+	return 0;
+}
+
+int engine_view_preserve_inode(engine_view *v, dev_t dev, ino_t ino)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < v->nsources; i++) {
+		engine__source *s = v->sources[i];
+
+		if (s->orig_fd < 0 || s->orig_st.st_dev != dev ||
+		    s->orig_st.st_ino != ino)
+			continue;
+		if ((rc = engine__source_preserve(s)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- readers ---- */
+
+typedef struct {
+	char *buf;      /* owned, allocated on first use */
+	uint64_t off;   /* file offset of buf[0] */
+	size_t len;     /* valid bytes in buf */
+	int fd;         /* fd and identity in use during this read() */
+	struct stat expect;
+	int touched;    /* read from during this read() */
+} window;
+
+struct engine_reader {
+	pthread_mutex_t lock;     /* serialises reads of this reader */
+	engine_view *view;        /* owned ref */
+	window *win;              /* owned, one per source */
+	size_t win_size;
+	/* Where the last read stopped inside a pretty-printed entry. */
+	size_t cur_slot;          /* slot index, or SIZE_MAX for none */
+	uint64_t cur_raw;         /* raw bytes of the entry consumed */
+	engine__canon cur_canon;  /* canonicaliser state after cur_raw */
+	uint64_t pend_start;      /* canonical offset of pend[0] */
+	size_t pend_len;          /* canonical bytes in pend */
+	char *pend;               /* owned, READER_CANON_CHUNK bytes */
+};
+
+int engine_reader_new(engine_reader **out, engine_view *v)
+{
+	engine_reader *r = calloc(1, sizeof(*r));
+	size_t i;
+
+	*out = NULL;
+	if (!r)
+		return -ENOMEM;
+	r->win = calloc(v->nsources ? v->nsources : 1, sizeof(*r->win));
+	if (!r->win) {
+		free(r);
+		return -ENOMEM;
+	}
+	for (i = 0; i < v->nsources; i++)
+		r->win[i].fd = -1;
+	r->win_size = v->nsources ? READER_WINDOWS_BYTES / v->nsources :
+				    READER_WINDOW_MAX;
+	if (r->win_size < READER_WINDOW_MIN)
+		r->win_size = READER_WINDOW_MIN;
+	if (r->win_size > READER_WINDOW_MAX)
+		r->win_size = READER_WINDOW_MAX;
+	r->cur_slot = SIZE_MAX;
+	pthread_mutex_init(&r->lock, NULL);
+	r->view = engine_view_ref(v);
+	*out = r;
+	return 0;
+}
+
+void engine_reader_free(engine_reader *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->view->nsources; i++)
+		free(r->win[i].buf);
+	free(r->win);
+	free(r->pend);
+	pthread_mutex_destroy(&r->lock);
+	engine_view_unref(r->view);
+	free(r);
+}
+
+engine_view *engine_reader_view(const engine_reader *r)
+{
+	return r->view;
+}
+
+static ssize_t pread_full(int fd, char *buf, size_t size, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		ssize_t n = pread(fd, buf + got, size - got,
+				  (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+static void window_touch(engine_reader *r, uint32_t src)
+{
+	window *w = &r->win[src];
+
+	if (!w->touched) {
+		w->fd = engine__source_fd(r->view->sources[src], &w->expect);
+		w->touched = 1;
+	}
+}
+
+/* Does a read at `off` carry on from the end of the window? */
+static int window_follows(const window *w, uint64_t off)
+{
+	return w->len && off >= w->off + w->len &&
+	       off - (w->off + w->len) < READER_SEQUENTIAL_GAP;
+}
+
+/* Fill the window with `fill` bytes at `off`; -EIO if fewer than `need`. */
+static int window_fill(engine_reader *r, window *w, uint64_t off,
+		       size_t fill, size_t need)
+{
+	ssize_t n;
+
+	if (!w->buf && !(w->buf = malloc(r->win_size)))
+		return -ENOMEM;
+	n = pread_full(w->fd, w->buf, fill, off);
+	if (n < 0)
+		return (int)n;
+	w->off = off;
+	w->len = (size_t)n;
+	return (size_t)n < need ? -EIO : 0; /* shrank: rewritten in place */
+}
+
+/*
+ * Point *p at `len` (<= window size) bytes of source `src` at `off`.  The
+ * whole window is filled only when reading on from its end (entries of a
+ * source that come in file order); a jump elsewhere reads just the pages
+ * asked for.
+ */
+static int window_get(engine_reader *r, uint32_t src, uint64_t off,
+		      size_t len, const char **p)
+{
+	window *w = &r->win[src];
+	size_t fill = r->win_size;
+	int rc;
+
+	window_touch(r, src);
+	if (!(w->len && off >= w->off && off + len <= w->off + w->len)) {
+		if (!window_follows(w, off)) {
+			fill = (size_t)(((off + len + 4095) & ~(uint64_t)4095) -
+					off);
+			if (fill > r->win_size)
+				fill = r->win_size;
+		}
+		if ((rc = window_fill(r, w, off, fill, len)) < 0)
+			return rc;
+	}
+	*p = w->buf + (off - w->off);
+	return 0;
+}
+
+/*
+ * Copy canonical bytes [from, from+len) of a compact entry (raw == canon):
+ * from the window when it holds them or when the source is read in file
+ * order, else straight into the caller's buffer with one pread.
+ */
+static int copy_compact(engine_reader *r, const engine__slot *s, uint64_t from,
+			char *out, size_t len)
+{
+	window *w = &r->win[s->src];
+	uint64_t off = s->offset + from;
+	const char *p;
+	ssize_t n;
+	int rc;
+
+	window_touch(r, s->src);
+	if ((w->len && off >= w->off && off + len <= w->off + w->len) ||
+	    (window_follows(w, off) && len <= r->win_size)) {
+		if ((rc = window_get(r, s->src, off, len, &p)) < 0)
+			return rc;
+		memcpy(out, p, len);
+		return 0;
+	}
+	n = pread_full(w->fd, out, len, off);
+	if (n < 0)
+		return (int)n;
+	return (size_t)n < len ? -EIO : 0;
+}
+
+/*
+ * Copy canonical bytes [from, from+len) of a pretty-printed entry, resuming
+ * from where the previous read of this slot stopped when possible.
+ */
+static int copy_pretty(engine_reader *r, size_t slot, char *out,
+		       uint64_t from, size_t len)
+{
+	const engine__slot *s = &r->view->slots[slot];
+	int rc;
+
+	if (!r->pend && !(r->pend = malloc(READER_CANON_CHUNK)))
+		return -ENOMEM;
+	if (r->cur_slot != slot || from < r->pend_start) {
+		r->cur_slot = slot;
+		r->cur_raw = 0;
+		memset(&r->cur_canon, 0, sizeof(r->cur_canon));
+		r->pend_start = 0;
+		r->pend_len = 0;
+	}
+	while (len) {
+		uint64_t pend_end = r->pend_start + r->pend_len;
+
+		if (from < pend_end) {
+			size_t k = (size_t)(pend_end - from);
+
+			if (k > len)
+				k = len;
+			memcpy(out, r->pend + (from - r->pend_start), k);
+			out += k;
+			from += k;
+			len -= k;
+			continue;
+		}
+		/* Canonicalise the next raw piece into pend. */
+		size_t raw = s->raw_len - r->cur_raw;
+		const char *p;
+
+		if (raw == 0)
+			return -EIO; /* layout and bytes disagree */
+		if (raw > READER_CANON_CHUNK)
+			raw = READER_CANON_CHUNK;
+		if (raw > r->win_size)
+			raw = r->win_size;
+		if ((rc = window_get(r, s->src, s->offset + r->cur_raw, raw,
+				     &p)) < 0)
+			return rc;
+		r->pend_start = pend_end;
+		r->pend_len = engine__canon_chunk(&r->cur_canon, p, raw,
+						  r->pend);
+		r->cur_raw += raw;
+	}
+	return 0;
+}
+
+/* Index of the slot whose entry-plus-trailer span holds `pos`. */
+static size_t find_slot(const engine_view *v, uint64_t pos)
+{
+	size_t lo = 0, hi = v->n;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v->slots[mid].start <= pos)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void copy_const(const char *text, size_t text_len, uint64_t from,
+		       char *out, size_t len)
+{
+	(void)text_len;
+	memcpy(out, text + from, len);
+}
+
+/* Fill buf with [off, off+len) of the view; len already clipped to EOF. */
+static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
+{
+	const engine_view *v = r->view;
+	const layout_format *f = v->fmt;
+	size_t i;
+	int rc;
+
+	if (v->n == 0) {
+		copy_const(f->empty, f->empty_len, off, buf, len);
+		return 0;
+	}
+	if (off < f->prefix_len) {
+		size_t k = f->prefix_len - (size_t)off;
+
+		if (k > len)
+			k = len;
+		copy_const(f->prefix, f->prefix_len, off, buf, k);
+		buf += k;
+		off += k;
+		len -= k;
+	}
+	i = find_slot(v, off);
+	while (len) {
+		const engine__slot *s = &v->slots[i];
+		uint64_t entry_end = s->start + s->canon_len;
+		size_t k;
+
+		if (off < entry_end) {
+			k = (size_t)(entry_end - off);
+			if (k > len)
+				k = len;
+			if (s->raw_len == s->canon_len)
+				rc = copy_compact(r, s, off - s->start, buf, k);
+			else
+				rc = copy_pretty(r, i, buf, off - s->start, k);
+			if (rc < 0)
+				return rc;
+		} else {
+			int last = i + 1 == v->n;
+			const char *t = last ? f->suffix : f->sep;
+			size_t tlen = last ? f->suffix_len : f->sep_len;
+
+			k = (size_t)(entry_end + tlen - off);
+			if (k > len)
+				k = len;
+			copy_const(t, tlen, off - entry_end, buf, k);
+			if (off + k == entry_end + tlen)
+				i++;
+		}
+		buf += k;
+		off += k;
+		len -= k;
+	}
+	return 0;
+}
+
+ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
+			   uint64_t offset)
+{
+	const engine_view *v = r->view;
+	size_t i, len;
+	int rc;
+
+	if (offset >= v->size || size == 0)
+		return 0;
+	len = size;
+	if (len > v->size - offset)
+		len = (size_t)(v->size - offset);
+
+	pthread_mutex_lock(&r->lock);
+	rc = read_range(r, buf, offset, len);
+	/* Only now, after the bytes were read, is the check meaningful. */
+	for (i = 0; i < v->nsources; i++) {
+		window *w = &r->win[i];
+
+		if (!w->touched)
+			continue;
+		w->touched = 0;
+		if (rc == 0 && engine__source_check(w->fd, &w->expect) < 0)
+			rc = -EIO;
+		if (rc < 0)
+			w->len = 0; /* never reuse bytes of a failed read */
+	}
+	if (rc < 0)
+		r->cur_slot = SIZE_MAX;
+	pthread_mutex_unlock(&r->lock);
+	return rc < 0 ? rc : (ssize_t)len;
+}
+
+int engine_view_write(const engine_view *v, int fd)
+{
+	const size_t chunk = 256 * 1024;
+	engine_reader *r = NULL;
+	uint64_t off = 0;
+	char *buf = malloc(chunk);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	if ((rc = engine_reader_new(&r, (engine_view *)v)) < 0)
+		goto out;
+	while (off < v->size) {
+		ssize_t n = engine_reader_read(r, buf, chunk, off);
+		size_t done = 0;
+
+		if (n <= 0) {
+			rc = n < 0 ? (int)n : -EIO;
+			goto out;
+		}
+		while (done < (size_t)n) {
+			ssize_t w = write(fd, buf + done, (size_t)n - done);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				rc = -errno;
+				goto out;
+			}
+			done += (size_t)w;
+		}
+		off += (uint64_t)n;
+	}
+	rc = 0;
+out:
+	engine_reader_free(r);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd_merge.c - `crdtfs merge` (the merged bytes on standard output, the
+ * same bytes the mount serves) and `crdtfs check` (every problem of every
+ * host file and descriptor, as file:line:column: message).
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uthash.h"
+
+#include "engine.h"
+
+static const char merge_usage[] =
+	"usage: crdtfs merge [--descriptor FILE | --target NAME] [--strict] BACKING\n"
+	"Write the merged file to standard output; problems go to standard error.\n"
+	"  --descriptor FILE  merge by this descriptor (a path)\n"
+	"  --target NAME      merge the target NAME (default unified-memory.json),\n"
+	"                     described by BACKING/NAME.merge.json or built in\n"
+	"  --strict           fail, writing nothing, if any input has a problem\n";
+
+static const char check_usage[] =
+	"usage: crdtfs check BACKING\n"
+	"Validate every host file and merge descriptor in BACKING; print each\n"
+	"problem as file:line:column: message; exit 1 if there is any.\n";
+
+static int usage_error(const char *cmd, const char *reason)
+{
+	fprintf(stderr, "crdtfs %s: %s (try crdtfs %s --help)\n", cmd, reason,
+		cmd);
+	return FS_EXIT_USAGE;
+}
+
+static void print_desc_error(FILE *to, const desc_error *e)
+{
+	if (e->line > 0)
+		fprintf(to, "%s:%d:%d: error: %s\n", e->source, e->line,
+			e->column, e->text);
+	else
+		fprintf(to, "%s: error: %s\n", e->source, e->text);
+}
+
+/*
+ * The descriptor of target `name` in the backing directory: its
+ * `<name>.merge.json`, or the built-in default for unified-memory.json.
+ * Prints the reason on failure.
+ */
+static int load_target(desc_descriptor **out, int backing_fd,
+		       const char *backing, const char *name)
+{
+	desc_error err = { .line = 0 };
+	char *rel = NULL;
+	int rc;
+
+	if (asprintf(&rel, "%s%s", name, DESC_SUFFIX) < 0)
+		return -ENOMEM;
+	rc = desc_load(out, backing_fd, rel, &err);
+	if (rc == -ENOENT && strcmp(name, DESC_DEFAULT_TARGET) == 0)
+		rc = desc_default(out);
+	else if (rc == -ENOENT)
+		fprintf(stderr,
+			"crdtfs merge: no target %s: %s/%s does not exist\n",
+			name, backing, rel);
+	else if (rc < 0)
+		print_desc_error(stderr, &err);
+	free(rel);
+	return rc;
+}
+
+static int open_backing(const char *cmd, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		fprintf(stderr, "crdtfs %s: cannot open backing directory %s: %s\n",
+			cmd, path, strerror(errno));
+	return fd;
+}
+
+static void print_problems(FILE *to, const engine_problems *p)
+{
+	char line[1024];
+	size_t i;
+
+	for (i = 0; i < p->count; i++) {
+		engine_problem_format(&p->items[i], line, sizeof(line));
+		fprintf(to, "%s\n", line);
+	}
+}
+
+int fs_cmd_merge(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "descriptor", required_argument, NULL, 'd' },
+		{ "target", required_argument, NULL, 't' },
+		{ "strict", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *descriptor = NULL, *target = NULL, *backing;
+	desc_descriptor *desc = NULL;
+	engine_merge *merge = NULL;
+	engine_view *view = NULL;
+	desc_error err = { .line = 0 };
+	int strict = 0, backing_fd = -1, status = FS_EXIT_FAIL, c, rc;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			descriptor = optarg;
+			break;
+		case 't':
+			target = optarg;
+			break;
+		case 's':
+			strict = 1;
+			break;
+		case 'h':
+			fputs(merge_usage, stdout);
+			return FS_EXIT_OK;
+		default:
+			return usage_error("merge", "unknown option or missing value");
+		}
+	}
+	if (descriptor && target)
+		return usage_error("merge", "--descriptor and --target exclude each other");
+	if (optind != argc - 1)
+		return usage_error("merge", optind == argc ? "missing BACKING" : "too many arguments");
+	backing = argv[optind];
+
+	if ((backing_fd = open_backing("merge", backing)) < 0)
+		goto out;
+	if (descriptor) {
+		rc = desc_load(&desc, AT_FDCWD, descriptor, &err);
+		if (rc == -ENOENT)
+			fprintf(stderr, "crdtfs merge: %s: no such descriptor\n",
+				descriptor);
+		else if (rc < 0)
+			print_desc_error(stderr, &err);
+	} else {
+		rc = load_target(&desc, backing_fd, backing,
+				 target ? target : DESC_DEFAULT_TARGET);
+	}
+	if (rc < 0)
+		goto out;
+	if ((rc = engine_merge_new(&merge, desc, backing_fd)) < 0 ||
+	    (rc = engine_merge_refresh(merge, &view)) < 0) {
+		fprintf(stderr, "crdtfs merge: %s: %s\n", backing,
+			strerror(-rc));
+		goto out;
+	}
+	print_problems(stderr, engine_view_problems(view));
+	if (strict && engine_view_problems(view)->count) {
+		fprintf(stderr, "crdtfs merge: %zu problems; --strict: nothing written\n",
+			engine_view_problems(view)->count);
+		goto out;
+	}
+	if ((rc = engine_view_write(view, STDOUT_FILENO)) < 0) {
+		fprintf(stderr, "crdtfs merge: writing the merged file: %s\n",
+			rc == -EIO ? "a host file changed while it was read; run again" : strerror(-rc));
+		goto out;
+	}
+	status = FS_EXIT_OK;
+out:
+	engine_view_unref(view);
+	engine_merge_free(merge);
+	desc_free(desc);
+	if (backing_fd >= 0)
+		close(backing_fd);
+	return status;
+}
+
+/* Lines already printed by check, so a file two targets read is listed once. */
+typedef struct {
+	UT_hash_handle hh;
+	char line[]; /* the key */
+} seen_line;
+
+static int print_once(seen_line **seen, const char *line)
+{
+	seen_line *s;
+	size_t n = strlen(line);
+
+	HASH_FIND(hh, *seen, line, n, s);
+	if (s)
+		return 0;
+	s = malloc(sizeof(*s) + n + 1);
+	if (!s)
+		return -ENOMEM;
+	memcpy(s->line, line, n + 1);
+	HASH_ADD(hh, *seen, line, n, s);
+	printf("%s\n", line);
+	return 1;
+}
+
+/* Merge one target and print its problems; returns problems printed. */
+static size_t check_target(seen_line **seen, const desc_descriptor *desc,
+			   int backing_fd, const char *backing,
+			   size_t *entries)
+{
+	engine_merge *merge = NULL;
+	engine_view *view = NULL;
+	const engine_problems *p;
+	char line[1024];
+	size_t count = 0, i;
+	int rc;
+
+	if ((rc = engine_merge_new(&merge, desc, backing_fd)) < 0 ||
+	    (rc = engine_merge_refresh(merge, &view)) < 0) {
+		snprintf(line, sizeof(line), "%s: error: cannot merge %s: %s",
+			 backing, desc->target, strerror(-rc));
+		count += print_once(seen, line) > 0;
+		goto out;
+	}
+	p = engine_view_problems(view);
+	for (i = 0; i < p->count; i++) {
+		engine_problem_format(&p->items[i], line, sizeof(line));
+		count += print_once(seen, line) > 0;
+	}
+	for (i = 0; i < engine_view_nsources(view); i++)
+		*entries += engine_view_source(view, i).entries;
+out:
+	engine_view_unref(view);
+	engine_merge_free(merge);
+	return count;
+}
+
+int fs_cmd_check(int argc, char **argv)
+{
+	seen_line *seen = NULL, *s, *tmp;
+	char **names = NULL;
+	size_t problems = 0, entries = 0, targets = 0, i;
+	int backing_fd, has_default_override = 0, n;
+
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
+			  strcmp(argv[1], "-h") == 0)) {
+		fputs(check_usage, stdout);
+		return FS_EXIT_OK;
+	}
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_error("check", argc < 2 ? "missing BACKING" : "expected exactly one argument, BACKING");
+	if ((backing_fd = open_backing("check", argv[1])) < 0)
+		return FS_EXIT_FAIL;
+
+	n = desc_list(&names, backing_fd);
+	if (n < 0) {
+		fprintf(stderr, "crdtfs check: %s: %s\n", argv[1],
+			strerror(-n));
+		close(backing_fd);
+		return FS_EXIT_FAIL;
+	}
+	for (i = 0; i < (size_t)n; i++) {
+		desc_descriptor *desc = NULL;
+		desc_error err = { .line = 0 };
+
+		if (desc_load(&desc, backing_fd, names[i], &err) < 0) {
+			char line[1024];
+
+			if (err.line > 0)
+				snprintf(line, sizeof(line), "%s:%d:%d: error: %s",
+					 err.source, err.line, err.column,
+					 err.text);
+			else
+				snprintf(line, sizeof(line), "%s: error: %s",
+					 err.source, err.text);
+			problems += print_once(&seen, line) > 0;
+			continue;
+		}
+		if (strcmp(desc->target, DESC_DEFAULT_TARGET) == 0)
+			has_default_override = 1;
+		problems += check_target(&seen, desc, backing_fd, argv[1],
+					 &entries);
+		targets++;
+		desc_free(desc);
+	}
+	if (!has_default_override) {
+		desc_descriptor *desc = NULL;
+
+		if (desc_default(&desc) == 0) {
+			problems += check_target(&seen, desc, backing_fd,
+						 argv[1], &entries);
+			targets++;
+		}
+		desc_free(desc);
+	}
+	desc_names_free(names);
+	close(backing_fd);
+	HASH_ITER(hh, seen, s, tmp) {
+		HASH_DEL(seen, s);
+		free(s);
+	}
+	fflush(stdout);
+	fprintf(stderr, "crdtfs check: %zu targets, %zu entries scanned, %zu problems\n",
+		targets, entries, problems);
+	return problems ? FS_EXIT_FAIL : FS_EXIT_OK;
+}

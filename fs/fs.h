@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs.h - the crdtfs program: subcommands and the mount.  main() in main.c
+ * dispatches on the first argument; each entry point returns the process
+ * exit status (0 ok, 1 failure or problems found, 2 usage error, and for
+ * `sync` 3 when the remote could not be reached).
+ */
+#ifndef CRDTFS_FS_FS_H
+#define CRDTFS_FS_FS_H
+
+/** `crdtfs merge [--descriptor FILE | --target NAME] [--strict] BACKING` */
+int fs_cmd_merge(int argc, char **argv);
+/** `crdtfs check BACKING` */
+int fs_cmd_check(int argc, char **argv);
+/** `crdtfs prepare --host NAME SOURCE [BACKING]` */
+int fs_cmd_prepare(int argc, char **argv);
+/** `crdtfs sync [--remote NAME] BACKING` */
+int fs_cmd_sync(int argc, char **argv);
+/** `crdtfs merge-driver %O %A %B` */
+int fs_cmd_merge_driver(int argc, char **argv);
+/** `crdtfs [options] BACKING MOUNTPOINT`: argv as given to main() */
+int fs_mount_main(int argc, char **argv);
+
+/*
+ * Background git sync inside the mount (implemented in cmd_git.c): started
+ * by the mount for `-o sync=SECONDS[,remote=NAME]`.  Runs on its own
+ * thread, never on a FUSE request thread.
+ */
+typedef struct fs_syncer fs_syncer;
+
+/**
+ * Start syncing `backing` every `seconds` seconds and soon after writes.
+ * @param changed called from the sync thread after a pull changed files in
+ *        the backing directory (may be NULL)
+ * @return 0 or -errno
+ */
+int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
+		    const char *remote, void (*changed)(void *ctx), void *ctx);
+/** A host file was written through the mount: sync soon (coalesced). */
+void fs_syncer_poke(fs_syncer *s);
+/** Stop and join the thread; NULL is fine. */
+void fs_syncer_stop(fs_syncer *s);
+
+/** Exit statuses shared by the subcommands. */
+#define FS_EXIT_OK 0
+#define FS_EXIT_FAIL 1
+#define FS_EXIT_USAGE 2
+#define FS_EXIT_OFFLINE 3
+
+#endif

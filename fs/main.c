@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - the crdtfs program: dispatches subcommands, and mounts when the
+ * first argument is not one.
+ */
+#include "fs.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+static const char usage_text[] =
+	"usage: crdtfs [options] BACKING MOUNTPOINT   mount the merged view\n"
+	"       crdtfs merge [--descriptor FILE | --target NAME] [--strict] BACKING\n"
+	"       crdtfs check BACKING\n"
+	"       crdtfs prepare [--host NAME] SOURCE [BACKING]\n"
+	"       crdtfs sync [--remote NAME] [--host NAME] BACKING\n"
+	"       crdtfs merge-driver %O %A %B\n"
+	"\n"
+	"Mount options: -f (foreground), -d (debug), -s (single-threaded),\n"
+	"  -o allow_other, -o fsname=NAME, -o sync=SECONDS[,remote=NAME],\n"
+	"  and the usual FUSE options (see mount.fuse3(8)).\n"
+	"Run `crdtfs COMMAND --help` for a command's options.\n";
+
+typedef struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+	{ "merge", fs_cmd_merge },
+	{ "check", fs_cmd_check },
+	{ "prepare", fs_cmd_prepare },
+	{ "sync", fs_cmd_sync },
+	{ "merge-driver", fs_cmd_merge_driver },
+};
+
+int main(int argc, char **argv)
+{
+	size_t i;
+
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
+			  strcmp(argv[1], "-h") == 0)) {
+		fputs(usage_text, stdout);
+		return FS_EXIT_OK;
+	}
+	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 ||
+			  strcmp(argv[1], "-V") == 0)) {
+		printf("crdtfs %s\n", CRDTFS_VERSION);
+		return FS_EXIT_OK;
+	}
+	if (argc < 2) {
+		fputs("crdtfs: missing BACKING and MOUNTPOINT (try crdtfs --help)\n",
+		      stderr);
+		return FS_EXIT_USAGE;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	return fs_mount_main(argc, argv);
+}

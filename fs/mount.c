@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mount.c - `crdtfs [options] BACKING MOUNTPOINT`: the command line, the
+ * FUSE session and the life of a mount.
+ *
+ * Options are the usual FUSE ones (-f, -d, -s, -o opt,...; parsed with
+ * fuse_opt_parse and fuse_parse_cmdline like passthrough_ll.c) plus
+ * `-o sync=SECONDS` and `-o remote=NAME` for the background git sync.
+ * `fsname` defaults to the absolute BACKING path and `subtype` to crdtfs;
+ * `allow_other` brings `default_permissions` with it.  mount.fuse3 runs
+ * `crdtfs BACKING MNT -o ...`, which parses the same way.
+ *
+ * The loop is multithreaded (fuse_session_loop_mt) unless -s.  SIGTERM,
+ * SIGINT, SIGHUP or an unmount end it; the watcher, notifier and syncer
+ * threads are joined, the session is unmounted and destroyed, and every
+ * inode, handle and target is freed before exit status 0.
+ *
+ * Exit statuses: 0 clean exit, 1 mount or runtime failure, 2 usage error
+ * (one line on stderr saying why).
+ */
+#include "mount_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+enum {
+	FS_KEY_FSNAME,
+	FS_KEY_SUBTYPE,
+	FS_KEY_ALLOW_OTHER,
+	FS_KEY_DEFAULT_PERMISSIONS,
+};
+
+static const struct fuse_opt fs_opt_spec[] = {
+	{ "sync=%u", offsetof(struct fs_opts, sync), 0 },
+	{ "remote=%s", offsetof(struct fs_opts, remote), 0 },
+	FUSE_OPT_KEY("fsname=", FS_KEY_FSNAME),
+	FUSE_OPT_KEY("subtype=", FS_KEY_SUBTYPE),
+	FUSE_OPT_KEY("allow_other", FS_KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("default_permissions", FS_KEY_DEFAULT_PERMISSIONS),
+	FUSE_OPT_END
+};
+
+static const char fs_usage[] =
+	"usage: crdtfs [options] BACKING MOUNTPOINT\n"
+	"\n"
+	"Mounts BACKING (a directory of memory-<host>.json files) on\n"
+	"MOUNTPOINT: host files pass through, unified-memory.json (and one\n"
+	"file per *.merge.json descriptor) is the merged view, and\n"
+	".crdtfs-status.json reports generations and problems.\n"
+	"\n"
+	"crdtfs options:\n"
+	"    -o sync=SECONDS        commit and sync BACKING with git\n"
+	"    -o remote=NAME         git remote to sync with (default origin)\n"
+	"    -o fsname=NAME         default: the absolute BACKING path\n"
+	"    -o allow_other         implies -o default_permissions\n"
+	"\n";
+
+/* Keys of fs_opt_spec; the first non-option argument is BACKING. */
+static int fs_opt_proc(void *data, const char *arg, int key,
+		       struct fuse_args *outargs)
+{
+	struct fs_opts *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->backing) {
+			o->backing = strdup(arg);
+			return o->backing ? 0 : -1;
+		}
+		return 1;
+	case FS_KEY_FSNAME:
+		o->has_fsname = 1;
+		return 1;
+	case FS_KEY_SUBTYPE:
+		o->has_subtype = 1;
+		return 1;
+	case FS_KEY_ALLOW_OTHER:
+		o->allow_other = 1;
+		return 1;
+	case FS_KEY_DEFAULT_PERMISSIONS:
+		o->has_default_permissions = 1;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+/* Append `-o opt` with commas and backslashes in opt escaped. */
+static int fs_add_opt(struct fuse_args *args, const char *opt)
+{
+	char *opts = NULL;
+	int r;
+
+	if (fuse_opt_add_opt_escaped(&opts, opt) < 0)
+		return -1;
+	r = fuse_opt_add_arg(args, "-o");
+	if (r == 0)
+		r = fuse_opt_add_arg(args, opts);
+	free(opts);
+	return r;
+}
+
+/* Many looked-up inodes each hold an O_PATH fd. */
+static void fs_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/*
+ * Set up everything a mount needs except the session and threads: the
+ * backing fd, the root and status nodes, locks and inotify.
+ * @return 0 or -errno (ctx is then freed by fs_ctx_dispose)
+ */
+static int fs_ctx_init(struct fs_ctx *ctx, const char *backing, int debug)
+{
+	struct stat st;
+	int r;
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->backing_fd = ctx->inotify_fd = ctx->wake_fd = -1;
+	ctx->debug = debug;
+	pthread_mutex_init(&ctx->ilock, NULL);
+	pthread_rwlock_init(&ctx->tlock, NULL);
+	pthread_mutex_init(&ctx->wlock, NULL);
+	pthread_mutex_init(&ctx->nlock, NULL);
+	pthread_cond_init(&ctx->ncond, NULL);
+	pthread_cond_init(&ctx->mod_cond, NULL);
+	engine_problems_init(&ctx->desc_problems);
+	atomic_init(&ctx->targets_dirty, 1);
+	atomic_init(&ctx->targets_loaded, 0);
+	clock_gettime(CLOCK_REALTIME, &ctx->started);
+
+	if (!(ctx->backing = strdup(backing)))
+		return -ENOMEM;
+	ctx->backing_fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ctx->backing_fd < 0 || fstat(ctx->backing_fd, &st))
+		return -errno;
+	ctx->uid = st.st_uid;
+	ctx->gid = st.st_gid;
+	ctx->root.kind = FS_KIND_BACKING;
+	ctx->root.fd = ctx->backing_fd;
+	ctx->root.key.dev = st.st_dev;
+	ctx->root.key.ino = st.st_ino;
+	ctx->root.nlookup = 2;
+	if (!(ctx->root.path = strdup("")))
+		return -ENOMEM;
+	ctx->status.kind = FS_KIND_STATUS;
+	ctx->status.fd = -1;
+	ctx->status_ino = fs_virtual_ino(FS_STATUS_NAME);
+	if ((r = fs_watch_init(ctx)) < 0)
+		return r;
+	return 0;
+}
+
+static void fs_ctx_dispose(struct fs_ctx *ctx)
+{
+	fs_inodes_free(ctx);
+	fs_targets_free(ctx);
+	fs_watch_free(ctx);
+	if (ctx->backing_fd >= 0)
+		close(ctx->backing_fd);
+	free(ctx->backing);
+	pthread_cond_destroy(&ctx->ncond);
+	pthread_cond_destroy(&ctx->mod_cond);
+	pthread_mutex_destroy(&ctx->nlock);
+	pthread_mutex_destroy(&ctx->wlock);
+	pthread_rwlock_destroy(&ctx->tlock);
+	pthread_mutex_destroy(&ctx->ilock);
+}
+
+/* The syncer pulled changes into the backing directory. */
+static void fs_sync_changed(void *arg)
+{
+	fs_invalidate_all(arg);
+}
+
+/* Run the session loop. @return 0 when it ended cleanly, else -1 */
+static int fs_loop(struct fuse_session *se,
+		   const struct fuse_cmdline_opts *co)
+{
+	struct fuse_loop_config *cfg;
+	int r;
+
+	if (co->singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		cfg = fuse_loop_cfg_create();
+		if (!cfg)
+			return -1;
+		fuse_loop_cfg_set_clone_fd(cfg, co->clone_fd);
+		fuse_loop_cfg_set_max_threads(cfg, co->max_threads);
+		if (co->max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(cfg,
+						       co->max_idle_threads);
+		r = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	/* libfuse reports the signal that ended the loop: a clean end. */
+	if (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP)
+		return 0;
+	return -1;
+}
+
+int fs_mount_main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts co;
+	struct fs_opts o;
+	struct fuse_session *se = NULL;
+	struct fs_ctx *ctx = NULL;
+	char *abs = NULL, *fsname = NULL;
+	int status = FS_EXIT_USAGE, mounted = 0, handlers = 0, r;
+	struct stat st;
+
+	memset(&o, 0, sizeof(o));
+	memset(&co, 0, sizeof(co));
+	if (fuse_opt_parse(&args, &o, fs_opt_spec, fs_opt_proc) < 0)
+		goto out;
+	if (o.backing && (abs = realpath(o.backing, NULL))) {
+		if (!o.has_fsname) {
+			fsname = malloc(strlen(abs) + sizeof("fsname="));
+			if (!fsname)
+				goto out;
+			strcpy(fsname, "fsname=");
+			strcat(fsname, abs);
+			if (fs_add_opt(&args, fsname) < 0)
+				goto out;
+		}
+		if (!o.has_subtype && fs_add_opt(&args, "subtype=crdtfs") < 0)
+			goto out;
+	}
+	if (o.allow_other && !o.has_default_permissions &&
+	    fs_add_opt(&args, "default_permissions") < 0)
+		goto out;
+	if (fuse_parse_cmdline(&args, &co) != 0)
+		goto out;
+	if (co.show_help) {
+		fputs(fs_usage, stdout);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		status = FS_EXIT_OK;
+		goto out;
+	}
+	if (co.show_version) {
+		printf("crdtfs %s\n", CRDTFS_VERSION);
+		fuse_lowlevel_version();
+		status = FS_EXIT_OK;
+		goto out;
+	}
+	if (!o.backing) {
+		fputs("crdtfs: missing BACKING directory (try crdtfs --help)\n",
+		      stderr);
+		goto out;
+	}
+	if (!co.mountpoint) {
+		fputs("crdtfs: missing MOUNTPOINT (try crdtfs --help)\n",
+		      stderr);
+		goto out;
+	}
+	if (!abs || stat(abs, &st) || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "crdtfs: %s: %s\n", o.backing,
+			abs && !stat(abs, &st) ? "not a directory" :
+						 strerror(errno));
+		goto out;
+	}
+
+	status = FS_EXIT_FAIL;
+	fs_raise_nofile();
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		goto out;
+	if ((r = fs_ctx_init(ctx, abs, co.debug)) < 0) {
+		fprintf(stderr, "crdtfs: %s: %s\n", abs, strerror(-r));
+		goto out;
+	}
+	se = fuse_session_new(&args, fs_ops_table(), sizeof(*fs_ops_table()),
+			      ctx);
+	if (!se) {
+		status = FS_EXIT_USAGE;
+		goto out;
+	}
+	ctx->se = se;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = 1;
+	if (fuse_session_mount(se, co.mountpoint) != 0)
+		goto out;
+	mounted = 1;
+	if (fuse_daemonize(co.foreground) != 0)
+		goto out;
+	/* Threads start after daemonizing: they would not survive fork. */
+	if ((r = fs_watch_start(ctx)) < 0) {
+		fprintf(stderr, "crdtfs: starting threads: %s\n",
+			strerror(-r));
+		goto out;
+	}
+	if (o.sync) {
+		sigset_t set, old;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGHUP);
+		pthread_sigmask(SIG_BLOCK, &set, &old);
+		r = fs_syncer_start(&ctx->syncer, abs, o.sync, o.remote,
+				    fs_sync_changed, ctx);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (r < 0) {
+			fprintf(stderr, "crdtfs: starting git sync: %s\n",
+				strerror(-r));
+			goto out;
+		}
+	}
+	status = fs_loop(se, &co) == 0 ? FS_EXIT_OK : FS_EXIT_FAIL;
+out:
+	if (ctx) {
+		fs_watch_stop(ctx);
+		fs_syncer_stop(ctx->syncer);
+		ctx->syncer = NULL;
+	}
+	if (mounted)
+		fuse_session_unmount(se);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	if (ctx) {
+		fs_ctx_dispose(ctx);
+		free(ctx);
+	}
+	fs_thread_buf_release();
+	free(co.mountpoint);
+	free(fsname);
+	free(abs);
+	free(o.backing);
+	free(o.remote);
+	fuse_opt_free_args(&args);
+	return status;
+}

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mount_i.h - declarations shared only by the files of the FUSE mount:
+ * mount.c (command line, session, lifetime), ops.c (the low-level ops
+ * table and the pass-through of backing files), virtual.c (merged targets,
+ * their generations, the status file), watch.c (inotify and the kernel
+ * cache notifier) and status.c (the status JSON).
+ *
+ * Node ids are pointers to struct fs_inode (as in libfuse's
+ * passthrough_ll.c), except FUSE_ROOT_ID for the backing root.
+ *
+ * Lock order (never take an earlier lock while holding a later one):
+ *   wlock (watch) -> tlock (target set) -> target mlock -> target plock
+ *   -> ilock (inodes, generations, handles) -> nlock (notifier queue).
+ * No lock is held while a reply or a notification is sent.
+ */
+#ifndef CRDTFS_FS_MOUNT_I_H
+#define CRDTFS_FS_MOUNT_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <fuse_lowlevel.h>
+#include "uthash.h"
+
+#include "engine.h"
+#include "fs.h"
+
+/* Name of the status file in the mount root. */
+#define FS_STATUS_NAME ".crdtfs-status.json"
+/* Attribute and entry timeout of pass-through files, in seconds. */
+#define FS_PASS_TIMEOUT 1.0
+/* Attribute timeout of a generation of a merged file (never changes). */
+#define FS_GEN_ATTR_TIMEOUT 86400.0
+/* Times a LOOKUP rebuilds a view that overlapped a source rewrite. */
+#define FS_LOOKUP_RETRIES 8
+/* Most pending invalidated names per target before "everything". */
+#define FS_PENDING_MAX 1024
+
+struct fs_ctx;
+
+/* (st_dev, st_ino) of a backing file: the key of the inode table. */
+struct fs_ikey {
+	dev_t dev;
+	ino_t ino;
+};
+
+enum fs_kind {
+	FS_KIND_BACKING, /* a file or directory of the backing tree */
+	FS_KIND_GEN,     /* one generation of a merged target */
+	FS_KIND_STATUS   /* the status file */
+};
+
+/*
+ * One node id.  Backing inodes live in ctx->inodes (keyed by ikey) and
+ * hold an O_PATH fd; generation inodes live in ctx->gens and hold a view.
+ */
+struct fs_inode {
+	enum fs_kind kind;
+	uint64_t nlookup;          /* kernel lookup count; ilock */
+	/* FS_KIND_BACKING */
+	struct fs_ikey key;        /* immutable */
+	int fd;                    /* O_PATH, owned; immutable */
+	char *path;                /* owned, relative to the root ("" for
+				      the root), last name looked up;
+				      NULL when unknown; ilock */
+	UT_hash_handle hh;         /* ctx->inodes; ilock */
+	/* FS_KIND_GEN */
+	struct fs_target *target;  /* owned reference; immutable */
+	engine_view *view;         /* owned reference; immutable */
+	unsigned nopen;            /* open readers; ilock */
+	struct fs_inode *gprev;    /* ctx->gens; ilock */
+	struct fs_inode *gnext;    /* ctx->gens; ilock */
+};
+
+/*
+ * One merged target: a descriptor, its engine_merge and the current
+ * generation inode.  Refcounted: the target set holds one reference and
+ * every generation inode one more.
+ */
+struct fs_target {
+	atomic_uint refs;
+	char *name;                /* owned: file name in the root */
+	uint64_t st_ino;           /* inode number shown for all gens */
+	desc_descriptor *desc;     /* owned */
+	char *desc_file;           /* owned: descriptor file, NULL: default */
+	struct stat desc_st;       /* descriptor file when loaded */
+	pthread_mutex_t mlock;     /* guards merge */
+	engine_merge *merge;       /* owned; mlock */
+	pthread_mutex_t plock;     /* guards the pending fields */
+	char **pending;            /* owned names to invalidate; plock */
+	size_t npending;           /* plock */
+	int pending_all;           /* invalidate everything; plock */
+	struct fs_inode *cur;      /* newest generation inode; ilock */
+};
+
+enum fs_hkind { FS_H_FILE, FS_H_GEN, FS_H_STATUS, FS_H_DIR };
+
+/* One directory entry of a directory snapshot. */
+struct fs_dirent {
+	char *name;                /* owned */
+	ino_t ino;
+	unsigned char type;        /* DT_* */
+	int virt;                  /* a virtual file of the root */
+};
+
+/* One open file or directory (fi->fh); all live in ctx->handles. */
+struct fs_handle {
+	enum fs_hkind kind;
+	struct fs_handle *prev;    /* ctx->handles; ilock */
+	struct fs_handle *next;    /* ctx->handles; ilock */
+	/* FS_H_FILE */
+	int fd;                    /* owned */
+	char *path;                /* owned: relative path at open, or NULL */
+	atomic_int wrote;          /* written through this handle */
+	/* FS_H_GEN */
+	struct fs_inode *gen;      /* borrowed: the kernel holds a lookup */
+	engine_reader *reader;     /* owned */
+	/* FS_H_STATUS */
+	char *buf;                 /* owned snapshot */
+	size_t len;
+	/* FS_H_DIR */
+	struct fs_dirent *ents;    /* owned; serialised by the kernel */
+	size_t nents;
+	int served;                /* readdir was answered at least once */
+};
+
+/* One inotify watch on a backing directory. */
+struct fs_watch {
+	int wd;                    /* key */
+	char *path;                /* owned, relative ("" for the root) */
+	struct fs_ikey key;        /* the directory */
+	int seen;                  /* mark for the rescan */
+	UT_hash_handle hh;
+};
+
+/* One queued kernel cache notification (deduplicated by text key). */
+struct fs_note {
+	char *key;                 /* owned, hash key */
+	int entry;                 /* 1: inval_entry, 0: inval_inode */
+	int root;                  /* parent/inode is the root */
+	struct fs_ikey ik;         /* the inode, or the parent directory */
+	char *name;                /* owned entry name (entry only) */
+	UT_hash_handle hh;
+};
+
+/* Options parsed from the command line. */
+struct fs_opts {
+	char *backing;             /* owned: as given */
+	unsigned sync;             /* -o sync=SECONDS, 0: off */
+	char *remote;              /* -o remote=NAME, owned */
+	int has_fsname;
+	int has_subtype;
+	int allow_other;
+	int has_default_permissions;
+};
+
+/* Everything a mount owns; fuse_req_userdata() of every request. */
+struct fs_ctx {
+	struct fuse_session *se;
+	char *backing;             /* owned absolute path; immutable */
+	int backing_fd;            /* O_RDONLY|O_DIRECTORY; immutable */
+	uid_t uid;                 /* owner of the backing root */
+	gid_t gid;
+	struct timespec started;   /* mount time */
+	int debug;
+
+	pthread_mutex_t ilock;
+	struct fs_inode root;      /* FUSE_ROOT_ID; fd is backing_fd */
+	struct fs_inode status;    /* the status file node */
+	uint64_t status_ino;       /* its st_ino */
+	struct fs_inode *inodes;   /* uthash by key; ilock */
+	struct fs_inode *gens;     /* list of generation inodes; ilock */
+	struct fs_handle *handles; /* list of open handles; ilock */
+	uint64_t mod_epoch;        /* bumped at each begin/end of a source
+				      modification through the mount; ilock */
+	unsigned mod_active;       /* source modifications running; ilock */
+	pthread_cond_t mod_cond;   /* mod_active dropped to 0; ilock */
+
+	pthread_rwlock_t tlock;
+	struct fs_target **targets; /* owned refs; tlock */
+	size_t ntargets;           /* tlock */
+	engine_problems desc_problems; /* invalid descriptors; tlock */
+	atomic_int targets_dirty;  /* reload the target set before use */
+	atomic_int targets_loaded; /* the set was loaded at least once */
+
+	pthread_mutex_t wlock;
+	int inotify_fd;            /* non-blocking; -1 when unavailable */
+	struct fs_watch *watches;  /* by wd; wlock */
+	int watch_rescan;          /* rescan the watch set; wlock */
+	int wake_fd;               /* eventfd that stops the watcher */
+	pthread_t watch_thread;
+	int watch_running;
+
+	pthread_mutex_t nlock;
+	pthread_cond_t ncond;
+	struct fs_note *notes;     /* FIFO; nlock */
+	int nstop;                 /* nlock */
+	pthread_t notify_thread;
+	int notify_running;
+
+	fs_syncer *syncer;         /* NULL when not syncing */
+};
+
+/* ---- ops.c ---- */
+
+/** The low-level operations table of the mount. */
+const struct fuse_lowlevel_ops *fs_ops_table(void);
+
+/** Node id of a live backing inode (the root included), or 0. */
+fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key);
+
+/** Free every inode and handle still held at unmount. */
+void fs_inodes_free(struct fs_ctx *ctx);
+
+/**
+ * A per-thread buffer of at least size bytes, kept for the thread's life
+ * (requests never allocate).  @return the buffer or NULL (out of memory)
+ */
+char *fs_thread_buf(size_t size);
+/** Free the calling thread's buffer now (the main thread at exit). */
+void fs_thread_buf_release(void);
+
+/** Link / unlink a handle in ctx->handles. */
+void fs_handle_link(struct fs_ctx *ctx, struct fs_handle *h);
+void fs_handle_unlink(struct fs_ctx *ctx, struct fs_handle *h);
+
+/* ---- virtual.c ---- */
+
+/** Reload the target set when it is marked dirty (or never loaded). */
+void fs_targets_ensure(struct fs_ctx *ctx);
+
+/** Drop the whole target set (unmount). */
+void fs_targets_free(struct fs_ctx *ctx);
+
+/**
+ * True when `name` in the root is served by the mount itself (a target,
+ * the status file, or the hidden `.git`); such names cannot be created,
+ * removed or renamed through the mount.
+ */
+int fs_name_reserved(struct fs_ctx *ctx, const char *name);
+
+/**
+ * Look up a root name that is virtual.
+ * @return 0 with e filled (one lookup counted), 1 when the name is not
+ *         virtual (pass it through), or -errno (-ENOENT for `.git`)
+ */
+int fs_virtual_lookup(struct fs_ctx *ctx, const char *name,
+		      struct fuse_entry_param *e);
+
+/** Attributes of a generation or status inode. @return 0 or -errno */
+int fs_virtual_getattr(struct fs_ctx *ctx, struct fs_inode *in,
+		       struct stat *st, double *timeout);
+
+/** Open a generation or status inode (replies itself). */
+void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
+		     struct fuse_file_info *fi);
+
+/** Read / release a FS_H_GEN or FS_H_STATUS handle (replies itself). */
+void fs_virtual_read(fuse_req_t req, struct fs_handle *h, size_t size,
+		     off_t off);
+void fs_virtual_release(struct fs_ctx *ctx, struct fs_handle *h);
+
+/** Drop n lookups of a generation inode; frees it at zero. */
+void fs_gen_forget(struct fs_ctx *ctx, struct fs_inode *in, uint64_t n);
+
+/**
+ * Virtual entries of the root for readdir: appends owned fs_dirent items
+ * (the status file and every target) to *ents.  @return 0 or -ENOMEM
+ */
+int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents,
+		       size_t *n, size_t *cap);
+
+/**
+ * Backing file `path` (relative to the root) changed or may change:
+ * mark every target it is a source of so the next refresh rescans it,
+ * and mark the target set dirty when it is a descriptor.
+ * @return number of targets it is a source of
+ */
+int fs_sources_changed(struct fs_ctx *ctx, const char *path);
+
+/** Mark every target fully dirty and the target set too. */
+void fs_invalidate_all(struct fs_ctx *ctx);
+
+/**
+ * Backing file (dev, ino) is about to be rewritten in place through the
+ * mount: every live generation with open readers that reads it, and the
+ * current generation of each target (a LOOKUP may have handed it out
+ * before its OPEN), keeps a private copy (engine_view_preserve_inode).
+ * Each view copies a given file at most once.
+ */
+void fs_preserve(struct fs_ctx *ctx, dev_t dev, ino_t ino);
+
+/**
+ * True when backing `path` (NULL: unknown, counts as a source) is a
+ * source of some target.
+ */
+int fs_is_source(struct fs_ctx *ctx, const char *path);
+
+/**
+ * Bracket an in-place modification of backing inode (dev, ino) at `path`
+ * through the mount.  fs_mod_begin() preserves what readers need
+ * (fs_preserve); fs_mod_end() marks `path` changed.  A LOOKUP whose
+ * refresh overlapped a bracket refreshes again before it hands out a
+ * generation, so a generation never reads a file being rewritten.
+ * Both do nothing for files that are no source (begin returns 0).
+ * @return a token for fs_mod_end()
+ */
+int fs_mod_begin(struct fs_ctx *ctx, dev_t dev, ino_t ino,
+		 const char *path);
+void fs_mod_end(struct fs_ctx *ctx, int token, const char *path);
+
+/**
+ * Bring `t` up to date and return a new reference to its current view.
+ * @return 0 or -errno
+ */
+int fs_target_view(struct fs_target *t, engine_view **out);
+
+/** Take / drop a reference on a target. */
+struct fs_target *fs_target_ref(struct fs_target *t);
+void fs_target_unref(struct fs_target *t);
+
+/** Fixed inode number for a virtual name (top bit set). */
+uint64_t fs_virtual_ino(const char *name);
+
+/* ---- watch.c ---- */
+
+/** Set up inotify on the root (no thread yet). @return 0 or -errno */
+int fs_watch_init(struct fs_ctx *ctx);
+/** Start the watcher and notifier threads. @return 0 or -errno */
+int fs_watch_start(struct fs_ctx *ctx);
+/** Stop and join both threads; free queued notifications. */
+void fs_watch_stop(struct fs_ctx *ctx);
+/** Close inotify and free the watch table. */
+void fs_watch_free(struct fs_ctx *ctx);
+/** Handle every queued inotify event now (synchronously). */
+void fs_watch_drain(struct fs_ctx *ctx);
+/** Recompute the watched directories from the target set. */
+void fs_watch_rescan(struct fs_ctx *ctx);
+
+/** Queue notify_inval_inode for backing inode key (deduplicated). */
+void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key);
+/**
+ * Queue notify_inval_entry for `name` in directory `parent` (NULL: the
+ * root), deduplicated.
+ */
+void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
+		     const char *name);
+
+/* ---- status.c ---- */
+
+/**
+ * Render the status file (refreshing every merge): pretty JSON ending in
+ * a newline.  Two calls with nothing changed give the same bytes.
+ * @param out owned buffer on success
+ * @return 0 or -ENOMEM
+ */
+int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len);
+
+#endif

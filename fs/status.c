@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * status.c - the status file `.crdtfs-status.json` at the mount root.
+ *
+ * A pretty JSON object describing every merged target: its name, the
+ * descriptor it comes from, the current generation, entry count, size,
+ * how long the last (re)materialisation took, each source with its entry
+ * and problem counts, every problem found in the sources (file, line,
+ * column, severity, message), and whether a real backing file of the same
+ * name is shadowed.  Invalid descriptors are listed with their problems.
+ *
+ * Rendering refreshes every merge, so reading the status file is also a
+ * way to bring the merged files up to date.  The bytes depend only on the
+ * state (no clock), so lookup, getattr and open agree on the size when
+ * nothing changes in between.
+ */
+#include "mount_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "desc.h"
+
+/*
+ * A JSON string for arbitrary bytes: invalid UTF-8 is replaced by '?'
+ * (file names need not be UTF-8, JSON text must be).
+ * @return a new reference, or NULL on out of memory
+ */
+static json_t *fs_json_str(const char *s)
+{
+	json_t *j;
+	char *copy;
+	size_t i;
+
+	if (!s)
+		return json_null();
+	j = json_string(s);
+	if (j)
+		return j;
+	copy = strdup(s);
+	if (!copy)
+		return NULL;
+	for (i = 0; copy[i]; i++)
+		if ((unsigned char)copy[i] >= 0x80)
+			copy[i] = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
+static json_t *fs_json_problem(const engine_problem *pr)
+{
+	return json_pack("{s:o, s:I, s:I, s:s, s:o}",
+			 "file", fs_json_str(pr->file),
+			 "line", (json_int_t)pr->line,
+			 "column", (json_int_t)pr->column,
+			 "severity",
+			 pr->severity == ENGINE_ERROR ? "error" : "warning",
+			 "message", fs_json_str(pr->message));
+}
+
+static json_t *fs_json_problems(const engine_problems *p)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < p->count; i++)
+		json_array_append_new(a, fs_json_problem(&p->items[i]));
+	return a;
+}
+
+/* The status object of one target (refreshing its merge). */
+static json_t *fs_json_target(struct fs_ctx *ctx, struct fs_target *t)
+{
+	json_t *o = json_object(), *srcs, *pats;
+	engine_view *v = NULL;
+	struct stat st;
+	size_t i;
+	int r;
+
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "name", fs_json_str(t->name));
+	json_object_set_new(o, "descriptor",
+			    fs_json_str(t->desc_file ? t->desc_file :
+						       t->desc->origin));
+	pats = json_array();
+	for (i = 0; pats && i < t->desc->nsources; i++)
+		json_array_append_new(pats, fs_json_str(t->desc->sources[i]));
+	json_object_set_new(o, "patterns", pats);
+	json_object_set_new(o, "format",
+			    json_string(t->desc->format == DESC_FORMAT_JSONL ?
+						"jsonl" : "json"));
+	json_object_set_new(o, "shadows_backing_file",
+			    json_boolean(fstatat(ctx->backing_fd, t->name, &st,
+						 AT_SYMLINK_NOFOLLOW) == 0));
+	r = fs_target_view(t, &v);
+	if (r < 0) {
+		json_object_set_new(o, "error", json_string(strerror(-r)));
+		return o;
+	}
+	json_object_set_new(o, "generation",
+			    json_integer((json_int_t)engine_view_generation(v)));
+	json_object_set_new(o, "entries",
+			    json_integer((json_int_t)engine_view_entries(v)));
+	json_object_set_new(o, "size",
+			    json_integer((json_int_t)engine_view_size(v)));
+	json_object_set_new(o, "build_seconds",
+			    json_real(engine_view_build_seconds(v)));
+	srcs = json_array();
+	for (i = 0; srcs && i < engine_view_nsources(v); i++) {
+		engine_source_info si = engine_view_source(v, i);
+
+		json_array_append_new(srcs,
+			json_pack("{s:o, s:I, s:I}",
+				  "file", fs_json_str(si.name),
+				  "entries", (json_int_t)si.entries,
+				  "problems", (json_int_t)si.problems));
+	}
+	json_object_set_new(o, "sources", srcs);
+	json_object_set_new(o, "problems",
+			    fs_json_problems(engine_view_problems(v)));
+	engine_view_unref(v);
+	return o;
+}
+
+int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len)
+{
+	struct fs_target **set = NULL;
+	json_t *root = NULL, *targets;
+	size_t n = 0, i, l;
+	char *s = NULL, *buf;
+	int r = -ENOMEM;
+
+	*out = NULL;
+	*len = 0;
+	fs_targets_ensure(ctx);
+	root = json_object();
+	targets = json_array();
+	if (!root || !targets) {
+		json_decref(targets);
+		goto out;
+	}
+	json_object_set_new(root, "version", json_string(CRDTFS_VERSION));
+	json_object_set_new(root, "backing", fs_json_str(ctx->backing));
+
+	pthread_rwlock_rdlock(&ctx->tlock);
+	set = calloc(ctx->ntargets + 1, sizeof(*set));
+	if (set) {
+		n = ctx->ntargets;
+		for (i = 0; i < n; i++)
+			set[i] = fs_target_ref(ctx->targets[i]);
+	}
+	json_object_set_new(root, "descriptor_problems",
+			    fs_json_problems(&ctx->desc_problems));
+	pthread_rwlock_unlock(&ctx->tlock);
+	if (!set) {
+		json_decref(targets);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		json_array_append_new(targets, fs_json_target(ctx, set[i]));
+		fs_target_unref(set[i]);
+	}
+	free(set);
+	json_object_set_new(root, "targets", targets);
+
+	s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+	if (!s)
+		goto out;
+	l = strlen(s);
+	buf = malloc(l + 2);
+	if (!buf)
+		goto out;
+	memcpy(buf, s, l);
+	buf[l++] = '\n';
+	buf[l] = '\0';
+	*out = buf;
+	*len = l;
+	r = 0;
+out:
+	free(s);
+	json_decref(root);
+	return r;
+}

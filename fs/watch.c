@@ -1,0 +1,551 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * watch.c - noticing changes made outside the mount, and telling the
+ * kernel to drop what it cached.
+ *
+ * One non-blocking inotify fd watches the backing root and every
+ * directory a source pattern reaches into (pattern `hosts/NAME` watches
+ * `hosts`).  A watcher thread drains it whenever it is readable; LOOKUP of
+ * a merged name also drains it synchronously first.  The kernel queues an
+ * inotify event before the writer's write() returns, so a drain at LOOKUP
+ * sees every completed outside write without sleeping.  Each event marks
+ * the targets the file is a source of (virtual.c), and queues cache
+ * notifications: inval_inode for a backing inode that changed, and
+ * inval_entry for names created, removed or renamed.  IN_Q_OVERFLOW
+ * invalidates everything.
+ *
+ * Notifications go through a queue to a notifier thread of their own: they
+ * are never sent from a request handler nor with a lock held (a handler
+ * waiting on the lock while the kernel waits on the handler would
+ * deadlock).  The queue deduplicates pending items and resolves node ids
+ * only when sending, so nothing is sent for an inode the kernel forgot.
+ * ENOENT, EBADF and ENODEV from the kernel are benign (forgotten inode,
+ * unmount in progress).
+ *
+ * Both threads block the termination signals, so SIGTERM always lands on
+ * a FUSE worker (whose read() it interrupts) and ends the loop.
+ */
+#include "mount_i.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "desc.h"
+
+#define FS_WATCH_MASK                                                      \
+	(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |          \
+	 IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF |            \
+	 IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+/* Most directories watched besides the root. */
+#define FS_WATCH_MAX 4096
+/* Deepest directory level a source pattern may reach into. */
+#define FS_WATCH_DEPTH 16
+
+static char *fs_join(const char *dir, const char *name)
+{
+	size_t dl = strlen(dir), nl = strlen(name);
+	char *p = malloc(dl + nl + 2);
+
+	if (!p)
+		return NULL;
+	if (dl) {
+		memcpy(p, dir, dl);
+		p[dl++] = '/';
+	}
+	memcpy(p + dl, name, nl + 1);
+	return p;
+}
+
+/* ---- the notifier ---- */
+
+static void fs_note_free(struct fs_note *n)
+{
+	free(n->key);
+	free(n->name);
+	free(n);
+}
+
+static void fs_note_queue(struct fs_ctx *ctx, int entry,
+			  const struct fs_ikey *ik, const char *name)
+{
+	struct fs_note *n, *dup;
+	char key[96];
+	size_t kl, nl = name ? strlen(name) : 0;
+
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return;
+	n->entry = entry;
+	n->root = ik == NULL;
+	if (ik)
+		n->ik = *ik;
+	snprintf(key, sizeof(key), "%c:%lu:%lu:", entry ? 'e' : 'i',
+		 ik ? (unsigned long)ik->dev : 0UL,
+		 ik ? (unsigned long)ik->ino : 0UL);
+	kl = strlen(key);
+	n->key = malloc(kl + nl + 1);
+	n->name = name ? strdup(name) : NULL;
+	if (!n->key || (name && !n->name)) {
+		fs_note_free(n);
+		return;
+	}
+	memcpy(n->key, key, kl);
+	memcpy(n->key + kl, name ? name : "", nl + 1);
+
+	pthread_mutex_lock(&ctx->nlock);
+	HASH_FIND_STR(ctx->notes, n->key, dup);
+	if (dup || ctx->nstop) {
+		pthread_mutex_unlock(&ctx->nlock);
+		fs_note_free(n);
+		return;
+	}
+	HASH_ADD_KEYPTR(hh, ctx->notes, n->key, strlen(n->key), n);
+	pthread_cond_signal(&ctx->ncond);
+	pthread_mutex_unlock(&ctx->nlock);
+}
+
+void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key)
+{
+	fs_note_queue(ctx, 0, key, NULL);
+}
+
+void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
+		     const char *name)
+{
+	fs_note_queue(ctx, 1, parent, name);
+}
+
+static void fs_note_send(struct fs_ctx *ctx, struct fs_note *n)
+{
+	fuse_ino_t id;
+	int r;
+
+	id = n->root ? FUSE_ROOT_ID : fs_inode_resolve(ctx, &n->ik);
+	if (!id)
+		return;
+	if (n->entry)
+		r = fuse_lowlevel_notify_inval_entry(ctx->se, id, n->name,
+						     strlen(n->name));
+	else
+		r = fuse_lowlevel_notify_inval_inode(ctx->se, id, 0, 0);
+	if (r < 0 && r != -ENOENT && r != -EBADF && r != -ENODEV &&
+	    ctx->debug)
+		fuse_log(FUSE_LOG_DEBUG, "crdtfs: notify %s: %s\n", n->key,
+			 strerror(-r));
+}
+
+static void *fs_notify_main(void *arg)
+{
+	struct fs_ctx *ctx = arg;
+	struct fs_note *batch, *n, *tmp;
+
+	pthread_mutex_lock(&ctx->nlock);
+	for (;;) {
+		while (!ctx->notes && !ctx->nstop)
+			pthread_cond_wait(&ctx->ncond, &ctx->nlock);
+		if (ctx->nstop)
+			break;
+		batch = ctx->notes;
+		ctx->notes = NULL;
+		pthread_mutex_unlock(&ctx->nlock);
+		/* uthash iterates in insertion order: a FIFO. */
+		HASH_ITER(hh, batch, n, tmp) {
+			HASH_DEL(batch, n);
+			fs_note_send(ctx, n);
+			fs_note_free(n);
+		}
+		pthread_mutex_lock(&ctx->nlock);
+	}
+	pthread_mutex_unlock(&ctx->nlock);
+	return NULL;
+}
+
+/* ---- the watch set ---- */
+
+/* Watch backing directory `rel` (wlock held).  @return 0 or -errno */
+static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
+{
+	struct fs_watch *w;
+	struct stat st;
+	char *abs, *copy;
+	int wd;
+
+	if (fstatat(ctx->backing_fd, *rel ? rel : ".", &st,
+		    AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	abs = fs_join(ctx->backing, rel);
+	if (!abs)
+		return -ENOMEM;
+	wd = inotify_add_watch(ctx->inotify_fd, abs, FS_WATCH_MASK);
+	free(abs);
+	if (wd < 0)
+		return -errno;
+	HASH_FIND_INT(ctx->watches, &wd, w);
+	if (w) {
+		w->seen = 1;
+		if (strcmp(w->path, rel) != 0 && (copy = strdup(rel))) {
+			free(w->path);
+			w->path = copy;
+		}
+		w->key.dev = st.st_dev;
+		w->key.ino = st.st_ino;
+		return 0;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w || !(w->path = strdup(rel))) {
+		free(w);
+		inotify_rm_watch(ctx->inotify_fd, wd);
+		return -ENOMEM;
+	}
+	w->wd = wd;
+	w->seen = 1;
+	memset(&w->key, 0, sizeof(w->key));
+	w->key.dev = st.st_dev;
+	w->key.ino = st.st_ino;
+	HASH_ADD_INT(ctx->watches, wd, w);
+	return 0;
+}
+
+/*
+ * Watch the directories below `rel` matching segments[depth..last-1] of a
+ * source pattern (the last segment names files).  Symlinks are never
+ * followed, like desc_match_sources().
+ */
+static void fs_watch_walk(struct fs_ctx *ctx, const char *rel,
+			  char **segs, size_t depth, size_t last,
+			  unsigned *budget)
+{
+	struct dirent *de;
+	DIR *dp;
+	int fd;
+
+	if (depth >= last || depth >= FS_WATCH_DEPTH)
+		return;
+	fd = openat(ctx->backing_fd, *rel ? rel : ".",
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	dp = fdopendir(fd);
+	if (!dp) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dp)) && *budget > 0) {
+		struct stat st;
+		char *child;
+
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (!*rel && strcmp(de->d_name, ".git") == 0)
+			continue;
+		if (fnmatch(segs[depth], de->d_name, FNM_PERIOD) != 0)
+			continue;
+		if (de->d_type != DT_DIR &&
+		    (de->d_type != DT_UNKNOWN ||
+		     fstatat(dirfd(dp), de->d_name, &st,
+			     AT_SYMLINK_NOFOLLOW) ||
+		     !S_ISDIR(st.st_mode)))
+			continue;
+		child = fs_join(rel, de->d_name);
+		if (!child)
+			break;
+		if (fs_watch_add(ctx, child) == 0) {
+			(*budget)--;
+			fs_watch_walk(ctx, child, segs, depth + 1, last,
+				      budget);
+		}
+		free(child);
+	}
+	closedir(dp);
+}
+
+/* Split a pattern at '/' into an owned array. @return segments or 0 */
+static size_t fs_split(const char *pattern, char ***out)
+{
+	char *copy, *save = NULL, *tok, **segs = NULL, **p;
+	size_t n = 0;
+
+	*out = NULL;
+	copy = strdup(pattern);
+	if (!copy)
+		return 0;
+	for (tok = strtok_r(copy, "/", &save); tok;
+	     tok = strtok_r(NULL, "/", &save)) {
+		p = realloc(segs, (n + 1) * sizeof(*p));
+		if (!p)
+			break;
+		segs = p;
+		if (!(segs[n] = strdup(tok)))
+			break;
+		n++;
+	}
+	free(copy);
+	*out = segs;
+	return n;
+}
+
+/* Recompute the watch set (wlock held). */
+static void fs_watch_rescan_locked(struct fs_ctx *ctx)
+{
+	struct fs_watch *w, *tmp;
+	char **patterns = NULL, **p;
+	size_t npat = 0, i, j;
+	unsigned budget = FS_WATCH_MAX;
+
+	ctx->watch_rescan = 0;
+	HASH_ITER(hh, ctx->watches, w, tmp)
+		w->seen = 0;
+	(void)fs_watch_add(ctx, "");
+
+	pthread_rwlock_rdlock(&ctx->tlock);
+	for (i = 0; i < ctx->ntargets; i++) {
+		const desc_descriptor *d = ctx->targets[i]->desc;
+
+		for (j = 0; j < d->nsources; j++) {
+			if (!strchr(d->sources[j], '/'))
+				continue;
+			p = realloc(patterns, (npat + 1) * sizeof(*p));
+			if (!p)
+				break;
+			patterns = p;
+			if ((patterns[npat] = strdup(d->sources[j])))
+				npat++;
+		}
+	}
+	pthread_rwlock_unlock(&ctx->tlock);
+
+	for (i = 0; i < npat; i++) {
+		char **segs;
+		size_t n = fs_split(patterns[i], &segs);
+
+		if (n > 1)
+			fs_watch_walk(ctx, "", segs, 0, n - 1, &budget);
+		for (j = 0; j < n; j++)
+			free(segs[j]);
+		free(segs);
+		free(patterns[i]);
+	}
+	free(patterns);
+
+	HASH_ITER(hh, ctx->watches, w, tmp) {
+		if (w->seen)
+			continue;
+		inotify_rm_watch(ctx->inotify_fd, w->wd);
+		HASH_DEL(ctx->watches, w);
+		free(w->path);
+		free(w);
+	}
+}
+
+void fs_watch_rescan(struct fs_ctx *ctx)
+{
+	if (ctx->inotify_fd < 0)
+		return;
+	pthread_mutex_lock(&ctx->wlock);
+	fs_watch_rescan_locked(ctx);
+	pthread_mutex_unlock(&ctx->wlock);
+}
+
+/* ---- events ---- */
+
+static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
+{
+	const struct fs_ikey *parent;
+	struct fs_watch *w;
+	struct stat st;
+	char *path;
+
+	if (ev->mask & IN_Q_OVERFLOW) {
+		fs_invalidate_all(ctx);
+		ctx->watch_rescan = 1;
+		return;
+	}
+	HASH_FIND_INT(ctx->watches, &ev->wd, w);
+	if (!w)
+		return;
+	if (ev->mask & IN_IGNORED) {
+		HASH_DEL(ctx->watches, w);
+		free(w->path);
+		free(w);
+		ctx->watch_rescan = 1;
+		return;
+	}
+	if (!ev->len || !ev->name[0]) {
+		if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+			ctx->watch_rescan = 1;
+		return;
+	}
+	if (!*w->path && strcmp(ev->name, ".git") == 0)
+		return;
+	parent = *w->path ? &w->key : NULL;
+	if (ev->mask & IN_ISDIR) {
+		if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM |
+				IN_MOVED_TO)) {
+			ctx->watch_rescan = 1;
+			fs_notify_entry(ctx, parent, ev->name);
+		}
+		return;
+	}
+	path = fs_join(w->path, ev->name);
+	if (!path) {
+		fs_invalidate_all(ctx);
+		return;
+	}
+	(void)fs_sources_changed(ctx, path);
+	if ((ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) &&
+	    fstatat(ctx->backing_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		struct fs_ikey key;
+
+		memset(&key, 0, sizeof(key));
+		key.dev = st.st_dev;
+		key.ino = st.st_ino;
+		fs_notify_inode(ctx, &key);
+	}
+	if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
+		fs_notify_entry(ctx, parent, ev->name);
+	free(path);
+}
+
+void fs_watch_drain(struct fs_ctx *ctx)
+{
+	char buf[16384]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
+	ssize_t n;
+	char *p;
+
+	if (ctx->inotify_fd < 0)
+		return;
+	pthread_mutex_lock(&ctx->wlock);
+	for (;;) {
+		n = read(ctx->inotify_fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (p = buf; p < buf + n; p += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)p;
+			fs_watch_event(ctx, ev);
+		}
+	}
+	if (ctx->watch_rescan)
+		fs_watch_rescan_locked(ctx);
+	pthread_mutex_unlock(&ctx->wlock);
+}
+
+static void *fs_watch_main(void *arg)
+{
+	struct fs_ctx *ctx = arg;
+	struct pollfd pfd[2];
+
+	pfd[0].fd = ctx->inotify_fd;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = ctx->wake_fd;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & POLLIN)
+			fs_watch_drain(ctx);
+		else if (pfd[0].revents)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- lifetime ---- */
+
+int fs_watch_init(struct fs_ctx *ctx)
+{
+	int r;
+
+	ctx->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (ctx->inotify_fd < 0)
+		return -errno;
+	ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ctx->wake_fd < 0)
+		return -errno;
+	pthread_mutex_lock(&ctx->wlock);
+	r = fs_watch_add(ctx, "");
+	pthread_mutex_unlock(&ctx->wlock);
+	return r;
+}
+
+int fs_watch_start(struct fs_ctx *ctx)
+{
+	sigset_t set, old;
+	int r;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	r = -pthread_create(&ctx->notify_thread, NULL, fs_notify_main, ctx);
+	if (r == 0) {
+		ctx->notify_running = 1;
+		r = -pthread_create(&ctx->watch_thread, NULL, fs_watch_main,
+				    ctx);
+		if (r == 0)
+			ctx->watch_running = 1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+void fs_watch_stop(struct fs_ctx *ctx)
+{
+	struct fs_note *n, *tmp;
+	uint64_t one = 1;
+
+	if (ctx->watch_running) {
+		if (write(ctx->wake_fd, &one, sizeof(one)) < 0)
+			fuse_log(FUSE_LOG_ERR, "crdtfs: waking the watcher: %s\n",
+				 strerror(errno));
+		pthread_join(ctx->watch_thread, NULL);
+		ctx->watch_running = 0;
+	}
+	pthread_mutex_lock(&ctx->nlock);
+	ctx->nstop = 1;
+	pthread_cond_signal(&ctx->ncond);
+	pthread_mutex_unlock(&ctx->nlock);
+	if (ctx->notify_running) {
+		pthread_join(ctx->notify_thread, NULL);
+		ctx->notify_running = 0;
+	}
+	HASH_ITER(hh, ctx->notes, n, tmp) {
+		HASH_DEL(ctx->notes, n);
+		fs_note_free(n);
+	}
+}
+
+void fs_watch_free(struct fs_ctx *ctx)
+{
+	struct fs_watch *w, *tmp;
+
+	HASH_ITER(hh, ctx->watches, w, tmp) {
+		HASH_DEL(ctx->watches, w);
+		free(w->path);
+		free(w);
+	}
+	if (ctx->inotify_fd >= 0)
+		close(ctx->inotify_fd);
+	if (ctx->wake_fd >= 0)
+		close(ctx->wake_fd);
+	ctx->inotify_fd = ctx->wake_fd = -1;
+}

@@ -1,0 +1,676 @@
+# SPDX-License-Identifier: MIT
+"""
+test_git.py - `crdtfs prepare`, `crdtfs sync`, `crdtfs merge-driver` and the
+mount's `-o sync=SECONDS`, against real git repositories on this machine.
+
+Every expectation is computed here from the spec (gitutil.expected_view),
+never by asking crdtfs.  The ten-host run is seeded (CRDTFS_TEST_SEED
+overrides the seed) and bounded; it prints its seed and figures.
+"""
+
+import concurrent.futures
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gitutil as G  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not G.CRDTFS or not os.access(G.CRDTFS, os.X_OK) or not G.GIT,
+    reason="needs the crdtfs binary ($CRDTFS) and git")
+
+T0 = 1767225600 * 10**9  # 2026-01-01T00:00:00Z, a fixed injected clock
+
+
+def now_at(seconds):
+    return G.rfc3339(T0 + int(seconds * 10**9))
+
+
+def entity(name, obs, etype="thing"):
+    return {name: {"entityType": etype, "observations": list(obs)}}
+
+
+# ---------------------------------------------------------------- prepare
+
+def test_prepare_idempotent_and_canonical(tmp_path):
+    src, back = tmp_path / "memory.jsonl", tmp_path / "b"
+    back.mkdir()
+    ents = {}
+    for i in range(20):
+        ents.update(entity("e%02d" % i, ["fact %d" % i]))
+    G.write_jsonl(src, ents, [("e00", "e01", "knows"), ("e01", "e02", "x")])
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    hf = back / "memory-h1.json"
+    data = hf.read_bytes()
+    # One compact entry per line, the same bytes `crdtfs merge` gives.
+    assert G.ok(G.crdtfs("merge", back)).stdout.encode() == data
+    rows = G.host_lines(hf)
+    assert len(rows) == 22
+    assert all(o["_crdt_metadata"]["host"] == "h1" and
+               o["_crdt_metadata"]["version"] == 1 for _, o in rows)
+    uids = {o["_crdt_metadata"]["unique_id"] for _, o in rows}
+    assert "entity:e05" in uids
+    assert "relation:3:e00,3:e01,5:knows" in uids
+
+    # Unchanged source, later clock, reordered and respaced source: no
+    # byte changes and no rewrite at all.
+    st = os.stat(hf)
+    time.sleep(0.05)
+    lines = src.read_text().splitlines()
+    src.write_text("\n\n".join(reversed(lines)).replace(":", ": ") + "\n")
+    for t in (10, 3600, -3600):
+        p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back,
+                          now=now_at(t)))
+        assert "not rewritten" in p.stdout
+    assert hf.read_bytes() == data
+    st2 = os.stat(hf)
+    assert (st2.st_mtime_ns, st2.st_ino) == (st.st_mtime_ns, st.st_ino)
+
+
+def test_prepare_changed_entry_restamped(tmp_path):
+    src, back = tmp_path / "memory.jsonl", tmp_path / "b"
+    back.mkdir()
+    ents = {}
+    for i in range(5):
+        ents.update(entity("n%d" % i, ["o%d" % i]))
+    G.write_jsonl(src, ents)
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    before = {o["name"]: (raw, o) for raw, o in
+              G.host_lines(back / "memory-h1.json")}
+    ents["n2"]["observations"].append("new fact")
+    G.write_jsonl(src, ents)
+    p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(60)))
+    assert "1 changed" in p.stdout
+    after = {o["name"]: (raw, o) for raw, o in
+             G.host_lines(back / "memory-h1.json")}
+    for n in ents:
+        if n == "n2":
+            continue
+        assert after[n][0] == before[n][0]  # untouched bytes
+    old_md = before["n2"][1]["_crdt_metadata"]
+    new_md = after["n2"][1]["_crdt_metadata"]
+    assert G.ts_ns(new_md["timestamp"]) > G.ts_ns(old_md["timestamp"])
+    assert new_md["version"] == old_md["version"] + 1
+    assert new_md["unique_id"] == old_md["unique_id"]
+    assert after["n2"][1]["observations"] == ["o2", "new fact"]
+    # The changed entry moved to the end (sorted by timestamp).
+    assert G.host_lines(back / "memory-h1.json")[-1][1]["name"] == "n2"
+
+
+def test_prepare_clock_set_back_still_increases(tmp_path):
+    src, back = tmp_path / "memory.jsonl", tmp_path / "b"
+    back.mkdir()
+    ents = entity("a", ["1"])
+    stamps = []
+    # Wall clock: 0, then 10 minutes back, then 1 day back, then equal.
+    for i, t in enumerate((0, -600, -86400, -86400)):
+        ents["a"]["observations"].append("v%d" % i)
+        G.write_jsonl(src, ents)
+        G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(t)))
+        (raw, o), = G.host_lines(back / "memory-h1.json")
+        stamps.append((G.ts_ns(o["_crdt_metadata"]["timestamp"]),
+                       o["_crdt_metadata"]["version"]))
+    assert [v for _, v in stamps] == [1, 2, 3, 4]
+    assert all(b[0] > a[0] for a, b in zip(stamps, stamps[1:])), stamps
+    assert stamps[1][0] == stamps[0][0] + 1  # HLC: newest + 1 ns
+
+    # Never earlier than any stamp in the backing directory either.
+    other = back / "memory-h9.json"
+    future = T0 + 7 * 86400 * 10**9
+    other.write_text(json.dumps([{"x": 1, "_crdt_metadata": {
+        "host": "h9", "timestamp": G.rfc3339(future), "version": 1,
+        "unique_id": "zz"}}]))
+    ents["a"]["observations"].append("after h9")
+    G.write_jsonl(src, ents)
+    p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    assert "ahead of the clock" in p.stderr  # reported, still followed
+    (raw, o), = G.host_lines(back / "memory-h1.json")
+    assert G.ts_ns(o["_crdt_metadata"]["timestamp"]) == future + 1
+
+
+def test_prepare_identities_shared_across_hosts(tmp_path):
+    back = tmp_path / "b"
+    back.mkdir()
+    src = tmp_path / "s.json"
+    # A pretty JSON array: MCP records, id records, id-less records, and
+    # one that already carries metadata (copied as it is).
+    arr = [
+        {"type": "entity", "name": "Zoë ünïcode", "entityType": "p",
+         "observations": []},
+        {"id": 42, "text": "numeric id"},
+        {"id": "abc", "text": "string id"},
+        {"note": "no identity at all", "n": 1.50},
+        {"kept": True, "_crdt_metadata": {"host": "elsewhere",
+                                          "timestamp": "2020-01-01T00:00:00Z",
+                                          "version": 7, "unique_id": "k1"}},
+    ]
+    text = json.dumps(arr, indent=2, ensure_ascii=False)
+    src.write_text(text.replace('"n": 1.5', '"n": 1.50'))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    G.ok(G.crdtfs("prepare", "--host", "h2", src, back, now=now_at(5)))
+    r1 = {o["_crdt_metadata"]["unique_id"]: (raw, o)
+          for raw, o in G.host_lines(back / "memory-h1.json")}
+    r2 = {o["_crdt_metadata"]["unique_id"]: (raw, o)
+          for raw, o in G.host_lines(back / "memory-h2.json")}
+    assert set(r1) == set(r2)  # deterministic, host-independent ids
+    assert {"id:42", "id:abc", "k1", "entity:Zoë ünïcode"} <= set(r1)
+    content = [u for u in r1 if u.startswith("content:")]
+    assert len(content) == 1 and len(content[0]) == len("content:") + 40
+    # Number spelling survives; the carried metadata is untouched.
+    assert b'"n":1.50' in r1[content[0]][0]
+    assert r1["k1"][1]["_crdt_metadata"]["host"] == "elsewhere"
+    # Same logical entry on two hosts -> one key; the later stamp wins.
+    merged = json.loads(G.ok(G.crdtfs("merge", back)).stdout)
+    assert len(merged) == 5
+    assert {e["_crdt_metadata"]["host"] for e in merged} == \
+        {"h2", "elsewhere"}
+
+
+def test_prepare_bad_source_entries_reported(tmp_path):
+    back = tmp_path / "b"
+    back.mkdir()
+    src = tmp_path / "m.jsonl"
+    src.write_text('{"type":"entity","name":"a","entityType":"t",'
+                   '"observations":[]}\n'
+                   '{"type":"entity","name":"b",\n'
+                   '[1,2]\n'
+                   '{"type":"entity","name":"c","entityType":"t",'
+                   '"observations":[]}\n')
+    p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    assert "m.jsonl:2:" in p.stderr and "m.jsonl:3:" in p.stderr
+    names = [o["name"] for _, o in G.host_lines(back / "memory-h1.json")]
+    assert sorted(names) == ["a", "c"]
+    # Unusable host names are refused.
+    for bad in ("", ".hidden", "a/b"):
+        assert G.crdtfs("prepare", "--host", bad, src, back).returncode == 1
+
+
+# ---------------------------------------------------------------- sync
+
+def _two_hosts(tmp_path, n=2):
+    bare = G.make_bare(tmp_path / "remote.git")
+    hosts = [G.make_clone(bare, tmp_path / ("h%d" % i), "h%d" % i)
+             for i in range(1, n + 1)]
+    return bare, hosts
+
+
+def test_sync_stages_only_host_files_and_replaces_by_rename(tmp_path):
+    bare, (h1, h2) = _two_hosts(tmp_path)
+    src = tmp_path / "s1.jsonl"
+    G.write_jsonl(src, entity("a", ["1"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(0)))
+    junk = [".memory-h1.json.swp", "memory-h1.json~", "4913",
+            "unified-memory.json", "notes.txt", ".memory-h1.json.tmp.x"]
+    for j in junk:
+        with open(os.path.join(h1, j), "w") as f:
+            f.write("junk\n")
+    with open(os.path.join(h1, "notes.json.merge.json"), "w") as f:
+        f.write('{"target":"notes.json","sources":["notes-*.json"]}\n')
+    p = G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    assert "committed" in p.stdout and "pushed" in p.stdout
+    files = G.git("ls-tree", "--name-only", "main", cwd=bare).stdout.split()
+    assert files == ["memory-h1.json", "notes.json.merge.json"]
+    msg = G.git("log", "-1", "--format=%s", cwd=bare).stdout.strip()
+    assert msg.startswith("crdtfs: update") and "h1" in msg
+
+    G.ok(G.crdtfs("sync", h2))
+    target = os.path.join(h2, "memory-h1.json")
+    old_ino = os.stat(target).st_ino
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        old = os.read(fd, 1 << 20)
+        G.write_jsonl(src, entity("a", ["1", "2"]))
+        G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(9)))
+        G.ok(G.crdtfs("sync", h1))
+        p = G.ok(G.crdtfs("sync", h2))
+        assert "fast-forwarded" in p.stdout
+        # Replaced by rename: a new inode; the open file keeps its bytes.
+        assert os.stat(target).st_ino != old_ino
+        assert os.pread(fd, 1 << 20, 0) == old
+    finally:
+        os.close(fd)
+    with open(target, "rb") as f:
+        assert f.read() == open(os.path.join(h1, "memory-h1.json"),
+                                "rb").read()
+    assert G.git("status", "--porcelain", cwd=h2).stdout == ""
+    # Nothing new: a no-op sync commits nothing.
+    head = G.git("rev-parse", "HEAD", cwd=h2).stdout
+    G.ok(G.crdtfs("sync", h2))
+    assert G.git("rev-parse", "HEAD", cwd=h2).stdout == head
+
+
+def test_sync_same_file_changed_on_both_sides_crdt_merged(tmp_path):
+    bare, (h1, h2) = _two_hosts(tmp_path)
+    shared = "memory-shared.json"
+
+    def entry(uid, val, t, ver, host):
+        return {"v": val, "_crdt_metadata": {
+            "host": host, "timestamp": now_at(t), "version": ver,
+            "unique_id": uid}}
+
+    def write(h, entries):
+        with open(os.path.join(h, shared), "w") as f:
+            json.dump(entries, f, indent=2)
+
+    write(h1, [entry("u1", 1, 0, 1, "h1")])
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    write(h1, [entry("u1", 2, 10, 2, "h1"), entry("u2", "a", 11, 1, "h1")])
+    write(h2, [entry("u1", 3, 5, 2, "h2"), entry("u3", "b", 12, 1, "h2")])
+    G.ok(G.crdtfs("sync", h1))
+    p = G.ok(G.crdtfs("sync", h2))
+    assert "merged" in p.stdout and "CRDT" in p.stdout
+    G.ok(G.crdtfs("sync", h1))
+    got = [json.loads(open(os.path.join(h, shared)).read()) for h in (h1, h2)]
+    assert got[0] == got[1]
+    assert [(e["_crdt_metadata"]["unique_id"], e["v"]) for e in got[0]] == \
+        [("u1", 2), ("u2", "a"), ("u3", "b")]
+    for h in (h1, h2):
+        assert G.git("status", "--porcelain", cwd=h).stdout == ""
+
+
+def test_sync_offline_keeps_local_commit(tmp_path):
+    bare, (h1, h2) = _two_hosts(tmp_path)
+    src = tmp_path / "s.jsonl"
+    G.write_jsonl(src, entity("a", ["1"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(0)))
+    G.ok(G.crdtfs("sync", h1))
+    away = str(bare) + ".away"
+    os.rename(bare, away)
+    try:
+        G.write_jsonl(src, entity("a", ["1", "offline edit"]))
+        G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(5)))
+        p = G.crdtfs("sync", h1)
+        assert p.returncode == 3, p
+        assert "remote unreachable" in p.stderr
+        assert "(local commit kept)" in p.stderr
+        log = G.git("log", "--format=%s", cwd=h1).stdout.splitlines()
+        assert len(log) == 2 and log[0].startswith("crdtfs: update")
+        assert G.git("status", "--porcelain", cwd=h1).stdout == ""
+        # Still offline: still exit 3, no second commit.
+        assert G.crdtfs("sync", h1).returncode == 3
+        assert len(G.git("log", "--format=%s",
+                         cwd=h1).stdout.splitlines()) == 2
+    finally:
+        os.rename(away, bare)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    assert "offline edit" in G.ok(G.crdtfs("merge", h2)).stdout
+
+
+def test_sync_new_remote_with_other_default_head(tmp_path):
+    # `git init --bare` here names master; the host pushes main first.
+    bare = tmp_path / "r.git"
+    G.git("init", "-q", "--bare", "-b", "master", str(bare))
+    h1 = G.make_clone(bare, tmp_path / "h1", "h1", branch="main")
+    src = tmp_path / "s.jsonl"
+    G.write_jsonl(src, entity("a", ["1"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, h1))
+    G.ok(G.crdtfs("sync", h1))
+    # A plain clone now checks the branch out (the remote HEAD follows).
+    G.git("clone", "-q", str(bare), str(tmp_path / "c"))
+    assert os.path.exists(tmp_path / "c" / "memory-h1.json")
+
+
+@pytest.mark.skipif(not os.path.exists(
+    "/usr/lib/git-core/git-daemon") and not shutil.which("git-daemon"),
+    reason="git daemon not installed")
+def test_sync_push_rejected_by_hook_retries_then_gives_up(tmp_path):
+    base = tmp_path / "srv"
+    base.mkdir()
+    bare = G.make_bare(base / "r.git")
+    hook = os.path.join(bare, "hooks", "pre-receive")
+    with open(hook, "w") as f:
+        f.write('#!/bin/sh\n'
+                'n=$(cat "$GIT_DIR/rejects" 2>/dev/null || echo 0)\n'
+                'if [ "$n" -gt 0 ]; then\n'
+                '  echo $((n - 1)) > "$GIT_DIR/rejects"\n'
+                '  echo "test hook: rejected" >&2; exit 1\n'
+                'fi\n')
+    os.chmod(hook, 0o755)
+    rejects = os.path.join(bare, "rejects")
+    daemon = G.GitDaemon(base)
+    try:
+        h1 = G.make_clone(bare, tmp_path / "h1", "h1")
+        G.git("remote", "set-url", "origin", daemon.url("r.git"), cwd=h1)
+        src = tmp_path / "s.jsonl"
+        G.write_jsonl(src, entity("a", ["1"]))
+        G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(0)))
+        with open(rejects, "w") as f:
+            f.write("3\n")
+        p = G.ok(G.crdtfs("sync", h1))
+        assert "after rejected pushes" in p.stdout
+        assert open(rejects).read().strip() == "0"
+        head = G.git("rev-parse", "HEAD", cwd=h1).stdout
+        assert G.git("rev-parse", "main", cwd=bare).stdout == head
+
+        # Rejected every time: bounded, clear, local commit kept.
+        with open(rejects, "w") as f:
+            f.write("1000\n")
+        G.write_jsonl(src, entity("a", ["1", "2"]))
+        G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(5)))
+        t = time.monotonic()
+        p = G.crdtfs("sync", "--attempts", "4", "--timeout", "10", h1)
+        took = time.monotonic() - t
+        assert p.returncode == 1, p
+        assert "push rejected 4 times" in p.stderr, p.stderr
+        assert "local commit kept" in p.stderr
+        assert took < 10
+        assert 1000 - int(open(rejects).read()) == 4
+        mine = G.git("rev-parse", "HEAD", cwd=h1).stdout
+        assert mine != G.git("rev-parse", "main", cwd=bare).stdout
+        # The next sync, once the hook relents, delivers it.
+        with open(rejects, "w") as f:
+            f.write("0\n")
+        G.ok(G.crdtfs("sync", h1))
+        assert G.git("rev-parse", "main", cwd=bare).stdout == mine
+    finally:
+        daemon.stop()
+
+
+def test_sync_corrupted_host_file_from_remote(tmp_path):
+    bare, (h1, h2) = _two_hosts(tmp_path)
+    src = tmp_path / "s.jsonl"
+    ents = {}
+    for i in range(6):
+        ents.update(entity("k%d" % i, ["fact %d" % i]))
+    G.write_jsonl(src, ents)
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(0)))
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    good = open(os.path.join(h1, "memory-h1.json"), "rb").read()
+    expected = G.ok(G.crdtfs("merge", h1)).stdout
+
+    # Someone else pushes a truncated memory-h1.json.
+    evil = G.make_clone(bare, tmp_path / "evil", "evil")
+    with open(os.path.join(evil, "memory-h1.json"), "wb") as f:
+        f.write(good[:len(good) // 2])
+    G.git("commit", "-qam", "oops", cwd=evil)
+    G.git("push", "-q", "origin", "main", cwd=evil)
+
+    p = G.crdtfs("sync", h2)
+    assert p.returncode == 0, p
+    assert "origin/main:memory-h1.json" in p.stderr and "error" in p.stderr
+    assert "CRDT" in p.stdout  # repaired by merging with our good copy
+    # Nothing lost here, and the remote is repaired.
+    assert G.ok(G.crdtfs("merge", h2)).stdout == expected
+    remote = G.git("show", "main:memory-h1.json", cwd=bare).stdout
+    assert len(json.loads(remote)) == 6
+    p = G.ok(G.crdtfs("sync", h1))
+    assert G.ok(G.crdtfs("merge", h1)).stdout == expected
+    assert G.ok(G.crdtfs("merge", "--strict", h1)).returncode == 0
+
+
+def test_concurrent_pushes_lose_nothing(tmp_path):
+    # libgit2's local transport has no compare-and-swap; crdtfs's local
+    # push must.  After a round of simultaneous syncs that all report
+    # success, the remote branch contains every host's head.
+    bare = G.make_bare(tmp_path / "remote.git")
+    hosts = [G.make_clone(bare, tmp_path / ("c%d" % i), "c%d" % i)
+             for i in range(6)]
+    for rnd in range(3):
+        for i, h in enumerate(hosts):
+            src = tmp_path / ("s%d.jsonl" % i)
+            G.write_jsonl(src, entity("x%d" % i, ["round %d" % rnd]))
+            G.ok(G.crdtfs("prepare", "--host", "c%d" % i, src, h))
+        barrier = threading.Barrier(len(hosts))
+
+        def go(h):
+            barrier.wait()
+            return G.crdtfs("sync", "--attempts", "30", "--timeout", "60", h)
+
+        with concurrent.futures.ThreadPoolExecutor(len(hosts)) as ex:
+            res = list(ex.map(go, hosts))
+        for p in res:
+            G.ok(p)
+        remote = G.git("rev-parse", "main", cwd=bare).stdout.strip()
+        for h in hosts:
+            head = G.git("rev-parse", "HEAD", cwd=h).stdout.strip()
+            assert G.git("merge-base", "--is-ancestor", head, remote,
+                         cwd=bare, check=False).returncode == 0, (rnd, h)
+    G.git("fsck", "--strict", "--no-dangling", cwd=bare)
+
+
+# ---------------------------------------------------------------- driver
+
+def _driver_repos(tmp_path, with_driver):
+    a = tmp_path / ("a%d" % with_driver)
+    G.git("init", "-q", "-b", "main", str(a))
+    if with_driver:
+        (a / ".gitattributes").write_text("memory-*.json merge=crdtfs\n")
+    md = lambda uid, t, v, h: {"host": h, "timestamp": now_at(t),  # noqa
+                               "version": v, "unique_id": uid}
+    base = [{"k": 1, "_crdt_metadata": md("u1", 0, 1, "a")},
+            {"k": 9, "_crdt_metadata": md("u9", 1, 1, "a")}]
+    (a / "memory-s.json").write_text(json.dumps(base, indent=2))
+    G.git("add", "-A", cwd=a)
+    G.git("commit", "-qm", "base", cwd=a)
+    b = tmp_path / ("b%d" % with_driver)
+    G.git("clone", "-q", str(a), str(b))
+    for r in (a, b):
+        if with_driver:
+            G.git("config", "merge.crdtfs.driver",
+                  "%s merge-driver %%O %%A %%B" % G.CRDTFS, cwd=r)
+    ours = [{"k": 2, "_crdt_metadata": md("u1", 10, 2, "a")},
+            {"k": 9, "_crdt_metadata": md("u9", 1, 1, "a")},
+            {"k": 4, "_crdt_metadata": md("u4", 11, 1, "a")}]
+    theirs = [{"k": 3, "_crdt_metadata": md("u1", 5, 2, "b")},
+              {"k": 9, "_crdt_metadata": md("u9", 1, 1, "a")},
+              {"k": 5, "_crdt_metadata": md("u5", 12, 1, "b")}]
+    (a / "memory-s.json").write_text(json.dumps(ours, indent=2))
+    G.git("commit", "-qam", "ours", cwd=a)
+    (b / "memory-s.json").write_text(json.dumps(theirs, indent=2))
+    G.git("commit", "-qam", "theirs", cwd=b)
+    return a, b
+
+
+def test_merge_driver_resolves_real_git_merge(tmp_path):
+    # Without the driver, git leaves conflict markers.
+    a0, b0 = _driver_repos(tmp_path, False)
+    p = G.git("pull", "-q", "--no-rebase", "--no-edit", str(b0), "main",
+              cwd=a0, check=False)
+    assert p.returncode != 0
+    assert "<<<<<<<" in (a0 / "memory-s.json").read_text()
+
+    a, b = _driver_repos(tmp_path, True)
+    G.git("pull", "-q", "--no-rebase", "--no-edit", str(b), "main", cwd=a)
+    got = (a / "memory-s.json").read_bytes()
+    assert b"<<<<" not in got
+    rows = json.loads(got)
+    assert [(e["_crdt_metadata"]["unique_id"], e["k"]) for e in rows] == \
+        [("u9", 9), ("u1", 2), ("u4", 4), ("u5", 5)]
+    assert got == G.ok(G.crdtfs("merge", a)).stdout.encode()
+    assert G.git("status", "--porcelain", cwd=a).stdout == ""
+    # The other direction gives the same bytes.
+    G.git("pull", "-q", "--no-rebase", "--no-edit", str(a), "main", cwd=b)
+    assert (b / "memory-s.json").read_bytes() == got
+
+
+def test_merge_driver_damaged_input(tmp_path):
+    o, a, b = (tmp_path / n for n in ("o", "a", "b"))
+    o.write_text("[]\n")
+    a.write_text('[\n{"k":1,"_crdt_metadata":{"host":"a","timestamp":'
+                 '"2026-01-01T00:00:00Z","version":1,"unique_id":"u1"}}\n]\n')
+    b.write_text('[\n{"k":2,"_crdt_metadata":{"host":"b","timestamp":'
+                 '"2026-01-02T00:00:00Z","version":1,"unique_id":"u2"}},\n'
+                 '{"k":3,"_crdt_metad')
+    p = G.crdtfs("merge-driver", o, a, b)
+    assert p.returncode == 0, p
+    assert "error" in p.stderr
+    rows = json.loads(a.read_text())
+    assert [e["k"] for e in rows] == [1, 2]
+    # A file that cannot be read at all fails the driver.
+    assert G.crdtfs("merge-driver", o, a, tmp_path / "missing").returncode \
+        == 1
+
+
+# ---------------------------------------------------------------- 10 hosts
+
+def test_ten_hosts_random_converge(tmp_path):
+    seed = int(os.environ.get("CRDTFS_TEST_SEED", "20260101"))
+    rng = random.Random(seed)
+    nhosts, min_ops, workers = 10, 1000, 4
+    bare = G.make_bare(tmp_path / "remote.git")
+    names = ["h%d" % i for i in range(nhosts)]
+    clones = {h: G.make_clone(bare, tmp_path / h, h) for h in names}
+    state = {h: ({}, set()) for h in names}  # the tool's memory per host
+    skew = {h: rng.randint(-3600, 3600) for h in names}  # wall clocks
+    pool = ["ent%02d" % i for i in range(60)]  # shared entity names
+    records = set()
+    rec_lock = threading.Lock()
+    stats = {"prepare": 0, "sync": 0, "offline": 0, "rejected": 0}
+    t_start = time.monotonic()
+
+    def clock(h):
+        return G.rfc3339(time.time_ns() + skew[h] * 10**9)
+
+    def edit(h, r):
+        ents, rels = state[h]
+        k = r.random()
+        if not ents or k < 0.35:
+            n = r.choice(pool)
+            ents.setdefault(n, {"entityType": "t", "observations": []})
+            ents[n]["observations"].append("%s-%d" % (h, r.randrange(10**6)))
+        elif k < 0.75:
+            n = r.choice(sorted(ents))
+            ents[n]["observations"].append("%s-%d" % (h, r.randrange(10**6)))
+        elif k < 0.85:
+            n = r.choice(sorted(ents))
+            ents[n]["entityType"] = r.choice(["person", "project", "t"])
+        else:
+            a, b = r.choice(sorted(ents)), r.choice(sorted(ents))
+            rels.add((a, b, r.choice(["knows", "uses"])))
+        src = os.path.join(str(tmp_path), "src-%s.jsonl" % h)
+        G.write_jsonl(src, ents, rels)
+        G.ok(G.crdtfs("prepare", "-q", "--host", h, src, clones[h],
+                      now=clock(h)))
+        rows = G.host_lines(os.path.join(clones[h], "memory-%s.json" % h))
+        with rec_lock:
+            records.update(G.record_of(raw, o) for raw, o in rows)
+            stats["prepare"] += 1
+
+    def sync(h, offline=False):
+        p = G.crdtfs("sync", "--host", h, clones[h])
+        with rec_lock:
+            stats["sync"] += 1
+            stats["rejected"] += "after rejected" in p.stdout
+        if offline:
+            assert p.returncode == 3, p
+            assert "remote unreachable" in p.stderr
+            assert "(local commit kept)" in p.stderr
+            with rec_lock:
+                stats["offline"] += 1
+        else:
+            G.ok(p)
+
+    def one(job):
+        h, kind, r, offline = job
+        if kind == "edit":
+            edit(h, r)
+        else:
+            sync(h, offline)
+
+    ops, batch_no, outage_done = 0, 0, False
+    with concurrent.futures.ThreadPoolExecutor(workers) as ex:
+        while ops < min_ops:
+            batch_no += 1
+            # Midway: the remote disappears for a few batches.
+            outage = not outage_done and ops >= min_ops // 2
+            if outage:
+                os.rename(bare, str(bare) + ".away")
+            for _ in range(4 if outage else 1):
+                hs = rng.sample(names, rng.randint(1, workers))
+                jobs = [(h, "edit" if rng.random() < 0.6 else "sync",
+                         random.Random(rng.random()), outage) for h in hs]
+                for f in [ex.submit(one, j) for j in jobs]:
+                    f.result()
+                ops += len(jobs)
+            if outage:
+                os.rename(str(bare) + ".away", bare)
+                outage_done = True
+    # Everyone pushes what they have, then everyone syncs once more.
+    for h in names:
+        sync(h)
+    for h in names:
+        sync(h)
+    took = time.monotonic() - t_start
+
+    expected = G.expected_view(records)
+    views = {h: G.ok(G.crdtfs("merge", clones[h])).stdout.encode()
+             for h in names}
+    assert len({v for v in views.values()}) == 1, "hosts disagree"
+    got = views[names[0]]
+    if got != expected:  # say which entries differ
+        g = set(got.split(b",\n")) ^ set(expected.split(b",\n"))
+        pytest.fail("merged view differs from the expectation: %s" %
+                    sorted(g)[:4])
+    nuids = len(json.loads(got))
+    assert nuids >= 40
+    assert stats["offline"] > 0 and stats["prepare"] + stats["sync"] >= \
+        min_ops
+    for h in names:
+        assert G.git("status", "--porcelain", cwd=clones[h]).stdout == ""
+    G.git("fsck", "--strict", "--no-dangling", cwd=bare)
+    print("\nten hosts: seed %d, %d prepares, %d syncs (%d offline, %d "
+          "with rejected pushes), %d entries, %d versions recorded, %.1f s"
+          % (seed, stats["prepare"], stats["sync"], stats["offline"],
+             stats["rejected"], nuids, len(records), took))
+
+
+# ---------------------------------------------------------------- mount
+
+try:
+    import util as _mutil  # noqa: E402 - the mount tests' helpers
+    _fuse_mark = _mutil.fuse_test_marker()
+except Exception:  # pragma: no cover
+    _fuse_mark = pytest.mark.skip(reason="mount helpers unavailable")
+
+
+@_fuse_mark
+def test_mount_background_sync(tmp_path, mount):
+    bare, (h1, h2) = _two_hosts(tmp_path)
+    src = tmp_path / "s.jsonl"
+    G.write_jsonl(src, entity("a", ["1"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(0)))
+    G.ok(G.crdtfs("sync", h1))
+    d = mount(h1, "-o", "sync=1")
+    mnt = d.mnt
+
+    def wait_for(pred, what, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            time.sleep(0.1)
+        pytest.fail("timed out waiting for %s\n%s" % (what,
+                                                      "\n".join(d.lines)))
+
+    # A write through the mount is committed and pushed by the syncer.
+    host_file = os.path.join(mnt, "memory-h1.json")
+    rows = json.loads(open(host_file).read())
+    rows.append({"b": 1, "_crdt_metadata": {
+        "host": "h1", "timestamp": now_at(100), "version": 1,
+        "unique_id": "via-mount"}})
+    with open(host_file, "w") as f:
+        f.write(json.dumps(rows))
+    wait_for(lambda: "via-mount" in G.git(
+        "show", "main:memory-h1.json", cwd=bare, check=False).stdout,
+        "the mount's sync to push")
+
+    # A change pushed by another host shows up in the merged view.
+    G.ok(G.crdtfs("sync", h2))
+    G.write_jsonl(tmp_path / "s2.jsonl", entity("from-h2", ["x"]))
+    G.ok(G.crdtfs("prepare", "--host", "h2", tmp_path / "s2.jsonl", h2,
+                  now=now_at(200)))
+    G.ok(G.crdtfs("sync", h2))
+    wait_for(lambda: "from-h2" in open(os.path.join(
+        mnt, "unified-memory.json")).read(), "the pull to reach the view")
+    d.stop()

@@ -1,0 +1,361 @@
+# SPDX-License-Identifier: MIT
+"""
+Mounting, the command line, what the mount root shows, the status file,
+laziness and clean exits.
+"""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+import util
+from util import MERGED, STATUS, read
+
+pytestmark = util.fuse_test_marker()
+
+
+def test_merged_bytes_equal_cli_merge(backing, mount):
+    d = mount(backing)
+    got = read(os.path.join(d.mnt, MERGED))
+    assert got == util.cli_merge(backing)
+    json.loads(got)
+    if util.oracle is not None:
+        assert got == util.oracle.merge_dir(backing)
+    d.stop()
+
+
+def test_generated_corpus_equals_cli_merge(tmp_path, mount):
+    b = util.gen_corpus(tmp_path / "corpus", hosts=4, entries=150,
+                        fmt="mixed", seed=7)
+    d = mount(b)
+    got = read(os.path.join(d.mnt, MERGED))
+    assert got == util.cli_merge(b)
+    assert len(json.loads(got)) == util.status_target(
+        util.read_status(d.mnt))["entries"]
+    d.stop()
+
+
+def test_empty_backing(tmp_path, mount):
+    b = tmp_path / "empty"
+    b.mkdir()
+    d = mount(str(b))
+    assert read(os.path.join(d.mnt, MERGED)) == b"[]\n"
+    assert os.stat(os.path.join(d.mnt, MERGED)).st_size == 3
+    d.stop()
+
+
+def test_root_listing_and_hidden_git(backing, mount):
+    os.mkdir(os.path.join(backing, ".git"))
+    util.write_file(os.path.join(backing, ".git", "HEAD"), b"ref\n")
+    d = mount(backing)
+    names = sorted(os.listdir(d.mnt))
+    assert names == sorted([STATUS, MERGED, "memory-a.json",
+                            "memory-b.json", "memory-c.json"])
+    with pytest.raises(FileNotFoundError):
+        os.stat(os.path.join(d.mnt, ".git"))
+    with pytest.raises(FileNotFoundError):
+        os.stat(os.path.join(d.mnt, ".git", "HEAD"))
+    # d_type of the virtual files is a regular file
+    with os.scandir(d.mnt) as it:
+        for de in it:
+            if de.name in (MERGED, STATUS):
+                assert de.is_file(follow_symlinks=False)
+    d.stop()
+
+
+def test_shadowed_backing_file(backing, mount):
+    util.write_file(os.path.join(backing, MERGED), b"stale real file\n")
+    d = mount(backing)
+    assert os.listdir(d.mnt).count(MERGED) == 1
+    got = read(os.path.join(d.mnt, MERGED))
+    assert got != b"stale real file\n"
+    assert got == util.cli_merge(backing)
+    t = util.status_target(util.read_status(d.mnt))
+    assert t["shadows_backing_file"] is True
+    d.stop()
+
+
+def test_status_file(tmp_path, mount):
+    b = util.make_backing(tmp_path / "b", hosts=("a", "b"), n=5)
+    d = mount(b)
+    st = util.read_status(d.mnt)
+    assert st["backing"] == os.path.realpath(b)
+    assert st["descriptor_problems"] == []
+    t = util.status_target(st)
+    assert t["descriptor"] == "(built-in default)"
+    assert t["entries"] == 10
+    assert t["generation"] >= 1
+    assert t["size"] == os.stat(os.path.join(d.mnt, MERGED)).st_size
+    assert isinstance(t["build_seconds"], (int, float))
+    assert t["build_seconds"] >= 0
+    assert sorted((s["file"], s["entries"], s["problems"])
+                  for s in t["sources"]) == [("memory-a.json", 5, 0),
+                                             ("memory-b.json", 5, 0)]
+    assert t["problems"] == []
+    # read-only, exact size, stable when nothing changed
+    p = os.path.join(d.mnt, STATUS)
+    assert os.stat(p).st_mode & 0o777 == 0o444
+    assert os.stat(p).st_size == len(read(p))
+    assert read(p) == read(p)
+    gen = t["generation"]
+    with open(os.path.join(d.mnt, "memory-a.json"), "wb") as f:
+        f.write(util.dumps_pretty(util.host_entries("a", 6)))
+    t2 = util.status_target(util.read_status(d.mnt))
+    assert t2["generation"] > gen
+    assert t2["entries"] == 11
+    d.stop()
+
+
+def test_descriptor_targets(backing, mount):
+    d = mount(backing)
+    desc = os.path.join(d.mnt, "only-a.json.merge.json")
+    with open(desc, "w") as f:
+        json.dump({"target": "only-a.json", "sources": ["memory-a.json"]},
+                  f)
+    # a new target appears as soon as the descriptor is written
+    got = read(os.path.join(d.mnt, "only-a.json"))
+    assert got == util.cli_merge(backing, "--target", "only-a.json")
+    assert len(json.loads(got)) == 20
+    assert "only-a.json" in os.listdir(d.mnt)
+    assert "only-a.json.merge.json" in os.listdir(d.mnt)
+    st = util.read_status(d.mnt)
+    assert util.status_target(st, "only-a.json")["descriptor"] == \
+        "only-a.json.merge.json"
+    # an invalid descriptor shows no target and is reported
+    with open(os.path.join(backing, "bad.json.merge.json"), "w") as f:
+        f.write('{"target": "bad.json", "sources": ')
+    assert not os.path.exists(os.path.join(d.mnt, "bad.json"))
+    st = util.read_status(d.mnt)
+    probs = st["descriptor_problems"]
+    assert [p["file"] for p in probs] == ["bad.json.merge.json"]
+    assert probs[0]["line"] >= 1 and probs[0]["message"]
+    # removing the descriptor removes the target
+    os.unlink(desc)
+    assert not os.path.exists(os.path.join(d.mnt, "only-a.json"))
+    assert "only-a.json" not in os.listdir(d.mnt)
+    d.stop()
+
+
+class Inotify:
+    """A minimal inotify reader (ctypes) to see who opens host files."""
+
+    IN_ACCESS, IN_OPEN = 0x1, 0x20
+
+    def __init__(self, path, mask):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK)
+        assert self.fd >= 0
+        assert self.libc.inotify_add_watch(self.fd, path.encode(), mask) >= 0
+
+    def names(self):
+        import struct
+        out = []
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return out
+            pos = 0
+            while pos < len(buf):
+                _, mask, _, n = struct.unpack_from("iIII", buf, pos)
+                name = buf[pos + 16:pos + 16 + n].rstrip(b"\0").decode()
+                out.append((name, mask))
+                pos += 16 + n
+
+    def close(self):
+        os.close(self.fd)
+
+
+def test_lazy_mount_reads_nothing(tmp_path, mount):
+    b = util.make_backing(tmp_path / "b", hosts=("a", "b"), n=50)
+    ino = Inotify(b, Inotify.IN_OPEN | Inotify.IN_ACCESS)
+    try:
+        d = mount(b)
+        # mounting, listing and stat of host files open no host file
+        os.listdir(d.mnt)
+        os.stat(os.path.join(d.mnt, "memory-a.json"))
+        touched = [n for n, _ in ino.names() if n.startswith("memory-")]
+        assert touched == []
+        # the first lookup of the merged name builds it
+        os.stat(os.path.join(d.mnt, MERGED))
+        touched = {n for n, _ in ino.names() if n.startswith("memory-")}
+        assert touched == {"memory-a.json", "memory-b.json"}
+        read(os.path.join(d.mnt, MERGED))
+        d.stop()
+    finally:
+        ino.close()
+
+
+def test_fsname_subtype_in_mountinfo(backing, mount):
+    d = mount(backing)
+    fstype, source, _ = util.mountinfo(d.mnt)
+    assert fstype == "fuse.crdtfs"
+    assert source == os.path.realpath(backing)
+    d.stop()
+
+
+def test_fsname_option(backing, mount):
+    d = mount(backing, "-o", "fsname=memories")
+    fstype, source, _ = util.mountinfo(d.mnt)
+    assert (fstype, source) == ("fuse.crdtfs", "memories")
+    d.stop()
+
+
+@pytest.mark.parametrize("opts", [["-s"], ["-o", "max_threads=2"],
+                                  ["-o", "clone_fd"]])
+def test_loop_variants(backing, mount, opts):
+    d = mount(backing, *opts)
+    assert read(os.path.join(d.mnt, MERGED)) == util.cli_merge(backing)
+    d.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_exits_zero(backing, mount, sig):
+    d = mount(backing)
+    read(os.path.join(d.mnt, MERGED))
+    d.proc.send_signal(sig)
+    assert d.proc.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while util.is_mounted(d.mnt) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not util.is_mounted(d.mnt)
+    d.stopped = True
+    d._reader.join(5)
+    d.check_output()
+
+
+def test_allow_other_adds_default_permissions(backing, mount):
+    d = mount(backing, "-o", "allow_other")
+    _, _, opts = util.mountinfo(d.mnt)
+    assert "default_permissions" in opts.split(",")
+    assert "allow_other" in opts.split(",")
+    assert read(os.path.join(d.mnt, MERGED)) == util.cli_merge(backing)
+    d.stop()
+
+
+def test_default_has_no_allow_other(backing, mount):
+    d = mount(backing)
+    _, _, opts = util.mountinfo(d.mnt)
+    assert "allow_other" not in opts.split(",")
+    d.stop()
+
+
+def run_cli(*args):
+    return subprocess.run([util.CRDTFS] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=30)
+
+
+@pytest.mark.parametrize("args,what", [
+    ([], "BACKING"),
+    (["-f"], "BACKING"),
+    (["-f", "DIR"], "MOUNTPOINT"),
+])
+def test_usage_errors(tmp_path, args, what):
+    args = [str(tmp_path) if a == "DIR" else a for a in args]
+    p = run_cli(*args)
+    assert p.returncode == 2
+    err = p.stderr.decode()
+    assert what in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_backing_not_a_directory(tmp_path, mnt):
+    f = tmp_path / "file"
+    f.write_text("x")
+    p = run_cli("-f", str(f), mnt)
+    assert p.returncode == 2
+    assert "not a directory" in p.stderr.decode()
+    assert len(p.stderr.decode().strip().splitlines()) == 1
+    p = run_cli("-f", str(tmp_path / "missing"), mnt)
+    assert p.returncode == 2
+    assert not util.is_mounted(mnt)
+
+
+def test_help(tmp_path):
+    p = run_cli("-h")
+    assert p.returncode == 0
+    out = p.stdout.decode() + p.stderr.decode()
+    assert "BACKING" in out and "MOUNTPOINT" in out
+
+
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@pytest.mark.parametrize("route", ["mount.fuse3", "mount -t"])
+def test_mount_fuse3_route(tmp_path, backing, route):
+    """mount.fuse3 runs `crdtfs BACKING MNT -o rw,...` found on PATH.
+
+    mount(8) resets PATH to a safe list before it runs the helper, so the
+    `mount -t fuse.crdtfs` route is only tried when crdtfs is installed
+    there; `mount.fuse3` itself is always tried with PATH pointing at the
+    build.
+    """
+    helper = shutil.which("mount.fuse3", path=SAFE_PATH)
+    if not helper or os.getuid() != 0:
+        pytest.skip("needs mount.fuse3 and root")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(util.CRDTFS, str(bindir / "crdtfs"))
+    m = tmp_path / "mnt"
+    m.mkdir()
+    env = dict(os.environ)
+    env["PATH"] = "%s:%s" % (bindir, env.get("PATH", SAFE_PATH))
+    if route == "mount -t":
+        installed = shutil.which("crdtfs", path=SAFE_PATH)
+        if not installed or not os.path.samefile(installed, util.CRDTFS):
+            pytest.skip("this build of crdtfs is not installed on "
+                        "mount(8)'s PATH")
+        cmd = ["mount", "-t", "fuse.crdtfs", backing, str(m)]
+    else:
+        cmd = [helper, backing, str(m), "-t", "crdtfs", "-o", "rw"]
+    pid = None
+    try:
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30)
+        assert p.returncode == 0, p.stderr.decode()
+        assert util.is_mounted(str(m))
+        fstype, source, _ = util.mountinfo(str(m))
+        assert fstype == "fuse.crdtfs"
+        assert source == os.path.realpath(backing)
+        assert read(str(m / MERGED)) == util.cli_merge(backing)
+        pid = daemon_pid(str(m))
+        assert pid
+    finally:
+        util.fusermount_u(str(m))
+    # the daemon (not our child) goes away after the unmount
+    deadline = time.monotonic() + 30
+    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists("/proc/%d" % pid)
+
+
+def daemon_pid(mnt):
+    """The crdtfs process serving `mnt`, found by its command line."""
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if mnt.encode() in argv and any(a.endswith(b"crdtfs")
+                                        for a in argv[:1]):
+            return int(p)
+    return None
+
+
+def test_xattr_not_supported(backing, mount):
+    d = mount(backing)
+    p = os.path.join(d.mnt, "memory-a.json")
+    with pytest.raises(OSError) as ei:
+        os.setxattr(p, "user.x", b"1")
+    assert ei.value.errno == errno.EOPNOTSUPP
+    d.stop()

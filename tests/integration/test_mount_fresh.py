@@ -1,0 +1,418 @@
+# SPDX-License-Identifier: MIT
+"""
+Always fresh, never torn: an open() that starts after a write returned sees
+the new content (new size, newer mtime, same inode number), whether the
+write went through the mount or around it; an open handle reads one
+generation from its first byte to EOF.  No sleeps anywhere between the
+writing call and the open.
+"""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+import util
+from util import MERGED, read, write_file
+
+pytestmark = util.fuse_test_marker()
+
+
+class Checker:
+    """Reads the merged file and compares it with `crdtfs merge`."""
+
+    def __init__(self, d, backing):
+        self.d = d
+        self.backing = backing
+        self.path = os.path.join(d.mnt, MERGED)
+        self.st = os.stat(self.path)
+        self.data = read(self.path)
+        self.check_now()
+
+    def check_now(self):
+        assert self.data == util.cli_merge(self.backing)
+        assert self.st.st_size == len(self.data)
+
+    def after_change(self, must_change=True):
+        """Open right now; must see the new generation."""
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+        assert st.st_size == len(data)
+        assert st.st_ino == self.st.st_ino
+        assert data == util.cli_merge(self.backing)
+        if must_change:
+            assert data != self.data
+            assert st.st_mtime_ns > self.st.st_mtime_ns
+        json.loads(data)
+        self.st, self.data = st, data
+        return data
+
+
+def where(d, backing, route):
+    return d.mnt if route == "mount" else backing
+
+
+ROUTES = ["mount", "outside"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_append_entry(backing, mount, route):
+    d = mount(backing)
+    c = Checker(d, backing)
+    base = where(d, backing, route)
+    p = os.path.join(base, "memory-a.json")
+    entries = util.host_entries("a", 20)
+    for i in range(5):
+        entries.append(util.entry("new-%d" % i, util.ts(100000 + i)))
+        write_file(p, util.dumps_pretty(entries))
+        assert b'"new-%d"' % i in c.after_change()
+    d.stop()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_append_jsonl(tmp_path, mount, route):
+    b = str(tmp_path / "b")
+    os.mkdir(b)
+    write_file(os.path.join(b, "memory-j.json"),
+               util.dumps_jsonl(util.host_entries("j", 3)))
+    d = mount(b)
+    c = Checker(d, b)
+    p = os.path.join(where(d, b, route), "memory-j.json")
+    for i in range(10):
+        with open(p, "ab") as f:
+            f.write(util.dumps_jsonl([util.entry("app-%d" % i,
+                                                 util.ts(5000 + i))]))
+        assert b'"app-%d"' % i in c.after_change()
+    d.stop()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_change_timestamp_in_place_same_size(backing, mount, route):
+    """Same size, rewritten in place, many times within one clock tick:
+    only invalidation (not a stat signature) can notice it."""
+    d = mount(backing)
+    c = Checker(d, backing)
+    p = os.path.join(where(d, backing, route), "memory-b.json")
+    data = read(os.path.join(backing, "memory-b.json"))
+    first = util.ts(1)  # the timestamp of entry b-0
+    assert data.count(first.encode()) == 1
+    for i in range(20):
+        new = util.ts(200000 + i * 61).encode()
+        assert len(new) == len(first)
+        off = data.index(first.encode()) if i == 0 else data.index(prev)
+        with open(p, "r+b") as f:
+            f.seek(off)
+            f.write(new)
+        data = data[:off] + new + data[off + len(new):]
+        prev = new
+        out = c.after_change()
+        assert new in out
+    d.stop()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_delete_and_add_host_file(backing, mount, route):
+    d = mount(backing)
+    c = Checker(d, backing)
+    base = where(d, backing, route)
+    os.unlink(os.path.join(base, "memory-c.json"))
+    assert b'"c-0"' not in c.after_change()
+    write_file(os.path.join(base, "memory-d.json"),
+               util.dumps_pretty(util.host_entries("d", 4)))
+    assert b'"d-3"' in c.after_change()
+    d.stop()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_rename_over(backing, mount, route):
+    d = mount(backing)
+    c = Checker(d, backing)
+    base = where(d, backing, route)
+    for i in range(5):
+        tmp = os.path.join(base, ".memory-a.json.tmp%d" % i)
+        write_file(tmp, util.dumps_pretty(
+            util.host_entries("a", 20 + i, prefix="r%d" % i)))
+        os.rename(tmp, os.path.join(base, "memory-a.json"))
+        out = c.after_change()
+        assert b'"r%d-0"' % i in out
+    d.stop()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_git_checkout_like(backing, mount, route):
+    """unlink + create of every host file, as git checkout does."""
+    d = mount(backing)
+    c = Checker(d, backing)
+    base = where(d, backing, route)
+    for rnd in range(3):
+        for h in ("a", "b", "c"):
+            p = os.path.join(base, "memory-%s.json" % h)
+            os.unlink(p)
+            write_file(p, util.dumps_pretty(
+                util.host_entries(h, 10 + rnd, prefix="%s%d" % (h, rnd))))
+        assert b'"c%d-0"' % rnd in c.after_change()
+    d.stop()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_truncate(backing, mount, route):
+    d = mount(backing)
+    c = Checker(d, backing)
+    p = os.path.join(where(d, backing, route), "memory-a.json")
+    os.truncate(p, 0)
+    assert b'"a-0"' not in c.after_change()
+    d.stop()
+
+
+def test_inode_number_stable_and_stat_fresh(backing, mount):
+    d = mount(backing)
+    p = os.path.join(d.mnt, MERGED)
+    st0 = os.stat(p)
+    write_file(os.path.join(d.mnt, "memory-d.json"),
+               util.dumps_pretty(util.host_entries("d", 3)))
+    st1 = os.stat(p)
+    assert st1.st_ino == st0.st_ino
+    assert st1.st_size > st0.st_size
+    assert st1.st_mtime_ns > st0.st_mtime_ns
+    assert st1.st_blocks == (st1.st_size + 511) // 512
+    # an fd opened before the change keeps its generation
+    with open(p, "rb") as old:
+        write_file(os.path.join(backing, "memory-e.json"),
+                   util.dumps_pretty(util.host_entries("e", 3)))
+        new = read(p)
+        assert b'"e-0"' in new
+        kept = old.read()
+        assert b'"e-0"' not in kept and b'"d-0"' in kept
+        assert os.fstat(old.fileno()).st_size == len(kept)
+    d.stop()
+
+
+# ---- editors saving a host file through the mount ----
+
+def new_content(i):
+    return util.dumps_pretty(util.host_entries("a", 21, prefix="ed%d" % i))
+
+
+def save_in_place(mnt, name, data):
+    with open(os.path.join(mnt, name), "r+b") as f:
+        f.truncate(0)
+        f.write(data)
+        os.fsync(f.fileno())
+
+
+def save_temp_rename(mnt, name, data):
+    tmp = os.path.join(mnt, ".%s.XXXX1234" % name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, os.path.join(mnt, name))
+
+
+def save_vim_style(mnt, name, data):
+    """vim with backupcopy=no: probe, swap file, backup by rename, write
+    new, fsync, drop backup and swap."""
+    target = os.path.join(mnt, name)
+    swp = os.path.join(mnt, ".%s.swp" % name)
+    fd = os.open(swp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    os.write(fd, b"b0VIM 9.0" + b"\0" * 4087)
+    probe = os.path.join(mnt, "4913")
+    pfd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY |
+                  os.O_NOFOLLOW, 0o644)
+    os.fchown(pfd, os.getuid(), os.getgid())
+    os.close(pfd)
+    os.unlink(probe)
+    backup = target + "~"
+    os.rename(target, backup)
+    nfd = os.open(target, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+    os.write(nfd, data)
+    os.fsync(nfd)
+    os.close(nfd)
+    st = os.stat(backup)
+    os.chmod(target, st.st_mode & 0o7777)
+    os.unlink(backup)
+    os.close(fd)
+    os.unlink(swp)
+
+
+@pytest.mark.parametrize("save", [save_in_place, save_temp_rename,
+                                  save_vim_style])
+def test_editor_save_styles(backing, mount, save):
+    d = mount(backing)
+    c = Checker(d, backing)
+    for i in range(3):
+        save(d.mnt, "memory-a.json", new_content(i))
+        assert read(os.path.join(backing, "memory-a.json")) == \
+            new_content(i)
+        out = c.after_change()
+        assert b'"ed%d-20"' % i in out
+    names = set(os.listdir(d.mnt))
+    assert names == {MERGED, util.STATUS, "memory-a.json", "memory-b.json",
+                     "memory-c.json"}
+    d.stop()
+
+
+@pytest.mark.parametrize("backupcopy", ["yes", "no"])
+def test_real_vim_save(tmp_path, mount, backupcopy):
+    vim = shutil.which("vim")
+    if not vim:
+        pytest.skip("vim not installed")
+    b = str(tmp_path / "b")
+    os.mkdir(b)
+    write_file(os.path.join(b, "memory-v.json"),
+               util.dumps_jsonl(util.host_entries("v", 3)))
+    d = mount(b)
+    c = Checker(d, b)
+    line = json.dumps(util.entry("vim-%s" % backupcopy, util.ts(99999),
+                                 host="v"))
+    assert "'" not in line
+    p = subprocess.run(
+        [vim, "-u", "NONE", "-i", "NONE", "-N", "-es",
+         "-c", "set backupcopy=%s writebackup" % backupcopy,
+         "-c", "call append(line('$'), '%s')" % line,
+         "-c", "wq", os.path.join(d.mnt, "memory-v.json")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, timeout=60, cwd=d.mnt)
+    assert p.returncode == 0, p.stderr.decode()
+    assert b'"vim-%s"' % backupcopy.encode() in c.after_change()
+    assert sorted(os.listdir(d.mnt)) == sorted([MERGED, util.STATUS,
+                                                "memory-v.json"])
+    d.stop()
+
+
+# ---- a slow reader while sources are rewritten ----
+
+def big_entries(host, n, gen):
+    pad = "x" * 900
+    return [util.entry("%s-%d" % (host, i), util.ts(i * 3 + ord(host)),
+                       host=host, text="g%d %s" % (gen, pad[:900 - gen]))
+            for i in range(n)]
+
+
+def expected_generations(tmp_path, others, variants, with_empty):
+    """`crdtfs merge` of every state the backing directory passes through."""
+    out = set()
+    work = tmp_path / "expect"
+    work.mkdir()
+    for name, data in others.items():
+        write_file(str(work / name), data)
+    states = list(variants) + ([b""] if with_empty else [])
+    for data in states:
+        write_file(str(work / "memory-a.json"), data)
+        out.add(util.cli_merge(str(work)))
+    return out
+
+
+@pytest.mark.parametrize("style", ["in-place", "rename", "outside-rename"])
+def test_slow_reader_one_generation(tmp_path, mount, style):
+    b = str(tmp_path / "b")
+    os.mkdir(b)
+    others = {"memory-%s.json" % h: util.dumps_pretty(big_entries(h, 150, 0))
+              for h in "bc"}
+    for name, data in others.items():
+        write_file(os.path.join(b, name), data)
+    variants = [util.dumps_pretty(big_entries("a", 150 + (i % 7), i))
+                for i in range(101)]
+    write_file(os.path.join(b, "memory-a.json"), variants[0])
+    expected = expected_generations(tmp_path, others, variants,
+                                    style == "in-place")
+    d = mount(b)
+    merged = os.path.join(d.mnt, MERGED)
+    assert os.path.getsize(merged) > 400 * 1024  # several READs per pass
+
+    done = threading.Event()
+    reads, errors = [], []
+
+    def reader():
+        while not done.is_set() or len(reads) < 3:
+            try:
+                with open(merged, "rb", buffering=0) as f:
+                    parts = []
+                    while True:
+                        chunk = f.read(4096)
+                        if not chunk:
+                            break
+                        parts.append(chunk)
+                        if len(parts) % 16 == 0:
+                            time.sleep(0.002)
+                reads.append(b"".join(parts))
+            except OSError as e:
+                errors.append(e)
+                if len(errors) > 5:
+                    return
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        base = b if style == "outside-rename" else d.mnt
+        target = os.path.join(base, "memory-a.json")
+        for i in range(1, 101):
+            data = variants[i]
+            if style == "in-place":
+                with open(target, "wb") as f:
+                    f.write(data)
+            else:
+                tmp = os.path.join(base, ".tmp-a")
+                write_file(tmp, data)
+                os.rename(tmp, target)
+            time.sleep(0.003)
+    finally:
+        done.set()
+        t.join(120)
+    assert not t.is_alive()
+    assert not errors, errors
+    assert len(reads) >= 3
+    for r in reads:
+        json.loads(r)
+        assert r in expected
+    # the last generation is what a fresh open sees
+    assert read(merged) == util.cli_merge(b)
+    d.stop()
+
+
+def test_many_outside_writes_then_open(backing, mount):
+    """A burst of outside writes; each open right after sees the last."""
+    d = mount(backing)
+    c = Checker(d, backing)
+    p = os.path.join(backing, "memory-a.json")
+    for i in range(30):
+        write_file(p, util.dumps_pretty(util.host_entries("a", 5 + i % 3,
+                                                          prefix="w%d" % i)))
+        assert b'"w%d-0"' % i in c.after_change()
+    d.stop()
+
+
+def test_subdirectory_sources(tmp_path, mount):
+    """A descriptor whose sources live in a subdirectory: outside writes
+    there are noticed too (inotify on the directories patterns reach)."""
+    b = str(tmp_path / "b")
+    os.makedirs(os.path.join(b, "hosts"))
+    with open(os.path.join(b, "sub.json.merge.json"), "w") as f:
+        json.dump({"target": "sub.json", "sources": ["hosts/*.json"]}, f)
+    write_file(os.path.join(b, "hosts", "x.json"),
+               util.dumps_pretty(util.host_entries("x", 3)))
+    d = mount(b)
+    p = os.path.join(d.mnt, "sub.json")
+    first = read(p)
+    assert first == util.cli_merge(b, "--target", "sub.json")
+    assert b'"x-2"' in first
+    hp = os.path.join(b, "hosts", "x.json")
+    off = read(hp).index(b"about x-0")
+    for i in range(5):
+        with open(hp, "r+b") as f:   # same size, in place
+            f.seek(off)
+            f.write(b"ABOUT%04d" % i)
+        got = read(p)
+        assert got == util.cli_merge(b, "--target", "sub.json")
+        assert b"ABOUT%04d" % i in got
+    os.makedirs(os.path.join(b, "hosts2"))
+    write_file(os.path.join(b, "hosts", "y.json"),
+               util.dumps_pretty(util.host_entries("y", 2)))
+    assert b'"y-1"' in read(p)
+    d.stop()

@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_engine_merge.c - the merge, the view layout and the readers: exact
+ * bytes for small inputs, order independence, reads at every offset and
+ * size equal the whole output, incremental refresh, and readers that keep
+ * one generation while sources change.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "engine.h"
+
+static char tmpdir[64];
+
+static void write_file(const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+static void make_dir(void)
+{
+	strcpy(tmpdir, "/tmp/crdtfs-merge-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		abort();
+}
+
+static void remove_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	if (system(cmd) != 0)
+		printf("# cleanup of %s failed\n", tmpdir);
+}
+
+/* The whole merged output of the backing dir as a malloc'd string. */
+static char *merge_dir(size_t *len)
+{
+	desc_descriptor *desc = NULL;
+	engine_merge *m = NULL;
+	engine_view *v = NULL;
+	char *out = NULL;
+	int dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	int memfd = memfd_create("out", 0);
+
+	ASSERT_TRUE(desc_default(&desc) == 0);
+	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
+	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
+	if (v) {
+		ASSERT_TRUE(engine_view_write(v, memfd) == 0);
+		*len = (size_t)lseek(memfd, 0, SEEK_END);
+		ASSERT_EQ_INT(*len, engine_view_size(v));
+		out = calloc(1, *len + 1);
+		ASSERT_EQ_INT(pread(memfd, out, *len, 0), *len);
+	}
+	engine_view_unref(v);
+	engine_merge_free(m);
+	desc_free(desc);
+	close(memfd);
+	close(dirfd);
+	return out;
+}
+
+#define E(uid, ts, ver, host, body)                                          \
+	"{\"id\":\"" uid "\",\"body\":" body ",\"_crdt_metadata\":{\"host\":\"" \
+	host "\",\"timestamp\":\"" ts "\",\"version\":" #ver                 \
+	",\"unique_id\":\"" uid "\"}}"
+
+static void test_engine_merge__lww_by_parsed_time(void)
+{
+	size_t len;
+	char *out;
+
+	make_dir();
+	/* As text "…T10:00:00+02:00" > "…T09:00:00Z", as time it is older. */
+	write_file("memory-a.json",
+		   "[" E("u1", "2025-01-01T10:00:00+02:00", 1, "a", "\"old\"") "]");
+	write_file("memory-b.json",
+		   E("u1", "2025-01-01T09:00:00Z", 1, "b", "\"new\"") "\n");
+	out = merge_dir(&len);
+	ASSERT_EQ_STR(out, "[\n" E("u1", "2025-01-01T09:00:00Z", 1, "b",
+				   "\"new\"") "\n]\n");
+	free(out);
+	remove_dir();
+}
+
+static void test_engine_merge__tie_breaks(void)
+{
+	size_t len;
+	char *out;
+
+	make_dir();
+	/* Same time: version decides, then host, then canonical bytes. */
+	write_file("memory-a.json",
+		   "[\n  " E("v", "2025-01-01T00:00:00Z", 2, "a", "1") ",\n  "
+		   E("h", "2025-01-01T00:00:01Z", 1, "z", "1") ",\n  "
+		   E("c", "2025-01-01T00:00:02Z", 1, "a", "\"b\"") "\n]\n");
+	write_file("memory-b.json",
+		   "[" E("v", "2025-01-01T00:00:00Z", 1, "b", "2") ","
+		   E("h", "2025-01-01T00:00:01Z", 1, "y", "2") ","
+		   E("c", "2025-01-01T00:00:02Z", 1, "a", "\"a\"") "]");
+	out = merge_dir(&len);
+	ASSERT_EQ_STR(out,
+		      "[\n" E("v", "2025-01-01T00:00:00Z", 2, "a", "1") ",\n"
+		      E("h", "2025-01-01T00:00:01Z", 1, "z", "1") ",\n"
+		      E("c", "2025-01-01T00:00:02Z", 1, "a", "\"b\"") "\n]\n");
+	free(out);
+	remove_dir();
+}
+
+static void test_engine_merge__formatting_and_order_do_not_matter(void)
+{
+	const char *pretty =
+		"[\n  {\n    \"id\": \"x\",\n    \"t\": \"a b\\n\\u00e9\",\n"
+		"    \"_crdt_metadata\": {\"host\": \"h\", \"timestamp\": "
+		"\"2025-02-01T00:00:00.5Z\", \"version\": 1, \"unique_id\": "
+		"\"x\"}\n  }\n]\n";
+	const char *compact =
+		"{\"id\":\"x\",\"t\":\"a b\\n\\u00e9\",\"_crdt_metadata\":"
+		"{\"host\":\"h\",\"timestamp\":\"2025-02-01T00:00:00.5Z\","
+		"\"version\":1,\"unique_id\":\"x\"}}\n";
+	size_t l1, l2, l3;
+	char *o1, *o2, *o3;
+
+	make_dir();
+	write_file("memory-a.json", pretty);
+	o1 = merge_dir(&l1);
+	write_file("memory-b.json", compact); /* a duplicate, other format */
+	o2 = merge_dir(&l2);
+	write_file("memory-a.json", compact);
+	write_file("memory-b.json", pretty);
+	o3 = merge_dir(&l3);
+	ASSERT_EQ_MEM(o1, l1, o2, l2);
+	ASSERT_EQ_MEM(o1, l1, o3, l3);
+	ASSERT_EQ_STR(o1, "[\n{\"id\":\"x\",\"t\":\"a b\\n\\u00e9\","
+			  "\"_crdt_metadata\":{\"host\":\"h\",\"timestamp\":"
+			  "\"2025-02-01T00:00:00.5Z\",\"version\":1,"
+			  "\"unique_id\":\"x\"}}\n]\n");
+	free(o1);
+	free(o2);
+	free(o3);
+	remove_dir();
+}
+
+static void test_engine_merge__empty_inputs(void)
+{
+	size_t len;
+	char *out;
+
+	make_dir();
+	out = merge_dir(&len);
+	ASSERT_EQ_STR(out, "[]\n");
+	free(out);
+	write_file("memory-a.json", "");
+	write_file("memory-b.json", "[ ]");
+	out = merge_dir(&len);
+	ASSERT_EQ_STR(out, "[]\n");
+	free(out);
+	remove_dir();
+}
+
+/* Every (offset, size) read through a reader equals the whole output. */
+static void test_engine_merge__reads_at_every_offset(void)
+{
+	desc_descriptor *desc = NULL;
+	engine_merge *m = NULL;
+	engine_view *v = NULL;
+	engine_reader *r = NULL;
+	char *whole, buf[300];
+	size_t len, off, size;
+	int dirfd;
+
+	make_dir();
+	write_file("memory-a.json",
+		   "[\n  " E("a1", "2025-01-01T00:00:03Z", 1, "a",
+			     "{ \"k\" : [ 1 , 2 ] , \"s\" : \"  sp  \" }") ",\n  "
+		   E("a2", "2025-01-01T00:00:01Z", 1, "a", "\"x\"") "\n]\n");
+	write_file("memory-b.json",
+		   E("b1", "2025-01-01T00:00:02Z", 1, "b", "\"y\"") "\n"
+		   E("b2", "2025-01-01T00:00:04Z", 1, "b", "[ 3,  4 ]") "\n");
+	whole = merge_dir(&len);
+	dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	ASSERT_TRUE(desc_default(&desc) == 0);
+	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
+	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
+	ASSERT_TRUE(engine_reader_new(&r, v) == 0);
+	for (size = 1; size <= 97; size += 6) {
+		for (off = 0; off <= len + 2; off++) {
+			ssize_t n = engine_reader_read(r, buf, size, off);
+			size_t want = off >= len ? 0 :
+				      (len - off < size ? len - off : size);
+
+			ASSERT_EQ_INT(n, want);
+			if (n > 0 && memcmp(buf, whole + off, (size_t)n)) {
+				printf("# mismatch at offset %zu size %zu\n",
+				       off, size);
+				harness_failed = 1;
+				size = 1000;
+				break;
+			}
+		}
+	}
+	engine_reader_free(r);
+	engine_view_unref(v);
+	engine_merge_free(m);
+	desc_free(desc);
+	close(dirfd);
+	free(whole);
+	remove_dir();
+}
+
+static void test_engine_merge__refresh_is_incremental(void)
+{
+	desc_descriptor *desc = NULL;
+	engine_merge *m = NULL;
+	engine_view *v1 = NULL, *v2 = NULL, *v3 = NULL;
+	int dirfd;
+
+	make_dir();
+	write_file("memory-a.json",
+		   "[" E("a1", "2025-01-01T00:00:03Z", 1, "a", "1") "]");
+	dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	ASSERT_TRUE(desc_default(&desc) == 0);
+	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
+	ASSERT_TRUE(engine_merge_refresh(m, &v1) == 0);
+	ASSERT_TRUE(engine_merge_refresh(m, &v2) == 0);
+	ASSERT_TRUE(v1 == v2); /* nothing changed: the same generation */
+	engine_merge_invalidate(m, "memory-a.json");
+	write_file("memory-b.json",
+		   "[" E("b1", "2025-01-01T00:00:04Z", 1, "b", "2") "]");
+	ASSERT_TRUE(engine_merge_refresh(m, &v3) == 0);
+	ASSERT_EQ_INT(engine_view_generation(v3),
+		      engine_view_generation(v1) + 1);
+	ASSERT_EQ_INT(engine_view_entries(v3), 2);
+	ASSERT_EQ_INT(engine_view_entries(v1), 1); /* old view unchanged */
+	engine_view_unref(v1);
+	engine_view_unref(v2);
+	engine_view_unref(v3);
+	engine_merge_free(m);
+	desc_free(desc);
+	close(dirfd);
+	remove_dir();
+}
+
+/* Read a whole view through a fresh reader; returns -EIO on failure. */
+static ssize_t read_all(engine_view *v, char *buf, size_t size)
+{
+	engine_reader *r = NULL;
+	ssize_t n;
+
+	if (engine_reader_new(&r, v) < 0)
+		return -ENOMEM;
+	n = engine_reader_read(r, buf, size, 0);
+	engine_reader_free(r);
+	return n;
+}
+
+static void test_engine_merge__preserved_source_keeps_generation(void)
+{
+	desc_descriptor *desc = NULL;
+	engine_merge *m = NULL;
+	engine_view *v = NULL;
+	char before[512], after[512], path[256];
+	struct stat st;
+	ssize_t n1, n2;
+	int dirfd, fd;
+
+	make_dir();
+	write_file("memory-a.json",
+		   "[" E("a1", "2025-01-01T00:00:03Z", 1, "a", "1") "]");
+	dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	ASSERT_TRUE(desc_default(&desc) == 0);
+	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
+	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
+	n1 = read_all(v, before, sizeof(before));
+	ASSERT_TRUE(n1 > 0);
+
+	snprintf(path, sizeof(path), "%s/memory-a.json", tmpdir);
+	ASSERT_TRUE(stat(path, &st) == 0);
+	ASSERT_TRUE(engine_view_uses_inode(v, st.st_dev, st.st_ino));
+	ASSERT_TRUE(engine_view_preserve_inode(v, st.st_dev, st.st_ino) == 0);
+	/* Rewrite in place: same inode, other bytes. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ASSERT_TRUE(write(fd, "[]", 2) == 2);
+	close(fd);
+	n2 = read_all(v, after, sizeof(after));
+	ASSERT_EQ_MEM(before, (size_t)n1, after, (size_t)(n2 < 0 ? 0 : n2));
+
+	engine_view_unref(v);
+	engine_merge_free(m);
+	desc_free(desc);
+	close(dirfd);
+	remove_dir();
+}
+
+static void test_engine_merge__in_place_rewrite_fails_readers(void)
+{
+	desc_descriptor *desc = NULL;
+	engine_merge *m = NULL;
+	engine_view *v = NULL;
+	char buf[512];
+
+	make_dir();
+	write_file("memory-a.json",
+		   "[" E("a1", "2025-01-01T00:00:03Z", 1, "a", "1") "]");
+	int dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	ASSERT_TRUE(desc_default(&desc) == 0);
+	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
+	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
+	usleep(20000); /* let the clock tick so mtime differs */
+	write_file("memory-a.json",
+		   "[" E("a1", "2025-01-01T00:00:03Z", 1, "a", "2") "]");
+	ASSERT_EQ_INT(read_all(v, buf, sizeof(buf)), -EIO);
+	engine_view_unref(v);
+	engine_merge_free(m);
+	desc_free(desc);
+	close(dirfd);
+	remove_dir();
+}
+
+static void test_engine_merge__merge_paths(void)
+{
+	desc_descriptor *desc = NULL;
+	engine_view *v = NULL;
+	char a[300], b[300], buf[1024];
+	const char *paths[2] = { a, b };
+	ssize_t n;
+
+	make_dir();
+	write_file("x", "[" E("k", "2025-01-01T00:00:03Z", 1, "a", "1") "]");
+	write_file("y", "[" E("k", "2025-01-01T00:00:03Z", 2, "b", "2") "]");
+	snprintf(a, sizeof(a), "%s/x", tmpdir);
+	snprintf(b, sizeof(b), "%s/y", tmpdir);
+	ASSERT_TRUE(desc_default(&desc) == 0);
+	ASSERT_TRUE(engine_merge_paths(&v, desc, paths, 2) == 0);
+	n = read_all(v, buf, sizeof(buf) - 1);
+	ASSERT_TRUE(n > 0);
+	buf[n > 0 ? n : 0] = 0;
+	ASSERT_EQ_STR(buf, "[\n" E("k", "2025-01-01T00:00:03Z", 2, "b", "2")
+			   "\n]\n");
+	engine_view_unref(v);
+	desc_free(desc);
+	remove_dir();
+}
+
+static const harness_case cases[] = {
+	TEST(test_engine_merge__lww_by_parsed_time),
+	TEST(test_engine_merge__tie_breaks),
+	TEST(test_engine_merge__formatting_and_order_do_not_matter),
+	TEST(test_engine_merge__empty_inputs),
+	TEST(test_engine_merge__reads_at_every_offset),
+	TEST(test_engine_merge__refresh_is_incremental),
+	TEST(test_engine_merge__preserved_source_keeps_generation),
+	TEST(test_engine_merge__in_place_rewrite_fails_readers),
+	TEST(test_engine_merge__merge_paths),
+};
+
+HARNESS_MAIN(cases)

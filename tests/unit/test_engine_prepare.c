@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_engine_prepare.c - engine_prepare(): exact host-file bytes, stamps
+ * from the injected clock, idempotence, identities, damaged input.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "harness.h"
+
+#define T0 "2026-01-01T00:00:00Z"
+#define MD(ts, ver, uid)                                                   \
+	",\"_crdt_metadata\":{\"host\":\"h1\",\"timestamp\":\"" ts         \
+	"\",\"version\":" #ver ",\"unique_id\":\"" uid "\"}}"
+
+static char dir[64];
+
+static void put(const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ASSERT_TRUE(f != NULL);
+	if (!f)
+		return;
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Contents of a file in dir; static buffer. */
+static const char *get(const char *name)
+{
+	static char buf[65536];
+	char path[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	buf[0] = '\0';
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return "(missing)";
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+static int prepare(const char *src, const char *now,
+		   engine_prepare_stats *st, engine_problems *probs)
+{
+	char source[256];
+	engine_prepare_opts o = { "h1", source, dir, now };
+
+	snprintf(source, sizeof(source), "%s/%s", dir, src);
+	return engine_prepare(&o, st, probs);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/crdtfs-prep-XXXXXX");
+	if (!mkdtemp(dir))
+		abort();
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		printf("# cleanup of %s failed\n", dir);
+}
+
+static const char src1[] =
+	"{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
+	"\"observations\":[\"x\"]}\n"
+	"{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
+	"\"observations\":[]}\n"
+	"{\"type\":\"relation\",\"from\":\"a\",\"to\":\"b\","
+	"\"relationType\":\"r\"}\n";
+
+static const char want1[] =
+	"[\n"
+	"{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
+	"\"observations\":[]" MD("2026-01-01T00:00:00.000000000Z", 1,
+				   "entity:a") ",\n"
+	"{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
+	"\"observations\":[\"x\"]" MD("2026-01-01T00:00:00.000000000Z", 1,
+				       "entity:b") ",\n"
+	"{\"type\":\"relation\",\"from\":\"a\",\"to\":\"b\","
+	"\"relationType\":\"r\"" MD("2026-01-01T00:00:00.000000000Z", 1,
+				     "relation:1:a,1:b,1:r") "\n"
+	"]\n";
+
+static void test_engine_prepare__new_entries_stamped(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+
+	setup();
+	engine_problems_init(&p);
+	put("m.jsonl", src1);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(p.count, 0);
+	ASSERT_EQ_INT(st.added, 3);
+	ASSERT_EQ_INT(st.entries, 3);
+	ASSERT_EQ_INT(st.written, 1);
+	ASSERT_EQ_STR(st.stamp, "2026-01-01T00:00:00.000000000Z");
+	ASSERT_EQ_STR(get("memory-h1.json"), want1);
+	engine_problems_dispose(&p);
+	teardown();
+}
+
+static void test_engine_prepare__unchanged_source_no_rewrite(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+	struct stat a, b;
+	char path[128];
+
+	setup();
+	engine_problems_init(&p);
+	put("m.jsonl", src1);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	snprintf(path, sizeof(path), "%s/memory-h1.json", dir);
+	ASSERT_EQ_INT(stat(path, &a), 0);
+	/* Same content, other order and spacing, a later clock. */
+	put("m.jsonl",
+	    "\n{ \"type\": \"relation\", \"to\": \"b\", \"from\": \"a\","
+	    " \"relationType\": \"r\" }\n"
+	    "{\"name\":\"a\",\"type\":\"entity\",\"observations\":[],"
+	    "\"entityType\":\"t\"}\n"
+	    "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
+	    "\"observations\":[\"x\"]}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", "2026-02-01T00:00:00Z", &st, &p), 0);
+	ASSERT_EQ_INT(st.unchanged, 3);
+	ASSERT_EQ_INT(st.written, 0);
+	ASSERT_EQ_STR(st.stamp, "");
+	ASSERT_EQ_STR(get("memory-h1.json"), want1);
+	ASSERT_EQ_INT(stat(path, &b), 0);
+	ASSERT_EQ_INT(a.st_ino, b.st_ino);
+	ASSERT_EQ_INT(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec);
+	ASSERT_EQ_INT(p.count, 0);
+	engine_problems_dispose(&p);
+	teardown();
+}
+
+static void test_engine_prepare__change_and_clock_set_back(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+	const char *out;
+
+	setup();
+	engine_problems_init(&p);
+	put("m.jsonl", src1);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	put("m.jsonl",
+	    "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
+	    "\"observations\":[\"x\",\"y\"]}\n"
+	    "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
+	    "\"observations\":[]}\n"
+	    "{\"type\":\"relation\",\"from\":\"a\",\"to\":\"b\","
+	    "\"relationType\":\"r\"}\n");
+	/* The wall clock went back a day: the stamp is newest + 1 ns. */
+	ASSERT_EQ_INT(prepare("m.jsonl", "2025-12-31T00:00:00Z", &st, &p), 0);
+	ASSERT_EQ_INT(st.changed, 1);
+	ASSERT_EQ_INT(st.unchanged, 2);
+	ASSERT_EQ_STR(st.stamp, "2026-01-01T00:00:00.000000001Z");
+	out = get("memory-h1.json");
+	ASSERT_TRUE(strstr(out, "\"observations\":[\"x\",\"y\"]" MD(
+					"2026-01-01T00:00:00.000000001Z", 2,
+					"entity:b") "\n]\n") != NULL);
+	/* A removed entry leaves the host file. */
+	put("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\","
+		       "\"entityType\":\"t\",\"observations\":[]}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.removed, 2);
+	ASSERT_EQ_INT(st.entries, 1);
+	engine_problems_dispose(&p);
+	teardown();
+}
+
+static void test_engine_prepare__identities(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+	const char *out;
+
+	setup();
+	engine_problems_init(&p);
+	put("m.json", "[ {\"id\": 7, \"v\": 1.50},\n"
+		      "  {\"id\": \"x\"},\n"
+		      "  {\"id\": \"x\", \"second\": true},\n"
+		      "  {},\n"
+		      "  {\"k\": 1, \"_crdt_metadata\": {\"unique_id\": \"mine\","
+		      " \"timestamp\": \"2020-01-01T00:00:00Z\"}} ]");
+	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.entries, 5);
+	out = get("memory-h1.json");
+	/* Carried metadata kept as it is (and sorted first: oldest). */
+	ASSERT_TRUE(strncmp(out, "[\n{\"k\":1,\"_crdt_metadata\":{\"unique_id\":"
+				 "\"mine\",", 40) == 0);
+	ASSERT_TRUE(strstr(out, "{\"id\":7,\"v\":1.50,\"_crdt_metadata\"") !=
+		    NULL);
+	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:7\"") != NULL);
+	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:x\"") != NULL);
+	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:x#2\"") != NULL);
+	/* {} : git blob SHA-1 of "{}". */
+	ASSERT_TRUE(strstr(out, "{\"_crdt_metadata\":{\"host\":\"h1\"") !=
+		    NULL);
+	ASSERT_TRUE(strstr(out, "\"unique_id\":\"content:"
+				"9e26dfeeb6e641a33dae4961196235bdb965b21b\"") !=
+		    NULL);
+	engine_problems_dispose(&p);
+	teardown();
+}
+
+static void test_engine_prepare__damaged_inputs(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+	const char *out;
+
+	setup();
+	engine_problems_init(&p);
+	/* A truncated host file: its good entries still count. */
+	put("memory-h1.json",
+	    "[\n{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
+	    "\"observations\":[]" MD("2026-03-01T00:00:00Z", 4, "entity:a")
+	    ",\n{\"type\":\"entity\",\"name\":\"b\",\"ent");
+	put("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":"
+		       "\"t\",\"observations\":[]}\nnot json\n"
+		       "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":"
+		       "\"t\",\"observations\":[]}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_TRUE(p.count >= 2);
+	ASSERT_EQ_INT(st.unchanged, 1);
+	ASSERT_EQ_INT(st.added, 1);
+	out = get("memory-h1.json");
+	ASSERT_TRUE(strstr(out, MD("2026-03-01T00:00:00Z", 4, "entity:a"))
+		    != NULL);
+	ASSERT_TRUE(strstr(out, MD("2026-03-01T00:00:00.000000001Z", 1,
+				   "entity:b")) != NULL);
+	engine_problems_dispose(&p);
+	teardown();
+}
+
+static void test_engine_prepare__errors(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+	char source[128];
+	engine_prepare_opts o = { ".bad", source, NULL, NULL };
+
+	setup();
+	engine_problems_init(&p);
+	o.backing = dir;
+	snprintf(source, sizeof(source), "%s/m.jsonl", dir);
+	put("m.jsonl", "");
+	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
+	o.host = "a/b";
+	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
+	o.host = "h1";
+	o.now = "yesterday";
+	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
+	o.now = T0;
+	ASSERT_EQ_INT(prepare("nope.jsonl", T0, &st, &p), -ENOENT);
+	/* An empty source gives an empty host file. */
+	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), 0);
+	ASSERT_EQ_STR(get("memory-h1.json"), "[]\n");
+	engine_problems_dispose(&p);
+	teardown();
+}
+
+static const harness_case cases[] = {
+	TEST(test_engine_prepare__new_entries_stamped),
+	TEST(test_engine_prepare__unchanged_source_no_rewrite),
+	TEST(test_engine_prepare__change_and_clock_set_back),
+	TEST(test_engine_prepare__identities),
+	TEST(test_engine_prepare__damaged_inputs),
+	TEST(test_engine_prepare__errors),
+};
+
+HARNESS_MAIN(cases)
