@@ -9,7 +9,7 @@
  * grows with mremap(), which moves page tables and copies nothing, and
  * once it is large it asks for transparent huge pages, whose first touch
  * is several times cheaper per byte.  Small arrays stay small: a mapping
- * starts at 64 KiB and huge pages are only requested past 4 MiB, so a
+ * starts at 64 KiB and huge pages are only requested from 2 MiB, so a
  * source of ten entries does not cost a 2 MiB page.
  */
 #include "engine_i.h"
@@ -18,7 +18,7 @@
 #include <sys/mman.h>
 
 #define BIG_MIN (64 * 1024)
-#define BIG_HUGE_FROM (4 * 1024 * 1024)
+#define BIG_HUGE_FROM (2 * 1024 * 1024)
 
 int engine__big_reserve(engine__big *b, size_t need)
 {

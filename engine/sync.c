@@ -26,10 +26,14 @@
  * - libgit2's local transport updates refs without compare-and-swap, so
  *   two hosts pushing to one local bare repo at once could drop a commit.
  *   For a local remote (a path or file:// URL) this file therefore pushes
- *   itself: it writes a pack into the remote and moves the branch with
+ *   itself: it copies the missing objects into the remote (loose, or a
+ *   pack for long histories) and moves the branch with
  *   git_reference_create_matching(), a compare-and-swap under the ref lock.
- *   Other remotes (ssh, https, git) go through git_remote_push(), where the
- *   server's receive-pack does the compare-and-swap (and runs hooks).
+ *   It fetches from a local remote the same way: libgit2's local fetch
+ *   builds a pack with a delta search that costs ~0.3 s per changed
+ *   multi-megabyte host file (measured: 0.7 s vs 0.1 s for a 10-host sync).
+ *   Other remotes (ssh, https, git) go through libgit2's transports, where
+ *   the server's receive-pack does the compare-and-swap (and runs hooks).
  * - A rejected push (compare-and-swap lost, non-fast-forward, hook) leads
  *   to fetch + integrate + push again after 50 ms * 2^(n-1) (capped at 5 s)
  *   with equal jitter, bounded by attempts and seconds.
@@ -528,6 +532,157 @@ out:
 
 /* ---- 2. fetch ---- */
 
+/* Loose objects directory of a repository (with a trailing slash). */
+static char *objects_dir(git_repository *repo)
+{
+	char *out = NULL;
+
+	if (asprintf(&out, "%sobjects/", git_repository_commondir(repo)) < 0)
+		return NULL;
+	return out;
+}
+
+/*
+ * Hard-link the loose object `id` of src_objs into dst_objs, as
+ * `git clone --local` does: objects never change, and this skips
+ * inflating and deflating megabytes.  @return 0 linked (or there
+ * already), 1 not possible (packed, other file system), -1 error
+ */
+static int link_loose(const char *src_objs, const char *dst_objs,
+		      const git_oid *id)
+{
+	char hex[GIT_OID_HEXSZ + 1], *src = NULL, *dst = NULL, *dir = NULL;
+	int r = 1;
+
+	git_oid_tostr(hex, sizeof(hex), id);
+	if (asprintf(&src, "%s%.2s/%s", src_objs, hex, hex + 2) < 0 ||
+	    asprintf(&dst, "%s%.2s/%s", dst_objs, hex, hex + 2) < 0 ||
+	    asprintf(&dir, "%s%.2s", dst_objs, hex) < 0) {
+		r = -1;
+		goto out;
+	}
+	if (link(src, dst) == 0 || errno == EEXIST) {
+		r = 0;
+	} else if (errno == ENOENT && access(src, F_OK) == 0 &&
+		   (mkdir(dir, 0755) == 0 || errno == EEXIST)) {
+		if (link(src, dst) == 0 || errno == EEXIST)
+			r = 0;
+	}
+out:
+	free(src);
+	free(dst);
+	free(dir);
+	return r;
+}
+
+typedef struct {
+	git_odb *src;        /* borrowed */
+	git_odb *dst;        /* borrowed */
+	const char *src_objs; /* loose object dirs, for link_loose() */
+	const char *dst_objs;
+} sync_copy;
+
+/* Copy one object unless dst has it. */
+static int copy_object(const sync_copy *cp, const git_oid *id)
+{
+	git_odb_object *o = NULL;
+	git_oid out;
+	int r;
+
+	if (git_odb_exists(cp->dst, id))
+		return 0;
+	r = link_loose(cp->src_objs, cp->dst_objs, id);
+	if (r <= 0) {
+		/* The odb caches what exists: tell it about the link. */
+		if (r == 0)
+			(void)git_odb_refresh(cp->dst);
+		return r;
+	}
+	if (git_odb_read(&o, cp->src, id) < 0)
+		return -1;
+	r = git_odb_write(&out, cp->dst, git_odb_object_data(o),
+			  git_odb_object_size(o), git_odb_object_type(o));
+	git_odb_object_free(o);
+	return r;
+}
+
+/*
+ * Copy a tree and everything under it that dst lacks, children first, so
+ * that a tree present in dst is always complete there (a copy cut short
+ * leaves no tree pointing at missing objects).
+ */
+static int copy_tree(git_repository *repo, const sync_copy *cp,
+		     const git_oid *id)
+{
+	git_tree *t = NULL;
+	size_t i, n;
+	int r = 0;
+
+	if (git_odb_exists(cp->dst, id))
+		return 0;
+	if (git_tree_lookup(&t, repo, id) < 0)
+		return -1;
+	n = git_tree_entrycount(t);
+	for (i = 0; i < n && r >= 0; i++) {
+		const git_tree_entry *e = git_tree_entry_byindex(t, i);
+
+		if (git_tree_entry_type(e) == GIT_OBJECT_TREE)
+			r = copy_tree(repo, cp, git_tree_entry_id(e));
+		else if (git_tree_entry_type(e) == GIT_OBJECT_BLOB)
+			r = copy_object(cp, git_tree_entry_id(e));
+	}
+	git_tree_free(t);
+	return r < 0 ? r : copy_object(cp, id);
+}
+
+/*
+ * Copy the commits of `walk` (a walk over `repo`, oldest first) with their
+ * trees from `repo` to `rr` as loose objects.  A sync moves a few objects,
+ * so this keeps the other side from collecting one pack file per sync (as
+ * git's receive-pack below receive.unpackLimit), and it skips the delta
+ * search of libgit2's pack builder, which costs most of a second per
+ * megabytes-large host file.
+ */
+static int copy_commits_loose(git_repository *repo, git_repository *rr,
+			      git_revwalk *walk)
+{
+	git_odb *src = NULL, *dst = NULL;
+	git_commit *cm = NULL;
+	sync_copy cp;
+	git_oid id;
+	int r;
+
+	memset(&cp, 0, sizeof(cp));
+	if (git_repository_odb(&src, repo) < 0 ||
+	    git_repository_odb(&dst, rr) < 0 ||
+	    !(cp.src_objs = objects_dir(repo)) ||
+	    !(cp.dst_objs = objects_dir(rr))) {
+		r = -1;
+		goto out;
+	}
+	cp.src = src;
+	cp.dst = dst;
+	while ((r = git_revwalk_next(&id, walk)) == 0) {
+		if (git_commit_lookup(&cm, repo, &id) < 0 ||
+		    copy_tree(repo, &cp, git_commit_tree_id(cm)) < 0 ||
+		    copy_object(&cp, &id) < 0) {
+			r = -1;
+			goto out;
+		}
+		git_commit_free(cm);
+		cm = NULL;
+	}
+	r = r == GIT_ITEROVER ? 0 : r;
+out:
+	free((char *)cp.src_objs);
+	free((char *)cp.dst_objs);
+	git_commit_free(cm);
+	git_odb_free(src);
+	git_odb_free(dst);
+	return r;
+}
+
+
 static int cred_cb(git_credential **out, const char *url,
 		   const char *user, unsigned int allowed, void *payload)
 {
@@ -561,6 +716,86 @@ static void set_callbacks(sync_ctx *c, git_remote_callbacks *cb)
 	cb->payload = c;
 }
 
+/* Commits copied loose at most; longer histories go as a pack. */
+#define SYNC_LOOSE_MAX_COMMITS 64
+
+/* Hide `ref`'s commit from walk when `rr` has it (errors ignored). */
+static void hide_ref(git_revwalk *walk, git_repository *repo,
+		     git_repository *rr, const char *ref)
+{
+	git_oid id;
+	git_odb *odb = NULL;
+
+	if (git_reference_name_to_id(&id, repo, ref) == 0 &&
+	    git_repository_odb(&odb, rr) == 0 && git_odb_exists(odb, &id))
+		(void)git_revwalk_hide(walk, &id);
+	git_odb_free(odb);
+	git_error_clear();
+}
+
+/*
+ * Fetch from a local repository by copying the missing objects loose.
+ * @return 1 done, 0 use libgit2's fetch instead (long history), -errno
+ */
+static int fetch_local(sync_ctx *c)
+{
+	git_repository *rr = NULL;
+	git_revwalk *walk = NULL;
+	git_odb *odb = NULL;
+	git_oid id;
+	size_t n = 0;
+	int r;
+
+	if (git_repository_open_ext(&rr, c->fetch_path,
+				    GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
+	r = git_reference_name_to_id(&c->remote_oid, rr, c->merge_ref);
+	if (r == GIT_ENOTFOUND) {
+		r = 1; /* no branch there yet */
+		goto out;
+	}
+	if (r < 0) {
+		r = git_fail(c, -EHOSTUNREACH, "remote unreachable");
+		goto out;
+	}
+	c->have_remote_oid = 1;
+	if (git_repository_odb(&odb, c->repo) < 0) {
+		r = git_fail(c, -EIO, "cannot open the object database");
+		goto out;
+	}
+	r = 1;
+	if (git_odb_exists(odb, &c->remote_oid))
+		goto out;
+	if (git_revwalk_new(&walk, rr) < 0 ||
+	    git_revwalk_push(walk, &c->remote_oid) < 0) {
+		r = git_fail(c, -EHOSTUNREACH, "remote unreachable (reading)");
+		goto out;
+	}
+	hide_ref(walk, c->repo, rr, c->tracking_ref);
+	hide_ref(walk, c->repo, rr, c->branch_ref);
+	while (n <= SYNC_LOOSE_MAX_COMMITS && git_revwalk_next(&id, walk) == 0)
+		n++;
+	if (n > SYNC_LOOSE_MAX_COMMITS) {
+		r = 0;
+		goto out;
+	}
+	git_revwalk_reset(walk);
+	git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
+	(void)git_revwalk_push(walk, &c->remote_oid);
+	hide_ref(walk, c->repo, rr, c->tracking_ref);
+	hide_ref(walk, c->repo, rr, c->branch_ref);
+	if (copy_commits_loose(rr, c->repo, walk) < 0) {
+		r = git_fail(c, -EHOSTUNREACH, "remote unreachable (copying)");
+		goto out;
+	}
+	r = 1;
+out:
+	git_odb_free(odb);
+	git_revwalk_free(walk);
+	git_repository_free(rr);
+	return r;
+}
+
 /*
  * Learn where the remote branch is, download what is missing and set the
  * remote-tracking ref.  @return 0 or -EHOSTUNREACH
@@ -585,6 +820,14 @@ static int sync_fetch(sync_ctx *c)
 	if (c->fetch_path && access(c->fetch_path, R_OK | X_OK) < 0)
 		return fail_msg(c, -EHOSTUNREACH, "remote unreachable: %s: %s",
 				c->fetch_path, strerror(errno));
+	if (c->fetch_path) {
+		r = fetch_local(c);
+		if (r < 0)
+			return r;
+		if (r == 1)
+			goto set_tracking;
+		c->have_remote_oid = 0;
+	}
 	if (git_remote_connect(c->remote, GIT_DIRECTION_FETCH, &cb, NULL,
 			       NULL) < 0)
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
@@ -597,13 +840,8 @@ static int sync_fetch(sync_ctx *c)
 			git_oid_cpy(&c->remote_oid, &heads[i]->oid);
 			c->have_remote_oid = 1;
 		}
-	if (!c->have_remote_oid) {
-		/* No branch there yet (a new remote): forget a stale one. */
-		if (git_reference_lookup(&ref, c->repo, c->tracking_ref) == 0)
-			(void)git_reference_delete(ref);
-		r = 0;
-		goto out;
-	}
+	if (!c->have_remote_oid)
+		goto set_tracking;
 	if (git_repository_odb(&odb, c->repo) < 0) {
 		r = git_fail(c, -EIO, "cannot open the object database");
 		goto out;
@@ -623,6 +861,14 @@ static int sync_fetch(sync_ctx *c)
 			r = git_fail(c, -EHOSTUNREACH, "remote unreachable (fetch)");
 			goto out;
 		}
+	}
+set_tracking:
+	if (!c->have_remote_oid) {
+		/* No branch there yet (a new remote): forget a stale one. */
+		if (git_reference_lookup(&ref, c->repo, c->tracking_ref) == 0)
+			(void)git_reference_delete(ref);
+		r = 0;
+		goto out;
 	}
 	if (git_reference_create(NULL, c->repo, c->tracking_ref,
 				 &c->remote_oid, 1, "crdtfs sync: fetch") < 0) {
@@ -1404,92 +1650,6 @@ out:
 }
 
 /* ---- 4. push ---- */
-
-/* Copy one object unless dst has it. */
-static int copy_object(git_odb *src, git_odb *dst, const git_oid *id)
-{
-	git_odb_object *o = NULL;
-	git_oid out;
-	int r;
-
-	if (git_odb_exists(dst, id))
-		return 0;
-	if (git_odb_read(&o, src, id) < 0)
-		return -1;
-	r = git_odb_write(&out, dst, git_odb_object_data(o),
-			  git_odb_object_size(o), git_odb_object_type(o));
-	git_odb_object_free(o);
-	return r;
-}
-
-/*
- * Copy a tree and everything under it that dst lacks, children first, so
- * that a tree present in dst is always complete there (a copy cut short
- * leaves no tree pointing at missing objects).
- */
-static int copy_tree(git_repository *repo, git_odb *src, git_odb *dst,
-		     const git_oid *id)
-{
-	git_tree *t = NULL;
-	size_t i, n;
-	int r = 0;
-
-	if (git_odb_exists(dst, id))
-		return 0;
-	if (git_tree_lookup(&t, repo, id) < 0)
-		return -1;
-	n = git_tree_entrycount(t);
-	for (i = 0; i < n && r >= 0; i++) {
-		const git_tree_entry *e = git_tree_entry_byindex(t, i);
-
-		if (git_tree_entry_type(e) == GIT_OBJECT_TREE)
-			r = copy_tree(repo, src, dst, git_tree_entry_id(e));
-		else if (git_tree_entry_type(e) == GIT_OBJECT_BLOB)
-			r = copy_object(src, dst, git_tree_entry_id(e));
-	}
-	git_tree_free(t);
-	return r < 0 ? r : copy_object(src, dst, id);
-}
-
-/*
- * Copy the commits of `walk` (oldest first) with their trees as loose
- * objects: a few objects per sync, so the remote does not collect one
- * pack file per push (git's receive-pack does the same below
- * receive.unpackLimit).
- */
-static int copy_commits_loose(git_repository *repo, git_repository *rr,
-			      git_revwalk *walk)
-{
-	git_odb *src = NULL, *dst = NULL;
-	git_commit *cm = NULL;
-	git_oid id;
-	int r;
-
-	if (git_repository_odb(&src, repo) < 0 ||
-	    git_repository_odb(&dst, rr) < 0) {
-		r = -1;
-		goto out;
-	}
-	while ((r = git_revwalk_next(&id, walk)) == 0) {
-		if (git_commit_lookup(&cm, repo, &id) < 0 ||
-		    copy_tree(repo, src, dst, git_commit_tree_id(cm)) < 0 ||
-		    copy_object(src, dst, &id) < 0) {
-			r = -1;
-			goto out;
-		}
-		git_commit_free(cm);
-		cm = NULL;
-	}
-	r = r == GIT_ITEROVER ? 0 : r;
-out:
-	git_commit_free(cm);
-	git_odb_free(src);
-	git_odb_free(dst);
-	return r;
-}
-
-/* Commits in head not in the remote; small pushes go loose. */
-#define SYNC_LOOSE_MAX_COMMITS 64
 
 /*
  * Push to a local bare repository: copy the missing objects (loose when

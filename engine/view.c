@@ -34,6 +34,8 @@
 #define READER_WINDOW_MAX (128 * 1024)
 /* Raw bytes canonicalised at a time inside a pretty-printed entry. */
 #define READER_CANON_CHUNK (16 * 1024)
+/* Pretty-printed entries up to this size are read in the batch. */
+#define READER_DEFER_MAX (64 * 1024)
 /* A read this close after a window's end counts as reading on. */
 #define READER_SEQUENTIAL_GAP (64 * 1024)
 
@@ -243,7 +245,26 @@ struct engine_reader {
 	uint64_t pend_start;      /* canonical offset of pend[0] */
 	size_t pend_len;          /* canonical bytes in pend */
 	char *pend;               /* owned, READER_CANON_CHUNK bytes */
+	/* Reads queued by one read(), done together by engine__read_batch. */
+	engine__big ops;          /* engine__read_op[nops] */
+	size_t nops;
+	engine__big deferred;     /* deferred_canon[ndeferred] */
+	size_t ndeferred;
+	engine__big raw;          /* raw bytes of deferred entries */
+	size_t raw_len;
+	char *canon_tmp;          /* owned, READER_DEFER_MAX bytes */
 };
+
+/* A pretty-printed entry whose raw bytes are queued, canonicalised later. */
+typedef struct {
+	size_t raw_off;  /* its raw bytes at raw.base + raw_off */
+	size_t raw_len;
+	char *out;       /* where canonical bytes [from, from+len) go */
+	uint64_t from;
+	size_t len;
+	int fd;
+	uint64_t off;    /* of the entry in its source */
+} deferred_canon;
 
 int engine_reader_new(engine_reader **out, engine_view *v)
 {
@@ -283,6 +304,10 @@ void engine_reader_free(engine_reader *r)
 		free(r->win[i].buf);
 	free(r->win);
 	free(r->pend);
+	free(r->canon_tmp);
+	engine__big_free(&r->ops);
+	engine__big_free(&r->deferred);
+	engine__big_free(&r->raw);
 	pthread_mutex_destroy(&r->lock);
 	engine_view_unref(r->view);
 	free(r);
@@ -372,10 +397,26 @@ static int window_get(engine_reader *r, uint32_t src, uint64_t off,
 	return 0;
 }
 
+/* Queue a read of `len` bytes at `off` of fd into dst. */
+static int queue_read(engine_reader *r, int fd, char *dst, size_t len,
+		      uint64_t off)
+{
+	engine__read_op *op;
+
+	if (engine__big_reserve(&r->ops, (r->nops + 1) * sizeof(*op)) < 0)
+		return -ENOMEM;
+	op = (engine__read_op *)r->ops.base + r->nops++;
+	op->fd = fd;
+	op->dst = dst;
+	op->len = len;
+	op->off = off;
+	return 0;
+}
+
 /*
  * Copy canonical bytes [from, from+len) of a compact entry (raw == canon):
  * from the window when it holds them or when the source is read in file
- * order, else straight into the caller's buffer with one pread.
+ * order, else by a read straight into the caller's buffer, queued.
  */
 static int copy_compact(engine_reader *r, const engine__slot *s, uint64_t from,
 			char *out, size_t len)
@@ -383,7 +424,6 @@ static int copy_compact(engine_reader *r, const engine__slot *s, uint64_t from,
 	window *w = &r->win[s->src];
 	uint64_t off = s->offset + from;
 	const char *p;
-	ssize_t n;
 	int rc;
 
 	window_touch(r, s->src);
@@ -394,10 +434,61 @@ static int copy_compact(engine_reader *r, const engine__slot *s, uint64_t from,
 		memcpy(out, p, len);
 		return 0;
 	}
-	n = pread_full(w->fd, out, len, off);
-	if (n < 0)
-		return (int)n;
-	return (size_t)n < len ? -EIO : 0;
+	return queue_read(r, w->fd, out, len, off);
+}
+
+/* Queue the canonical bytes [from, from+len) of a small pretty entry. */
+static int defer_pretty(engine_reader *r, const engine__slot *s, char *out,
+			uint64_t from, size_t len)
+{
+	deferred_canon *d;
+
+	window_touch(r, s->src);
+	if (engine__big_reserve(&r->deferred,
+				(r->ndeferred + 1) * sizeof(*d)) < 0 ||
+	    engine__big_reserve(&r->raw, r->raw_len + s->raw_len) < 0)
+		return -ENOMEM;
+	d = (deferred_canon *)r->deferred.base + r->ndeferred++;
+	d->raw_off = r->raw_len;
+	d->raw_len = s->raw_len;
+	d->out = out;
+	d->from = from;
+	d->len = len;
+	d->fd = r->win[s->src].fd;
+	d->off = s->offset;
+	r->raw_len += s->raw_len;
+	return 0;
+}
+
+/* Do every queued read, then canonicalise the deferred entries. */
+static int flush_queued(engine_reader *r)
+{
+	deferred_canon *d = r->deferred.base;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < r->ndeferred; i++)
+		if ((rc = queue_read(r, d[i].fd, (char *)r->raw.base +
+						 d[i].raw_off,
+				     d[i].raw_len, d[i].off)) < 0)
+			return rc;
+	if ((rc = engine__read_batch(r->ops.base, r->nops)) < 0)
+		return rc;
+	if (r->ndeferred && !r->canon_tmp &&
+	    !(r->canon_tmp = malloc(READER_DEFER_MAX)))
+		return -ENOMEM;
+	for (i = 0; i < r->ndeferred; i++) {
+		engine__canon st = { 0 };
+		size_t n = engine__canon_chunk(&st,
+					       (char *)r->raw.base +
+						       d[i].raw_off,
+					       d[i].raw_len, r->canon_tmp);
+
+		if (d[i].from + d[i].len > n)
+			return -EIO; /* bytes changed under the layout */
+		memcpy(d[i].out, r->canon_tmp + d[i].from, d[i].len);
+	}
+	return 0;
 }
 
 /*
@@ -470,13 +561,6 @@ static size_t find_slot(const engine_view *v, uint64_t pos)
 	return lo;
 }
 
-static void copy_const(const char *text, size_t text_len, uint64_t from,
-		       char *out, size_t len)
-{
-	(void)text_len;
-	memcpy(out, text + from, len);
-}
-
 /* Fill buf with [off, off+len) of the view; len already clipped to EOF. */
 static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
 {
@@ -486,7 +570,7 @@ static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
 	int rc;
 
 	if (v->n == 0) {
-		copy_const(f->empty, f->empty_len, off, buf, len);
+		memcpy(buf, f->empty + off, len);
 		return 0;
 	}
 	if (off < f->prefix_len) {
@@ -494,7 +578,7 @@ static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
 
 		if (k > len)
 			k = len;
-		copy_const(f->prefix, f->prefix_len, off, buf, k);
+		memcpy(buf, f->prefix + off, k);
 		buf += k;
 		off += k;
 		len -= k;
@@ -511,6 +595,10 @@ static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
 				k = len;
 			if (s->raw_len == s->canon_len)
 				rc = copy_compact(r, s, off - s->start, buf, k);
+			else if (s->raw_len <= READER_DEFER_MAX &&
+				 !(r->cur_slot == i &&
+				   off - s->start >= r->pend_start))
+				rc = defer_pretty(r, s, buf, off - s->start, k);
 			else
 				rc = copy_pretty(r, i, buf, off - s->start, k);
 			if (rc < 0)
@@ -523,7 +611,7 @@ static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
 			k = (size_t)(entry_end + tlen - off);
 			if (k > len)
 				k = len;
-			copy_const(t, tlen, off - entry_end, buf, k);
+			memcpy(buf, t + (off - entry_end), k);
 			if (off + k == entry_end + tlen)
 				i++;
 		}
@@ -531,7 +619,7 @@ static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
 		off += k;
 		len -= k;
 	}
-	return 0;
+	return flush_queued(r);
 }
 
 ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
@@ -548,6 +636,7 @@ ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
 		len = (size_t)(v->size - offset);
 
 	pthread_mutex_lock(&r->lock);
+	r->nops = r->ndeferred = r->raw_len = 0;
 	rc = read_range(r, buf, offset, len);
 	/* Only now, after the bytes were read, is the check meaningful. */
 	for (i = 0; i < v->nsources; i++) {

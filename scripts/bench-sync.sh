@@ -33,7 +33,7 @@ export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example
 export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example
 
 now_ns() { date +%s%N; }
-ms() { echo "$1 $2" | awk '{ printf "%.1f", ($2 - $1) / 1e6 }'; }
+ms() { echo "$1 $2" | awk '{ printf "%.1f\n", ($2 - $1) / 1e6 }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # source HOST SEQ: ENTRIES MCP entities; entity SEQ % ENTRIES carries SEQ.

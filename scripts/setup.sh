@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
 	gcc meson ninja-build pkg-config
-	libfuse3-dev fuse3 libjansson-dev libgit2-dev uthash-dev
+	libfuse3-dev fuse3 libjansson-dev libgit2-dev uthash-dev liburing-dev
 	python3 python3-pytest python3-hypothesis
 	git jq time less vim-tiny procps
 )

@@ -317,6 +317,10 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_first_wins, parse_int=_Num,
                             strict=True)
 
 
+_ALL_PAIRS = json.JSONDecoder(
+    object_pairs_hook=lambda pairs: [x for kv in pairs for x in kv])
+
+
 def _has_surrogate(v):
     """True when any string (key or value) in v holds a lone surrogate."""
     stack = [v]
@@ -346,7 +350,10 @@ def check_object(raw):
         obj = _DECODER.decode(text)
     except ValueError as e:
         return None, "bad string: %s" % e
-    if _SURR_ESC.search(raw) is not None and _has_surrogate(obj):
+    if _SURR_ESC.search(raw) is not None and _has_surrogate(
+            _ALL_PAIRS.decode(text)):
+        # (decoded again keeping every pair: a lone surrogate in a
+        # duplicate key's dropped value is still an invalid string)
         return None, "lone surrogate"
     return obj, None
 
@@ -771,6 +778,10 @@ def _self_test():
     ok(len(scan(b'[{"a":"\\ud800"},{"b":2}]')) == 1, "lone high surrogate")
     ok(len(scan(b'[{"a":"\\udc00x"},{"b":2}]')) == 1, "lone low surrogate")
     ok(len(scan(b'[{"a":"\\ud83d\\ude00"},{"b":2}]')) == 2, "surrogate pair")
+    ok(len(scan(b'[{"a":1,"a":"\\ud800"},{"b":2}]')) == 1,
+       "lone surrogate in a dropped duplicate")
+    ok(len(scan(b'[{"a":1,"a":"\x01"},{"b":2}]')) == 1,
+       "control char in a dropped duplicate")
     ok(len(scan(b'[{"a":"\\x"},{"b":2}]')) == 1, "bad escape")
     ok(len(scan(b'[{"a":"\\u12"},{"b":2}]')) == 1, "short \\u escape")
     ok(len(scan(b'[{"a":NaN},{"b":2}]')) == 0, "NaN is a grammar error")
@@ -838,9 +849,8 @@ def _self_test():
     d = Descriptor(target="t.json", sources=["*.jsonl"], keys=["id", "name"],
                    order=[("ts", "timestamp")], fmt="jsonl")
     r = merge_blobs([("x", b'{"name":"n","ts":"2025-01-01T00:00:00Z"}\n'
-                           b'{"id":"n","ts":"2026-01-01T00:00:00Z"}\n'
-                           b'{"id":7,"name":"n","ts":"2027-01-01T00:00:00Z"}')],
-                    d)
+                      b'{"id":"n","ts":"2026-01-01T00:00:00Z"}\n'
+                      b'{"id":7,"name":"n","ts":"2027-01-01T00:00:00Z"}')], d)
     ok(r.out == b'{"id":7,"name":"n","ts":"2027-01-01T00:00:00Z"}\n',
        "descriptor key fallback")
     ok(fnmatch_period("memory-*.json", "memory-a.json"), "glob")

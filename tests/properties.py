@@ -20,6 +20,9 @@ fallback, JSON Lines output).
 
 Checks, each by running the real binary (bytes compared exactly):
   oracle     merge(files) == tests/oracle.py's merge of the same files
+  damaged    the same after 1-3 random byte edits in one file (invalid
+             UTF-8, NULs, control characters, stray brackets, truncation):
+             the binary keeps exactly the entries the oracle keeps
   permute    same contents under shuffled file names, created in another order
   reformat   every file re-written in another format
   duplicate  a file added twice under another name
@@ -233,6 +236,34 @@ def render(rng, entries, fmt):
     raise ValueError(fmt)
 
 
+_JUNK = [b"\x00", b"\xff", b"\x01", b"\x1f", b'"', b"\\", b"{", b"}",
+         b"[", b"]", b",", b":", b"\n", b"\r\n", b" ", b"0", b"-", b"e",
+         b".", b"\xc3", b"\xe2\x80", b"\xed\xa0\x80", b"\\u", b"\\ud800",
+         b"null", b"tru", b'{"a":1}', b"[[[", b"]]]", b'"x"']
+
+
+def mutate(rng, data):
+    """1-3 random byte-level edits: replace, insert, delete, duplicate,
+    truncate."""
+    for _ in range(rng.randint(1, 3)):
+        n = len(data)
+        i = rng.randint(0, n)
+        r = rng.random()
+        if r < 0.3 and n:
+            i = min(i, n - 1)
+            data = data[:i] + rng.choice(_JUNK) + data[i + 1:]
+        elif r < 0.6:
+            data = data[:i] + rng.choice(_JUNK) + data[i:]
+        elif r < 0.75:
+            data = data[:i] + data[i + rng.randint(1, 8):]
+        elif r < 0.9:
+            k = rng.randint(1, 40)
+            data = data[:i] + data[i:i + k] + data[i:]
+        else:
+            data = data[:i]
+    return data
+
+
 DESCRIPTORS = [
     (b'{"target":"unified-memory.json","sources":["memory-*.json"],'
      b'"key":["id","_crdt_metadata.unique_id"],"format":"jsonl"}'),
@@ -344,6 +375,20 @@ def check_case(runner, case, verbose=False, use_oracle=True):
             raise Failure("strict: expected exit 1 and no output (oracle "
                           "problems %s), got %d and %d bytes"
                           % (r.problems[:3], st, len(out)))
+    # damaged input: a few random byte edits in one file; whatever the
+    # damage, the binary must keep exactly the entries the oracle keeps
+    if use_oracle:
+        j = rng.randrange(n)
+        damaged = files[:j] + [(files[j][0], mutate(rng, files[j][1]))] + \
+            files[j + 1:]
+        st, out, err, _ = runner.merge(case, damaged)
+        want = oracle.merge_blobs(damaged, case.desc).out
+        if st != 0 or out != want:
+            raise Failure("damaged input (%s): exit %d, outputs %s\n"
+                          "  file: %r\n  got:  %r\n  want: %r"
+                          % (files[j][0], st, "agree" if out == want
+                             else "differ", damaged[j][1][:3000],
+                             out[:1500], want[:1500]))
     # permute + reformat + duplicate + merge(A,A) in one directory: every
     # law predicts the same bytes; on a difference, rerun them one by one
     # to name the law that broke
@@ -471,7 +516,8 @@ def main(argv):
         except subprocess.TimeoutExpired:
             with lock:
                 fails.append(k)
-                print("not ok - case %d (seed %d): the binary hung" % (k, seed))
+                print("not ok - case %d (seed %d): the binary hung"
+                      % (k, seed))
 
     try:
         with ThreadPoolExecutor(max_workers=a.j) as ex:
