@@ -186,9 +186,10 @@ const desc_descriptor *engine_merge_descriptor(const engine_merge *m);
  * One-shot merge of explicit files (paths as given, relative to the
  * current directory) by `desc`, e.g. for a git merge driver.  The file
  * names take the role of sources; the globs of `desc` are not used.
+ * A file that cannot be opened or read is a problem in the view, like
+ * any other bad input.
  * @param out new view on success
- * @return 0, or -errno when a file cannot be opened (a problem is added
- *         too) or on out of memory
+ * @return 0, or -ENOMEM
  */
 int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 		       const char *const *paths, size_t npaths)

@@ -73,9 +73,8 @@ typedef struct {
  * @return 0, -EINVAL (bad host name, bad `now`), -ENOENT (no source),
  *         -ENOMEM, or -errno of a failed read or write
  */
-int engine_prepare(const engine_prepare_opts *opts,
-		   engine_prepare_stats *stats, engine_problems *probs)
-	CRDTFS_MUST_CHECK;
+int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
+                   engine_problems *probs) CRDTFS_MUST_CHECK;
 
 /* ---- sync (sync.c) ---- */
 
@@ -135,7 +134,7 @@ typedef struct {
  *         -ENOMEM; -EIO
  */
 int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
-		engine_problems *probs) CRDTFS_MUST_CHECK;
+                engine_problems *probs) CRDTFS_MUST_CHECK;
 
 /**
  * The git merge driver: replace `ours` (%A) by the CRDT merge of `ours`
@@ -147,7 +146,7 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
  * @return 0, or -errno when a file cannot be read at all or written
  */
 int engine_merge_driver(const char *ancestor, const char *ours,
-			const char *theirs, engine_problems *probs)
-	CRDTFS_MUST_CHECK;
+                        const char *theirs,
+                        engine_problems *probs) CRDTFS_MUST_CHECK;
 
 #endif

@@ -53,21 +53,21 @@
 #define PREP_MD "_crdt_metadata"
 
 typedef struct prep_entry {
-	char *uid;          /* owned, NUL-terminated decoded unique_id */
+	char *uid; /* owned, NUL-terminated decoded unique_id */
 	size_t uid_len;
-	char *bytes;        /* owned: compact entry as written to the file */
+	char *bytes; /* owned: compact entry as written to the file */
 	size_t len;
-	char *content;      /* owned: canonical content; NULL when not needed */
-	int ts_rank;        /* 0 absent, 1 invalid, 2 valid (engine order) */
-	engine__time ts;    /* valid when ts_rank == 2 */
-	long long version;  /* -1 when absent or not an integer */
-	int used;           /* old entries: matched by a source entry */
-	UT_hash_handle hh;  /* old-file table, keyed by uid */
+	char *content;     /* owned: canonical content; NULL when not needed */
+	int ts_rank;       /* 0 absent, 1 invalid, 2 valid (engine order) */
+	engine__time ts;   /* valid when ts_rank == 2 */
+	long long version; /* -1 when absent or not an integer */
+	int used;          /* old entries: matched by a source entry */
+	UT_hash_handle hh; /* old-file table, keyed by uid */
 } prep_entry;
 
 typedef struct {
-	char *id;           /* owned identity */
-	unsigned count;     /* occurrences so far in the source */
+	char *id;       /* owned identity */
+	unsigned count; /* occurrences so far in the source */
 	UT_hash_handle hh;
 } prep_seen;
 
@@ -78,8 +78,8 @@ typedef struct {
 } prep_list;
 
 /* Called per top-level object; obj is borrowed for the call. */
-typedef int (*prep_span_fn)(void *ctx, json_t *obj, const char *raw,
-			    size_t len, unsigned long line);
+typedef int (*prep_span_fn)(void *ctx, json_t *obj, const char *raw, size_t len,
+                            unsigned long line);
 
 static void entry_free(prep_entry *e)
 {
@@ -192,8 +192,8 @@ static int is_blank(char c)
  * Anything else is reported and skipped.  @return 0 or fn's error
  */
 static int emit_span(const char *raw, size_t len, unsigned long line,
-		     unsigned long col, const char *name, prep_span_fn fn,
-		     void *ctx, engine_problems *probs)
+                     unsigned long col, const char *name, prep_span_fn fn,
+                     void *ctx, engine_problems *probs)
 {
 	json_error_t jerr;
 	json_t *obj;
@@ -204,24 +204,24 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
 	obj = json_loadb(raw, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (!obj) /* integers beyond int64: keep the entry all the same */
 		obj = json_loadb(raw, len,
-				 JSON_DECODE_ANY | JSON_ALLOW_NUL |
-					 JSON_DECODE_INT_AS_REAL,
-				 NULL);
+		                 JSON_DECODE_ANY | JSON_ALLOW_NUL |
+		                         JSON_DECODE_INT_AS_REAL,
+		                 NULL);
 	if (!obj) {
 		unsigned long el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
-		unsigned long ec = jerr.column > 0 ? (unsigned long)jerr.column
-						   : 1;
+		unsigned long ec =
+		        jerr.column > 0 ? (unsigned long)jerr.column : 1;
 
 		return engine_problems_add(probs, ENGINE_ERROR, name,
-					   line + el - 1,
-					   el == 1 ? col + ec - 1 : ec,
-					   "invalid entry skipped: %s",
-					   jerr.text);
+		                           line + el - 1,
+		                           el == 1 ? col + ec - 1 : ec,
+		                           "invalid entry skipped: %s",
+		                           jerr.text);
 	}
 	if (!json_is_object(obj)) {
 		json_decref(obj);
 		return engine_problems_add(probs, ENGINE_ERROR, name, line, col,
-					   "element is not an object; skipped");
+		                           "element is not an object; skipped");
 	}
 	r = fn(ctx, obj, raw, len, line);
 	json_decref(obj);
@@ -233,9 +233,8 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
  * outside strings; each element is then parsed on its own.  A bracket
  * mismatch or a truncated file stops the split (elements before are kept).
  */
-static int split_array(const char *buf, size_t len, size_t i,
-		       const char *name, prep_span_fn fn, void *ctx,
-		       engine_problems *probs)
+static int split_array(const char *buf, size_t len, size_t i, const char *name,
+                       prep_span_fn fn, void *ctx, engine_problems *probs)
 {
 	char *stack;
 	size_t depth = 0, start = 0, lstart = 0;
@@ -281,38 +280,39 @@ static int split_array(const char *buf, size_t len, size_t i,
 		case '[':
 		case '{':
 			if (depth >= ENGINE__MAX_DEPTH) {
-				r = engine_problems_add(probs, ENGINE_ERROR,
-							name, line,
-							i - lstart + 1,
-							"nesting too deep; rest of file skipped");
+				r = engine_problems_add(
+				        probs, ENGINE_ERROR, name, line,
+				        i - lstart + 1,
+				        "nesting too deep; rest of file skipped");
 				goto out;
 			}
 			stack[depth++] = c;
 			break;
 		case ']':
 		case '}':
-			if (!depth || stack[depth - 1] != (c == ']' ? '[' : '{')) {
-				r = engine_problems_add(probs, ENGINE_ERROR,
-							name, line,
-							i - lstart + 1,
-							"unexpected '%c'; rest of file skipped",
-							c);
+			if (!depth ||
+			    stack[depth - 1] != (c == ']' ? '[' : '{')) {
+				r = engine_problems_add(
+				        probs, ENGINE_ERROR, name, line,
+				        i - lstart + 1,
+				        "unexpected '%c'; rest of file skipped",
+				        c);
 				goto out;
 			}
 			depth--;
 			if (depth == 0) {
 				if (have)
 					r = emit_span(buf + start, i - start,
-						      sline, scol, name, fn,
-						      ctx, probs);
+					              sline, scol, name, fn,
+					              ctx, probs);
 				have = 0;
 				for (i++; r >= 0 && i < len; i++)
 					if (!is_blank(buf[i])) {
 						r = engine_problems_add(
-							probs, ENGINE_WARNING,
-							name, line,
-							i - lstart + 1,
-							"data after the array ignored");
+						        probs, ENGINE_WARNING,
+						        name, line,
+						        i - lstart + 1,
+						        "data after the array ignored");
 						break;
 					}
 				goto out;
@@ -322,13 +322,13 @@ static int split_array(const char *buf, size_t len, size_t i,
 			if (depth == 1) {
 				if (!have) {
 					r = engine_problems_add(
-						probs, ENGINE_ERROR, name, line,
-						i - lstart + 1,
-						"empty array element; rest of file skipped");
+					        probs, ENGINE_ERROR, name, line,
+					        i - lstart + 1,
+					        "empty array element; rest of file skipped");
 					goto out;
 				}
 				r = emit_span(buf + start, i - start, sline,
-					      scol, name, fn, ctx, probs);
+				              scol, name, fn, ctx, probs);
 				if (r < 0)
 					goto out;
 				have = 0;
@@ -338,10 +338,9 @@ static int split_array(const char *buf, size_t len, size_t i,
 			break;
 		}
 	}
-	r = engine_problems_add(probs, ENGINE_ERROR, name, line,
-				i - lstart + 1,
-				"unexpected end of file inside the array%s",
-				have ? "; the last entry is incomplete" : "");
+	r = engine_problems_add(probs, ENGINE_ERROR, name, line, i - lstart + 1,
+	                        "unexpected end of file inside the array%s",
+	                        have ? "; the last entry is incomplete" : "");
 out:
 	free(stack);
 	return r;
@@ -349,7 +348,7 @@ out:
 
 /* JSON Lines: one object per line, blank lines allowed. */
 static int split_lines(const char *buf, size_t len, const char *name,
-		       prep_span_fn fn, void *ctx, engine_problems *probs)
+                       prep_span_fn fn, void *ctx, engine_problems *probs)
 {
 	unsigned long line = 0;
 	size_t i = 0;
@@ -364,7 +363,7 @@ static int split_lines(const char *buf, size_t len, const char *name,
 			s++;
 		if (s < end)
 			r = emit_span(buf + s, end - s, line, s - i + 1, name,
-				      fn, ctx, probs);
+			              fn, ctx, probs);
 		i = end + 1;
 	}
 	return r;
@@ -375,7 +374,7 @@ static int split_lines(const char *buf, size_t len, const char *name,
  * its first non-blank byte: `[` an array, `{` JSON Lines, nothing empty.
  */
 static int split_entries(const char *buf, size_t len, const char *name,
-			 prep_span_fn fn, void *ctx, engine_problems *probs)
+                         prep_span_fn fn, void *ctx, engine_problems *probs)
 {
 	size_t i = 0;
 
@@ -387,8 +386,9 @@ static int split_entries(const char *buf, size_t len, const char *name,
 		return split_array(buf, len, i, name, fn, ctx, probs);
 	if (buf[i] == '{')
 		return split_lines(buf, len, name, fn, ctx, probs);
-	return engine_problems_add(probs, ENGINE_ERROR, name, 1, 0,
-				   "neither a JSON array nor JSON Lines; ignored");
+	return engine_problems_add(
+	        probs, ENGINE_ERROR, name, 1, 0,
+	        "neither a JSON array nor JSON Lines; ignored");
 }
 
 /* Raw entry bytes less insignificant whitespace; owned result. */
@@ -419,7 +419,7 @@ static char *content_of(json_t *obj)
 		json_incref(copy);
 	}
 	s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
-				     JSON_REAL_PRECISION(17));
+	                             JSON_REAL_PRECISION(17));
 	json_decref(copy);
 	return s;
 }
@@ -474,9 +474,10 @@ static char *identity_of(json_t *obj, const char *content)
 		    str_field(obj, "to", &b, &bn) &&
 		    str_field(obj, "relationType", &c, &cn)) {
 			/* Length prefixes make the triple unambiguous. */
-			n = asprintf(&out, "relation:%zu:%.*s,%zu:%.*s,%zu:%.*s",
-				     an, (int)an, a, bn, (int)bn, b, cn,
-				     (int)cn, c);
+			n = asprintf(&out,
+			             "relation:%zu:%.*s,%zu:%.*s,%zu:%.*s", an,
+			             (int)an, a, bn, (int)bn, b, cn, (int)cn,
+			             c);
 			return n < 0 ? NULL : out;
 		}
 	}
@@ -493,7 +494,8 @@ static char *identity_of(json_t *obj, const char *content)
 		return out;
 	}
 	if (json_is_integer(id)) {
-		n = asprintf(&out, "id:%lld", (long long)json_integer_value(id));
+		n = asprintf(&out, "id:%lld",
+		             (long long)json_integer_value(id));
 		return n < 0 ? NULL : out;
 	}
 	if (json_is_real(id)) {
@@ -543,7 +545,7 @@ static int entry_meta(prep_entry *e, json_t *md)
 		e->ts_rank = 1;
 		if (json_is_string(v) &&
 		    engine__time_parse(&e->ts, json_string_value(v),
-				       json_string_length(v)) == 0)
+		                       json_string_length(v)) == 0)
 			e->ts_rank = 2;
 	}
 	v = json_object_get(md, "version");
@@ -610,11 +612,11 @@ static int order_cmp(const void *pa, const void *pb)
 /* ---- the old host file ---- */
 
 typedef struct {
-	prep_entry *table;       /* owned: uid -> newest old entry */
-	engine__time max;        /* newest valid stamp seen */
+	prep_entry *table; /* owned: uid -> newest old entry */
+	engine__time max;  /* newest valid stamp seen */
 	int have_max;
-	const char *max_file;    /* borrowed name of the file holding it */
-	const char *name;        /* file being read, for messages */
+	const char *max_file; /* borrowed name of the file holding it */
+	const char *name;     /* file being read, for messages */
 	engine_problems *probs;
 } prep_old;
 
@@ -628,7 +630,7 @@ static void note_max(prep_old *o, const engine__time *t)
 }
 
 static int old_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
-			unsigned long line)
+                        unsigned long line)
 {
 	prep_old *o = ctx;
 	prep_entry *e, *prev = NULL;
@@ -696,8 +698,8 @@ static ssize_t pread_cb(void *ctx, char *buf, size_t size, uint64_t offset)
  * Damaged files count as far as they are valid; their problems are not
  * this host's business and are dropped (`crdtfs check` shows them).
  */
-static int scan_backing_max(prep_old *o, const char *backing,
-			    const char *own, char ***names_out)
+static int scan_backing_max(prep_old *o, const char *backing, const char *own,
+                            char ***names_out)
 {
 	static char part_md[] = PREP_MD, part_ts[] = "timestamp";
 	static char *parts[] = { part_md, part_ts };
@@ -725,7 +727,7 @@ static int scan_backing_max(prep_old *o, const char *backing,
 		    strcmp(de->d_name, own) == 0)
 			continue;
 		fd = openat(dirfd(d), de->d_name,
-			    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		            O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			continue; /* raced with a rename, or a symlink */
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -746,7 +748,7 @@ static int scan_backing_max(prep_old *o, const char *backing,
 		o->name = names[n++];
 		names[n] = NULL;
 		r = engine__scan(pread_cb, &fd, ENGINE__CHUNK, o->name, &spec,
-				 max_entry_cb, o, &quiet);
+		                 max_entry_cb, o, &quiet);
 		close(fd);
 		if (r == -ENOMEM)
 			break;
@@ -762,11 +764,11 @@ static int scan_backing_max(prep_old *o, const char *backing,
 
 typedef struct {
 	const char *host;
-	const char *name;          /* source name for messages */
-	prep_old *old;             /* borrowed */
-	prep_seen *seen;           /* owned: identity -> occurrences */
-	prep_list out;             /* owned: the new host file's entries */
-	engine__time stamp;        /* stamp for new and changed entries */
+	const char *name;   /* source name for messages */
+	prep_old *old;      /* borrowed */
+	prep_seen *seen;    /* owned: identity -> occurrences */
+	prep_list out;      /* owned: the new host file's entries */
+	engine__time stamp; /* stamp for new and changed entries */
 	char stamp_text[40];
 	engine_prepare_stats st;
 	engine_problems *probs;
@@ -781,8 +783,8 @@ static void format_time(char out[40], const engine__time *t)
 
 	gmtime_r(&s, &tm);
 	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (int)t->nsec);
+	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	         tm.tm_min, tm.tm_sec, (int)t->nsec);
 	snprintf(out, 40, "%.39s", buf);
 }
 
@@ -812,15 +814,15 @@ static char *dedupe_identity(prep_src *s, char *ident)
 
 /* Entry bytes with fresh metadata appended (or set, for odd entries). */
 static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
-			   size_t len, const prep_entry *e, size_t *outlen)
+                           size_t len, const prep_entry *e, size_t *outlen)
 {
 	json_t *md;
 	char *mds = NULL, *canon = NULL, *out = NULL;
 	size_t clen;
 
 	md = json_pack("{s:s, s:s, s:I, s:s%}", "host", s->host, "timestamp",
-		       s->stamp_text, "version", (json_int_t)e->version,
-		       "unique_id", e->uid, e->uid_len);
+	               s->stamp_text, "version", (json_int_t)e->version,
+	               "unique_id", e->uid, e->uid_len);
 	if (!md)
 		return NULL;
 	if (json_object_get(obj, PREP_MD)) {
@@ -829,7 +831,7 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 
 		if (copy && json_object_set(copy, PREP_MD, md) == 0)
 			out = json_dumps(copy, JSON_COMPACT |
-						       JSON_REAL_PRECISION(17));
+			                               JSON_REAL_PRECISION(17));
 		json_decref(copy);
 		if (out)
 			*outlen = strlen(out);
@@ -840,7 +842,7 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 	if (!mds || !canon || clen < 2)
 		goto out;
 	if (asprintf(&out, "%.*s%s\"" PREP_MD "\":%s}", (int)(clen - 1), canon,
-		     clen == 2 ? "" : ",", mds) < 0)
+	             clen == 2 ? "" : ",", mds) < 0)
 		out = NULL;
 	else
 		*outlen = strlen(out);
@@ -851,8 +853,8 @@ out:
 	return out;
 }
 
-static int source_entry_cb(void *ctx, json_t *obj, const char *raw,
-			   size_t len, unsigned long line)
+static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
+                           unsigned long line)
 {
 	prep_src *s = ctx;
 	json_t *md = json_object_get(obj, PREP_MD);
@@ -891,8 +893,9 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw,
 	}
 	if (md)
 		(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name,
-					  line, 0,
-					  "\"" PREP_MD "\" is not an object; replaced");
+		                          line, 0,
+		                          "\"" PREP_MD
+		                          "\" is not an object; replaced");
 	ident = identity_of(obj, e->content);
 	if (!ident || !(ident = dedupe_identity(s, ident)))
 		goto fail;
@@ -986,7 +989,7 @@ static char *render(const prep_list *l, size_t *outlen)
  * @return 0 or -errno
  */
 static int write_atomic(const char *dir, const char *name, const char *data,
-			size_t len, mode_t mode)
+                        size_t len, mode_t mode)
 {
 	char *tmp = NULL, *dst = NULL;
 	size_t off = 0;
@@ -1043,8 +1046,8 @@ out:
 	return r;
 }
 
-int engine_prepare(const engine_prepare_opts *opts,
-		   engine_prepare_stats *stats, engine_problems *probs)
+int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
+                   engine_problems *probs)
 {
 	prep_old old = { 0 };
 	prep_src src = { 0 };
@@ -1061,7 +1064,8 @@ int engine_prepare(const engine_prepare_opts *opts,
 		return -EINVAL;
 	git_libgit2_init();
 	if (opts->now) {
-		if (engine__time_parse(&now, opts->now, strlen(opts->now)) < 0) {
+		if (engine__time_parse(&now, opts->now, strlen(opts->now)) <
+		    0) {
 			r = -EINVAL;
 			goto out;
 		}
@@ -1108,11 +1112,10 @@ int engine_prepare(const engine_prepare_opts *opts,
 			char t[40];
 
 			format_time(t, &old.max);
-			r = engine_problems_add(probs, ENGINE_WARNING,
-						old.max_file, 0, 0,
-						"timestamp %s is %lld s ahead of the clock; new stamps follow it",
-						t,
-						(long long)(old.max.sec - now.sec));
+			r = engine_problems_add(
+			        probs, ENGINE_WARNING, old.max_file, 0, 0,
+			        "timestamp %s is %lld s ahead of the clock; new stamps follow it",
+			        t, (long long)(old.max.sec - now.sec));
 			if (r < 0)
 				goto out;
 		}
@@ -1128,7 +1131,7 @@ int engine_prepare(const engine_prepare_opts *opts,
 	src.old = &old;
 	src.probs = probs;
 	r = split_entries(sbuf, slen, opts->source, source_entry_cb, &src,
-			  probs);
+	                  probs);
 	if (r < 0)
 		goto out;
 	HASH_ITER(hh, old.table, e, tmp)

@@ -57,13 +57,13 @@
 
 #include <git2.h>
 
-#define SYNC_ATTEMPTS 8
-#define SYNC_SECONDS 20
-#define SYNC_BACKOFF_MS 50
+#define SYNC_ATTEMPTS       8
+#define SYNC_SECONDS        20
+#define SYNC_BACKOFF_MS     50
 #define SYNC_BACKOFF_MAX_MS 5000
 /* How long to wait for another sync of the same work tree. */
 #define SYNC_LOCK_WAIT_MS 60000
-#define SYNC_LOCK_NAME "crdtfs-sync.lock"
+#define SYNC_LOCK_NAME    "crdtfs-sync.lock"
 
 typedef struct {
 	const engine_sync_opts *opts; /* borrowed */
@@ -76,17 +76,17 @@ typedef struct {
 	git_signature *sig;           /* owned */
 	desc_descriptor *desc;        /* owned, lazily: the default */
 	char host[256];
-	char *branch_ref;             /* owned: refs/heads/<branch> */
-	char *merge_ref;              /* owned: the remote's branch ref */
-	char *tracking_ref;           /* owned: refs/remotes/<remote>/<b> */
-	char *remote_label;           /* owned: "<remote>/<b>" for messages */
-	char *local_path;             /* owned: local push path, or NULL */
-	char *fetch_path;             /* owned: local fetch path, or NULL */
-	char *tmpdir;                 /* owned: scratch dir in .git, or NULL */
-	int have_remote_oid;          /* remote branch exists */
-	git_oid remote_oid;           /* its id as of the last fetch */
-	unsigned cred_tries;          /* credential callback calls */
-	char *push_status;            /* owned: rejection from the server */
+	char *branch_ref;    /* owned: refs/heads/<branch> */
+	char *merge_ref;     /* owned: the remote's branch ref */
+	char *tracking_ref;  /* owned: refs/remotes/<remote>/<b> */
+	char *remote_label;  /* owned: "<remote>/<b>" for messages */
+	char *local_path;    /* owned: local push path, or NULL */
+	char *fetch_path;    /* owned: local fetch path, or NULL */
+	char *tmpdir;        /* owned: scratch dir in .git, or NULL */
+	int have_remote_oid; /* remote branch exists */
+	git_oid remote_oid;  /* its id as of the last fetch */
+	unsigned cred_tries; /* credential callback calls */
+	char *push_status;   /* owned: rejection from the server */
 } sync_ctx;
 
 /* Record libgit2's last error as the result's error text. */
@@ -95,12 +95,12 @@ static int git_fail(sync_ctx *c, int code, const char *what)
 	const git_error *e = git_error_last();
 
 	snprintf(c->res->error, sizeof(c->res->error), "%s: %s", what,
-		 e && e->message ? e->message : "unknown error");
+	         e && e->message ? e->message : "unknown error");
 	return code;
 }
 
 static int fail_msg(sync_ctx *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static int fail_msg(sync_ctx *c, int code, const char *fmt, ...)
 {
@@ -237,8 +237,8 @@ static int open_remote(sync_ctx *c, const char *name)
 	free(key);
 	if (r == -ENOENT)
 		return fail_msg(c, -ENOENT,
-				"no remote named \"%s\" (git remote add ...)",
-				name);
+		                "no remote named \"%s\" (git remote add ...)",
+		                name);
 	if (r < 0)
 		return git_fail(c, r, "cannot read the remote");
 	if (asprintf(&key, "remote.%s.pushurl", name) < 0) {
@@ -252,10 +252,10 @@ static int open_remote(sync_ctx *c, const char *name)
 	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
 	ro.repository = c->repo;
 	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
-		   GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	           GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
 	if (git_remote_create_with_opts(&c->remote, url, &ro) < 0 ||
-	    (pushurl && git_remote_create_with_opts(&c->push_remote, pushurl,
-						    &ro) < 0)) {
+	    (pushurl &&
+	     git_remote_create_with_opts(&c->push_remote, pushurl, &ro) < 0)) {
 		r = git_fail(c, -EINVAL, "bad remote URL");
 		goto out;
 	}
@@ -278,17 +278,18 @@ static int sync_open(sync_ctx *c)
 	int r;
 
 	if (git_repository_open_ext(&c->repo, o->backing,
-				    GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
 		return git_fail(c, -ENOTDIR, "not a git repository");
 	workdir = git_repository_workdir(c->repo);
 	if (!workdir || git_repository_is_bare(c->repo))
 		return fail_msg(c, -ENOTDIR,
-				"%s: a bare repository has no host files",
-				o->backing);
+		                "%s: a bare repository has no host files",
+		                o->backing);
 	if (!realpath(o->backing, rp_backing) || !realpath(workdir, rp_work) ||
 	    strcmp(rp_backing, rp_work) != 0)
-		return fail_msg(c, -ENOTDIR, "%s: not the top of a git work tree",
-				o->backing);
+		return fail_msg(c, -ENOTDIR,
+		                "%s: not the top of a git work tree",
+		                o->backing);
 	if (git_repository_index(&c->index, c->repo) < 0)
 		return git_fail(c, -EIO, "cannot read the index");
 
@@ -298,13 +299,13 @@ static int sync_open(sync_ctx *c)
 	if (git_reference_type(head) != GIT_REFERENCE_SYMBOLIC) {
 		git_reference_free(head);
 		return fail_msg(c, -EINVAL,
-				"HEAD is detached; check out a branch");
+		                "HEAD is detached; check out a branch");
 	}
 	target = git_reference_symbolic_target(head);
 	if (strncmp(target, "refs/heads/", 11) != 0) {
 		git_reference_free(head);
 		return fail_msg(c, -EINVAL, "HEAD points at %s, not a branch",
-				target);
+		                target);
 	}
 	c->branch_ref = strdup(target);
 	git_reference_free(head);
@@ -348,10 +349,10 @@ static int sync_open(sync_ctx *c)
 	}
 	c->merge_ref = merge;
 	r = asprintf(&c->tracking_ref, "refs/remotes/%s/%s", remote_name,
-		     merge + 11);
+	             merge + 11);
 	if (r >= 0)
 		r = asprintf(&c->remote_label, "%s/%s", remote_name,
-			     merge + 11);
+		             merge + 11);
 	free(remote_name);
 	if (r < 0)
 		return -ENOMEM;
@@ -374,20 +375,22 @@ static int sync_lock(sync_ctx *c)
 	long long end = now_ms() + SYNC_LOCK_WAIT_MS;
 	int fd;
 
-	if (asprintf(&path, "%s" SYNC_LOCK_NAME, git_repository_path(c->repo)) < 0)
+	if (asprintf(&path, "%s" SYNC_LOCK_NAME, git_repository_path(c->repo)) <
+	    0)
 		return -ENOMEM;
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	free(path);
 	if (fd < 0)
 		return fail_msg(c, -errno, "cannot open the sync lock: %s",
-				strerror(errno));
+		                strerror(errno));
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;
 
 		if (e != EWOULDBLOCK || now_ms() > end) {
 			close(fd);
-			return fail_msg(c, e == EWOULDBLOCK ? -EBUSY : -e,
-					"another sync of this work tree is running");
+			return fail_msg(
+			        c, e == EWOULDBLOCK ? -EBUSY : -e,
+			        "another sync of this work tree is running");
 		}
 		if (nap(c, 50) < 0) {
 			close(fd);
@@ -432,7 +435,7 @@ static int stage_and_commit(sync_ctx *c)
 	git_status_options_init(&so, GIT_STATUS_OPTIONS_VERSION);
 	so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
 	so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED |
-		   GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+	           GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
 	so.pathspec.strings = specs;
 	so.pathspec.count = 2;
 	if (git_status_list_new(&st, c->repo, &so) < 0)
@@ -445,21 +448,22 @@ static int stage_and_commit(sync_ctx *c)
 		struct stat sb;
 		char *full = NULL;
 
-		if (!d || !(e->status & (GIT_STATUS_WT_NEW | GIT_STATUS_WT_MODIFIED |
-					 GIT_STATUS_WT_DELETED |
-					 GIT_STATUS_WT_TYPECHANGE)))
+		if (!d || !(e->status &
+		            (GIT_STATUS_WT_NEW | GIT_STATUS_WT_MODIFIED |
+		             GIT_STATUS_WT_DELETED | GIT_STATUS_WT_TYPECHANGE)))
 			continue;
 		path = d->new_file.path ? d->new_file.path : d->old_file.path;
 		if (!is_managed(path))
 			continue;
 		if (asprintf(&full, "%s%s", git_repository_workdir(c->repo),
-			     path) < 0) {
+		             path) < 0) {
 			r = -ENOMEM;
 			goto out;
 		}
 		if (lstat(full, &sb) == 0) {
-			r = S_ISREG(sb.st_mode) ? git_index_add_bypath(c->index, path)
-						: 0; /* symlinks are not host files */
+			r = S_ISREG(sb.st_mode) ?
+			            git_index_add_bypath(c->index, path) :
+			            0; /* symlinks are not host files */
 		} else {
 			r = git_index_remove_bypath(c->index, path);
 		}
@@ -483,7 +487,8 @@ static int stage_and_commit(sync_ctx *c)
 		}
 	}
 	if (git_index_write_tree(&tree_id, c->index) < 0) {
-		r = git_fail(c, -EBUSY, "cannot write the index tree (unresolved merge?)");
+		r = git_fail(c, -EBUSY,
+		             "cannot write the index tree (unresolved merge?)");
 		goto out;
 	}
 	if ((r = head_commit(c, &parent)) < 0)
@@ -500,18 +505,18 @@ static int stage_and_commit(sync_ctx *c)
 		r = asprintf(&msg, "crdtfs: update %s on %s\n", first, c->host);
 	else if (nfiles > 1)
 		r = asprintf(&msg, "crdtfs: update %zu host files on %s\n\n%s",
-			     nfiles, c->host, files);
+		             nfiles, c->host, files);
 	else
 		r = asprintf(&msg, "crdtfs: commit staged changes on %s\n",
-			     c->host);
+		             c->host);
 	if (r < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
 	if (git_tree_lookup(&tree, c->repo, &tree_id) < 0 ||
 	    git_commit_create(&commit_id, c->repo, c->branch_ref, c->sig,
-			      c->sig, NULL, msg, tree, parent ? 1 : 0,
-			      (const git_commit **)&parent) < 0) {
+	                      c->sig, NULL, msg, tree, parent ? 1 : 0,
+	                      (const git_commit **)&parent) < 0) {
 		r = git_fail(c, -EIO, "cannot commit");
 		goto out;
 	}
@@ -549,7 +554,7 @@ static char *objects_dir(git_repository *repo)
  * already), 1 not possible (packed, other file system), -1 error
  */
 static int link_loose(const char *src_objs, const char *dst_objs,
-		      const git_oid *id)
+                      const git_oid *id)
 {
 	char hex[GIT_OID_HEXSZ + 1], *src = NULL, *dst = NULL, *dir = NULL;
 	int r = 1;
@@ -564,7 +569,7 @@ static int link_loose(const char *src_objs, const char *dst_objs,
 	if (link(src, dst) == 0 || errno == EEXIST) {
 		r = 0;
 	} else if (errno == ENOENT && access(src, F_OK) == 0 &&
-		   (mkdir(dir, 0755) == 0 || errno == EEXIST)) {
+	           (mkdir(dir, 0755) == 0 || errno == EEXIST)) {
 		if (link(src, dst) == 0 || errno == EEXIST)
 			r = 0;
 	}
@@ -576,8 +581,8 @@ out:
 }
 
 typedef struct {
-	git_odb *src;        /* borrowed */
-	git_odb *dst;        /* borrowed */
+	git_odb *src;         /* borrowed */
+	git_odb *dst;         /* borrowed */
 	const char *src_objs; /* loose object dirs, for link_loose() */
 	const char *dst_objs;
 } sync_copy;
@@ -601,7 +606,7 @@ static int copy_object(const sync_copy *cp, const git_oid *id)
 	if (git_odb_read(&o, cp->src, id) < 0)
 		return -1;
 	r = git_odb_write(&out, cp->dst, git_odb_object_data(o),
-			  git_odb_object_size(o), git_odb_object_type(o));
+	                  git_odb_object_size(o), git_odb_object_type(o));
 	git_odb_object_free(o);
 	return r;
 }
@@ -612,7 +617,7 @@ static int copy_object(const sync_copy *cp, const git_oid *id)
  * leaves no tree pointing at missing objects).
  */
 static int copy_tree(git_repository *repo, const sync_copy *cp,
-		     const git_oid *id)
+                     const git_oid *id)
 {
 	git_tree *t = NULL;
 	size_t i, n;
@@ -644,7 +649,7 @@ static int copy_tree(git_repository *repo, const sync_copy *cp,
  * megabytes-large host file.
  */
 static int copy_commits_loose(git_repository *repo, git_repository *rr,
-			      git_revwalk *walk)
+                              git_revwalk *walk)
 {
 	git_odb *src = NULL, *dst = NULL;
 	git_commit *cm = NULL;
@@ -682,9 +687,8 @@ out:
 	return r;
 }
 
-
-static int cred_cb(git_credential **out, const char *url,
-		   const char *user, unsigned int allowed, void *payload)
+static int cred_cb(git_credential **out, const char *url, const char *user,
+                   unsigned int allowed, void *payload)
 {
 	sync_ctx *c = payload;
 
@@ -693,7 +697,7 @@ static int cred_cb(git_credential **out, const char *url,
 		return GIT_EAUTH;
 	if (allowed & GIT_CREDENTIAL_SSH_KEY)
 		return git_credential_ssh_key_from_agent(out,
-							 user ? user : "git");
+		                                         user ? user : "git");
 	if (allowed & GIT_CREDENTIAL_DEFAULT)
 		return git_credential_default_new(out);
 	return GIT_PASSTHROUGH;
@@ -721,7 +725,7 @@ static void set_callbacks(sync_ctx *c, git_remote_callbacks *cb)
 
 /* Hide `ref`'s commit from walk when `rr` has it (errors ignored). */
 static void hide_ref(git_revwalk *walk, git_repository *repo,
-		     git_repository *rr, const char *ref)
+                     git_repository *rr, const char *ref)
 {
 	git_oid id;
 	git_odb *odb = NULL;
@@ -747,7 +751,7 @@ static int fetch_local(sync_ctx *c)
 	int r;
 
 	if (git_repository_open_ext(&rr, c->fetch_path,
-				    GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
 	r = git_reference_name_to_id(&c->remote_oid, rr, c->merge_ref);
 	if (r == GIT_ENOTFOUND) {
@@ -819,7 +823,7 @@ static int sync_fetch(sync_ctx *c)
 	set_callbacks(c, &cb);
 	if (c->fetch_path && access(c->fetch_path, R_OK | X_OK) < 0)
 		return fail_msg(c, -EHOSTUNREACH, "remote unreachable: %s: %s",
-				c->fetch_path, strerror(errno));
+		                c->fetch_path, strerror(errno));
 	if (c->fetch_path) {
 		r = fetch_local(c);
 		if (r < 0)
@@ -829,7 +833,7 @@ static int sync_fetch(sync_ctx *c)
 		c->have_remote_oid = 0;
 	}
 	if (git_remote_connect(c->remote, GIT_DIRECTION_FETCH, &cb, NULL,
-			       NULL) < 0)
+	                       NULL) < 0)
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
 	if (git_remote_ls(&heads, &n, c->remote) < 0) {
 		r = git_fail(c, -EHOSTUNREACH, "remote unreachable");
@@ -847,7 +851,8 @@ static int sync_fetch(sync_ctx *c)
 		goto out;
 	}
 	if (!git_odb_exists(odb, &c->remote_oid)) {
-		if (asprintf(&spec, "+%s:%s", c->merge_ref, c->tracking_ref) < 0) {
+		if (asprintf(&spec, "+%s:%s", c->merge_ref, c->tracking_ref) <
+		    0) {
 			r = -ENOMEM;
 			goto out;
 		}
@@ -858,7 +863,8 @@ static int sync_fetch(sync_ctx *c)
 		fo.prune = GIT_FETCH_NO_PRUNE;
 		fo.update_fetchhead = 0;
 		if (git_remote_download(c->remote, &specs, &fo) < 0) {
-			r = git_fail(c, -EHOSTUNREACH, "remote unreachable (fetch)");
+			r = git_fail(c, -EHOSTUNREACH,
+			             "remote unreachable (fetch)");
 			goto out;
 		}
 	}
@@ -870,8 +876,8 @@ set_tracking:
 		r = 0;
 		goto out;
 	}
-	if (git_reference_create(NULL, c->repo, c->tracking_ref,
-				 &c->remote_oid, 1, "crdtfs sync: fetch") < 0) {
+	if (git_reference_create(NULL, c->repo, c->tracking_ref, &c->remote_oid,
+	                         1, "crdtfs sync: fetch") < 0) {
 		r = git_fail(c, -EIO, "cannot update the remote-tracking ref");
 		goto out;
 	}
@@ -891,7 +897,7 @@ static int ensure_tmpdir(sync_ctx *c)
 	if (c->tmpdir)
 		return 0;
 	if (asprintf(&c->tmpdir, "%scrdtfs-merge-XXXXXX",
-		     git_repository_path(c->repo)) < 0) {
+	             git_repository_path(c->repo)) < 0) {
 		c->tmpdir = NULL;
 		return -ENOMEM;
 	}
@@ -901,7 +907,7 @@ static int ensure_tmpdir(sync_ctx *c)
 		free(c->tmpdir);
 		c->tmpdir = NULL;
 		return fail_msg(c, -e, "cannot make a scratch directory: %s",
-				strerror(e));
+		                strerror(e));
 	}
 	return 0;
 }
@@ -923,7 +929,7 @@ static int write_fd_all(int fd, const char *p, size_t n)
 
 /* Write blob `id` to the scratch file `name`.  *out owned. */
 static int blob_to_tmp(sync_ctx *c, const git_oid *id, const char *name,
-		       char **out)
+                       char **out)
 {
 	git_blob *blob = NULL;
 	int fd, r;
@@ -942,7 +948,7 @@ static int blob_to_tmp(sync_ctx *c, const git_oid *id, const char *name,
 		r = -errno;
 	} else {
 		r = write_fd_all(fd, git_blob_rawcontent(blob),
-				 (size_t)git_blob_rawsize(blob));
+		                 (size_t)git_blob_rawsize(blob));
 		if (close(fd) < 0 && r == 0)
 			r = -errno;
 	}
@@ -952,8 +958,8 @@ static int blob_to_tmp(sync_ctx *c, const git_oid *id, const char *name,
 
 /* Copy the problems of a view, naming files by their labels. */
 static size_t relabel_problems(sync_ctx *c, const engine_view *v,
-			       char *const *paths, const char *const *labels,
-			       size_t n, int errors_only)
+                               char *const *paths, const char *const *labels,
+                               size_t n, int errors_only)
 {
 	const engine_problems *p = engine_view_problems(v);
 	size_t i, k, errors = 0;
@@ -970,8 +976,8 @@ static size_t relabel_problems(sync_ctx *c, const engine_view *v,
 			if (strcmp(pr->file, paths[k]) == 0)
 				label = labels[k];
 		(void)engine_problems_add(c->probs, pr->severity, label,
-					  pr->line, pr->column, "%s",
-					  pr->message);
+		                          pr->line, pr->column, "%s",
+		                          pr->message);
 	}
 	return errors;
 }
@@ -988,7 +994,7 @@ static int need_desc(sync_ctx *c)
  * `report`, errors are reported under `label`.  @return 1, 0, or -errno
  */
 static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
-			const char *label, int report)
+                        const char *label, int report)
 {
 	engine_view *v = NULL;
 	char *tmp = NULL, *name = NULL;
@@ -1031,8 +1037,8 @@ out:
  * @return 0 or -errno
  */
 static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
-			    const char *alabel, const git_oid *b,
-			    const char *blabel, git_oid *out)
+                            const char *alabel, const git_oid *b,
+                            const char *blabel, git_oid *out)
 {
 	engine_view *v = NULL;
 	char *paths[3] = { NULL, NULL, NULL }, *names[3] = { NULL };
@@ -1086,8 +1092,8 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 		r = -EIO;
 		goto out;
 	}
-	if (git_blob_create_from_buffer(out, c->repo, buf,
-					(size_t)st.st_size) < 0) {
+	if (git_blob_create_from_buffer(out, c->repo, buf, (size_t)st.st_size) <
+	    0) {
 		r = git_fail(c, -EIO, "cannot store a merged host file");
 		goto out;
 	}
@@ -1128,7 +1134,7 @@ static int oid_eq(const git_oid *a, const git_oid *b)
 
 /* Sorted union of the top-level host file names of two trees. */
 static int memory_names(const git_tree *a, const git_tree *b, char ***out,
-			size_t *n)
+                        size_t *n)
 {
 	const git_tree *trees[2] = { a, b };
 	char **names = NULL;
@@ -1140,7 +1146,8 @@ static int memory_names(const git_tree *a, const git_tree *b, char ***out,
 		size_t tc = trees[k] ? git_tree_entrycount(trees[k]) : 0;
 
 		for (i = 0; i < tc; i++) {
-			const git_tree_entry *e = git_tree_entry_byindex(trees[k], i);
+			const git_tree_entry *e =
+			        git_tree_entry_byindex(trees[k], i);
 			const char *nm = git_tree_entry_name(e);
 			char **nn;
 
@@ -1179,7 +1186,7 @@ static void names_free(char **names, size_t n)
 
 /* Put blob id (NULL: delete) at top-level `path` of an in-memory index. */
 static int index_set(sync_ctx *c, git_index *idx, const char *path,
-		     const git_oid *id)
+                     const git_oid *id)
 {
 	git_index_entry e;
 
@@ -1205,7 +1212,7 @@ static int index_set(sync_ctx *c, git_index *idx, const char *path,
  * Damaged files we have no copy of are reported here.  @return 1, 0, -errno
  */
 static int incoming_damaged(sync_ctx *c, const git_tree *ours,
-			    const git_tree *theirs)
+                            const git_tree *theirs)
 {
 	char **names = NULL, *label = NULL;
 	size_t n, i;
@@ -1237,7 +1244,7 @@ static int incoming_damaged(sync_ctx *c, const git_tree *ours,
  * up by the CRDT rule.  @return 0 and *out, or -errno
  */
 static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
-			git_oid *out)
+                        git_oid *out)
 {
 	git_merge_options mo;
 	git_tree *bt = NULL, *ot = NULL, *tt = NULL, *mt = NULL;
@@ -1251,13 +1258,14 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 
 	git_merge_options_init(&mo, GIT_MERGE_OPTIONS_VERSION);
 	r = git_merge_base(&base_id, c->repo, git_commit_id(ours),
-			   git_commit_id(theirs));
+	                   git_commit_id(theirs));
 	if (r == 0 && git_commit_lookup(&base, c->repo, &base_id) < 0)
 		r = -1;
 	if (r < 0 && r != GIT_ENOTFOUND)
 		return git_fail(c, -EIO, "cannot find the merge base");
 	if ((base && git_commit_tree(&bt, base) < 0) ||
-	    git_commit_tree(&ot, ours) < 0 || git_commit_tree(&tt, theirs) < 0) {
+	    git_commit_tree(&ot, ours) < 0 ||
+	    git_commit_tree(&tt, theirs) < 0) {
 		r = git_fail(c, -EIO, "cannot read a tree");
 		goto out;
 	}
@@ -1278,7 +1286,7 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		} else if (oid_eq(t, b)) {
 			res = o; /* only we changed it */
 		} else if (asprintf(&olabel, "HEAD:%s", p) < 0 ||
-			   asprintf(&tlabel, "%s:%s", c->remote_label, p) < 0) {
+		           asprintf(&tlabel, "%s:%s", c->remote_label, p) < 0) {
 			r = -ENOMEM;
 			goto out;
 		} else if (oid_eq(o, b)) {
@@ -1290,7 +1298,7 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 					goto out;
 				if (r > 0) {
 					r = crdt_merge_blobs(c, p, o, olabel, t,
-							     tlabel, &merged);
+					                     tlabel, &merged);
 					if (r < 0)
 						goto out;
 					res = &merged;
@@ -1299,7 +1307,7 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		} else if (o && t) {
 			/* Both changed it: the CRDT merge. */
 			r = crdt_merge_blobs(c, p, o, olabel, t, tlabel,
-					     &merged);
+			                     &merged);
 			if (r < 0)
 				goto out;
 			res = &merged;
@@ -1321,9 +1329,10 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		if (git_index_conflict_iterator_new(&it, idx) == 0 &&
 		    git_index_conflict_next(&a, &o2, &t2, it) == 0)
 			what = o2 ? o2->path : t2 ? t2->path : a->path;
-		r = fail_msg(c, -EBUSY,
-			     "merge conflict in %s (not a host file): resolve it with git",
-			     what);
+		r = fail_msg(
+		        c, -EBUSY,
+		        "merge conflict in %s (not a host file): resolve it with git",
+		        what);
 		git_index_conflict_iterator_free(it);
 		goto out;
 	}
@@ -1332,13 +1341,13 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		r = git_fail(c, -EIO, "cannot write the merged tree");
 		goto out;
 	}
-	if (asprintf(&msg, "crdtfs: merge %s into %s on %s\n",
-		     c->remote_label, c->res->branch, c->host) < 0) {
+	if (asprintf(&msg, "crdtfs: merge %s into %s on %s\n", c->remote_label,
+	             c->res->branch, c->host) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
-	if (git_commit_create(out, c->repo, NULL, c->sig, c->sig, NULL, msg,
-			      mt, 2, parents) < 0) {
+	if (git_commit_create(out, c->repo, NULL, c->sig, c->sig, NULL, msg, mt,
+	                      2, parents) < 0) {
 		r = git_fail(c, -EIO, "cannot create the merge commit");
 		goto out;
 	}
@@ -1359,7 +1368,7 @@ out:
 
 /* Index entry with the stat data of a file we just wrote. */
 static int index_add_stat(sync_ctx *c, const char *path, const git_oid *id,
-			  const struct stat *st)
+                          const struct stat *st)
 {
 	git_index_entry e;
 
@@ -1383,7 +1392,7 @@ static int index_add_stat(sync_ctx *c, const char *path, const git_oid *id,
 
 /* Replace work-tree file `path` by blob id, by rename. */
 static int write_blob_atomic(sync_ctx *c, const char *path, const git_oid *id,
-			     struct stat *st)
+                             struct stat *st)
 {
 	const char *wd = git_repository_workdir(c->repo);
 	git_blob *blob = NULL;
@@ -1406,7 +1415,7 @@ static int write_blob_atomic(sync_ctx *c, const char *path, const git_oid *id,
 	}
 	if (fchmod(fd, 0644) < 0 ||
 	    (r = write_fd_all(fd, git_blob_rawcontent(blob),
-			      (size_t)git_blob_rawsize(blob))) < 0 ||
+	                      (size_t)git_blob_rawsize(blob))) < 0 ||
 	    fsync(fd) < 0 || fstat(fd, st) < 0) {
 		r = r < 0 ? r : -errno;
 		unlink(tmp);
@@ -1426,9 +1435,9 @@ out:
 	git_blob_free(blob);
 	free(tmp);
 	free(dst);
-	return r < 0 && !c->res->error[0]
-		       ? fail_msg(c, r, "cannot write %s", path)
-		       : r;
+	return r < 0 && !c->res->error[0] ?
+	               fail_msg(c, r, "cannot write %s", path) :
+	               r;
 }
 
 /*
@@ -1464,7 +1473,8 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		int exists;
 
 		if (!is_managed(p) ||
-		    (d->new_file.mode && d->new_file.mode != GIT_FILEMODE_BLOB &&
+		    (d->new_file.mode &&
+		     d->new_file.mode != GIT_FILEMODE_BLOB &&
 		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE)) {
 			others[nothers++] = (char *)p;
 			continue;
@@ -1478,22 +1488,25 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 			exists = -1;
 		free(full);
 		if (exists < 0 ||
-		    (exists && !(d->old_file.mode &&
-				 git_oid_equal(&cur, &d->old_file.id)) &&
-		     !(d->new_file.mode && git_oid_equal(&cur, &d->new_file.id))) ||
+		    (exists &&
+		     !(d->old_file.mode &&
+		       git_oid_equal(&cur, &d->old_file.id)) &&
+		     !(d->new_file.mode &&
+		       git_oid_equal(&cur, &d->new_file.id))) ||
 		    (!exists && d->old_file.mode)) {
-			r = fail_msg(c, -ESTALE,
-				     "%s changed during the sync", p);
+			r = fail_msg(c, -ESTALE, "%s changed during the sync",
+			             p);
 			goto out;
 		}
 	}
 	if (nothers) {
 		co.checkout_strategy = GIT_CHECKOUT_SAFE |
-				       GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH;
+		                       GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH;
 		co.baseline = from;
 		co.paths.strings = others;
 		co.paths.count = nothers;
-		if (git_checkout_tree(c->repo, (const git_object *)to, &co) < 0) {
+		if (git_checkout_tree(c->repo, (const git_object *)to, &co) <
+		    0) {
 			r = git_fail(c, -EBUSY, "cannot update the work tree");
 			goto out;
 		}
@@ -1509,7 +1522,8 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		struct stat st;
 
 		if (!is_managed(p) ||
-		    (d->new_file.mode && d->new_file.mode != GIT_FILEMODE_BLOB &&
+		    (d->new_file.mode &&
+		     d->new_file.mode != GIT_FILEMODE_BLOB &&
 		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE))
 			continue;
 		c->res->pulled = 1;
@@ -1546,16 +1560,16 @@ out:
 
 /* Move the branch from `old` (NULL: unborn) to `id`. */
 static int move_branch(sync_ctx *c, const git_oid *old, const git_oid *id,
-		       const char *why)
+                       const char *why)
 {
 	int r;
 
 	if (old)
 		r = git_reference_create_matching(NULL, c->repo, c->branch_ref,
-						  id, 1, old, why);
+		                                  id, 1, old, why);
 	else
 		r = git_reference_create(NULL, c->repo, c->branch_ref, id, 0,
-					 why);
+		                         why);
 	if (r < 0)
 		return git_fail(c, -EBUSY, "the branch moved during the sync");
 	return 0;
@@ -1585,7 +1599,7 @@ static int integrate(sync_ctx *c)
 		}
 		if ((r = update_worktree(c, NULL, nt)) < 0 ||
 		    (r = move_branch(c, NULL, &c->remote_oid,
-				     "crdtfs sync: initial pull")) < 0)
+		                     "crdtfs sync: initial pull")) < 0)
 			goto out;
 		c->res->fast_forward = 1;
 		goto out;
@@ -1612,7 +1626,7 @@ static int integrate(sync_ctx *c)
 		if (r == 0) {
 			if ((r = update_worktree(c, ot, nt)) < 0 ||
 			    (r = move_branch(c, oid_ours, &c->remote_oid,
-					     "crdtfs sync: fast-forward")) < 0)
+			                     "crdtfs sync: fast-forward")) < 0)
 				goto out;
 			c->res->fast_forward = 1;
 			goto out;
@@ -1667,18 +1681,20 @@ static int push_local(sync_ctx *c, const git_oid *head)
 	int r;
 
 	if (git_repository_open_ext(&rr, c->local_path,
-				    GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
 	if (!git_repository_is_bare(rr)) {
-		r = fail_msg(c, -EINVAL,
-			     "%s: pushing to a repository with a work tree is not supported; use a bare repository",
-			     c->local_path);
+		r = fail_msg(
+		        c, -EINVAL,
+		        "%s: pushing to a repository with a work tree is not supported; use a bare repository",
+		        c->local_path);
 		goto out;
 	}
 	/* Count the commits to send. */
 	if (git_revwalk_new(&walk, c->repo) < 0 ||
 	    git_revwalk_push(walk, head) < 0 ||
-	    (c->have_remote_oid && git_revwalk_hide(walk, &c->remote_oid) < 0)) {
+	    (c->have_remote_oid &&
+	     git_revwalk_hide(walk, &c->remote_oid) < 0)) {
 		r = git_fail(c, -EIO, "cannot list the commits to push");
 		goto out;
 	}
@@ -1690,18 +1706,20 @@ static int push_local(sync_ctx *c, const git_oid *head)
 		       git_revwalk_next(&id, walk) == 0)
 			ncommits++;
 		git_revwalk_reset(walk);
-		git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL |
-						  GIT_SORT_REVERSE);
+		git_revwalk_sorting(walk,
+		                    GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
 		if (git_revwalk_push(walk, head) < 0 ||
 		    (c->have_remote_oid &&
 		     git_revwalk_hide(walk, &c->remote_oid) < 0)) {
-			r = git_fail(c, -EIO, "cannot list the commits to push");
+			r = git_fail(c, -EIO,
+			             "cannot list the commits to push");
 			goto out;
 		}
 		if (ncommits <= SYNC_LOOSE_MAX_COMMITS) {
 			if (copy_commits_loose(c->repo, rr, walk) < 0) {
-				r = git_fail(c, -EHOSTUNREACH,
-					     "remote unreachable (writing objects)");
+				r = git_fail(
+				        c, -EHOSTUNREACH,
+				        "remote unreachable (writing objects)");
 				goto out;
 			}
 			goto update_ref;
@@ -1714,24 +1732,24 @@ static int push_local(sync_ctx *c, const git_oid *head)
 	}
 	if (git_packbuilder_object_count(pb) > 0) {
 		if (asprintf(&packdir, "%sobjects/pack",
-			     git_repository_path(rr)) < 0) {
+		             git_repository_path(rr)) < 0) {
 			r = -ENOMEM;
 			goto out;
 		}
 		if (git_packbuilder_write(pb, packdir, 0, NULL, NULL) < 0) {
 			r = git_fail(c, -EHOSTUNREACH,
-				     "remote unreachable (writing the pack)");
+			             "remote unreachable (writing the pack)");
 			goto out;
 		}
 	}
 update_ref:
 	if (c->have_remote_oid)
 		r = git_reference_create_matching(NULL, rr, c->merge_ref, head,
-						  1, &c->remote_oid,
-						  "crdtfs sync: push");
+		                                  1, &c->remote_oid,
+		                                  "crdtfs sync: push");
 	else
 		r = git_reference_create(NULL, rr, c->merge_ref, head, 0,
-					 "crdtfs sync: push");
+		                         "crdtfs sync: push");
 	if (r == GIT_EMODIFIED || r == GIT_EEXISTS || r == GIT_ELOCKED) {
 		r = git_fail(c, -EAGAIN, "push rejected");
 		goto out;
@@ -1775,8 +1793,8 @@ static int push_remote(sync_ctx *c)
 	c->push_status = NULL;
 	c->cred_tries = 0;
 	set_callbacks(c, &po.callbacks);
-	r = git_remote_push(c->push_remote ? c->push_remote : c->remote,
-			    &specs, &po);
+	r = git_remote_push(c->push_remote ? c->push_remote : c->remote, &specs,
+	                    &po);
 	free(spec);
 	if (r == GIT_ENONFASTFORWARD)
 		return git_fail(c, -EAGAIN, "push rejected");
@@ -1784,7 +1802,7 @@ static int push_remote(sync_ctx *c)
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable (push)");
 	if (c->push_status)
 		return fail_msg(c, -EAGAIN, "push rejected: %s",
-				c->push_status);
+		                c->push_status);
 	return 0;
 }
 
@@ -1810,7 +1828,7 @@ static int sync_push(sync_ctx *c)
 	if (r < 0)
 		return r;
 	(void)git_reference_create(NULL, c->repo, c->tracking_ref, &head, 1,
-				   "crdtfs sync: push");
+	                           "crdtfs sync: push");
 	c->res->pushed = 1;
 	return 0;
 }
@@ -1848,11 +1866,11 @@ static void sync_ctx_dispose(sync_ctx *c)
 }
 
 int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
-		engine_problems *probs)
+                engine_problems *probs)
 {
 	sync_ctx c;
-	unsigned attempts = opts->max_attempts ? opts->max_attempts
-					       : SYNC_ATTEMPTS;
+	unsigned attempts = opts->max_attempts ? opts->max_attempts :
+	                                         SYNC_ATTEMPTS;
 	long long deadline;
 	unsigned seed, n;
 	int r, lockfd = -1;
@@ -1877,8 +1895,8 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 	}
 	if ((r = stage_and_commit(&c)) < 0)
 		goto out;
-	deadline = now_ms() + 1000LL * (opts->max_seconds ? opts->max_seconds
-							 : SYNC_SECONDS);
+	deadline = now_ms() + 1000LL * (opts->max_seconds ? opts->max_seconds :
+	                                                    SYNC_SECONDS);
 	for (n = 1;; n++) {
 		res->error[0] = '\0';
 		if ((r = sync_fetch(&c)) < 0)
@@ -1912,9 +1930,10 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 		char why[sizeof(res->error)];
 
 		snprintf(why, sizeof(why), "%s", res->error);
-		snprintf(res->error, sizeof(res->error),
-			 "push rejected %u times, giving up (local commit kept): %.400s",
-			 res->rejected, why);
+		snprintf(
+		        res->error, sizeof(res->error),
+		        "push rejected %u times, giving up (local commit kept): %.400s",
+		        res->rejected, why);
 	}
 out:
 	if (c.repo && !res->head[0]) {
@@ -1934,7 +1953,7 @@ out:
 /* ---- the merge driver ---- */
 
 int engine_merge_driver(const char *ancestor, const char *ours,
-			const char *theirs, engine_problems *probs)
+                        const char *theirs, engine_problems *probs)
 {
 	desc_descriptor *desc = NULL;
 	engine_view *v = NULL;
@@ -1952,9 +1971,10 @@ int engine_merge_driver(const char *ancestor, const char *ours,
 
 		if (t < 0) {
 			r = -errno;
-			(void)engine_problems_add(probs, ENGINE_ERROR, paths[fd],
-						  0, 0, "cannot read: %s",
-						  strerror(-r));
+			(void)engine_problems_add(probs, ENGINE_ERROR,
+			                          paths[fd], 0, 0,
+			                          "cannot read: %s",
+			                          strerror(-r));
 			return r;
 		}
 		close(t);

@@ -28,7 +28,7 @@
 #include "engine.h"
 
 /* Quiet time after the last poke before syncing, and its upper bound. */
-#define SYNCER_SETTLE_MS 1000
+#define SYNCER_SETTLE_MS     1000
 #define SYNCER_SETTLE_MAX_MS 5000
 
 static void print_problems(const char *cmd, const engine_problems *p)
@@ -45,22 +45,22 @@ static void print_problems(const char *cmd, const engine_problems *p)
 static int usage_error(const char *cmd, const char *reason)
 {
 	fprintf(stderr, "crdtfs %s: %s (try crdtfs %s --help)\n", cmd, reason,
-		cmd);
+	        cmd);
 	return FS_EXIT_USAGE;
 }
 
 /* ---- prepare ---- */
 
 static const char prepare_usage[] =
-	"usage: crdtfs prepare [--host NAME] [-q] SOURCE [BACKING]\n"
-	"Write BACKING/memory-NAME.json (BACKING defaults to .) from a tool's\n"
-	"memory file SOURCE (a JSON array, or JSON Lines as the MCP memory\n"
-	"server writes).  Adds _crdt_metadata to new entries and re-stamps only\n"
-	"entries whose content changed; an unchanged SOURCE changes no byte.\n"
-	"  --host NAME  host name (default: this machine's hostname)\n"
-	"  -q, --quiet  print nothing but problems\n"
-	"Environment: CRDTFS_NOW=<RFC 3339 time> replaces the wall clock (a\n"
-	"test hook; stamps still never go backwards).\n";
+        "usage: crdtfs prepare [--host NAME] [-q] SOURCE [BACKING]\n"
+        "Write BACKING/memory-NAME.json (BACKING defaults to .) from a tool's\n"
+        "memory file SOURCE (a JSON array, or JSON Lines as the MCP memory\n"
+        "server writes).  Adds _crdt_metadata to new entries and re-stamps only\n"
+        "entries whose content changed; an unchanged SOURCE changes no byte.\n"
+        "  --host NAME  host name (default: this machine's hostname)\n"
+        "  -q, --quiet  print nothing but problems\n"
+        "Environment: CRDTFS_NOW=<RFC 3339 time> replaces the wall clock (a\n"
+        "test hook; stamps still never go backwards).\n";
 
 int fs_cmd_prepare(int argc, char **argv)
 {
@@ -98,7 +98,8 @@ int fs_cmd_prepare(int argc, char **argv)
 		o.backing = argv[optind + 1];
 	if (!o.host) {
 		if (gethostname(host, sizeof(host) - 1) < 0)
-			return usage_error("prepare", "no hostname; use --host");
+			return usage_error("prepare",
+			                   "no hostname; use --host");
 		host[sizeof(host) - 1] = '\0';
 		o.host = host;
 	}
@@ -112,19 +113,19 @@ int fs_cmd_prepare(int argc, char **argv)
 	engine_problems_dispose(&probs);
 	if (r == -EINVAL && o.now) {
 		fprintf(stderr,
-			"crdtfs prepare: bad host name \"%s\" or bad CRDTFS_NOW \"%s\"\n",
-			o.host, o.now);
+		        "crdtfs prepare: bad host name \"%s\" or bad CRDTFS_NOW \"%s\"\n",
+		        o.host, o.now);
 		return FS_EXIT_FAIL;
 	}
 	if (r == -EINVAL) {
 		fprintf(stderr,
-			"crdtfs prepare: bad host name \"%s\" (a file-name part, not starting with a dot)\n",
-			o.host);
+		        "crdtfs prepare: bad host name \"%s\" (a file-name part, not starting with a dot)\n",
+		        o.host);
 		return FS_EXIT_FAIL;
 	}
 	if (r < 0) {
 		fprintf(stderr, "crdtfs prepare: %s: %s\n",
-			r == -ENOENT ? o.source : o.backing, strerror(-r));
+		        r == -ENOENT ? o.source : o.backing, strerror(-r));
 		return FS_EXIT_FAIL;
 	}
 	if (!quiet)
@@ -138,18 +139,18 @@ int fs_cmd_prepare(int argc, char **argv)
 /* ---- sync ---- */
 
 static const char sync_usage[] =
-	"usage: crdtfs sync [--remote NAME] [--host NAME] [--attempts N]\n"
-	"                   [--timeout SECONDS] [-q] BACKING\n"
-	"Commit BACKING's changed host files (memory-*.json) and descriptors\n"
-	"(*.merge.json), fetch, integrate (host files changed on both sides\n"
-	"are merged by the CRDT rule), push; retry rejected pushes.\n"
-	"  --remote NAME      remote (default: the branch's upstream, or origin)\n"
-	"  --host NAME        host name for messages (default: hostname)\n"
-	"  --attempts N       push attempts (default 8)\n"
-	"  --timeout SECONDS  time budget for push retries (default 20)\n"
-	"  -q, --quiet        print only problems and errors\n"
-	"Exit status: 0 synced, 1 failed, 2 usage, 3 remote unreachable (the\n"
-	"local commit is kept).\n";
+        "usage: crdtfs sync [--remote NAME] [--host NAME] [--attempts N]\n"
+        "                   [--timeout SECONDS] [-q] BACKING\n"
+        "Commit BACKING's changed host files (memory-*.json) and descriptors\n"
+        "(*.merge.json), fetch, integrate (host files changed on both sides\n"
+        "are merged by the CRDT rule), push; retry rejected pushes.\n"
+        "  --remote NAME      remote (default: the branch's upstream, or origin)\n"
+        "  --host NAME        host name for messages (default: hostname)\n"
+        "  --attempts N       push attempts (default 8)\n"
+        "  --timeout SECONDS  time budget for push retries (default 20)\n"
+        "  -q, --quiet        print only problems and errors\n"
+        "Exit status: 0 synced, 1 failed, 2 usage, 3 remote unreachable (the\n"
+        "local commit is kept).\n";
 
 static int parse_uint(const char *s, unsigned *out)
 {
@@ -236,33 +237,33 @@ int fs_cmd_sync(int argc, char **argv)
 	}
 	if (r == -EHOSTUNREACH) {
 		fprintf(stderr, "crdtfs sync: %s (local commit kept)\n",
-			res.error);
+		        res.error);
 		return FS_EXIT_OFFLINE;
 	}
 	fprintf(stderr, "crdtfs sync: %s\n",
-		res.error[0] ? res.error : strerror(-r));
+	        res.error[0] ? res.error : strerror(-r));
 	return FS_EXIT_FAIL;
 }
 
 /* ---- merge driver ---- */
 
 static const char driver_usage[] =
-	"usage: crdtfs merge-driver ANCESTOR OURS THEIRS [MARKER-SIZE [PATH]]\n"
-	"A git merge driver: replaces OURS by the CRDT merge of OURS and\n"
-	"THEIRS (the ancestor is not needed: the merge is a union by unique_id\n"
-	"keeping the newest version).  Set it up with\n"
-	"  .gitattributes:  memory-*.json merge=crdtfs\n"
-	"  git config merge.crdtfs.driver \"crdtfs merge-driver %O %A %B\"\n"
-	"Exit status 0 merged (damaged entries are skipped and reported), 1 a\n"
-	"file could not be read or written.\n";
+        "usage: crdtfs merge-driver ANCESTOR OURS THEIRS [MARKER-SIZE [PATH]]\n"
+        "A git merge driver: replaces OURS by the CRDT merge of OURS and\n"
+        "THEIRS (the ancestor is not needed: the merge is a union by unique_id\n"
+        "keeping the newest version).  Set it up with\n"
+        "  .gitattributes:  memory-*.json merge=crdtfs\n"
+        "  git config merge.crdtfs.driver \"crdtfs merge-driver %O %A %B\"\n"
+        "Exit status 0 merged (damaged entries are skipped and reported), 1 a\n"
+        "file could not be read or written.\n";
 
 int fs_cmd_merge_driver(int argc, char **argv)
 {
 	engine_problems probs;
 	int r;
 
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
-			  strcmp(argv[1], "-h") == 0)) {
+	if (argc >= 2 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(driver_usage, stdout);
 		return FS_EXIT_OK;
 	}
@@ -273,8 +274,9 @@ int fs_cmd_merge_driver(int argc, char **argv)
 	print_problems("merge-driver", &probs);
 	engine_problems_dispose(&probs);
 	if (r < 0) {
-		fprintf(stderr, "crdtfs merge-driver: cannot merge %s and %s: %s\n",
-			argv[2], argv[3], strerror(-r));
+		fprintf(stderr,
+		        "crdtfs merge-driver: cannot merge %s and %s: %s\n",
+		        argv[2], argv[3], strerror(-r));
 		return FS_EXIT_FAIL;
 	}
 	return FS_EXIT_OK;
@@ -285,17 +287,17 @@ int fs_cmd_merge_driver(int argc, char **argv)
 struct fs_syncer {
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;         /* signalled on poke and stop */
-	char *backing;               /* owned */
-	char *remote;                /* owned, or NULL */
+	pthread_cond_t cond; /* signalled on poke and stop */
+	char *backing;       /* owned */
+	char *remote;        /* owned, or NULL */
 	unsigned seconds;
 	void (*changed)(void *ctx);
 	void *ctx;
-	int stop;                    /* guarded by lock; read atomically too */
-	int poked;                   /* guarded by lock */
-	struct timespec first_poke;  /* guarded by lock; CLOCK_MONOTONIC */
-	struct timespec last_poke;   /* guarded by lock; CLOCK_MONOTONIC */
-	char last_error[512];        /* only the sync thread touches it */
+	int stop;                   /* guarded by lock; read atomically too */
+	int poked;                  /* guarded by lock */
+	struct timespec first_poke; /* guarded by lock; CLOCK_MONOTONIC */
+	struct timespec last_poke;  /* guarded by lock; CLOCK_MONOTONIC */
+	char last_error[512];       /* only the sync thread touches it */
 };
 
 static struct timespec ts_add_ms(struct timespec t, long ms)
@@ -354,9 +356,8 @@ static void syncer_run_once(fs_syncer *s)
 	} else if (r != -ECANCELED && strcmp(s->last_error, res.error) != 0) {
 		/* Say it once, not every period while it lasts. */
 		fprintf(stderr, "crdtfs sync: %s%s\n", res.error,
-			r == -EHOSTUNREACH ? " (local commit kept)" : "");
-		snprintf(s->last_error, sizeof(s->last_error), "%s",
-			 res.error);
+		        r == -EHOSTUNREACH ? " (local commit kept)" : "");
+		snprintf(s->last_error, sizeof(s->last_error), "%s", res.error);
 	}
 	if (res.pulled && s->changed)
 		s->changed(s->ctx);
@@ -371,8 +372,8 @@ static void *syncer_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop) {
 		/* The first sync runs at once: the mount starts fresh. */
-		struct timespec due = ts_add_ms(mono_now(),
-						first ? 0 : 1000L * s->seconds);
+		struct timespec due =
+		        ts_add_ms(mono_now(), first ? 0 : 1000L * s->seconds);
 
 		first = 0;
 
@@ -380,12 +381,12 @@ static void *syncer_main(void *arg)
 			pthread_cond_timedwait(&s->cond, &s->lock, &due);
 		/* Coalesce a burst: wait for a quiet second. */
 		while (!s->stop && s->poked) {
-			struct timespec quiet = ts_add_ms(s->last_poke,
-							  SYNCER_SETTLE_MS);
-			struct timespec cap = ts_add_ms(s->first_poke,
-							SYNCER_SETTLE_MAX_MS);
-			struct timespec until = ts_before(cap, quiet) ? cap
-								      : quiet;
+			struct timespec quiet =
+			        ts_add_ms(s->last_poke, SYNCER_SETTLE_MS);
+			struct timespec cap =
+			        ts_add_ms(s->first_poke, SYNCER_SETTLE_MAX_MS);
+			struct timespec until = ts_before(cap, quiet) ? cap :
+			                                                quiet;
 
 			if (!ts_before(mono_now(), until))
 				break;
@@ -403,7 +404,7 @@ static void *syncer_main(void *arg)
 }
 
 int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
-		    const char *remote, void (*changed)(void *ctx), void *ctx)
+                    const char *remote, void (*changed)(void *ctx), void *ctx)
 {
 	pthread_condattr_t ca;
 	fs_syncer *s;

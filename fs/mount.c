@@ -185,10 +185,17 @@ static void fs_ctx_dispose(struct fs_ctx *ctx)
 	pthread_mutex_destroy(&ctx->ilock);
 }
 
-/* The syncer pulled changes into the backing directory. */
+/*
+ * The syncer pulled changes into the backing directory.  inotify saw every
+ * file git wrote (and the engine re-stats sources), so no full rebuild:
+ * handle the events now and reread the descriptors.
+ */
 static void fs_sync_changed(void *arg)
 {
-	fs_invalidate_all(arg);
+	struct fs_ctx *ctx = arg;
+
+	fs_watch_drain(ctx);
+	atomic_store(&ctx->targets_dirty, 1);
 }
 
 /* Run the session loop. @return 0 when it ended cleanly, else -1 */

@@ -244,6 +244,9 @@ void fs_targets_free(struct fs_ctx *ctx);
  */
 int fs_name_reserved(struct fs_ctx *ctx, const char *name);
 
+/** fs_name_reserved() without reloading the target set (any lock held). */
+int fs_name_served(struct fs_ctx *ctx, const char *name);
+
 /**
  * Look up a root name that is virtual.
  * @return 0 with e filled (one lookup counted), 1 when the name is not

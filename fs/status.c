@@ -105,8 +105,8 @@ static json_t *fs_json_target(struct fs_ctx *ctx, struct fs_target *t)
 		json_object_set_new(o, "error", json_string(strerror(-r)));
 		return o;
 	}
-	json_object_set_new(o, "generation",
-			    json_integer((json_int_t)engine_view_generation(v)));
+	json_object_set_new(o, "generation", json_integer(
+			(json_int_t)engine_view_generation(v)));
 	json_object_set_new(o, "entries",
 			    json_integer((json_int_t)engine_view_entries(v)));
 	json_object_set_new(o, "size",

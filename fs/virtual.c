@@ -208,7 +208,7 @@ static struct fs_target *fs_set_find(struct fs_target **set, size_t n,
  */
 static void fs_targets_reload(struct fs_ctx *ctx)
 {
-	struct fs_target **set = NULL, **old, *t;
+	struct fs_target **set = NULL, **old, *t, *dup;
 	size_t n = 0, cap = 0, nold, i;
 	engine_problems probs, oldprobs;
 	char **names = NULL;
@@ -255,11 +255,11 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 			fs_target_unref(t);
 			continue;
 		}
-		if (fs_set_find(set, n, t->name)) {
+		if ((dup = fs_set_find(set, n, t->name))) {
 			(void)engine_problems_add(&probs, ENGINE_ERROR,
 				names[i], 0, 0,
 				"target \"%s\" is already defined by %s",
-				t->name, fs_set_find(set, n, t->name)->desc_file);
+				t->name, dup->desc_file);
 			fs_target_unref(t);
 			continue;
 		}
@@ -339,17 +339,22 @@ static struct fs_target *fs_target_get(struct fs_ctx *ctx, const char *name)
 	return t;
 }
 
-int fs_name_reserved(struct fs_ctx *ctx, const char *name)
+int fs_name_served(struct fs_ctx *ctx, const char *name)
 {
 	struct fs_target *t;
 
 	if (strcmp(name, ".git") == 0 || strcmp(name, FS_STATUS_NAME) == 0)
 		return 1;
-	fs_targets_ensure(ctx);
 	pthread_rwlock_rdlock(&ctx->tlock);
 	t = fs_set_find(ctx->targets, ctx->ntargets, name);
 	pthread_rwlock_unlock(&ctx->tlock);
 	return t != NULL;
+}
+
+int fs_name_reserved(struct fs_ctx *ctx, const char *name)
+{
+	fs_targets_ensure(ctx);
+	return fs_name_served(ctx, name);
 }
 
 /* ---- invalidation ---- */
@@ -451,7 +456,7 @@ void fs_preserve(struct fs_ctx *ctx, dev_t dev, ino_t ino)
 		r = engine_view_preserve_inode(views[i], dev, ino);
 		if (r < 0 && ctx->debug)
 			fuse_log(FUSE_LOG_DEBUG,
-				 "crdtfs: preserving a source for readers: %s\n",
+				 "crdtfs: preserving for readers: %s\n",
 				 strerror(-r));
 		engine_view_unref(views[i]);
 	}

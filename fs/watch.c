@@ -177,13 +177,19 @@ static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
 {
 	struct fs_watch *w;
 	struct stat st;
+	char fdpath[64];
 	char *abs, *copy;
 	int wd;
 
 	if (fstatat(ctx->backing_fd, *rel ? rel : ".", &st,
 		    AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode))
 		return -ENOTDIR;
-	abs = fs_join(ctx->backing, rel);
+	/*
+	 * Through the backing fd, not the BACKING path: the mount may sit
+	 * on top of its own backing directory.
+	 */
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", ctx->backing_fd);
+	abs = fs_join(fdpath, *rel ? rel : ".");
 	if (!abs)
 		return -ENOMEM;
 	wd = inotify_add_watch(ctx->inotify_fd, abs, FS_WATCH_MASK);
@@ -386,7 +392,11 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 			ctx->watch_rescan = 1;
 		return;
 	}
-	if (!*w->path && strcmp(ev->name, ".git") == 0)
+	/*
+	 * Names the mount serves in the root (`.git`, targets, status) hide
+	 * the backing files of the same name: nothing to tell the kernel.
+	 */
+	if (!*w->path && fs_name_served(ctx, ev->name))
 		return;
 	parent = *w->path ? &w->key : NULL;
 	if (ev->mask & IN_ISDIR) {
@@ -515,7 +525,8 @@ void fs_watch_stop(struct fs_ctx *ctx)
 
 	if (ctx->watch_running) {
 		if (write(ctx->wake_fd, &one, sizeof(one)) < 0)
-			fuse_log(FUSE_LOG_ERR, "crdtfs: waking the watcher: %s\n",
+			fuse_log(FUSE_LOG_ERR,
+				 "crdtfs: waking the watcher: %s\n",
 				 strerror(errno));
 		pthread_join(ctx->watch_thread, NULL);
 		ctx->watch_running = 0;

@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
 	--crdtfs) crdtfs=$2; shift ;;
 	--dir) dir=$2; shift ;;
 	--runs) runs=$2; shift ;;
-	-h|--help) sed -n '3,20p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,21p' "$0"; exit 0 ;;
 	*) echo "bench-merge.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -64,10 +64,10 @@ corpus() { # entries -> directory, generated once
 
 # measure NAME RUNS CMD...: prints "median_seconds max_rss_kib"
 measure() {
-	local n=$2 i
+	local n=$2 _
 	shift 2
 	: >"$tmp/m"
-	for i in $(seq "$n"); do
+	for _ in $(seq "$n"); do
 		t0=$EPOCHREALTIME
 		if ! /usr/bin/time -v -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err"; then
 			echo "bench-merge.sh: failed: $*" >&2
@@ -135,7 +135,7 @@ done
 echo
 echo "crdtfs merge vs the seed's Python algorithm vs jq; median of $runs runs (3 at ~1 GB), peak RSS = max of the runs, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%d)."
 echo
-echo "| corpus | tool | median wall | throughput | peak RSS | vs crdtfs |"
+echo "| corpus | tool | median wall | throughput | peak RSS | wall ÷ crdtfs |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo

@@ -481,6 +481,30 @@ case("symlinks-and-dirs", {"memory-a.json": arr(_ok1)}, out(_ok1),
      generate=GEN_LINKS,
      readme="symlinked host files (pointing outside or inside) and "
             "directories named memory-*.json are not read")
+GEN_SPECIAL = r'''#!/usr/bin/python3
+# A FIFO and (when allowed) a character device named like host files must
+# be skipped without blocking; a file name that is not UTF-8 is still a
+# host file.
+import os
+import sys
+
+b = sys.argv[1]
+os.mkfifo(os.path.join(b, "memory-fifo.json"))
+try:
+    os.mknod(os.path.join(b, "memory-null.json"), 0o600 | 0o020000,
+             os.makedev(1, 3))
+except OSError:
+    pass
+with open(os.path.join(os.fsencode(b), b"memory-\xff.json"), "wb") as f:
+    f.write(b'[{"id":"latin","_crdt_metadata":{"unique_id":"latin",'
+            b'"timestamp":"2025-03-01T10:00:02Z"}}]')
+'''
+case("special-files", {"memory-a.json": arr(_ok1)},
+     out(_ok1, b'{"id":"latin","_crdt_metadata":{"unique_id":"latin",'
+               b'"timestamp":"2025-03-01T10:00:02Z"}}'),
+     generate=GEN_SPECIAL,
+     readme="a FIFO and a device named memory-*.json are not read (and do "
+            "not block); a non-UTF-8 file name still matches")
 case("source-names",
      {"memory-a.json": arr(_ok1), "memory-.json": arr(_ok2),
       "memory.json": arr(E("no1", T0)), "Memory-B.json": arr(E("no2", T0)),

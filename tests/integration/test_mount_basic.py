@@ -359,3 +359,23 @@ def test_xattr_not_supported(backing, mount):
         os.setxattr(p, "user.x", b"1")
     assert ei.value.errno == errno.EOPNOTSUPP
     d.stop()
+
+
+def test_mount_over_backing_itself(tmp_path, mount):
+    """Mounting on top of BACKING works: the daemon reaches the real
+    directory through the fd it opened before mounting."""
+    b = util.make_backing(tmp_path / "same", hosts=("a", "b"), n=5)
+    expected = util.cli_merge(b)
+    d = mount(b, mountpoint=b)
+    assert read(os.path.join(b, MERGED)) == expected
+    util.write_file(os.path.join(b, "memory-c.json"),
+                    util.dumps_pretty(util.host_entries("c", 2)))
+    got = read(os.path.join(b, MERGED))
+    assert b'"c-1"' in got
+    assert sorted(os.listdir(b)) == sorted([MERGED, STATUS, "memory-a.json",
+                                            "memory-b.json",
+                                            "memory-c.json"])
+    d.stop()
+    # the write went to the real directory under the mount
+    assert os.path.exists(os.path.join(b, "memory-c.json"))
+    assert not os.path.exists(os.path.join(b, MERGED))

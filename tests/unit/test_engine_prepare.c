@@ -15,8 +15,8 @@
 #include "harness.h"
 
 #define T0 "2026-01-01T00:00:00Z"
-#define MD(ts, ver, uid)                                                   \
-	",\"_crdt_metadata\":{\"host\":\"h1\",\"timestamp\":\"" ts         \
+#define MD(ts, ver, uid)                                           \
+	",\"_crdt_metadata\":{\"host\":\"h1\",\"timestamp\":\"" ts \
 	"\",\"version\":" #ver ",\"unique_id\":\"" uid "\"}}"
 
 static char dir[64];
@@ -54,8 +54,8 @@ static const char *get(const char *name)
 	return buf;
 }
 
-static int prepare(const char *src, const char *now,
-		   engine_prepare_stats *st, engine_problems *probs)
+static int prepare(const char *src, const char *now, engine_prepare_stats *st,
+                   engine_problems *probs)
 {
 	char source[256];
 	engine_prepare_opts o = { "h1", source, dir, now };
@@ -81,25 +81,29 @@ static void teardown(void)
 }
 
 static const char src1[] =
-	"{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
-	"\"observations\":[\"x\"]}\n"
-	"{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
-	"\"observations\":[]}\n"
-	"{\"type\":\"relation\",\"from\":\"a\",\"to\":\"b\","
-	"\"relationType\":\"r\"}\n";
+        "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
+        "\"observations\":[\"x\"]}\n"
+        "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
+        "\"observations\":[]}\n"
+        "{\"type\":\"relation\",\"from\":\"a\",\"to\":\"b\","
+        "\"relationType\":\"r\"}\n";
 
 static const char want1[] =
-	"[\n"
-	"{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
-	"\"observations\":[]" MD("2026-01-01T00:00:00.000000000Z", 1,
-				   "entity:a") ",\n"
-	"{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
-	"\"observations\":[\"x\"]" MD("2026-01-01T00:00:00.000000000Z", 1,
-				       "entity:b") ",\n"
-	"{\"type\":\"relation\",\"from\":\"a\",\"to\":\"b\","
-	"\"relationType\":\"r\"" MD("2026-01-01T00:00:00.000000000Z", 1,
-				     "relation:1:a,1:b,1:r") "\n"
-	"]\n";
+        "[\n"
+        "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
+        "\"observations\":[]" MD(
+                "2026-01-01T00:00:00.000000000Z", 1,
+                "entity:a") ",\n"
+                            "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
+                            "\"observations\":[\"x\"]" MD(
+                                    "2026-01-01T00:00:00.000000000Z", 1,
+                                    "entity:b") ",\n"
+                                                "{\"type\":\"relation\",\"from\":\"a\",\"to\":\"b\","
+                                                "\"relationType\":\"r\"" MD(
+                                                        "2026-01-01T00:00:00.000000000Z",
+                                                        1,
+                                                        "relation:1:a,1:b,1:r") "\n"
+                                                                                "]\n";
 
 static void test_engine_prepare__new_entries_stamped(void)
 {
@@ -178,11 +182,11 @@ static void test_engine_prepare__change_and_clock_set_back(void)
 	ASSERT_EQ_STR(st.stamp, "2026-01-01T00:00:00.000000001Z");
 	out = get("memory-h1.json");
 	ASSERT_TRUE(strstr(out, "\"observations\":[\"x\",\"y\"]" MD(
-					"2026-01-01T00:00:00.000000001Z", 2,
-					"entity:b") "\n]\n") != NULL);
+	                                "2026-01-01T00:00:00.000000001Z", 2,
+	                                "entity:b") "\n]\n") != NULL);
 	/* A removed entry leaves the host file. */
 	put("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\","
-		       "\"entityType\":\"t\",\"observations\":[]}\n");
+	               "\"entityType\":\"t\",\"observations\":[]}\n");
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.removed, 2);
 	ASSERT_EQ_INT(st.entries, 1);
@@ -198,29 +202,32 @@ static void test_engine_prepare__identities(void)
 
 	setup();
 	engine_problems_init(&p);
-	put("m.json", "[ {\"id\": 7, \"v\": 1.50},\n"
-		      "  {\"id\": \"x\"},\n"
-		      "  {\"id\": \"x\", \"second\": true},\n"
-		      "  {},\n"
-		      "  {\"k\": 1, \"_crdt_metadata\": {\"unique_id\": \"mine\","
-		      " \"timestamp\": \"2020-01-01T00:00:00Z\"}} ]");
+	put("m.json",
+	    "[ {\"id\": 7, \"v\": 1.50},\n"
+	    "  {\"id\": \"x\"},\n"
+	    "  {\"id\": \"x\", \"second\": true},\n"
+	    "  {},\n"
+	    "  {\"k\": 1, \"_crdt_metadata\": {\"unique_id\": \"mine\","
+	    " \"timestamp\": \"2020-01-01T00:00:00Z\"}} ]");
 	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.entries, 5);
 	out = get("memory-h1.json");
 	/* Carried metadata kept as it is (and sorted first: oldest). */
-	ASSERT_TRUE(strncmp(out, "[\n{\"k\":1,\"_crdt_metadata\":{\"unique_id\":"
-				 "\"mine\",", 40) == 0);
+	ASSERT_TRUE(strncmp(out,
+	                    "[\n{\"k\":1,\"_crdt_metadata\":{\"unique_id\":"
+	                    "\"mine\",",
+	                    40) == 0);
 	ASSERT_TRUE(strstr(out, "{\"id\":7,\"v\":1.50,\"_crdt_metadata\"") !=
-		    NULL);
+	            NULL);
 	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:7\"") != NULL);
 	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:x\"") != NULL);
 	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:x#2\"") != NULL);
 	/* {} : git blob SHA-1 of "{}". */
 	ASSERT_TRUE(strstr(out, "{\"_crdt_metadata\":{\"host\":\"h1\"") !=
-		    NULL);
+	            NULL);
 	ASSERT_TRUE(strstr(out, "\"unique_id\":\"content:"
-				"9e26dfeeb6e641a33dae4961196235bdb965b21b\"") !=
-		    NULL);
+	                        "9e26dfeeb6e641a33dae4961196235bdb965b21b\"") !=
+	            NULL);
 	engine_problems_dispose(&p);
 	teardown();
 }
@@ -236,21 +243,22 @@ static void test_engine_prepare__damaged_inputs(void)
 	/* A truncated host file: its good entries still count. */
 	put("memory-h1.json",
 	    "[\n{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
-	    "\"observations\":[]" MD("2026-03-01T00:00:00Z", 4, "entity:a")
-	    ",\n{\"type\":\"entity\",\"name\":\"b\",\"ent");
+	    "\"observations\":[]" MD(
+	            "2026-03-01T00:00:00Z", 4,
+	            "entity:a") ",\n{\"type\":\"entity\",\"name\":\"b\",\"ent");
 	put("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":"
-		       "\"t\",\"observations\":[]}\nnot json\n"
-		       "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":"
-		       "\"t\",\"observations\":[]}\n");
+	               "\"t\",\"observations\":[]}\nnot json\n"
+	               "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":"
+	               "\"t\",\"observations\":[]}\n");
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
 	ASSERT_TRUE(p.count >= 2);
 	ASSERT_EQ_INT(st.unchanged, 1);
 	ASSERT_EQ_INT(st.added, 1);
 	out = get("memory-h1.json");
-	ASSERT_TRUE(strstr(out, MD("2026-03-01T00:00:00Z", 4, "entity:a"))
-		    != NULL);
+	ASSERT_TRUE(strstr(out, MD("2026-03-01T00:00:00Z", 4, "entity:a")) !=
+	            NULL);
 	ASSERT_TRUE(strstr(out, MD("2026-03-01T00:00:00.000000001Z", 1,
-				   "entity:b")) != NULL);
+	                           "entity:b")) != NULL);
 	engine_problems_dispose(&p);
 	teardown();
 }
