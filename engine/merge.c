@@ -25,6 +25,23 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/*
+ * Working memory of a merge, kept between refreshes: on these machines a
+ * first touch of fresh memory costs more than the merge work it holds.
+ */
+typedef struct {
+	engine__big table; /* uint64_t hash table of winner refs */
+	engine__big items; /* sort_item[] */
+	engine__big tmp;   /* sort_item[] for the merge sort */
+} merge_scratch;
+
+static void merge_scratch_free(merge_scratch *sc)
+{
+	engine__big_free(&sc->table);
+	engine__big_free(&sc->items);
+	engine__big_free(&sc->tmp);
+}
+
 struct engine_merge {
 	const desc_descriptor *desc; /* borrowed */
 	int backing_fd;              /* borrowed */
@@ -33,6 +50,7 @@ struct engine_merge {
 	engine_view *view;           /* owned ref to the current view */
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
+	merge_scratch scratch;       /* owned */
 };
 
 /* Records hashed ahead of the one being merged. */
@@ -162,6 +180,40 @@ static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
 }
 
 /*
+ * Stable bottom-up merge sort of n items using tmp (room for n).  Not
+ * qsort: glibc's allocates a fresh temporary array on every call.
+ */
+static void sort_items(sort_item *items, sort_item *tmp, size_t n,
+		       const merge_input *in)
+{
+	sort_item *src = items, *dst = tmp, *swap;
+	size_t width, i;
+
+	for (width = 1; width < n; width *= 2) {
+		for (i = 0; i < n; i += 2 * width) {
+			size_t a = i, am = i + width < n ? i + width : n;
+			size_t b = am, bm = i + 2 * width < n ? i + 2 * width : n;
+			size_t k = i;
+
+			while (a < am && b < bm)
+				dst[k++] = sort_item_cmp(&src[b], &src[a],
+							 (void *)in) < 0 ?
+						   src[b++] :
+						   src[a++];
+			while (a < am)
+				dst[k++] = src[a++];
+			while (b < bm)
+				dst[k++] = src[b++];
+		}
+		swap = src;
+		src = dst;
+		dst = swap;
+	}
+	if (src != items)
+		memcpy(items, src, n * sizeof(*items));
+}
+
+/*
  * Merge record `jj` of source `i`, whose key hashes to slot `h`, into the
  * table of winners.  @return 0, or -EIO / -ENOMEM from a tie comparison
  */
@@ -197,11 +249,10 @@ static int merge_one(const merge_input *in, uint64_t *table, size_t mask,
  * @param out_slots an empty big array; filled with *out_n slots
  * @return 0, or -ENOMEM / -EIO (out_slots left empty)
  */
-static int merge_records(const merge_input *in, engine__big *out_slots,
-			 size_t *out_n)
+static int merge_records(const merge_input *in, merge_scratch *sc,
+			 engine__big *out_slots, size_t *out_n)
 {
 	size_t total = 0, cap = 16, mask, nwin = 0, i, j;
-	engine__big table_map = { 0 }, items_map = { 0 };
 	uint64_t *table;
 	sort_item *items;
 	engine__slot *slots;
@@ -213,9 +264,10 @@ static int merge_records(const merge_input *in, engine__big *out_slots,
 	while (cap < 2 * total)
 		cap *= 2;
 	mask = cap - 1;
-	if (engine__big_reserve(&table_map, cap * sizeof(*table)) < 0)
+	if (engine__big_reserve(&sc->table, cap * sizeof(*table)) < 0)
 		return -ENOMEM;
-	table = table_map.base;
+	table = sc->table.base;
+	memset(table, 0, cap * sizeof(*table));
 
 	for (i = 0; i < in->nsources; i++) {
 		const engine__source *s = in->sources[i];
@@ -245,19 +297,18 @@ static int merge_records(const merge_input *in, engine__big *out_slots,
 		}
 	}
 
-	if (engine__big_reserve(&items_map, (nwin + 1) * sizeof(*items)) < 0 ||
+	if (engine__big_reserve(&sc->items, (nwin + 1) * sizeof(*items)) < 0 ||
+	    engine__big_reserve(&sc->tmp, (nwin + 1) * sizeof(*items)) < 0 ||
 	    engine__big_reserve(out_slots, (nwin + 1) * sizeof(*slots)) < 0) {
 		err = -ENOMEM;
 		goto out;
 	}
-	items = items_map.base;
+	items = sc->items.base;
 	slots = out_slots->base;
 	for (i = 0, j = 0; i < cap; i++)
 		if (table[i])
 			sort_item_init(&items[j++], in, table[i] - 1);
-	engine__big_free(&table_map);
-
-	qsort_r(items, nwin, sizeof(*items), sort_item_cmp, (void *)in);
+	sort_items(items, sc->tmp.base, nwin, in);
 
 	for (i = 0; i < nwin; i++) {
 		const engine__record *r = ref_record(in, items[i].ref);
@@ -270,8 +321,6 @@ static int merge_records(const merge_input *in, engine__big *out_slots,
 	}
 	*out_n = nwin;
 out:
-	engine__big_free(&table_map);
-	engine__big_free(&items_map);
 	if (err)
 		engine__big_free(out_slots);
 	return err;
@@ -289,7 +338,8 @@ static double seconds_since(const struct timespec *t0)
 /* Build a view of `sources`; `t0` is when the (re)materialisation began. */
 static int build_view(engine_view **out, const desc_descriptor *desc,
 		      engine__source **sources, size_t nsources,
-		      uint64_t generation, const struct timespec *t0)
+		      merge_scratch *sc, uint64_t generation,
+		      const struct timespec *t0)
 {
 	merge_input in = { sources, nsources };
 	engine__big slots = { 0 };
@@ -297,7 +347,7 @@ static int build_view(engine_view **out, const desc_descriptor *desc,
 	int rc;
 
 	*out = NULL;
-	if ((rc = merge_records(&in, &slots, &n)) < 0)
+	if ((rc = merge_records(&in, sc, &slots, &n)) < 0)
 		return rc;
 	rc = engine__view_new(out, desc, sources, nsources, &slots, n,
 			      generation, NULL);
@@ -335,6 +385,7 @@ void engine_merge_free(engine_merge *m)
 		return;
 	sources_release(m->sources, m->nsources);
 	engine_view_unref(m->view);
+	merge_scratch_free(&m->scratch);
 	free(m);
 }
 
@@ -415,7 +466,8 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 	if (changed) {
 		engine_view *v;
 
-		rc = build_view(&v, m->desc, next, n, m->generation + 1, &t0);
+		rc = build_view(&v, m->desc, next, n, &m->scratch,
+				m->generation + 1, &t0);
 		if (rc < 0)
 			goto out;
 		m->generation++;
@@ -440,11 +492,13 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 {
 	engine__source **sources = calloc(npaths ? npaths : 1,
 					  sizeof(*sources));
+	merge_scratch sc;
 	struct timespec t0;
 	size_t i;
 	int rc = -ENOMEM;
 
 	*out = NULL;
+	memset(&sc, 0, sizeof(sc));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!sources)
 		return rc;
@@ -453,8 +507,9 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 		if (rc < 0)
 			goto out;
 	}
-	rc = build_view(out, desc, sources, npaths, 1, &t0);
+	rc = build_view(out, desc, sources, npaths, &sc, 1, &t0);
 out:
+	merge_scratch_free(&sc);
 	sources_release(sources, npaths);
 	return rc;
 }

@@ -470,7 +470,16 @@ int engine__source_check(int fd, const struct stat *expect)
 {
 	struct stat now;
 
-	if (fd < 0 || fstat(fd, &now) < 0 || !same_identity(&now, expect))
+	/*
+	 * Not ctime: renaming another file over this one, or unlinking it,
+	 * changes its ctime but not a byte of it, and that is exactly how
+	 * editors and git replace host files under open readers.  A rewrite
+	 * in place changes the size or the mtime.
+	 */
+	if (fd < 0 || fstat(fd, &now) < 0 || now.st_ino != expect->st_ino ||
+	    now.st_size != expect->st_size ||
+	    now.st_mtim.tv_sec != expect->st_mtim.tv_sec ||
+	    now.st_mtim.tv_nsec != expect->st_mtim.tv_nsec)
 		return -EIO;
 	return 0;
 }

@@ -52,23 +52,23 @@ static const struct fuse_opt fs_opt_spec[] = {
 };
 
 static const char fs_usage[] =
-	"usage: crdtfs [options] BACKING MOUNTPOINT\n"
-	"\n"
-	"Mounts BACKING (a directory of memory-<host>.json files) on\n"
-	"MOUNTPOINT: host files pass through, unified-memory.json (and one\n"
-	"file per *.merge.json descriptor) is the merged view, and\n"
-	".crdtfs-status.json reports generations and problems.\n"
-	"\n"
-	"crdtfs options:\n"
-	"    -o sync=SECONDS        commit and sync BACKING with git\n"
-	"    -o remote=NAME         git remote to sync with (default origin)\n"
-	"    -o fsname=NAME         default: the absolute BACKING path\n"
-	"    -o allow_other         implies -o default_permissions\n"
-	"\n";
+        "usage: crdtfs [options] BACKING MOUNTPOINT\n"
+        "\n"
+        "Mounts BACKING (a directory of memory-<host>.json files) on\n"
+        "MOUNTPOINT: host files pass through, unified-memory.json (and one\n"
+        "file per *.merge.json descriptor) is the merged view, and\n"
+        ".crdtfs-status.json reports generations and problems.\n"
+        "\n"
+        "crdtfs options:\n"
+        "    -o sync=SECONDS        commit and sync BACKING with git\n"
+        "    -o remote=NAME         git remote to sync with (default origin)\n"
+        "    -o fsname=NAME         default: the absolute BACKING path\n"
+        "    -o allow_other         implies -o default_permissions\n"
+        "\n";
 
 /* Keys of fs_opt_spec; the first non-option argument is BACKING. */
 static int fs_opt_proc(void *data, const char *arg, int key,
-		       struct fuse_args *outargs)
+                       struct fuse_args *outargs)
 {
 	struct fs_opts *o = data;
 
@@ -199,8 +199,7 @@ static void fs_sync_changed(void *arg)
 }
 
 /* Run the session loop. @return 0 when it ended cleanly, else -1 */
-static int fs_loop(struct fuse_session *se,
-		   const struct fuse_cmdline_opts *co)
+static int fs_loop(struct fuse_session *se, const struct fuse_cmdline_opts *co)
 {
 	struct fuse_loop_config *cfg;
 	int r;
@@ -215,7 +214,7 @@ static int fs_loop(struct fuse_session *se,
 		fuse_loop_cfg_set_max_threads(cfg, co->max_threads);
 		if (co->max_idle_threads != UINT_MAX)
 			fuse_loop_cfg_set_idle_threads(cfg,
-						       co->max_idle_threads);
+			                               co->max_idle_threads);
 		r = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
@@ -283,8 +282,8 @@ int fs_mount_main(int argc, char **argv)
 	}
 	if (!abs || stat(abs, &st) || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "crdtfs: %s: %s\n", o.backing,
-			abs && !stat(abs, &st) ? "not a directory" :
-						 strerror(errno));
+		        abs && !stat(abs, &st) ? "not a directory" :
+		                                 strerror(errno));
 		goto out;
 	}
 
@@ -298,7 +297,7 @@ int fs_mount_main(int argc, char **argv)
 		goto out;
 	}
 	se = fuse_session_new(&args, fs_ops_table(), sizeof(*fs_ops_table()),
-			      ctx);
+	                      ctx);
 	if (!se) {
 		status = FS_EXIT_USAGE;
 		goto out;
@@ -314,8 +313,7 @@ int fs_mount_main(int argc, char **argv)
 		goto out;
 	/* Threads start after daemonizing: they would not survive fork. */
 	if ((r = fs_watch_start(ctx)) < 0) {
-		fprintf(stderr, "crdtfs: starting threads: %s\n",
-			strerror(-r));
+		fprintf(stderr, "crdtfs: starting threads: %s\n", strerror(-r));
 		goto out;
 	}
 	if (o.sync) {
@@ -327,11 +325,11 @@ int fs_mount_main(int argc, char **argv)
 		sigaddset(&set, SIGHUP);
 		pthread_sigmask(SIG_BLOCK, &set, &old);
 		r = fs_syncer_start(&ctx->syncer, abs, o.sync, o.remote,
-				    fs_sync_changed, ctx);
+		                    fs_sync_changed, ctx);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (r < 0) {
 			fprintf(stderr, "crdtfs: starting git sync: %s\n",
-				strerror(-r));
+			        strerror(-r));
 			goto out;
 		}
 	}

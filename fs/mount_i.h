@@ -61,20 +61,20 @@ enum fs_kind {
  */
 struct fs_inode {
 	enum fs_kind kind;
-	uint64_t nlookup;          /* kernel lookup count; ilock */
+	uint64_t nlookup; /* kernel lookup count; ilock */
 	/* FS_KIND_BACKING */
-	struct fs_ikey key;        /* immutable */
-	int fd;                    /* O_PATH, owned; immutable */
-	char *path;                /* owned, relative to the root ("" for
-				      the root), last name looked up;
-				      NULL when unknown; ilock */
-	UT_hash_handle hh;         /* ctx->inodes; ilock */
+	struct fs_ikey key; /* immutable */
+	int fd;             /* O_PATH, owned; immutable */
+	/* Owned, relative to the root ("" for the root), the last name
+	 * looked up; NULL when unknown; ilock. */
+	char *path;
+	UT_hash_handle hh; /* ctx->inodes; ilock */
 	/* FS_KIND_GEN */
-	struct fs_target *target;  /* owned reference; immutable */
-	engine_view *view;         /* owned reference; immutable */
-	unsigned nopen;            /* open readers; ilock */
-	struct fs_inode *gprev;    /* ctx->gens; ilock */
-	struct fs_inode *gnext;    /* ctx->gens; ilock */
+	struct fs_target *target; /* owned reference; immutable */
+	engine_view *view;        /* owned reference; immutable */
+	unsigned nopen;           /* open readers; ilock */
+	struct fs_inode *gprev;   /* ctx->gens; ilock */
+	struct fs_inode *gnext;   /* ctx->gens; ilock */
 };
 
 /*
@@ -84,75 +84,75 @@ struct fs_inode {
  */
 struct fs_target {
 	atomic_uint refs;
-	char *name;                /* owned: file name in the root */
-	uint64_t st_ino;           /* inode number shown for all gens */
-	desc_descriptor *desc;     /* owned */
-	char *desc_file;           /* owned: descriptor file, NULL: default */
-	struct stat desc_st;       /* descriptor file when loaded */
-	pthread_mutex_t mlock;     /* guards merge */
-	engine_merge *merge;       /* owned; mlock */
-	pthread_mutex_t plock;     /* guards the pending fields */
-	char **pending;            /* owned names to invalidate; plock */
-	size_t npending;           /* plock */
-	int pending_all;           /* invalidate everything; plock */
-	struct fs_inode *cur;      /* newest generation inode; ilock */
+	char *name;            /* owned: file name in the root */
+	uint64_t st_ino;       /* inode number shown for all gens */
+	desc_descriptor *desc; /* owned */
+	char *desc_file;       /* owned: descriptor file, NULL: default */
+	struct stat desc_st;   /* descriptor file when loaded */
+	pthread_mutex_t mlock; /* guards merge */
+	engine_merge *merge;   /* owned; mlock */
+	pthread_mutex_t plock; /* guards the pending fields */
+	char **pending;        /* owned names to invalidate; plock */
+	size_t npending;       /* plock */
+	int pending_all;       /* invalidate everything; plock */
+	struct fs_inode *cur;  /* newest generation inode; ilock */
 };
 
 enum fs_hkind { FS_H_FILE, FS_H_GEN, FS_H_STATUS, FS_H_DIR };
 
 /* One directory entry of a directory snapshot. */
 struct fs_dirent {
-	char *name;                /* owned */
+	char *name; /* owned */
 	ino_t ino;
-	unsigned char type;        /* DT_* */
-	int virt;                  /* a virtual file of the root */
+	unsigned char type; /* DT_* */
+	int virt;           /* a virtual file of the root */
 };
 
 /* One open file or directory (fi->fh); all live in ctx->handles. */
 struct fs_handle {
 	enum fs_hkind kind;
-	struct fs_handle *prev;    /* ctx->handles; ilock */
-	struct fs_handle *next;    /* ctx->handles; ilock */
+	struct fs_handle *prev; /* ctx->handles; ilock */
+	struct fs_handle *next; /* ctx->handles; ilock */
 	/* FS_H_FILE */
-	int fd;                    /* owned */
-	char *path;                /* owned: relative path at open, or NULL */
-	atomic_int wrote;          /* written through this handle */
+	int fd;           /* owned */
+	char *path;       /* owned: relative path at open, or NULL */
+	atomic_int wrote; /* written through this handle */
 	/* FS_H_GEN */
-	struct fs_inode *gen;      /* borrowed: the kernel holds a lookup */
-	engine_reader *reader;     /* owned */
+	struct fs_inode *gen;  /* borrowed: the kernel holds a lookup */
+	engine_reader *reader; /* owned */
 	/* FS_H_STATUS */
-	char *buf;                 /* owned snapshot */
+	char *buf; /* owned snapshot */
 	size_t len;
 	/* FS_H_DIR */
-	struct fs_dirent *ents;    /* owned; serialised by the kernel */
+	struct fs_dirent *ents; /* owned; serialised by the kernel */
 	size_t nents;
-	int served;                /* readdir was answered at least once */
+	int served; /* readdir was answered at least once */
 };
 
 /* One inotify watch on a backing directory. */
 struct fs_watch {
-	int wd;                    /* key */
-	char *path;                /* owned, relative ("" for the root) */
-	struct fs_ikey key;        /* the directory */
-	int seen;                  /* mark for the rescan */
+	int wd;             /* key */
+	char *path;         /* owned, relative ("" for the root) */
+	struct fs_ikey key; /* the directory */
+	int seen;           /* mark for the rescan */
 	UT_hash_handle hh;
 };
 
 /* One queued kernel cache notification (deduplicated by text key). */
 struct fs_note {
-	char *key;                 /* owned, hash key */
-	int entry;                 /* 1: inval_entry, 0: inval_inode */
-	int root;                  /* parent/inode is the root */
-	struct fs_ikey ik;         /* the inode, or the parent directory */
-	char *name;                /* owned entry name (entry only) */
+	char *key;         /* owned, hash key */
+	int entry;         /* 1: inval_entry, 0: inval_inode */
+	int root;          /* parent/inode is the root */
+	struct fs_ikey ik; /* the inode, or the parent directory */
+	char *name;        /* owned entry name (entry only) */
 	UT_hash_handle hh;
 };
 
 /* Options parsed from the command line. */
 struct fs_opts {
-	char *backing;             /* owned: as given */
-	unsigned sync;             /* -o sync=SECONDS, 0: off */
-	char *remote;              /* -o remote=NAME, owned */
+	char *backing; /* owned: as given */
+	unsigned sync; /* -o sync=SECONDS, 0: off */
+	char *remote;  /* -o remote=NAME, owned */
 	int has_fsname;
 	int has_subtype;
 	int allow_other;
@@ -162,11 +162,11 @@ struct fs_opts {
 /* Everything a mount owns; fuse_req_userdata() of every request. */
 struct fs_ctx {
 	struct fuse_session *se;
-	char *backing;             /* owned absolute path; immutable */
-	int backing_fd;            /* O_RDONLY|O_DIRECTORY; immutable */
-	uid_t uid;                 /* owner of the backing root */
+	char *backing;  /* owned absolute path; immutable */
+	int backing_fd; /* O_RDONLY|O_DIRECTORY; immutable */
+	uid_t uid;      /* owner of the backing root */
 	gid_t gid;
-	struct timespec started;   /* mount time */
+	struct timespec started; /* mount time */
 	int debug;
 
 	pthread_mutex_t ilock;
@@ -182,28 +182,28 @@ struct fs_ctx {
 	pthread_cond_t mod_cond;   /* mod_active dropped to 0; ilock */
 
 	pthread_rwlock_t tlock;
-	struct fs_target **targets; /* owned refs; tlock */
-	size_t ntargets;           /* tlock */
+	struct fs_target **targets;    /* owned refs; tlock */
+	size_t ntargets;               /* tlock */
 	engine_problems desc_problems; /* invalid descriptors; tlock */
-	atomic_int targets_dirty;  /* reload the target set before use */
-	atomic_int targets_loaded; /* the set was loaded at least once */
+	atomic_int targets_dirty;      /* reload the target set before use */
+	atomic_int targets_loaded;     /* the set was loaded at least once */
 
 	pthread_mutex_t wlock;
-	int inotify_fd;            /* non-blocking; -1 when unavailable */
-	struct fs_watch *watches;  /* by wd; wlock */
-	int watch_rescan;          /* rescan the watch set; wlock */
-	int wake_fd;               /* eventfd that stops the watcher */
+	int inotify_fd;           /* non-blocking; -1 before init */
+	struct fs_watch *watches; /* by wd; wlock */
+	int watch_rescan;         /* rescan the watch set; wlock */
+	int wake_fd;              /* eventfd that stops the watcher */
 	pthread_t watch_thread;
 	int watch_running;
 
 	pthread_mutex_t nlock;
 	pthread_cond_t ncond;
-	struct fs_note *notes;     /* FIFO; nlock */
-	int nstop;                 /* nlock */
+	struct fs_note *notes; /* FIFO; nlock */
+	int nstop;             /* nlock */
 	pthread_t notify_thread;
 	int notify_running;
 
-	fs_syncer *syncer;         /* NULL when not syncing */
+	fs_syncer *syncer; /* NULL when not syncing */
 };
 
 /* ---- ops.c ---- */
@@ -253,19 +253,19 @@ int fs_name_served(struct fs_ctx *ctx, const char *name);
  *         virtual (pass it through), or -errno (-ENOENT for `.git`)
  */
 int fs_virtual_lookup(struct fs_ctx *ctx, const char *name,
-		      struct fuse_entry_param *e);
+                      struct fuse_entry_param *e);
 
 /** Attributes of a generation or status inode. @return 0 or -errno */
-int fs_virtual_getattr(struct fs_ctx *ctx, struct fs_inode *in,
-		       struct stat *st, double *timeout);
+int fs_virtual_getattr(struct fs_ctx *ctx, struct fs_inode *in, struct stat *st,
+                       double *timeout);
 
 /** Open a generation or status inode (replies itself). */
 void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
-		     struct fuse_file_info *fi);
+                     struct fuse_file_info *fi);
 
 /** Read / release a FS_H_GEN or FS_H_STATUS handle (replies itself). */
 void fs_virtual_read(fuse_req_t req, struct fs_handle *h, size_t size,
-		     off_t off);
+                     off_t off);
 void fs_virtual_release(struct fs_ctx *ctx, struct fs_handle *h);
 
 /** Drop n lookups of a generation inode; frees it at zero. */
@@ -275,8 +275,8 @@ void fs_gen_forget(struct fs_ctx *ctx, struct fs_inode *in, uint64_t n);
  * Virtual entries of the root for readdir: appends owned fs_dirent items
  * (the status file and every target) to *ents.  @return 0 or -ENOMEM
  */
-int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents,
-		       size_t *n, size_t *cap);
+int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents, size_t *n,
+                       size_t *cap);
 
 /**
  * Backing file `path` (relative to the root) changed or may change:
@@ -313,8 +313,7 @@ int fs_is_source(struct fs_ctx *ctx, const char *path);
  * Both do nothing for files that are no source (begin returns 0).
  * @return a token for fs_mod_end()
  */
-int fs_mod_begin(struct fs_ctx *ctx, dev_t dev, ino_t ino,
-		 const char *path);
+int fs_mod_begin(struct fs_ctx *ctx, dev_t dev, ino_t ino, const char *path);
 void fs_mod_end(struct fs_ctx *ctx, int token, const char *path);
 
 /**
@@ -352,7 +351,7 @@ void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key);
  * root), deduplicated.
  */
 void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
-		     const char *name);
+                     const char *name);
 
 /* ---- status.c ---- */
 

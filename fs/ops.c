@@ -167,7 +167,7 @@ static void fs_handle_free(struct fs_handle *h)
  * saw it.  @return an owned string, or NULL when unknown or out of memory
  */
 static char *fs_child_path(struct fs_ctx *ctx, struct fs_inode *dir,
-			   const char *name)
+                           const char *name)
 {
 	char *p = NULL;
 	size_t dl, nl;
@@ -212,7 +212,7 @@ static void fs_changed(struct fs_ctx *ctx, const char *path)
 
 /* Around an in-place modification of a backing file (see fs_mod_begin). */
 static int fs_mod_start(struct fs_ctx *ctx, struct fs_inode *in,
-			const char *path)
+                        const char *path)
 {
 	return fs_mod_begin(ctx, in->key.dev, in->key.ino, path);
 }
@@ -247,7 +247,7 @@ fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key)
  * @return 0 with e filled, or -errno
  */
 static int fs_do_lookup(struct fs_ctx *ctx, struct fs_inode *dir,
-			const char *name, struct fuse_entry_param *e)
+                        const char *name, struct fuse_entry_param *e)
 {
 	struct fs_inode *in;
 	struct fs_ikey key;
@@ -345,8 +345,7 @@ static void fs_reply_entry(fuse_req_t req, const struct fuse_entry_param *e)
  * Rewrite the remembered paths of inodes below directory `from` (moved to
  * `to`).  Called with ilock held.
  */
-static void fs_paths_moved(struct fs_ctx *ctx, const char *from,
-			   const char *to)
+static void fs_paths_moved(struct fs_ctx *ctx, const char *from, const char *to)
 {
 	struct fs_inode *in, *tmp;
 	size_t fl = strlen(from), tl = strlen(to);
@@ -368,8 +367,8 @@ static void fs_paths_moved(struct fs_ctx *ctx, const char *from,
 
 /* After a rename: remember the new path of the inode now at `path`. */
 static void fs_path_renamed(struct fs_ctx *ctx, struct fs_inode *dir,
-			    const char *name, const char *oldpath,
-			    const char *path)
+                            const char *name, const char *oldpath,
+                            const char *path)
 {
 	struct fs_inode *in;
 	struct fs_ikey key;
@@ -438,7 +437,7 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 /* ---- attributes ---- */
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
@@ -466,7 +465,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
  * readers first and marks the path changed before the reply.
  */
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
-		       int valid, struct fuse_file_info *fi)
+                       int valid, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
@@ -486,19 +485,19 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 	if (valid & FUSE_SET_ATTR_MODE) {
 		if ((fd >= 0 ? fchmod(fd, attr->st_mode) :
-			       chmod(proc, attr->st_mode))) {
+		               chmod(proc, attr->st_mode))) {
 			r = -errno;
 			goto out;
 		}
 	}
 	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid :
-							  (uid_t)-1;
+		                                          (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid :
-							  (gid_t)-1;
+		                                          (gid_t)-1;
 
 		if (fchownat(in->fd, "", uid, gid,
-			     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
+		             AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
 			r = -errno;
 			goto out;
 		}
@@ -509,7 +508,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		path = h && h->path ? strdup(h->path) : fs_inode_path(ctx, in);
 		tok = fs_mod_start(ctx, in, path);
 		if ((fd >= 0 ? ftruncate(fd, attr->st_size) :
-			       truncate(proc, attr->st_size)))
+		               truncate(proc, attr->st_size)))
 			r = -errno;
 		fs_mod_done(ctx, tok, r < 0 ? NULL : path);
 		if (r < 0)
@@ -529,7 +528,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
 		if ((fd >= 0 ? futimens(fd, tv) :
-			       utimensat(AT_FDCWD, proc, tv, 0))) {
+		               utimensat(AT_FDCWD, proc, tv, 0))) {
 			r = -errno;
 			goto out;
 		}
@@ -580,13 +579,13 @@ static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 }
 
 static void fs_forget_multi(fuse_req_t req, size_t count,
-			    struct fuse_forget_data *forgets)
+                            struct fuse_forget_data *forgets)
 {
 	size_t i;
 
 	for (i = 0; i < count; i++)
 		fs_forget_one(fs_ctx_of(req), forgets[i].ino,
-			      forgets[i].nlookup);
+		              forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -619,7 +618,7 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
  * @return 0 or a positive errno to reply
  */
 static int fs_check_new_name(fuse_req_t req, fuse_ino_t parent,
-			     const char *name, int err)
+                             const char *name, int err)
 {
 	struct fs_inode *dir = fs_inode_of(req, parent);
 
@@ -631,8 +630,8 @@ static int fs_check_new_name(fuse_req_t req, fuse_ino_t parent,
 }
 
 /* mkdir and symlink: make the name, then look it up. */
-static void fs_make_node(fuse_req_t req, fuse_ino_t parent,
-			 const char *name, mode_t mode, const char *link)
+static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+                         mode_t mode, const char *link)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, parent);
@@ -645,7 +644,7 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent,
 		return;
 	}
 	r = link ? symlinkat(link, dir->fd, name) :
-		   mkdirat(dir->fd, name, mode);
+	           mkdirat(dir->fd, name, mode);
 	if (r) {
 		fuse_reply_err(req, errno);
 		return;
@@ -661,19 +660,19 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent,
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode)
+                     mode_t mode)
 {
 	fs_make_node(req, parent, name, mode, NULL);
 }
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
-		       const char *name)
+                       const char *name)
 {
 	fs_make_node(req, parent, name, 0, link);
 }
 
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
-		    const char *name)
+                    const char *name)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
@@ -707,7 +706,7 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 }
 
 static void fs_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      int flags)
+                      int flags)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, parent);
@@ -746,8 +745,8 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
  * replaced (EACCES).
  */
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      fuse_ino_t newparent, const char *newname,
-		      unsigned int flags)
+                      fuse_ino_t newparent, const char *newname,
+                      unsigned int flags)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, parent);
@@ -784,7 +783,7 @@ out:
 /* ---- files ---- */
 
 static void fs_reply_open(fuse_req_t req, struct fs_handle *h,
-			  struct fuse_file_info *fi)
+                          struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 
@@ -802,8 +801,7 @@ static void fs_reply_open(fuse_req_t req, struct fs_handle *h,
  * what open readers of merged files need first; O_TRUNC marks the path
  * changed before the reply.
  */
-static void fs_open(fuse_req_t req, fuse_ino_t ino,
-		    struct fuse_file_info *fi)
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
@@ -843,7 +841,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino,
 }
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      mode_t mode, struct fuse_file_info *fi)
+                      mode_t mode, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, parent);
@@ -862,8 +860,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	h->kind = FS_H_FILE;
 	h->fd = -1;
-	fd = openat(dir->fd, name,
-		    (fi->flags | O_CREAT) & ~O_NOFOLLOW, mode);
+	fd = openat(dir->fd, name, (fi->flags | O_CREAT) & ~O_NOFOLLOW, mode);
 	if (fd < 0) {
 		fuse_reply_err(req, errno);
 		fs_handle_free(h);
@@ -889,7 +886,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+                    struct fuse_file_info *fi)
 {
 	struct fs_handle *h = fs_handle_of(fi);
 	char *buf;
@@ -913,7 +910,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		     size_t size, off_t off, struct fuse_file_info *fi)
+                     size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
@@ -937,8 +934,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	fuse_reply_write(req, n);
 }
 
-static void fs_flush(fuse_req_t req, fuse_ino_t ino,
-		     struct fuse_file_info *fi)
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = fs_handle_of(fi);
 	int r = 0;
@@ -951,7 +947,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino,
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_handle *h = fs_handle_of(fi);
@@ -969,7 +965,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino,
 }
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
-		     struct fuse_file_info *fi)
+                     struct fuse_file_info *fi)
 {
 	struct fs_handle *h = fs_handle_of(fi);
 	int r = 0;
@@ -981,9 +977,8 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, r);
 }
 
-static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			 off_t offset, off_t length,
-			 struct fuse_file_info *fi)
+static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+                         off_t length, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
@@ -1004,7 +999,7 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 /* ---- directories ---- */
 
 static int fs_dirent_push(struct fs_dirent **ents, size_t *n, size_t *cap,
-			  const char *name, ino_t ino, unsigned char type)
+                          const char *name, ino_t ino, unsigned char type)
 {
 	struct fs_dirent *p;
 
@@ -1035,7 +1030,7 @@ static int fs_dirent_push(struct fs_dirent **ents, size_t *n, size_t *cap,
  * @return 0 or -errno
  */
 static int fs_dir_snapshot(struct fs_ctx *ctx, struct fs_inode *in,
-			   struct fs_handle *h)
+                           struct fs_handle *h)
 {
 	struct fs_dirent *ents = NULL;
 	size_t n = 0, cap = 0;
@@ -1064,8 +1059,8 @@ static int fs_dir_snapshot(struct fs_ctx *ctx, struct fs_inode *in,
 		}
 		if (root && fs_name_reserved(ctx, de->d_name))
 			continue;
-		if ((r = fs_dirent_push(&ents, &n, &cap, de->d_name,
-					de->d_ino, de->d_type)) < 0)
+		if ((r = fs_dirent_push(&ents, &n, &cap, de->d_name, de->d_ino,
+		                        de->d_type)) < 0)
 			break;
 	}
 	closedir(dp);
@@ -1082,7 +1077,7 @@ static int fs_dir_snapshot(struct fs_ctx *ctx, struct fs_inode *in,
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
@@ -1115,7 +1110,7 @@ static int fs_is_dot(const char *name)
 }
 
 static void fs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-			  off_t off, struct fuse_file_info *fi, int plus)
+                          off_t off, struct fuse_file_info *fi, int plus)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, ino);
@@ -1154,7 +1149,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 					break;
 			}
 			entsize = fuse_add_direntry_plus(req, p, rem, d->name,
-							 &e, i + 1);
+			                                 &e, i + 1);
 			if (entsize > rem) {
 				if (e.ino)
 					fs_forget_one(ctx, e.ino, 1);
@@ -1167,7 +1162,7 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			st.st_ino = d->ino;
 			st.st_mode = (mode_t)d->type << 12;
 			entsize = fuse_add_direntry(req, p, rem, d->name, &st,
-						    i + 1);
+			                            i + 1);
 			if (entsize > rem)
 				break;
 		}
@@ -1181,20 +1176,20 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		fuse_reply_buf(req, buf, used);
 }
 
-static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-		       off_t off, struct fuse_file_info *fi)
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
 {
 	fs_do_readdir(req, ino, size, off, fi, 0);
 }
 
 static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
-			   off_t off, struct fuse_file_info *fi)
+                           off_t off, struct fuse_file_info *fi)
 {
 	fs_do_readdir(req, ino, size, off, fi, 1);
 }
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino,
-			  struct fuse_file_info *fi)
+                          struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_handle *h = fs_handle_of(fi);
@@ -1206,7 +1201,7 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino,
 }
 
 static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			struct fuse_file_info *fi)
+                        struct fuse_file_info *fi)
 {
 	struct fs_inode *in = fs_inode_of(req, ino);
 	int fd, r = 0;

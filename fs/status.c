@@ -56,13 +56,11 @@ static json_t *fs_json_str(const char *s)
 
 static json_t *fs_json_problem(const engine_problem *pr)
 {
-	return json_pack("{s:o, s:I, s:I, s:s, s:o}",
-			 "file", fs_json_str(pr->file),
-			 "line", (json_int_t)pr->line,
-			 "column", (json_int_t)pr->column,
-			 "severity",
-			 pr->severity == ENGINE_ERROR ? "error" : "warning",
-			 "message", fs_json_str(pr->message));
+	return json_pack("{s:o, s:I, s:I, s:s, s:o}", "file",
+	                 fs_json_str(pr->file), "line", (json_int_t)pr->line,
+	                 "column", (json_int_t)pr->column, "severity",
+	                 pr->severity == ENGINE_ERROR ? "error" : "warning",
+	                 "message", fs_json_str(pr->message));
 }
 
 static json_t *fs_json_problems(const engine_problems *p)
@@ -88,44 +86,46 @@ static json_t *fs_json_target(struct fs_ctx *ctx, struct fs_target *t)
 		return NULL;
 	json_object_set_new(o, "name", fs_json_str(t->name));
 	json_object_set_new(o, "descriptor",
-			    fs_json_str(t->desc_file ? t->desc_file :
-						       t->desc->origin));
+	                    fs_json_str(t->desc_file ? t->desc_file :
+	                                               t->desc->origin));
 	pats = json_array();
 	for (i = 0; pats && i < t->desc->nsources; i++)
 		json_array_append_new(pats, fs_json_str(t->desc->sources[i]));
 	json_object_set_new(o, "patterns", pats);
 	json_object_set_new(o, "format",
-			    json_string(t->desc->format == DESC_FORMAT_JSONL ?
-						"jsonl" : "json"));
+	                    json_string(t->desc->format == DESC_FORMAT_JSONL ?
+	                                        "jsonl" :
+	                                        "json"));
 	json_object_set_new(o, "shadows_backing_file",
-			    json_boolean(fstatat(ctx->backing_fd, t->name, &st,
-						 AT_SYMLINK_NOFOLLOW) == 0));
+	                    json_boolean(fstatat(ctx->backing_fd, t->name, &st,
+	                                         AT_SYMLINK_NOFOLLOW) == 0));
 	r = fs_target_view(t, &v);
 	if (r < 0) {
 		json_object_set_new(o, "error", json_string(strerror(-r)));
 		return o;
 	}
-	json_object_set_new(o, "generation", json_integer(
-			(json_int_t)engine_view_generation(v)));
+	json_object_set_new(
+	        o, "generation",
+	        json_integer((json_int_t)engine_view_generation(v)));
 	json_object_set_new(o, "entries",
-			    json_integer((json_int_t)engine_view_entries(v)));
+	                    json_integer((json_int_t)engine_view_entries(v)));
 	json_object_set_new(o, "size",
-			    json_integer((json_int_t)engine_view_size(v)));
+	                    json_integer((json_int_t)engine_view_size(v)));
 	json_object_set_new(o, "build_seconds",
-			    json_real(engine_view_build_seconds(v)));
+	                    json_real(engine_view_build_seconds(v)));
 	srcs = json_array();
 	for (i = 0; srcs && i < engine_view_nsources(v); i++) {
 		engine_source_info si = engine_view_source(v, i);
 
-		json_array_append_new(srcs,
-			json_pack("{s:o, s:I, s:I}",
-				  "file", fs_json_str(si.name),
-				  "entries", (json_int_t)si.entries,
-				  "problems", (json_int_t)si.problems));
+		json_array_append_new(
+		        srcs, json_pack("{s:o, s:I, s:I}", "file",
+		                        fs_json_str(si.name), "entries",
+		                        (json_int_t)si.entries, "problems",
+		                        (json_int_t)si.problems));
 	}
 	json_object_set_new(o, "sources", srcs);
 	json_object_set_new(o, "problems",
-			    fs_json_problems(engine_view_problems(v)));
+	                    fs_json_problems(engine_view_problems(v)));
 	engine_view_unref(v);
 	return o;
 }
@@ -158,7 +158,7 @@ int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len)
 			set[i] = fs_target_ref(ctx->targets[i]);
 	}
 	json_object_set_new(root, "descriptor_problems",
-			    fs_json_problems(&ctx->desc_problems));
+	                    fs_json_problems(&ctx->desc_problems));
 	pthread_rwlock_unlock(&ctx->tlock);
 	if (!set) {
 		json_decref(targets);

@@ -93,8 +93,8 @@ void fs_target_unref(struct fs_target *t)
  * @return 0 or -ENOMEM
  */
 static int fs_target_new(struct fs_target **out, struct fs_ctx *ctx,
-			 desc_descriptor *desc, const char *desc_file,
-			 const struct stat *st)
+                         desc_descriptor *desc, const char *desc_file,
+                         const struct stat *st)
 {
 	struct fs_target *t;
 	int r;
@@ -153,9 +153,8 @@ static int fs_target_name_bad(const char *name)
 }
 
 /* A target of the current set with descriptor file `file` and stat st. */
-static struct fs_target *fs_target_reusable(struct fs_ctx *ctx,
-					    const char *file,
-					    const struct stat *st)
+static struct fs_target *
+fs_target_reusable(struct fs_ctx *ctx, const char *file, const struct stat *st)
 {
 	size_t i;
 
@@ -172,7 +171,7 @@ static struct fs_target *fs_target_reusable(struct fs_ctx *ctx,
 }
 
 static int fs_set_push(struct fs_target ***set, size_t *n, size_t *cap,
-		       struct fs_target *t)
+                       struct fs_target *t)
 {
 	struct fs_target **p;
 
@@ -190,7 +189,7 @@ static int fs_set_push(struct fs_target ***set, size_t *n, size_t *cap,
 }
 
 static struct fs_target *fs_set_find(struct fs_target **set, size_t n,
-				     const char *name)
+                                     const char *name)
 {
 	size_t i;
 
@@ -219,8 +218,8 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 	count = desc_list(&names, ctx->backing_fd);
 	if (count < 0) {
 		(void)engine_problems_add(&probs, ENGINE_ERROR, ".", 0, 0,
-					  "cannot list descriptors: %s",
-					  strerror(-count));
+		                          "cannot list descriptors: %s",
+		                          strerror(-count));
 		names = NULL;
 	}
 	for (i = 0; names && names[i]; i++) {
@@ -228,7 +227,7 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 		struct stat st;
 
 		if (fstatat(ctx->backing_fd, names[i], &st,
-			    AT_SYMLINK_NOFOLLOW))
+		            AT_SYMLINK_NOFOLLOW))
 			continue;
 		t = fs_target_reusable(ctx, names[i], &st);
 		if (!t) {
@@ -237,29 +236,29 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 			if (r == -ENOENT)
 				continue;
 			if (r < 0) {
-				(void)engine_problems_add(&probs, ENGINE_ERROR,
-					names[i], err.line > 0 ? err.line : 0,
-					err.column > 0 ? err.column : 0, "%s",
-					err.text[0] ? err.text :
-						      strerror(-r));
+				(void)engine_problems_add(
+				        &probs, ENGINE_ERROR, names[i],
+				        err.line > 0 ? err.line : 0,
+				        err.column > 0 ? err.column : 0, "%s",
+				        err.text[0] ? err.text : strerror(-r));
 				continue;
 			}
 			if ((r = fs_target_new(&t, ctx, d, names[i], &st)) < 0)
 				continue;
 		}
 		if (fs_target_name_bad(t->name)) {
-			(void)engine_problems_add(&probs, ENGINE_ERROR,
-				names[i], 0, 0,
-				"target \"%s\" is a name the mount reserves",
-				t->name);
+			(void)engine_problems_add(
+			        &probs, ENGINE_ERROR, names[i], 0, 0,
+			        "target \"%s\" is a name the mount reserves",
+			        t->name);
 			fs_target_unref(t);
 			continue;
 		}
 		if ((dup = fs_set_find(set, n, t->name))) {
-			(void)engine_problems_add(&probs, ENGINE_ERROR,
-				names[i], 0, 0,
-				"target \"%s\" is already defined by %s",
-				t->name, dup->desc_file);
+			(void)engine_problems_add(
+			        &probs, ENGINE_ERROR, names[i], 0, 0,
+			        "target \"%s\" is already defined by %s",
+			        t->name, dup->desc_file);
 			fs_target_unref(t);
 			continue;
 		}
@@ -456,8 +455,8 @@ void fs_preserve(struct fs_ctx *ctx, dev_t dev, ino_t ino)
 		r = engine_view_preserve_inode(views[i], dev, ino);
 		if (r < 0 && ctx->debug)
 			fuse_log(FUSE_LOG_DEBUG,
-				 "crdtfs: preserving for readers: %s\n",
-				 strerror(-r));
+			         "crdtfs: preserving for readers: %s\n",
+			         strerror(-r));
 		engine_view_unref(views[i]);
 	}
 	free(views);
@@ -477,8 +476,7 @@ int fs_is_source(struct fs_ctx *ctx, const char *path)
 	return r;
 }
 
-int fs_mod_begin(struct fs_ctx *ctx, dev_t dev, ino_t ino,
-		 const char *path)
+int fs_mod_begin(struct fs_ctx *ctx, dev_t dev, ino_t ino, const char *path)
 {
 	if (!fs_is_source(ctx, path))
 		return 0;
@@ -535,7 +533,7 @@ int fs_target_view(struct fs_target *t, engine_view **out)
 /* ---- generation inodes ---- */
 
 static void fs_gen_stat(struct fs_ctx *ctx, const struct fs_inode *g,
-			struct stat *st)
+                        struct stat *st)
 {
 	uint64_t size = engine_view_size(g->view);
 	struct timespec mt = engine_view_mtime(g->view);
@@ -560,7 +558,7 @@ static void fs_gen_stat(struct fs_ctx *ctx, const struct fs_inode *g,
  * changed.  @return 0 with e filled, or -errno
  */
 static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
-			    struct fuse_entry_param *e)
+                            struct fuse_entry_param *e)
 {
 	struct fs_inode *g, *fresh = NULL;
 	engine_view *view;
@@ -594,8 +592,8 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 		break;
 	}
 	g = t->cur;
-	if (g && engine_view_generation(g->view) ==
-			 engine_view_generation(view)) {
+	if (g &&
+	    engine_view_generation(g->view) == engine_view_generation(view)) {
 		g->nlookup++;
 	} else if (fresh) {
 		g = fresh;
@@ -687,7 +685,7 @@ static int fs_status_stat(struct fs_ctx *ctx, struct stat *st)
 /* ---- entry points for ops.c ---- */
 
 int fs_virtual_lookup(struct fs_ctx *ctx, const char *name,
-		      struct fuse_entry_param *e)
+                      struct fuse_entry_param *e)
 {
 	struct fs_target *t;
 	int r;
@@ -712,8 +710,8 @@ int fs_virtual_lookup(struct fs_ctx *ctx, const char *name,
 	return r;
 }
 
-int fs_virtual_getattr(struct fs_ctx *ctx, struct fs_inode *in,
-		       struct stat *st, double *timeout)
+int fs_virtual_getattr(struct fs_ctx *ctx, struct fs_inode *in, struct stat *st,
+                       double *timeout)
 {
 	if (in->kind == FS_KIND_STATUS) {
 		*timeout = 0;
@@ -730,7 +728,7 @@ int fs_virtual_getattr(struct fs_ctx *ctx, struct fs_inode *in,
  * reads what it rendered).  Writing is EACCES.
  */
 void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
-		     struct fuse_file_info *fi)
+                     struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = fuse_req_userdata(req);
 	struct fs_handle *h;
@@ -779,7 +777,7 @@ fail:
 }
 
 void fs_virtual_read(fuse_req_t req, struct fs_handle *h, size_t size,
-		     off_t off)
+                     off_t off)
 {
 	char *buf;
 	ssize_t n;
@@ -799,8 +797,10 @@ void fs_virtual_read(fuse_req_t req, struct fs_handle *h, size_t size,
 		 * close, and RELEASE may free h on another thread before
 		 * writev() has returned here.
 		 */
-		n = (uint64_t)off >= h->len ? 0 :
-		    (ssize_t)(h->len - off < size ? h->len - off : size);
+		n = (uint64_t)off >= h->len ?
+		            0 :
+		            (ssize_t)(h->len - off < size ? h->len - off :
+		                                            size);
 		if (n)
 			memcpy(buf, h->buf + off, n);
 	} else {
@@ -821,8 +821,8 @@ void fs_virtual_release(struct fs_ctx *ctx, struct fs_handle *h)
 	pthread_mutex_unlock(&ctx->ilock);
 }
 
-int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents,
-		       size_t *n, size_t *cap)
+int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents, size_t *n,
+                       size_t *cap)
 {
 	struct fs_dirent *p;
 	size_t i, need;
@@ -841,7 +841,7 @@ int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents,
 	}
 	for (i = 0; i <= ctx->ntargets; i++) {
 		const char *name = i < ctx->ntargets ? ctx->targets[i]->name :
-						       FS_STATUS_NAME;
+		                                       FS_STATUS_NAME;
 
 		p = &(*ents)[*n];
 		p->name = strdup(name);
@@ -850,7 +850,7 @@ int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents,
 			goto out;
 		}
 		p->ino = i < ctx->ntargets ? ctx->targets[i]->st_ino :
-					     ctx->status_ino;
+		                             ctx->status_ino;
 		p->type = DT_REG;
 		p->virt = 1;
 		(*n)++;

@@ -42,10 +42,10 @@
 
 #include "desc.h"
 
-#define FS_WATCH_MASK                                                      \
-	(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |          \
-	 IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF |            \
-	 IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+#define FS_WATCH_MASK                                                          \
+	(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |              \
+	 IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
+	 IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 /* Most directories watched besides the root. */
 #define FS_WATCH_MAX 4096
 /* Deepest directory level a source pattern may reach into. */
@@ -76,7 +76,7 @@ static void fs_note_free(struct fs_note *n)
 }
 
 static void fs_note_queue(struct fs_ctx *ctx, int entry,
-			  const struct fs_ikey *ik, const char *name)
+                          const struct fs_ikey *ik, const char *name)
 {
 	struct fs_note *n, *dup;
 	char key[96];
@@ -90,8 +90,8 @@ static void fs_note_queue(struct fs_ctx *ctx, int entry,
 	if (ik)
 		n->ik = *ik;
 	snprintf(key, sizeof(key), "%c:%lu:%lu:", entry ? 'e' : 'i',
-		 ik ? (unsigned long)ik->dev : 0UL,
-		 ik ? (unsigned long)ik->ino : 0UL);
+	         ik ? (unsigned long)ik->dev : 0UL,
+	         ik ? (unsigned long)ik->ino : 0UL);
 	kl = strlen(key);
 	n->key = malloc(kl + nl + 1);
 	n->name = name ? strdup(name) : NULL;
@@ -120,7 +120,7 @@ void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key)
 }
 
 void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
-		     const char *name)
+                     const char *name)
 {
 	fs_note_queue(ctx, 1, parent, name);
 }
@@ -135,13 +135,12 @@ static void fs_note_send(struct fs_ctx *ctx, struct fs_note *n)
 		return;
 	if (n->entry)
 		r = fuse_lowlevel_notify_inval_entry(ctx->se, id, n->name,
-						     strlen(n->name));
+		                                     strlen(n->name));
 	else
 		r = fuse_lowlevel_notify_inval_inode(ctx->se, id, 0, 0);
-	if (r < 0 && r != -ENOENT && r != -EBADF && r != -ENODEV &&
-	    ctx->debug)
+	if (r < 0 && r != -ENOENT && r != -EBADF && r != -ENODEV && ctx->debug)
 		fuse_log(FUSE_LOG_DEBUG, "crdtfs: notify %s: %s\n", n->key,
-			 strerror(-r));
+		         strerror(-r));
 }
 
 static void *fs_notify_main(void *arg)
@@ -182,7 +181,8 @@ static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
 	int wd;
 
 	if (fstatat(ctx->backing_fd, *rel ? rel : ".", &st,
-		    AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode))
+	            AT_SYMLINK_NOFOLLOW) ||
+	    !S_ISDIR(st.st_mode))
 		return -ENOTDIR;
 	/*
 	 * Through the backing fd, not the BACKING path: the mount may sit
@@ -227,9 +227,8 @@ static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
  * source pattern (the last segment names files).  Symlinks are never
  * followed, like desc_match_sources().
  */
-static void fs_watch_walk(struct fs_ctx *ctx, const char *rel,
-			  char **segs, size_t depth, size_t last,
-			  unsigned *budget)
+static void fs_watch_walk(struct fs_ctx *ctx, const char *rel, char **segs,
+                          size_t depth, size_t last, unsigned *budget)
 {
 	struct dirent *de;
 	DIR *dp;
@@ -238,7 +237,7 @@ static void fs_watch_walk(struct fs_ctx *ctx, const char *rel,
 	if (depth >= last || depth >= FS_WATCH_DEPTH)
 		return;
 	fd = openat(ctx->backing_fd, *rel ? rel : ".",
-		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	dp = fdopendir(fd);
@@ -259,8 +258,7 @@ static void fs_watch_walk(struct fs_ctx *ctx, const char *rel,
 			continue;
 		if (de->d_type != DT_DIR &&
 		    (de->d_type != DT_UNKNOWN ||
-		     fstatat(dirfd(dp), de->d_name, &st,
-			     AT_SYMLINK_NOFOLLOW) ||
+		     fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
 		     !S_ISDIR(st.st_mode)))
 			continue;
 		child = fs_join(rel, de->d_name);
@@ -269,7 +267,7 @@ static void fs_watch_walk(struct fs_ctx *ctx, const char *rel,
 		if (fs_watch_add(ctx, child) == 0) {
 			(*budget)--;
 			fs_watch_walk(ctx, child, segs, depth + 1, last,
-				      budget);
+			              budget);
 		}
 		free(child);
 	}
@@ -400,8 +398,8 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 		return;
 	parent = *w->path ? &w->key : NULL;
 	if (ev->mask & IN_ISDIR) {
-		if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM |
-				IN_MOVED_TO)) {
+		if (ev->mask &
+		    (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
 			ctx->watch_rescan = 1;
 			fs_notify_entry(ctx, parent, ev->name);
 		}
@@ -430,7 +428,7 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 void fs_watch_drain(struct fs_ctx *ctx)
 {
 	char buf[16384]
-		__attribute__((aligned(__alignof__(struct inotify_event))));
+	        __attribute__((aligned(__alignof__(struct inotify_event))));
 	const struct inotify_event *ev;
 	ssize_t n;
 	char *p;
@@ -510,7 +508,7 @@ int fs_watch_start(struct fs_ctx *ctx)
 	if (r == 0) {
 		ctx->notify_running = 1;
 		r = -pthread_create(&ctx->watch_thread, NULL, fs_watch_main,
-				    ctx);
+		                    ctx);
 		if (r == 0)
 			ctx->watch_running = 1;
 	}
@@ -526,8 +524,8 @@ void fs_watch_stop(struct fs_ctx *ctx)
 	if (ctx->watch_running) {
 		if (write(ctx->wake_fd, &one, sizeof(one)) < 0)
 			fuse_log(FUSE_LOG_ERR,
-				 "crdtfs: waking the watcher: %s\n",
-				 strerror(errno));
+			         "crdtfs: waking the watcher: %s\n",
+			         strerror(errno));
 		pthread_join(ctx->watch_thread, NULL);
 		ctx->watch_running = 0;
 	}
