@@ -305,9 +305,48 @@ static int merge_records(const merge_input *in, merge_scratch *sc,
 	}
 	items = sc->items.base;
 	slots = out_slots->base;
-	for (i = 0, j = 0; i < cap; i++)
-		if (table[i])
-			sort_item_init(&items[j++], in, table[i] - 1);
+	/*
+	 * Mark the winners in a bitmap over all records, then visit the
+	 * records in file order: the sort keys are then read sequentially,
+	 * not at random through the table.
+	 */
+	{
+		uint64_t *bits = calloc((total + 64) / 64, sizeof(*bits));
+		size_t *first = malloc((in->nsources + 1) * sizeof(*first));
+		size_t base = 0;
+
+		if (!bits || !first) {
+			free(bits);
+			free(first);
+			err = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < in->nsources; i++) {
+			first[i] = base;
+			base += in->sources[i]->nrecords;
+		}
+		for (i = 0; i < cap; i++) {
+			if (table[i]) {
+				uint64_t ref = table[i] - 1;
+				size_t g = first[REF_SRC(ref)] + REF_REC(ref);
+
+				bits[g / 64] |= 1ull << (g % 64);
+			}
+		}
+		for (i = 0, j = 0; i < in->nsources; i++) {
+			size_t k, n = in->sources[i]->nrecords;
+
+			for (k = 0; k < n; k++) {
+				size_t g = first[i] + k;
+
+				if (bits[g / 64] & (1ull << (g % 64)))
+					sort_item_init(&items[j++], in,
+						       REF_MAKE(i, k));
+			}
+		}
+		free(first);
+		free(bits);
+	}
 	sort_items(items, sc->tmp.base, nwin, in);
 
 	for (i = 0; i < nwin; i++) {

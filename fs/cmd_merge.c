@@ -113,7 +113,7 @@ int fs_cmd_merge(int argc, char **argv)
 
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			descriptor = optarg;
@@ -127,8 +127,14 @@ int fs_cmd_merge(int argc, char **argv)
 		case 'h':
 			fputs(merge_usage, stdout);
 			return FS_EXIT_OK;
-		default:
-			return usage_error("merge", "unknown option or missing value");
+		default: {
+			char reason[128];
+
+			snprintf(reason, sizeof(reason), "%s: %s",
+				 argv[optind - 1],
+				 c == ':' ? "missing value" : "unknown option");
+			return usage_error("merge", reason);
+		}
 		}
 	}
 	if (descriptor && target)
