@@ -25,23 +25,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/*
- * Working memory of a merge, kept between refreshes: on these machines a
- * first touch of fresh memory costs more than the merge work it holds.
- */
-typedef struct {
-	engine__big table; /* uint64_t hash table of winner refs */
-	engine__big items; /* sort_item[] */
-	engine__big tmp;   /* sort_item[] for the merge sort */
-} merge_scratch;
-
-static void merge_scratch_free(merge_scratch *sc)
-{
-	engine__big_free(&sc->table);
-	engine__big_free(&sc->items);
-	engine__big_free(&sc->tmp);
-}
-
 struct engine_merge {
 	const desc_descriptor *desc; /* borrowed */
 	int backing_fd;              /* borrowed */
@@ -50,7 +33,6 @@ struct engine_merge {
 	engine_view *view;           /* owned ref to the current view */
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
-	merge_scratch scratch;       /* owned */
 };
 
 /* Records hashed ahead of the one being merged. */
@@ -65,7 +47,24 @@ struct engine_merge {
 typedef struct {
 	engine__source **sources;
 	size_t nsources;
+	size_t *first; /* global number of each source's first record */
 } merge_input;
+
+/* The reference of the record with global number g. */
+static uint64_t ref_of(const merge_input *in, size_t g)
+{
+	size_t lo = 0, hi = in->nsources;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (in->first[mid] <= g)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return REF_MAKE(lo, g - in->first[lo]);
+}
 
 static inline const engine__record *ref_record(const merge_input *in,
 					       uint64_t ref)
@@ -124,10 +123,15 @@ static int beats(const merge_input *in, uint64_t cand, uint64_t cur, int *err)
 	return c > 0;
 }
 
-/* The sort key of a winner: 16 leading bytes, then the full compare. */
+/*
+ * The sort key of a winner, 16 bytes: the first 12 bytes of (first order
+ * field ++ key), which decide almost every comparison (a timestamp's tag,
+ * seconds and most of its nanoseconds), then the full compare.
+ */
 typedef struct {
-	uint64_t k1, k2; /* big-endian prefix of sort field ++ key, 0-padded */
-	uint64_t ref;
+	uint64_t k1; /* big-endian bytes 0-7 of the prefix, 0-padded */
+	uint32_t k2; /* bytes 8-11 */
+	uint32_t g;  /* global record number */
 } sort_item;
 
 static uint64_t load_be(const unsigned char *p)
@@ -140,20 +144,22 @@ static uint64_t load_be(const unsigned char *p)
 	return v;
 }
 
-static void sort_item_init(sort_item *it, const merge_input *in, uint64_t ref)
+static void sort_item_init(sort_item *it, const merge_input *in, uint64_t ref,
+			   size_t g)
 {
 	const engine__record *r = ref_record(in, ref);
 	const char *key = ref_key(in, ref);
-	unsigned char pre[16] = { 0 };
+	unsigned char pre[12] = { 0 };
 	size_t n = 0, i;
 
-	for (i = 0; i < r->sort_len && n < 16; i++)
+	for (i = 0; i < r->sort_len && n < 12; i++)
 		pre[n++] = (unsigned char)key[r->key_len + i];
-	for (i = 0; i < r->key_len && n < 16; i++)
+	for (i = 0; i < r->key_len && n < 12; i++)
 		pre[n++] = (unsigned char)key[i];
 	it->k1 = load_be(pre);
-	it->k2 = load_be(pre + 8);
-	it->ref = ref;
+	it->k2 = (uint32_t)pre[8] << 24 | (uint32_t)pre[9] << 16 |
+		 (uint32_t)pre[10] << 8 | pre[11];
+	it->g = (uint32_t)g;
 }
 
 static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
@@ -168,10 +174,10 @@ static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
 		return a->k1 < b->k1 ? -1 : 1;
 	if (a->k2 != b->k2)
 		return a->k2 < b->k2 ? -1 : 1;
-	ra = ref_record(in, a->ref);
-	rb = ref_record(in, b->ref);
-	ka = ref_key(in, a->ref);
-	kb = ref_key(in, b->ref);
+	ra = ref_record(in, ref_of(in, a->g));
+	rb = ref_record(in, ref_of(in, b->g));
+	ka = ref_key(in, ref_of(in, a->g));
+	kb = ref_key(in, ref_of(in, b->g));
 	c = bytes_cmp(ka + ra->key_len, ra->sort_len, kb + rb->key_len,
 		      rb->sort_len);
 	if (c)
@@ -249,25 +255,36 @@ static int merge_one(const merge_input *in, uint64_t *table, size_t mask,
  * @param out_slots an empty big array; filled with *out_n slots
  * @return 0, or -ENOMEM / -EIO (out_slots left empty)
  */
-static int merge_records(const merge_input *in, merge_scratch *sc,
-			 engine__big *out_slots, size_t *out_n)
+static int merge_records(merge_input *in, engine__big *out_slots,
+			 size_t *out_n)
 {
 	size_t total = 0, cap = 16, mask, nwin = 0, i, j;
-	uint64_t *table;
+	engine__big table_map = { 0 }, items_map = { 0 }, tmp_map = { 0 };
+	uint64_t *table, *bits = NULL;
 	sort_item *items;
 	engine__slot *slots;
 	int err = 0;
 
 	*out_n = 0;
-	for (i = 0; i < in->nsources; i++)
+	in->first = malloc((in->nsources + 1) * sizeof(*in->first));
+	if (!in->first)
+		return -ENOMEM;
+	for (i = 0; i < in->nsources; i++) {
+		in->first[i] = total;
 		total += in->sources[i]->nrecords;
-	while (cap < 2 * total)
+	}
+	if (total > UINT32_MAX) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (cap < total + total / 3) /* load factor at most 3/4 */
 		cap *= 2;
 	mask = cap - 1;
-	if (engine__big_reserve(&sc->table, cap * sizeof(*table)) < 0)
-		return -ENOMEM;
-	table = sc->table.base;
-	memset(table, 0, cap * sizeof(*table));
+	if (engine__big_reserve(&table_map, cap * sizeof(*table)) < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	table = table_map.base;
 
 	for (i = 0; i < in->nsources; i++) {
 		const engine__source *s = in->sources[i];
@@ -297,69 +314,68 @@ static int merge_records(const merge_input *in, merge_scratch *sc,
 		}
 	}
 
-	if (engine__big_reserve(&sc->items, (nwin + 1) * sizeof(*items)) < 0 ||
-	    engine__big_reserve(&sc->tmp, (nwin + 1) * sizeof(*items)) < 0 ||
-	    engine__big_reserve(out_slots, (nwin + 1) * sizeof(*slots)) < 0) {
+	/*
+	 * Mark the winners in a bitmap over all records and drop the table
+	 * (peak memory is the index plus one of these arrays at a time), then
+	 * visit the records in file order, so the sort keys are read
+	 * sequentially rather than at random through the table.
+	 */
+	if (!(bits = calloc(total / 64 + 1, sizeof(*bits)))) {
 		err = -ENOMEM;
 		goto out;
 	}
-	items = sc->items.base;
-	slots = out_slots->base;
-	/*
-	 * Mark the winners in a bitmap over all records, then visit the
-	 * records in file order: the sort keys are then read sequentially,
-	 * not at random through the table.
-	 */
-	{
-		uint64_t *bits = calloc((total + 64) / 64, sizeof(*bits));
-		size_t *first = malloc((in->nsources + 1) * sizeof(*first));
-		size_t base = 0;
+	for (i = 0; i < cap; i++) {
+		if (table[i]) {
+			uint64_t ref = table[i] - 1;
+			size_t g = in->first[REF_SRC(ref)] + REF_REC(ref);
 
-		if (!bits || !first) {
-			free(bits);
-			free(first);
-			err = -ENOMEM;
-			goto out;
+			bits[g / 64] |= 1ull << (g % 64);
 		}
-		for (i = 0; i < in->nsources; i++) {
-			first[i] = base;
-			base += in->sources[i]->nrecords;
-		}
-		for (i = 0; i < cap; i++) {
-			if (table[i]) {
-				uint64_t ref = table[i] - 1;
-				size_t g = first[REF_SRC(ref)] + REF_REC(ref);
-
-				bits[g / 64] |= 1ull << (g % 64);
-			}
-		}
-		for (i = 0, j = 0; i < in->nsources; i++) {
-			size_t k, n = in->sources[i]->nrecords;
-
-			for (k = 0; k < n; k++) {
-				size_t g = first[i] + k;
-
-				if (bits[g / 64] & (1ull << (g % 64)))
-					sort_item_init(&items[j++], in,
-						       REF_MAKE(i, k));
-			}
-		}
-		free(first);
-		free(bits);
 	}
-	sort_items(items, sc->tmp.base, nwin, in);
+	engine__big_free(&table_map);
+	if (engine__big_reserve(&items_map, (nwin + 1) * sizeof(*items)) < 0 ||
+	    engine__big_reserve(&tmp_map, (nwin + 1) * sizeof(*items)) < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	items = items_map.base;
+	for (i = 0, j = 0; i < in->nsources; i++) {
+		size_t k, n = in->sources[i]->nrecords;
 
+		for (k = 0; k < n; k++) {
+			size_t g = in->first[i] + k;
+
+			if (bits[g / 64] & (1ull << (g % 64)))
+				sort_item_init(&items[j++], in, REF_MAKE(i, k),
+					       g);
+		}
+	}
+	sort_items(items, tmp_map.base, nwin, in);
+	engine__big_free(&tmp_map);
+
+	if (engine__big_reserve(out_slots, (nwin + 1) * sizeof(*slots)) < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	slots = out_slots->base;
 	for (i = 0; i < nwin; i++) {
-		const engine__record *r = ref_record(in, items[i].ref);
+		uint64_t ref = ref_of(in, items[i].g);
+		const engine__record *r = ref_record(in, ref);
 
 		slots[i].start = 0;
 		slots[i].offset = r->offset;
 		slots[i].raw_len = r->raw_len;
 		slots[i].canon_len = r->canon_len;
-		slots[i].src = (uint32_t)REF_SRC(items[i].ref);
+		slots[i].src = (uint32_t)REF_SRC(ref);
 	}
 	*out_n = nwin;
 out:
+	free(bits);
+	free(in->first);
+	in->first = NULL;
+	engine__big_free(&table_map);
+	engine__big_free(&items_map);
+	engine__big_free(&tmp_map);
 	if (err)
 		engine__big_free(out_slots);
 	return err;
@@ -377,16 +393,15 @@ static double seconds_since(const struct timespec *t0)
 /* Build a view of `sources`; `t0` is when the (re)materialisation began. */
 static int build_view(engine_view **out, const desc_descriptor *desc,
 		      engine__source **sources, size_t nsources,
-		      merge_scratch *sc, uint64_t generation,
-		      const struct timespec *t0)
+		      uint64_t generation, const struct timespec *t0)
 {
-	merge_input in = { sources, nsources };
+	merge_input in = { sources, nsources, NULL };
 	engine__big slots = { 0 };
 	size_t n;
 	int rc;
 
 	*out = NULL;
-	if ((rc = merge_records(&in, sc, &slots, &n)) < 0)
+	if ((rc = merge_records(&in, &slots, &n)) < 0)
 		return rc;
 	rc = engine__view_new(out, desc, sources, nsources, &slots, n,
 			      generation, NULL);
@@ -424,7 +439,6 @@ void engine_merge_free(engine_merge *m)
 		return;
 	sources_release(m->sources, m->nsources);
 	engine_view_unref(m->view);
-	merge_scratch_free(&m->scratch);
 	free(m);
 }
 
@@ -505,8 +519,7 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 	if (changed) {
 		engine_view *v;
 
-		rc = build_view(&v, m->desc, next, n, &m->scratch,
-				m->generation + 1, &t0);
+		rc = build_view(&v, m->desc, next, n, m->generation + 1, &t0);
 		if (rc < 0)
 			goto out;
 		m->generation++;
@@ -531,13 +544,11 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 {
 	engine__source **sources = calloc(npaths ? npaths : 1,
 					  sizeof(*sources));
-	merge_scratch sc;
 	struct timespec t0;
 	size_t i;
 	int rc = -ENOMEM;
 
 	*out = NULL;
-	memset(&sc, 0, sizeof(sc));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!sources)
 		return rc;
@@ -546,9 +557,8 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 		if (rc < 0)
 			goto out;
 	}
-	rc = build_view(out, desc, sources, npaths, &sc, 1, &t0);
+	rc = build_view(out, desc, sources, npaths, 1, &t0);
 out:
-	merge_scratch_free(&sc);
 	sources_release(sources, npaths);
 	return rc;
 }

@@ -954,7 +954,8 @@ STDERR = {
         "n.json.merge.json: error: unknown field \"sorce\""],
     "descriptor-unknown-target": ["nothing.json.merge.json does not exist"],
     "usage-no-backing": ["crdtfs merge: missing BACKING"],
-    "usage-unknown-option": ["crdtfs merge: unknown option"],
+    "usage-unknown-option": [
+        "crdtfs merge: ...--frobnicate...unknown option"],
     "usage-missing-dir": ["cannot open backing directory /nonexistent/x"],
 }
 CHECK = {
