@@ -58,6 +58,35 @@ static const char *canon_copy_string(const char *p, const char *e, char **po)
 	return p;
 }
 
+/*
+ * First non-blank byte in [p, e), or e.  Pretty-printed files indent
+ * every line, so blanks come in runs worth skipping 16 at a time.
+ */
+static const char *canon_skip_blanks(const char *p, const char *e)
+{
+#ifdef __SSE2__
+	const __m128i sp = _mm_set1_epi8(' '), nl = _mm_set1_epi8('\n');
+	const __m128i cr = _mm_set1_epi8('\r'), tab = _mm_set1_epi8('\t');
+
+	while (e - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i b = _mm_or_si128(
+			_mm_or_si128(_mm_cmpeq_epi8(v, sp),
+				     _mm_cmpeq_epi8(v, nl)),
+			_mm_or_si128(_mm_cmpeq_epi8(v, cr),
+				     _mm_cmpeq_epi8(v, tab)));
+		unsigned m = (unsigned)_mm_movemask_epi8(b) ^ 0xffffu;
+
+		if (m)
+			return p + __builtin_ctz(m);
+		p += 16;
+	}
+#endif
+	while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+		p++;
+	return p;
+}
+
 size_t engine__canon_chunk(engine__canon *st, const char *in, size_t n,
                            char *out)
 {
@@ -90,8 +119,10 @@ size_t engine__canon_chunk(engine__canon *st, const char *in, size_t n,
 		while (p < e) {
 			char c = *p++;
 
-			if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+			if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+				p = canon_skip_blanks(p, e);
 				continue;
+			}
 			*o++ = c;
 			if (c == '"') {
 				in_string = 1;
