@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -78,6 +79,13 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from);
  * when 0) into buf, always NUL-terminated.
  */
 void engine_problem_format(const engine_problem *pr, char *buf, size_t size);
+
+/**
+ * True when two stats describe the same file in the same state: device,
+ * inode, size, mtime and ctime all equal (the signature by which a scan
+ * is reused).
+ */
+int engine_same_file_state(const struct stat *a, const struct stat *b);
 
 /* ---- views: one immutable generation of a merged file ---- */
 

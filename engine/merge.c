@@ -469,13 +469,7 @@ static int source_current(const engine_merge *m, const engine__source *s)
 		return 0;
 	if (fstatat(m->backing_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return 0;
-	return st.st_dev == s->orig_st.st_dev &&
-	       st.st_ino == s->orig_st.st_ino &&
-	       st.st_size == s->orig_st.st_size &&
-	       st.st_mtim.tv_sec == s->orig_st.st_mtim.tv_sec &&
-	       st.st_mtim.tv_nsec == s->orig_st.st_mtim.tv_nsec &&
-	       st.st_ctim.tv_sec == s->orig_st.st_ctim.tv_sec &&
-	       st.st_ctim.tv_nsec == s->orig_st.st_ctim.tv_nsec;
+	return engine_same_file_state(&st, &s->orig_st);
 }
 
 int engine_merge_refresh(engine_merge *m, engine_view **out)

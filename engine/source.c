@@ -334,7 +334,7 @@ static int on_entry(void *ctx, const engine__entry *e)
 	return 0;
 }
 
-static int same_identity(const struct stat *a, const struct stat *b)
+int engine_same_file_state(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
 	       a->st_size == b->st_size &&
@@ -387,7 +387,7 @@ static int source_scan(engine__source *s, const desc_descriptor *desc)
 		if (rc < 0) /* a read error, already reported as a problem */
 			break;
 		if (fstat(s->orig_fd, &after) < 0 ||
-		    same_identity(&after, &s->orig_st))
+		    engine_same_file_state(&after, &s->orig_st))
 			break;
 		s->orig_st = after; /* changed while scanning: again */
 	}

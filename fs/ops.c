@@ -629,14 +629,29 @@ static int fs_check_new_name(fuse_req_t req, fuse_ino_t parent,
 	return 0;
 }
 
+/* After `name` was made in dir: note the change, answer with its entry. */
+static void fs_reply_created(fuse_req_t req, struct fs_ctx *ctx,
+                             struct fs_inode *dir, const char *name)
+{
+	struct fuse_entry_param e;
+	char *path = fs_child_path(ctx, dir, name);
+	int r;
+
+	fs_changed(ctx, path);
+	free(path);
+	r = fs_do_lookup(ctx, dir, name, &e);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fs_reply_entry(req, &e);
+}
+
 /* mkdir and symlink: make the name, then look it up. */
 static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
                          mode_t mode, const char *link)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, parent);
-	struct fuse_entry_param e;
-	char *path;
 	int r;
 
 	if ((r = fs_check_new_name(req, parent, name, EEXIST))) {
@@ -649,14 +664,7 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, errno);
 		return;
 	}
-	path = fs_child_path(ctx, dir, name);
-	fs_changed(ctx, path);
-	free(path);
-	r = fs_do_lookup(ctx, dir, name, &e);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else
-		fs_reply_entry(req, &e);
+	fs_reply_created(req, ctx, dir, name);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -677,9 +685,7 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
 	struct fs_inode *dir = fs_inode_of(req, parent);
-	struct fuse_entry_param e;
 	char proc[64];
-	char *path;
 	int r;
 
 	if (in->kind != FS_KIND_BACKING) {
@@ -695,14 +701,7 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 		fuse_reply_err(req, errno);
 		return;
 	}
-	path = fs_child_path(ctx, dir, name);
-	fs_changed(ctx, path);
-	free(path);
-	r = fs_do_lookup(ctx, dir, name, &e);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else
-		fs_reply_entry(req, &e);
+	fs_reply_created(req, ctx, dir, name);
 }
 
 static void fs_remove(fuse_req_t req, fuse_ino_t parent, const char *name,

@@ -126,16 +126,6 @@ static int fs_target_new(struct fs_target **out, struct fs_ctx *ctx,
 	return 0;
 }
 
-static int fs_same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
-	       a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
 static int fs_ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -164,7 +154,7 @@ fs_target_reusable(struct fs_ctx *ctx, const char *file, const struct stat *st)
 		if (!file && !t->desc_file)
 			return fs_target_ref(t);
 		if (file && t->desc_file && strcmp(file, t->desc_file) == 0 &&
-		    fs_same_file(st, &t->desc_st))
+		    engine_same_file_state(st, &t->desc_st))
 			return fs_target_ref(t);
 	}
 	return NULL;
