@@ -7,7 +7,7 @@ packages=(
 	gcc meson ninja-build pkg-config
 	libfuse3-dev fuse3 libjansson-dev libgit2-dev uthash-dev liburing-dev
 	python3 python3-pytest python3-hypothesis
-	git jq time less vim-tiny procps
+	git jq time less vim procps
 )
 
 missing=()
