@@ -307,11 +307,19 @@ def test_mount_fuse3_route(tmp_path, backing, route):
     m.mkdir()
     env = dict(os.environ)
     env["PATH"] = "%s:%s" % (bindir, env.get("PATH", SAFE_PATH))
+    # mount(8) runs the helper with its own PATH: put this build there for
+    # the test (as a symlink we remove), unless a crdtfs is installed there
+    # already, which we never replace.
+    linked = None
     if route == "mount -t":
         installed = shutil.which("crdtfs", path=SAFE_PATH)
-        if not installed or not os.path.samefile(installed, util.CRDTFS):
-            pytest.skip("this build of crdtfs is not installed on "
-                        "mount(8)'s PATH")
+        if not installed:
+            linked = "/usr/local/bin/crdtfs"
+            os.makedirs("/usr/local/bin", exist_ok=True)
+            os.symlink(util.CRDTFS, linked)
+        elif not os.path.samefile(installed, util.CRDTFS):
+            pytest.skip("another crdtfs is installed on mount(8)'s PATH "
+                        "(%s); not replacing it" % installed)
         cmd = ["mount", "-t", "fuse.crdtfs", backing, str(m)]
     else:
         cmd = [helper, backing, str(m), "-t", "crdtfs", "-o", "rw"]
@@ -329,6 +337,8 @@ def test_mount_fuse3_route(tmp_path, backing, route):
         assert pid
     finally:
         util.fusermount_u(str(m))
+        if linked:
+            os.unlink(linked)
     # the daemon (not our child) goes away after the unmount
     deadline = time.monotonic() + 30
     while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
