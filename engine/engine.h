@@ -122,6 +122,12 @@ const desc_descriptor *engine_view_descriptor(const engine_view *v);
 int engine_view_uses_inode(const engine_view *v, dev_t dev, ino_t ino);
 
 /**
+ * True when every source of the view still holds the bytes the view was
+ * built from (same inode, size and mtime, or a private copy).
+ */
+int engine_view_intact(const engine_view *v);
+
+/**
  * Before backing file (dev, ino) is rewritten in place through the mount:
  * if this view reads it, copy its current bytes to a private unlinked file
  * and read from that copy from now on, so open readers keep one

@@ -205,6 +205,20 @@ int engine_view_uses_inode(const engine_view *v, dev_t dev, ino_t ino)
 	return 0;
 }
 
+int engine_view_intact(const engine_view *v)
+{
+	struct stat expect;
+	size_t i;
+
+	for (i = 0; i < v->nsources; i++) {
+		int fd = engine__source_fd(v->sources[i], &expect);
+
+		if (fd >= 0 && engine__source_check(fd, &expect) < 0)
+			return 0;
+	}
+	return 1;
+}
+
 int engine_view_preserve_inode(engine_view *v, dev_t dev, ino_t ino)
 {
 	size_t i;
@@ -622,20 +636,19 @@ static int read_range(engine_reader *r, char *buf, uint64_t off, size_t len)
 	return flush_queued(r);
 }
 
-ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
-			   uint64_t offset)
+/*
+ * One attempt at a read: the bytes, then the check that every source read
+ * from is still the file it was.  Sets *moved when a source was switched
+ * to its private copy since the attempt took its fd.
+ */
+static int reader_attempt(engine_reader *r, char *buf, uint64_t offset,
+			  size_t len, int *moved)
 {
 	const engine_view *v = r->view;
-	size_t i, len;
+	struct stat now_expect;
+	size_t i;
 	int rc;
 
-	if (offset >= v->size || size == 0)
-		return 0;
-	len = size;
-	if (len > v->size - offset)
-		len = (size_t)(v->size - offset);
-
-	pthread_mutex_lock(&r->lock);
 	r->nops = r->ndeferred = r->raw_len = 0;
 	rc = read_range(r, buf, offset, len);
 	/* Only now, after the bytes were read, is the check meaningful. */
@@ -649,9 +662,36 @@ ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
 			rc = -EIO;
 		if (rc < 0)
 			w->len = 0; /* never reuse bytes of a failed read */
+		if (engine__source_fd(v->sources[i], &now_expect) != w->fd)
+			*moved = 1;
 	}
 	if (rc < 0)
 		r->cur_slot = SIZE_MAX;
+	return rc;
+}
+
+ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
+			   uint64_t offset)
+{
+	const engine_view *v = r->view;
+	size_t len;
+	int rc, moved = 0;
+
+	if (offset >= v->size || size == 0)
+		return 0;
+	len = size;
+	if (len > v->size - offset)
+		len = (size_t)(v->size - offset);
+
+	pthread_mutex_lock(&r->lock);
+	rc = reader_attempt(r, buf, offset, len, &moved);
+	/*
+	 * A source preserved while this read was in flight: the bytes read
+	 * from the original may already be the writer's, but the private
+	 * copy holds this generation's.  Read once more, from the copy.
+	 */
+	if (rc == -EIO && moved)
+		rc = reader_attempt(r, buf, offset, len, &moved);
 	pthread_mutex_unlock(&r->lock);
 	return rc < 0 ? rc : (ssize_t)len;
 }

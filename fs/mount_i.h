@@ -36,7 +36,7 @@
 #define FS_PASS_TIMEOUT 1.0
 /* Attribute timeout of a generation of a merged file (never changes). */
 #define FS_GEN_ATTR_TIMEOUT 86400.0
-/* Times a LOOKUP rebuilds a view that overlapped a source rewrite. */
+/* Rebuilds before a LOOKUP settles for a view whose sources are intact. */
 #define FS_LOOKUP_RETRIES 8
 /* Most pending invalidated names per target before "everything". */
 #define FS_PENDING_MAX 1024

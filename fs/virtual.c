@@ -569,17 +569,20 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 		pthread_mutex_lock(&ctx->ilock);
 		/*
 		 * A source was being rewritten through the mount while the
-		 * view was built: its bytes may already be gone.  Build it
-		 * again (the writer left a pending invalidation), unless
-		 * writers keep us busy for too long.
+		 * view was built: its bytes may already be gone.  Let the
+		 * writes in flight finish (their preserve step did not see
+		 * this view), then build again (the writer left a pending
+		 * invalidation).  When writers keep us busy, settle for a
+		 * view whose sources are all provably unchanged: from the
+		 * moment it is current, every later writer preserves it.
 		 */
-		if ((ctx->mod_active || ctx->mod_epoch != epoch) &&
-		    tries < FS_LOOKUP_RETRIES) {
-			pthread_mutex_unlock(&ctx->ilock);
-			engine_view_unref(view);
-			continue;
-		}
-		break;
+		while (ctx->mod_active)
+			pthread_cond_wait(&ctx->mod_cond, &ctx->ilock);
+		if (ctx->mod_epoch == epoch ||
+		    (tries >= FS_LOOKUP_RETRIES && engine_view_intact(view)))
+			break;
+		pthread_mutex_unlock(&ctx->ilock);
+		engine_view_unref(view);
 	}
 	g = t->cur;
 	if (g &&
