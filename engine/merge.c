@@ -167,6 +167,7 @@ static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
 	const merge_input *in = ctx;
 	const sort_item *a = pa, *b = pb;
 	const engine__record *ra, *rb;
+	uint64_t ref_a, ref_b;
 	const char *ka, *kb;
 	int c;
 
@@ -174,10 +175,12 @@ static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
 		return a->k1 < b->k1 ? -1 : 1;
 	if (a->k2 != b->k2)
 		return a->k2 < b->k2 ? -1 : 1;
-	ra = ref_record(in, ref_of(in, a->g));
-	rb = ref_record(in, ref_of(in, b->g));
-	ka = ref_key(in, ref_of(in, a->g));
-	kb = ref_key(in, ref_of(in, b->g));
+	ref_a = ref_of(in, a->g);
+	ref_b = ref_of(in, b->g);
+	ra = ref_record(in, ref_a);
+	rb = ref_record(in, ref_b);
+	ka = ref_key(in, ref_a);
+	kb = ref_key(in, ref_b);
 	c = bytes_cmp(ka + ra->key_len, ra->sort_len, kb + rb->key_len,
 		      rb->sort_len);
 	if (c)

@@ -27,7 +27,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,23 +104,33 @@ static int parse_int64(const char *s, size_t len, int64_t *out)
 	return 0;
 }
 
-static void warn(load_ctx *c, const engine__entry *e, const char *fmt,
-		 const char *path, const engine__value *v)
+/*
+ * Report an order field that ranks low: missing (v NULL) or present but
+ * `not_what` (e.g. "not an integer").  Counted past the listing cap.
+ */
+static void warn_field(load_ctx *c, const engine__entry *e, const char *path,
+		       const engine__value *v, const char *not_what)
 {
 	char shown[64];
 
 	if (c->warnings++ >= SOURCE_MAX_WARNINGS)
 		return;
-	if (v && v->kind == ENGINE__VAL_STRING)
+	if (!v) {
+		(void)engine_problems_add(&c->src->problems, ENGINE_WARNING,
+					  c->src->name, e->line, e->column,
+					  "%s is missing", path);
+		return;
+	}
+	if (v->kind == ENGINE__VAL_STRING)
 		snprintf(shown, sizeof(shown), "\"%.40s%s\"", v->text,
 			 v->len > 40 ? "..." : "");
-	else if (v && v->kind == ENGINE__VAL_NUMBER)
+	else if (v->kind == ENGINE__VAL_NUMBER)
 		snprintf(shown, sizeof(shown), "%.40s", v->text);
 	else
 		snprintf(shown, sizeof(shown), "a non-scalar value");
 	(void)engine_problems_add(&c->src->problems, ENGINE_WARNING,
-				  c->src->name, e->line, e->column, fmt, path,
-				  shown);
+				  c->src->name, e->line, e->column,
+				  "%s %s is %s", path, shown, not_what);
 }
 
 /*
@@ -138,7 +147,7 @@ static size_t encode_field(load_ctx *c, const engine__entry *e,
 	size_t n = 0, i;
 
 	if (v->kind == ENGINE__VAL_ABSENT) {
-		warn(c, e, "%s is missing%.0s", path, NULL);
+		warn_field(c, e, path, NULL, NULL);
 		out[0] = 0x00;
 		return 1;
 	}
@@ -173,14 +182,13 @@ static size_t encode_field(load_ctx *c, const engine__entry *e,
 	}
 	switch (o->type) {
 	case DESC_ORDER_TIMESTAMP:
-		warn(c, e, "%s %s is not an RFC 3339 timestamp", path, v);
+		warn_field(c, e, path, v, "not an RFC 3339 timestamp");
 		break;
 	case DESC_ORDER_INTEGER:
-		warn(c, e, "%s %s is not an integer", path, v);
+		warn_field(c, e, path, v, "not an integer");
 		break;
 	case DESC_ORDER_STRING:
-		warn(c, e, "%s %s is not a string of at most 512 bytes", path,
-		     v);
+		warn_field(c, e, path, v, "not a string of at most 512 bytes");
 		break;
 	}
 	out[0] = 0x01;

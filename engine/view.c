@@ -360,6 +360,12 @@ static void window_touch(engine_reader *r, uint32_t src)
 	}
 }
 
+/* Does the window hold [off, off+len)? */
+static int window_holds(const window *w, uint64_t off, size_t len)
+{
+	return w->len && off >= w->off && off + len <= w->off + w->len;
+}
+
 /* Does a read at `off` carry on from the end of the window? */
 static int window_follows(const window *w, uint64_t off)
 {
@@ -397,7 +403,7 @@ static int window_get(engine_reader *r, uint32_t src, uint64_t off,
 	int rc;
 
 	window_touch(r, src);
-	if (!(w->len && off >= w->off && off + len <= w->off + w->len)) {
+	if (!window_holds(w, off, len)) {
 		if (!window_follows(w, off)) {
 			fill = (size_t)(((off + len + 4095) & ~(uint64_t)4095) -
 					off);
@@ -441,7 +447,7 @@ static int copy_compact(engine_reader *r, const engine__slot *s, uint64_t from,
 	int rc;
 
 	window_touch(r, s->src);
-	if ((w->len && off >= w->off && off + len <= w->off + w->len) ||
+	if (window_holds(w, off, len) ||
 	    (window_follows(w, off) && len <= r->win_size)) {
 		if ((rc = window_get(r, s->src, off, len, &p)) < 0)
 			return rc;

@@ -46,31 +46,48 @@ static void remove_dir(void)
 		printf("# cleanup of %s failed\n", tmpdir);
 }
 
+/* A merge of tmpdir by the default descriptor, and its current view. */
+typedef struct {
+	desc_descriptor *desc;
+	engine_merge *m;
+	engine_view *v;
+	int dirfd;
+} merge_fixture;
+
+static void fixture_open(merge_fixture *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	ASSERT_TRUE(desc_default(&f->desc) == 0);
+	ASSERT_TRUE(engine_merge_new(&f->m, f->desc, f->dirfd) == 0);
+	ASSERT_TRUE(engine_merge_refresh(f->m, &f->v) == 0);
+}
+
+static void fixture_close(merge_fixture *f)
+{
+	engine_view_unref(f->v);
+	engine_merge_free(f->m);
+	desc_free(f->desc);
+	close(f->dirfd);
+}
+
 /* The whole merged output of the backing dir as a malloc'd string. */
 static char *merge_dir(size_t *len)
 {
-	desc_descriptor *desc = NULL;
-	engine_merge *m = NULL;
-	engine_view *v = NULL;
+	merge_fixture f;
 	char *out = NULL;
-	int dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
 	int memfd = memfd_create("out", 0);
 
-	ASSERT_TRUE(desc_default(&desc) == 0);
-	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
-	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
-	if (v) {
-		ASSERT_TRUE(engine_view_write(v, memfd) == 0);
+	fixture_open(&f);
+	if (f.v) {
+		ASSERT_TRUE(engine_view_write(f.v, memfd) == 0);
 		*len = (size_t)lseek(memfd, 0, SEEK_END);
-		ASSERT_EQ_INT(*len, engine_view_size(v));
+		ASSERT_EQ_INT(*len, engine_view_size(f.v));
 		out = calloc(1, *len + 1);
 		ASSERT_EQ_INT(pread(memfd, out, *len, 0), *len);
 	}
-	engine_view_unref(v);
-	engine_merge_free(m);
-	desc_free(desc);
+	fixture_close(&f);
 	close(memfd);
-	close(dirfd);
 	return out;
 }
 
@@ -175,13 +192,10 @@ static void test_engine_merge__empty_inputs(void)
 /* Every (offset, size) read through a reader equals the whole output. */
 static void test_engine_merge__reads_at_every_offset(void)
 {
-	desc_descriptor *desc = NULL;
-	engine_merge *m = NULL;
-	engine_view *v = NULL;
+	merge_fixture f;
 	engine_reader *r = NULL;
 	char *whole, buf[300];
 	size_t len, off, size;
-	int dirfd;
 
 	make_dir();
 	write_file("memory-a.json",
@@ -192,11 +206,8 @@ static void test_engine_merge__reads_at_every_offset(void)
 		   E("b1", "2025-01-01T00:00:02Z", 1, "b", "\"y\"") "\n"
 		   E("b2", "2025-01-01T00:00:04Z", 1, "b", "[ 3,  4 ]") "\n");
 	whole = merge_dir(&len);
-	dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
-	ASSERT_TRUE(desc_default(&desc) == 0);
-	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
-	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
-	ASSERT_TRUE(engine_reader_new(&r, v) == 0);
+	fixture_open(&f);
+	ASSERT_TRUE(engine_reader_new(&r, f.v) == 0);
 	for (size = 1; size <= 97; size += 6) {
 		for (off = 0; off <= len + 2; off++) {
 			ssize_t n = engine_reader_read(r, buf, size, off);
@@ -214,10 +225,7 @@ static void test_engine_merge__reads_at_every_offset(void)
 		}
 	}
 	engine_reader_free(r);
-	engine_view_unref(v);
-	engine_merge_free(m);
-	desc_free(desc);
-	close(dirfd);
+	fixture_close(&f);
 	free(whole);
 	remove_dir();
 }
@@ -270,64 +278,48 @@ static ssize_t read_all(engine_view *v, char *buf, size_t size)
 
 static void test_engine_merge__preserved_source_keeps_generation(void)
 {
-	desc_descriptor *desc = NULL;
-	engine_merge *m = NULL;
-	engine_view *v = NULL;
+	merge_fixture f;
 	char before[512], after[512], path[256];
 	struct stat st;
 	ssize_t n1, n2;
-	int dirfd, fd;
+	int fd;
 
 	make_dir();
 	write_file("memory-a.json",
 		   "[" E("a1", "2025-01-01T00:00:03Z", 1, "a", "1") "]");
-	dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
-	ASSERT_TRUE(desc_default(&desc) == 0);
-	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
-	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
-	n1 = read_all(v, before, sizeof(before));
+	fixture_open(&f);
+	n1 = read_all(f.v, before, sizeof(before));
 	ASSERT_TRUE(n1 > 0);
 
 	snprintf(path, sizeof(path), "%s/memory-a.json", tmpdir);
 	ASSERT_TRUE(stat(path, &st) == 0);
-	ASSERT_TRUE(engine_view_uses_inode(v, st.st_dev, st.st_ino));
-	ASSERT_TRUE(engine_view_preserve_inode(v, st.st_dev, st.st_ino) == 0);
+	ASSERT_TRUE(engine_view_uses_inode(f.v, st.st_dev, st.st_ino));
+	ASSERT_TRUE(engine_view_preserve_inode(f.v, st.st_dev, st.st_ino) == 0);
 	/* Rewrite in place: same inode, other bytes. */
 	fd = open(path, O_WRONLY | O_TRUNC);
 	ASSERT_TRUE(write(fd, "[]", 2) == 2);
 	close(fd);
-	n2 = read_all(v, after, sizeof(after));
+	n2 = read_all(f.v, after, sizeof(after));
 	ASSERT_EQ_MEM(before, (size_t)n1, after, (size_t)(n2 < 0 ? 0 : n2));
 
-	engine_view_unref(v);
-	engine_merge_free(m);
-	desc_free(desc);
-	close(dirfd);
+	fixture_close(&f);
 	remove_dir();
 }
 
 static void test_engine_merge__in_place_rewrite_fails_readers(void)
 {
-	desc_descriptor *desc = NULL;
-	engine_merge *m = NULL;
-	engine_view *v = NULL;
+	merge_fixture f;
 	char buf[512];
 
 	make_dir();
 	write_file("memory-a.json",
 		   "[" E("a1", "2025-01-01T00:00:03Z", 1, "a", "1") "]");
-	int dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
-	ASSERT_TRUE(desc_default(&desc) == 0);
-	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
-	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
+	fixture_open(&f);
 	usleep(20000); /* let the clock tick so mtime differs */
 	write_file("memory-a.json",
 		   "[" E("a1", "2025-01-01T00:00:03Z", 1, "a", "2") "]");
-	ASSERT_EQ_INT(read_all(v, buf, sizeof(buf)), -EIO);
-	engine_view_unref(v);
-	engine_merge_free(m);
-	desc_free(desc);
-	close(dirfd);
+	ASSERT_EQ_INT(read_all(f.v, buf, sizeof(buf)), -EIO);
+	fixture_close(&f);
 	remove_dir();
 }
 
@@ -360,13 +352,10 @@ static void test_engine_merge__merge_paths(void)
 /* An entry larger than the batch limit goes through the resumable cursor. */
 static void test_engine_merge__large_pretty_entry_in_pieces(void)
 {
-	desc_descriptor *desc = NULL;
-	engine_merge *m = NULL;
-	engine_view *v = NULL;
+	merge_fixture f;
 	engine_reader *r = NULL;
 	size_t big = 300 * 1024, len, off, i, sizes[] = { 4096, 65536, 7777 };
 	char *text = malloc(big + 1024), *whole, *buf = malloc(70000);
-	int dirfd;
 
 	make_dir();
 	/* Pretty-printed, so every piece must be canonicalised. */
@@ -398,11 +387,8 @@ static void test_engine_merge__large_pretty_entry_in_pieces(void)
 		ASSERT_EQ_MEM(whole, len, want, (size_t)(w - want));
 		free(want);
 	}
-	dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
-	ASSERT_TRUE(desc_default(&desc) == 0);
-	ASSERT_TRUE(engine_merge_new(&m, desc, dirfd) == 0);
-	ASSERT_TRUE(engine_merge_refresh(m, &v) == 0);
-	ASSERT_TRUE(engine_reader_new(&r, v) == 0);
+	fixture_open(&f);
+	ASSERT_TRUE(engine_reader_new(&r, f.v) == 0);
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		for (off = 0; off < len; off += sizes[i]) {
 			ssize_t n = engine_reader_read(r, buf, sizes[i], off);
@@ -419,10 +405,7 @@ static void test_engine_merge__large_pretty_entry_in_pieces(void)
 	ASSERT_EQ_INT(engine_reader_read(r, buf, 100, 5000), 100);
 	ASSERT_TRUE(memcmp(buf, whole + 5000, 100) == 0);
 	engine_reader_free(r);
-	engine_view_unref(v);
-	engine_merge_free(m);
-	desc_free(desc);
-	close(dirfd);
+	fixture_close(&f);
 	free(whole);
 	free(text);
 	free(buf);
