@@ -11,14 +11,94 @@
  * is several times cheaper per byte.  Small arrays stay small: a mapping
  * starts at 64 KiB and huge pages are only requested from 2 MiB, so a
  * source of ten entries does not cost a 2 MiB page.
+ *
+ * Freed mappings go to a small pool and are handed out again, already
+ * touched: a refresh after one host file changed builds arrays of about
+ * the sizes the previous generation just released (records of the new
+ * source, winners, slots), and without the pool it would spend more time
+ * on first-touch page faults than on merging.  The pool is bounded in
+ * count and bytes; a pooled mapping is only reused for an array between
+ * a quarter and four times its size.  Reused bytes are not cleared: arrays are
+ * written before they are read, and the one that must start zeroed (the
+ * merge's hash table) clears itself.
  */
 #include "engine_i.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #define BIG_MIN (64 * 1024)
 #define BIG_HUGE_FROM (2 * 1024 * 1024)
+#define POOL_SLOTS 8
+/* Counted in bytes used (cap), which is what stays resident. */
+#define POOL_MAX_BYTES (256u * 1024 * 1024)
+
+static struct {
+	pthread_mutex_t lock;
+	void *base[POOL_SLOTS];
+	size_t mapped[POOL_SLOTS];
+	size_t used[POOL_SLOTS];
+	size_t bytes;
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Is pooled mapping i a better start for `need` bytes than `best`? */
+static int pool_better(size_t i, size_t best, size_t need)
+{
+	size_t m = pool.mapped[i];
+
+	if (!pool.base[i] || m / 4 > need || m < need / 4)
+		return 0;
+	if (best == POOL_SLOTS)
+		return 1;
+	/* The smallest that fits, else the largest that does not. */
+	if (m >= need)
+		return pool.mapped[best] < need || m < pool.mapped[best];
+	return pool.mapped[best] < need && m > pool.mapped[best];
+}
+
+/*
+ * Take the pooled mapping that best fits `need`, if any: one that fits,
+ * or one that grows into it with mremap, keeping its touched pages.
+ */
+static int pool_take(engine__big *b, size_t need)
+{
+	size_t best = POOL_SLOTS, i;
+
+	pthread_mutex_lock(&pool.lock);
+	for (i = 0; i < POOL_SLOTS; i++)
+		if (pool_better(i, best, need))
+			best = i;
+	if (best < POOL_SLOTS) {
+		b->base = pool.base[best];
+		b->mapped = pool.mapped[best];
+		b->cap = 0;
+		pool.base[best] = NULL;
+		pool.bytes -= pool.used[best];
+	}
+	pthread_mutex_unlock(&pool.lock);
+	return best < POOL_SLOTS;
+}
+
+/* Keep a mapping for reuse.  @return 0 when the pool is full */
+static int pool_give(const engine__big *b)
+{
+	int kept = 0;
+	size_t i;
+
+	pthread_mutex_lock(&pool.lock);
+	for (i = 0; i < POOL_SLOTS && !kept; i++) {
+		if (!pool.base[i] && pool.bytes + b->cap <= POOL_MAX_BYTES) {
+			pool.base[i] = b->base;
+			pool.mapped[i] = b->mapped;
+			pool.used[i] = b->cap;
+			pool.bytes += b->cap;
+			kept = 1;
+		}
+	}
+	pthread_mutex_unlock(&pool.lock);
+	return kept;
+}
 
 int engine__big_reserve(engine__big *b, size_t need)
 {
@@ -30,23 +110,37 @@ int engine__big_reserve(engine__big *b, size_t need)
 	while (cap < need)
 		cap *= 2;
 	if (!b->base)
+		(void)pool_take(b, cap);
+	if (cap <= b->mapped) {
+		b->cap = cap;
+		return 0;
+	}
+	if (!b->base)
 		p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	else
-		p = mremap(b->base, b->cap, cap, MREMAP_MAYMOVE);
+		p = mremap(b->base, b->mapped, cap, MREMAP_MAYMOVE);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
 	if (cap >= BIG_HUGE_FROM)
 		(void)madvise(p, cap, MADV_HUGEPAGE);
 	b->base = p;
-	b->cap = cap;
+	b->cap = b->mapped = cap;
 	return 0;
+}
+
+void engine__big_unmap(engine__big *b)
+{
+	if (b->base)
+		munmap(b->base, b->mapped);
+	b->base = NULL;
+	b->cap = b->mapped = 0;
 }
 
 void engine__big_free(engine__big *b)
 {
-	if (b->base)
-		munmap(b->base, b->cap);
+	if (b->base && !pool_give(b))
+		munmap(b->base, b->mapped);
 	b->base = NULL;
-	b->cap = 0;
+	b->cap = b->mapped = 0;
 }

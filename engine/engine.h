@@ -25,8 +25,9 @@
  * duplication.
  *
  * Threading: an engine_merge is not thread-safe (callers hold a lock);
- * views are immutable and their refcount is atomic; a reader serialises
- * its own reads.  The engine never logs: problems are returned as data.
+ * views are immutable and their refcount is atomic; concurrent reads of
+ * one reader run in parallel, up to one per CPU.  The engine never logs:
+ * problems are returned as data.
  */
 #ifndef CRDTFS_ENGINE_ENGINE_H
 #define CRDTFS_ENGINE_ENGINE_H
@@ -137,7 +138,9 @@ int engine_view_intact(const engine_view *v);
 int engine_view_preserve_inode(engine_view *v, dev_t dev, ino_t ino);
 
 /**
- * Write the whole merged file to fd, streaming in chunks.
+ * Write the whole merged file to fd, streaming in chunks: chunks are
+ * produced by up to one thread per CPU and written in order by the
+ * calling thread.  Memory stays bounded (a few MiB).
  * @return 0, -EIO when a source changed under the view, or -errno of
  *         a failed write
  */
@@ -155,7 +158,9 @@ engine_view *engine_reader_view(const engine_reader *r);
 /**
  * Copy up to `size` bytes at `offset` into buf.  Short only at EOF; 0 past
  * EOF.  Sequential reads are O(size): the reader remembers where it was.
- * Thread-safe for one reader (reads are serialised).
+ * Thread-safe: concurrent reads of one reader run in parallel on up to
+ * one cursor per CPU (a cursor's state is made on the first contended
+ * read), later ones wait for a cursor.
  * @return bytes copied, or -EIO when a source was rewritten in place under
  *         the view (its bytes are gone), or another -errno
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * engine_git.h - preparing host files and syncing them through git
- * (included by engine.h; filled in by prepare.c and sync.c).
+ * (included by engine.h; filled in by prepare.c, sync.c and driver.c).
  *
  * engine_prepare()       a tool's memory file -> BACKING/memory-HOST.json,
  *                        stamping only what changed (hybrid logical clock)
@@ -76,7 +76,8 @@ typedef struct {
 int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
                    engine_problems *probs) CRDTFS_MUST_CHECK;
 
-/* ---- sync (sync.c) ---- */
+/* ---- sync (sync.c): only in the git module; the program calls
+ * engine_sync() through its engine_git_module table (below) ---- */
 
 typedef struct {
 	const char *backing;   /* top of a git work tree (non-bare) */
@@ -136,6 +137,8 @@ typedef struct {
 int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
                 engine_problems *probs) CRDTFS_MUST_CHECK;
 
+/* ---- the git merge driver (driver.c) ---- */
+
 /**
  * The git merge driver: replace `ours` (%A) by the CRDT merge of `ours`
  * and `theirs` (%B) with the default descriptor, atomically.  The
@@ -148,5 +151,25 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 int engine_merge_driver(const char *ancestor, const char *ours,
                         const char *theirs,
                         engine_problems *probs) CRDTFS_MUST_CHECK;
+
+/* ---- the git module (git_module.c) ---- */
+
+/*
+ * libgit2 and the 17 libraries it needs cost ~5 ms at every process start,
+ * so engine_sync() is not in the crdtfs executable: sync.c and
+ * git_module.c are built as a module, crdtfs-git.so, that the program
+ * dlopen()s only to sync.  The module exports one symbol,
+ * ENGINE_GIT_MODULE_SYMBOL, this table; it takes the engine_* and desc_*
+ * functions it calls from the executable that loads it.
+ */
+typedef struct engine_git_module {
+	const char *version;  /* CRDTFS_VERSION the module was built from */
+	size_t opts_size;     /* sizeof(engine_sync_opts) there */
+	size_t result_size;   /* sizeof(engine_sync_result) there */
+	int (*sync)(const engine_sync_opts *opts, engine_sync_result *res,
+	            engine_problems *probs);
+} engine_git_module;
+
+#define ENGINE_GIT_MODULE_SYMBOL "crdtfs_git_module"
 
 #endif

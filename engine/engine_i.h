@@ -136,17 +136,37 @@ size_t engine__canon_chunk(engine__canon *st, const char *in, size_t n,
 
 /** An array in its own mapping; zero-initialise, then reserve. */
 typedef struct {
-	void *base;  /* mapping, NULL until the first reserve */
-	size_t cap;  /* bytes mapped */
+	void *base;    /* mapping, NULL until the first reserve */
+	size_t cap;    /* bytes usable */
+	size_t mapped; /* bytes mapped, >= cap */
 } engine__big;
 
 /**
  * Make room for `need` bytes, keeping the contents (the base may move).
- * New bytes read as zero.  @return 0 or -ENOMEM (the array is unchanged)
+ * New bytes are unspecified (a mapping may be reused from the pool).
+ * @return 0 or -ENOMEM (the array is unchanged)
  */
 int engine__big_reserve(engine__big *b, size_t need);
-/** Unmap; the array can be reserved again. */
+/**
+ * Release the array; it can be reserved again.  Large mappings are kept
+ * in a small process-wide pool for the next reserve (see bigarray.c).
+ */
 void engine__big_free(engine__big *b);
+/** Release the array straight to the system (one not worth pooling). */
+void engine__big_unmap(engine__big *b);
+
+/* ---- parallel jobs (parallel.c) ---- */
+
+/** Threads engine__parallel_run() would use for `jobs` jobs. */
+size_t engine__parallel_threads(size_t jobs);
+
+/**
+ * Call fn(ctx, i) for every i in [0, n), on up to a few threads (the
+ * caller's included); returns when all calls have returned.  Calls run
+ * concurrently, so fn must only touch what job i owns.
+ */
+void engine__parallel_run(size_t n, void (*fn)(void *ctx, size_t i),
+			  void *ctx);
 
 /* ---- batched reads (batch.c) ---- */
 
@@ -180,7 +200,27 @@ typedef struct {
 	uint16_t key_len;
 	uint16_t blob_len;  /* order blob follows the key in the arena */
 	uint16_t sort_len;  /* leading blob bytes encoding the first field */
+	uint32_t key_hash;  /* engine__key_hash() of the key */
 } engine__record;
+
+/** Hash of a record's key bytes, kept in the record for the merge. */
+static inline uint32_t engine__key_hash(const char *p, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+	uint64_t w;
+
+	while (n >= 8) {
+		__builtin_memcpy(&w, p, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+		p += 8;
+		n -= 8;
+	}
+	w = 0;
+	__builtin_memcpy(&w, p, n);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+	return (uint32_t)(h ^ (h >> 29) ^ (h >> 40));
+}
 
 /*
  * A host file as scanned: immutable once built except for the fd, which

@@ -31,6 +31,8 @@ struct engine_merge {
 	engine__source **sources;    /* owned refs, sorted by name */
 	size_t nsources;
 	engine_view *view;           /* owned ref to the current view */
+	engine__big winners;         /* sort items of the view's entries, */
+	size_t nwinners;             /* numbered over `sources`, for updates */
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
 };
@@ -76,25 +78,6 @@ static inline const char *ref_key(const merge_input *in, uint64_t ref)
 {
 	return in->sources[REF_SRC(ref)]->arena +
 	       ref_record(in, ref)->key_off;
-}
-
-static uint64_t hash_bytes(const char *p, size_t n)
-{
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-	uint64_t w;
-
-	while (n >= 8) {
-		memcpy(&w, p, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdull;
-		h ^= h >> 32;
-		p += 8;
-		n -= 8;
-	}
-	w = 0;
-	memcpy(&w, p, n);
-	h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 29;
-	return h;
 }
 
 /* memcmp with the shorter of two equal prefixes first. */
@@ -244,7 +227,8 @@ static int merge_one(const merge_input *in, uint64_t *table, size_t mask,
 			return 0;
 		}
 		cur--;
-		if (ref_record(in, cur)->key_len != r->key_len ||
+		if (ref_record(in, cur)->key_hash != r->key_hash ||
+		    ref_record(in, cur)->key_len != r->key_len ||
 		    memcmp(ref_key(in, cur), key, r->key_len))
 			continue;
 		if (beats(in, ref, cur, &err))
@@ -253,22 +237,11 @@ static int merge_one(const merge_input *in, uint64_t *table, size_t mask,
 	}
 }
 
-/*
- * Merge the records of `in` into sorted slots.
- * @param out_slots an empty big array; filled with *out_n slots
- * @return 0, or -ENOMEM / -EIO (out_slots left empty)
- */
-static int merge_records(merge_input *in, engine__big *out_slots,
-			 size_t *out_n)
+/* Number the records of `in` globally.  @return 0 or -ENOMEM */
+static int input_number(merge_input *in)
 {
-	size_t total = 0, cap = 16, mask, nwin = 0, i, j;
-	engine__big table_map = { 0 }, items_map = { 0 }, tmp_map = { 0 };
-	uint64_t *table, *bits = NULL;
-	sort_item *items;
-	engine__slot *slots;
-	int err = 0;
+	size_t total = 0, i;
 
-	*out_n = 0;
 	in->first = malloc((in->nsources + 1) * sizeof(*in->first));
 	if (!in->first)
 		return -ENOMEM;
@@ -276,10 +249,26 @@ static int merge_records(merge_input *in, engine__big *out_slots,
 		in->first[i] = total;
 		total += in->sources[i]->nrecords;
 	}
-	if (total > UINT32_MAX) {
-		err = -ENOMEM;
-		goto out;
-	}
+	in->first[in->nsources] = total;
+	return total > UINT32_MAX ? -ENOMEM : 0;
+}
+
+/*
+ * Merge every record of `in` (numbered) into its winners, sorted.
+ * @param items an empty big array; filled with *out_n sort items
+ * @return 0, or -ENOMEM / -EIO (items left empty)
+ */
+static int merge_full(const merge_input *in, engine__big *items_map,
+		      size_t *out_n)
+{
+	size_t total = in->first[in->nsources], cap = 16, mask, nwin = 0;
+	size_t i, j;
+	engine__big table_map = { 0 }, tmp_map = { 0 };
+	uint64_t *table, *bits = NULL;
+	sort_item *items;
+	int err = 0;
+
+	*out_n = 0;
 	while (cap < total + total / 3) /* load factor at most 3/4 */
 		cap *= 2;
 	mask = cap - 1;
@@ -288,14 +277,16 @@ static int merge_records(merge_input *in, engine__big *out_slots,
 		goto out;
 	}
 	table = table_map.base;
+	memset(table, 0, cap * sizeof(*table));
 
 	for (i = 0; i < in->nsources; i++) {
 		const engine__source *s = in->sources[i];
 		size_t ahead[MERGE_PREFETCH];
 
 		/*
-		 * The table is larger than the caches: hash a few records
-		 * ahead and prefetch their slots, so the misses overlap.
+		 * The table is larger than the caches: take the hashes of a
+		 * few records ahead and prefetch their slots, so the misses
+		 * overlap.
 		 */
 		for (j = 0; j < s->nrecords + MERGE_PREFETCH; j++) {
 			if (j >= MERGE_PREFETCH &&
@@ -305,11 +296,7 @@ static int merge_records(merge_input *in, engine__big *out_slots,
 					     &nwin)) < 0)
 				goto out;
 			if (j < s->nrecords) {
-				const engine__record *a = &s->records[j];
-				size_t ha = (size_t)hash_bytes(
-						    s->arena + a->key_off,
-						    a->key_len) &
-					    mask;
+				size_t ha = s->records[j].key_hash & mask;
 
 				ahead[j % MERGE_PREFETCH] = ha;
 				__builtin_prefetch(&table[ha], 1);
@@ -335,13 +322,14 @@ static int merge_records(merge_input *in, engine__big *out_slots,
 			bits[g / 64] |= 1ull << (g % 64);
 		}
 	}
-	engine__big_free(&table_map);
-	if (engine__big_reserve(&items_map, (nwin + 1) * sizeof(*items)) < 0 ||
+	/* Only a full merge needs the table: not worth keeping in the pool. */
+	engine__big_unmap(&table_map);
+	if (engine__big_reserve(items_map, (nwin + 1) * sizeof(*items)) < 0 ||
 	    engine__big_reserve(&tmp_map, (nwin + 1) * sizeof(*items)) < 0) {
 		err = -ENOMEM;
 		goto out;
 	}
-	items = items_map.base;
+	items = items_map->base;
 	for (i = 0, j = 0; i < in->nsources; i++) {
 		size_t k, n = in->sources[i]->nrecords;
 
@@ -354,16 +342,34 @@ static int merge_records(merge_input *in, engine__big *out_slots,
 		}
 	}
 	sort_items(items, tmp_map.base, nwin, in);
+	*out_n = nwin;
+out:
+	free(bits);
+	engine__big_unmap(&table_map);
 	engine__big_free(&tmp_map);
+	if (err)
+		engine__big_free(items_map);
+	return err;
+}
 
-	if (engine__big_reserve(out_slots, (nwin + 1) * sizeof(*slots)) < 0) {
-		err = -ENOMEM;
-		goto out;
-	}
+/* Lay the sorted winners out as the slots of a view. */
+static int slots_from_items(const merge_input *in, const sort_item *items,
+			    size_t n, engine__big *out_slots)
+{
+	engine__slot *slots;
+	size_t i;
+
+	if (engine__big_reserve(out_slots, (n + 1) * sizeof(*slots)) < 0)
+		return -ENOMEM;
 	slots = out_slots->base;
-	for (i = 0; i < nwin; i++) {
+	for (i = 0; i < n; i++) {
 		uint64_t ref = ref_of(in, items[i].g);
 		const engine__record *r = ref_record(in, ref);
+
+		/* Winners are in output order, their records anywhere. */
+		if (i + MERGE_PREFETCH < n)
+			__builtin_prefetch(ref_record(
+				in, ref_of(in, items[i + MERGE_PREFETCH].g)));
 
 		slots[i].start = 0;
 		slots[i].offset = r->offset;
@@ -371,16 +377,215 @@ static int merge_records(merge_input *in, engine__big *out_slots,
 		slots[i].canon_len = r->canon_len;
 		slots[i].src = (uint32_t)REF_SRC(ref);
 	}
-	*out_n = nwin;
-out:
-	free(bits);
-	free(in->first);
-	in->first = NULL;
-	engine__big_free(&table_map);
-	engine__big_free(&items_map);
+	return 0;
+}
+
+/*
+ * The incremental merge.  When some sources changed, only keys found in
+ * their records, before or after the change, can have a different winner:
+ * those keys are merged again from every record that has them, and the
+ * other winners keep their place in the previous sorted order.  The cost
+ * is one sequential pass over the records and winners (hashes are kept in
+ * the records) plus work in proportion to the changed sources.
+ */
+typedef struct {
+	const char *key; /* borrowed from a source arena; NULL: free slot */
+	uint32_t key_len;
+	uint32_t hash;
+	uint64_t best;   /* winner so far as ref + 1 in the new input; 0 none */
+} affected_key;
+
+/*
+ * Most keys looked up are not affected: a bitmap of their hashes, small
+ * enough to stay in the L2 cache, answers those without touching the
+ * table.
+ */
+typedef struct {
+	affected_key *slots;
+	size_t mask;
+	uint64_t *filter;   /* bit (hash >> 6) & filter_mask of every key */
+	size_t filter_mask; /* bits - 1 */
+} affected_set;
+
+static int affected_maybe(const affected_set *set, uint32_t hash)
+{
+	size_t bit = (hash >> 6) & set->filter_mask;
+
+	return (set->filter[bit / 64] >> (bit % 64)) & 1;
+}
+
+static affected_key *affected_find(affected_set *set, const char *key,
+				   uint32_t len, uint32_t hash, int insert)
+{
+	size_t h = hash & set->mask, bit = (hash >> 6) & set->filter_mask;
+
+	if (insert)
+		set->filter[bit / 64] |= 1ull << (bit % 64);
+	else if (!affected_maybe(set, hash))
+		return NULL;
+	for (;; h = (h + 1) & set->mask) {
+		affected_key *a = &set->slots[h];
+
+		if (!a->key) {
+			if (!insert)
+				return NULL;
+			a->key = key;
+			a->key_len = len;
+			a->hash = hash;
+			return a;
+		}
+		if (a->hash == hash && a->key_len == len &&
+		    memcmp(a->key, key, len) == 0)
+			return a;
+	}
+}
+
+/* The table is larger than the caches: start loading a later slot. */
+static inline void affected_prefetch(const affected_set *set,
+				     const engine__source *s, size_t k)
+{
+	if (k < s->nrecords)
+		__builtin_prefetch(
+			&set->slots[s->records[k].key_hash & set->mask], 1);
+}
+
+/* Record k of source i of `in` competes for its key, if it is affected. */
+static int affected_offer(affected_set *set, const merge_input *in, size_t i,
+			  size_t k, int insert)
+{
+	const engine__record *r = &in->sources[i]->records[k];
+	affected_key *a = affected_find(set, in->sources[i]->arena + r->key_off,
+					r->key_len, r->key_hash, insert);
+	uint64_t ref = REF_MAKE(i, k);
+	int err = 0;
+
+	if (a && (!a->best || beats(in, ref, a->best - 1, &err)))
+		a->best = ref + 1;
+	return err;
+}
+
+/* Winners of the affected keys, as sort items of `in`, sorted. */
+static int affected_winners(const affected_set *set, const merge_input *in,
+			    engine__big *items_map, size_t *out_n)
+{
+	engine__big tmp_map = { 0 };
+	sort_item *items;
+	size_t n = 0, i;
+
+	for (i = 0; i <= set->mask; i++)
+		n += set->slots[i].best != 0;
+	if (engine__big_reserve(items_map, (n + 1) * sizeof(*items)) < 0 ||
+	    engine__big_reserve(&tmp_map, (n + 1) * sizeof(*items)) < 0) {
+		engine__big_free(items_map);
+		return -ENOMEM;
+	}
+	items = items_map->base;
+	for (i = 0, n = 0; i <= set->mask; i++) {
+		uint64_t ref = set->slots[i].best;
+
+		if (ref--)
+			sort_item_init(&items[n++], in, ref,
+				       in->first[REF_SRC(ref)] + REF_REC(ref));
+	}
+	sort_items(items, tmp_map.base, n, in);
 	engine__big_free(&tmp_map);
+	*out_n = n;
+	return 0;
+}
+
+/*
+ * Merge `in` given the sorted winners of `old`, which has the same source
+ * names; changed[i] is set where in->sources[i] replaced old's.
+ * @return 0, or -ENOMEM / -EIO (items left empty)
+ */
+static int merge_update(const merge_input *old, const sort_item *old_items,
+			size_t old_n, const merge_input *in,
+			const unsigned char *changed, engine__big *items_map,
+			size_t *out_n)
+{
+	affected_set set = { NULL, 0, NULL, 0 };
+	engine__big fresh_map = { 0 };
+	const sort_item *fresh;
+	sort_item *out;
+	size_t cap = 16, nkeys = 0, nfresh = 0, i, k, a, b = 0;
+	int err = 0;
+
+	*out_n = 0;
+	for (i = 0; i < in->nsources; i++)
+		if (changed[i])
+			nkeys += old->sources[i]->nrecords +
+				 in->sources[i]->nrecords;
+	while (cap < 2 * nkeys) /* load factor at most 1/2 */
+		cap *= 2;
+	set.mask = cap - 1;
+	set.filter_mask = 16 * cap - 1; /* 32 bits a key or more */
+	set.slots = calloc(cap, sizeof(*set.slots));
+	set.filter = calloc(16 * cap / 64, sizeof(*set.filter));
+	if (!set.slots || !set.filter) {
+		err = -ENOMEM;
+		goto out;
+	}
+
+	for (i = 0; i < in->nsources; i++) {
+		const engine__source *s = old->sources[i];
+
+		for (k = 0; changed[i] && k < s->nrecords; k++) {
+			affected_prefetch(&set, s, k + MERGE_PREFETCH);
+			affected_find(&set, s->arena + s->records[k].key_off,
+				      s->records[k].key_len,
+				      s->records[k].key_hash, 1);
+		}
+	}
+	for (i = 0; i < in->nsources && !err; i++) {
+		const engine__source *s = in->sources[i];
+
+		for (k = 0; changed[i] && k < s->nrecords && !err; k++) {
+			affected_prefetch(&set, s, k + MERGE_PREFETCH);
+			err = affected_offer(&set, in, i, k, 1);
+		}
+	}
+	for (i = 0; i < in->nsources && !err; i++)
+		if (!changed[i])
+			for (k = 0; k < in->sources[i]->nrecords && !err; k++)
+				err = affected_offer(&set, in, i, k, 0);
+	if (err || (err = affected_winners(&set, in, &fresh_map, &nfresh)) < 0)
+		goto out;
+	fresh = fresh_map.base;
+
+	if (engine__big_reserve(items_map,
+				(old_n + nfresh + 1) * sizeof(*out)) < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	out = items_map->base;
+	for (a = 0, k = 0; a < old_n; a++) {
+		uint64_t ref = ref_of(old, old_items[a].g);
+		size_t src = REF_SRC(ref);
+		const engine__record *r = ref_record(old, ref);
+		sort_item kept = old_items[a];
+
+		if (a + MERGE_PREFETCH < old_n)
+			__builtin_prefetch(ref_record(
+				old, ref_of(old, old_items[a + MERGE_PREFETCH].g)));
+		if (changed[src] ||
+		    affected_find(&set, ref_key(old, ref), r->key_len,
+				  r->key_hash, 0))
+			continue;
+		kept.g = (uint32_t)(kept.g - old->first[src] + in->first[src]);
+		while (b < nfresh &&
+		       sort_item_cmp(&fresh[b], &kept, (void *)in) < 0)
+			out[k++] = fresh[b++];
+		out[k++] = kept;
+	}
+	while (b < nfresh)
+		out[k++] = fresh[b++];
+	*out_n = k;
+out:
+	free(set.slots);
+	free(set.filter);
+	engine__big_free(&fresh_map);
 	if (err)
-		engine__big_free(out_slots);
+		engine__big_free(items_map);
 	return err;
 }
 
@@ -393,23 +598,68 @@ static double seconds_since(const struct timespec *t0)
 	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* Build a view of `sources`; `t0` is when the (re)materialisation began. */
-static int build_view(engine_view **out, const desc_descriptor *desc,
-		      engine__source **sources, size_t nsources,
-		      uint64_t generation, const struct timespec *t0)
+/*
+ * Merge `in` (numbered) into sorted winners: from the previous merge of
+ * `m` when only some of the same sources changed, else from scratch.
+ */
+static int merge_winners(const engine_merge *m, const merge_input *in,
+			 engine__big *items, size_t *n)
+{
+	merge_input old = { m ? m->sources : NULL, m ? m->nsources : 0, NULL };
+	unsigned char *changed = NULL;
+	size_t i, nchanged = 0;
+	int rc;
+
+	if (!m || !m->view || !m->winners.base || old.nsources != in->nsources)
+		return merge_full(in, items, n);
+	for (i = 0; i < in->nsources; i++)
+		if (strcmp(old.sources[i]->name, in->sources[i]->name) != 0)
+			return merge_full(in, items, n);
+	if (!(changed = calloc(in->nsources + 1, 1)))
+		return -ENOMEM;
+	for (i = 0; i < in->nsources; i++)
+		nchanged += changed[i] = old.sources[i] != in->sources[i];
+	if (2 * nchanged > in->nsources) /* then a full merge is cheaper */
+		rc = merge_full(in, items, n);
+	else if ((rc = input_number(&old)) == 0)
+		rc = merge_update(&old, m->winners.base, m->nwinners, in,
+				  changed, items, n);
+	free(old.first);
+	free(changed);
+	return rc;
+}
+
+/*
+ * Build a view of `sources`; `t0` is when the (re)materialisation began.
+ * The sorted winners go to *items (to be kept for the next update, or
+ * freed).
+ */
+static int build_view(engine_view **out, const engine_merge *m,
+		      const desc_descriptor *desc, engine__source **sources,
+		      size_t nsources, uint64_t generation,
+		      const struct timespec *t0, engine__big *items,
+		      size_t *nitems)
 {
 	merge_input in = { sources, nsources, NULL };
 	engine__big slots = { 0 };
-	size_t n;
 	int rc;
 
 	*out = NULL;
-	if ((rc = merge_records(&in, &slots, &n)) < 0)
-		return rc;
-	rc = engine__view_new(out, desc, sources, nsources, &slots, n,
+	if ((rc = input_number(&in)) < 0 ||
+	    (rc = merge_winners(m, &in, items, nitems)) < 0)
+		goto out;
+	if ((rc = slots_from_items(&in, items->base, *nitems, &slots)) < 0) {
+		engine__big_free(items);
+		goto out;
+	}
+	rc = engine__view_new(out, desc, sources, nsources, &slots, *nitems,
 			      generation, NULL);
 	if (rc == 0)
 		engine__view_set_build_seconds(*out, seconds_since(t0));
+	else
+		engine__big_free(items);
+out:
+	free(in.first);
 	return rc;
 }
 
@@ -442,6 +692,7 @@ void engine_merge_free(engine_merge *m)
 		return;
 	sources_release(m->sources, m->nsources);
 	engine_view_unref(m->view);
+	engine__big_free(&m->winners);
 	free(m);
 }
 
@@ -475,11 +726,52 @@ static int source_current(const engine_merge *m, const engine__source *s)
 	return engine_same_file_state(&st, &s->orig_st);
 }
 
+/* Sources to scan in one refresh, shared out between threads. */
+typedef struct {
+	engine__source **slots;   /* slots[todo[j]] receives job j's source */
+	const char *const *names; /* indexed like slots */
+	const size_t *todo;
+	int dirfd;
+	const desc_descriptor *desc;
+	int *rcs;                 /* rcs[j]: what job j returned */
+} load_jobs;
+
+static void load_one(void *ctx, size_t j)
+{
+	load_jobs *jobs = ctx;
+	size_t i = jobs->todo[j];
+
+	jobs->rcs[j] = engine__source_load(&jobs->slots[i], jobs->dirfd,
+					   jobs->names[i], jobs->desc);
+}
+
+/*
+ * Scan names[todo[j]] into slots[todo[j]] for every j, files in parallel.
+ * @return 0, or the first error (slots that loaded are filled either way)
+ */
+static int load_sources(engine__source **slots, const char *const *names,
+			const size_t *todo, size_t ntodo, int dirfd,
+			const desc_descriptor *desc)
+{
+	int *rcs = calloc(ntodo ? ntodo : 1, sizeof(*rcs));
+	load_jobs jobs = { slots, names, todo, dirfd, desc, rcs };
+	int rc = 0;
+	size_t j;
+
+	if (!rcs)
+		return -ENOMEM;
+	engine__parallel_run(ntodo, load_one, &jobs);
+	for (j = 0; j < ntodo && rc == 0; j++)
+		rc = rcs[j];
+	free(rcs);
+	return rc;
+}
+
 int engine_merge_refresh(engine_merge *m, engine_view **out)
 {
 	engine__source **next = NULL;
 	char **names = NULL;
-	size_t n = 0, i, k = 0;
+	size_t n = 0, i, k = 0, ntodo = 0, *todo = NULL;
 	struct timespec t0;
 	int changed, rc;
 
@@ -490,7 +782,8 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 		return rc;
 	n = (size_t)rc;
 	next = calloc(n ? n : 1, sizeof(*next));
-	if (!next) {
+	todo = calloc(n ? n : 1, sizeof(*todo));
+	if (!next || !todo) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -507,21 +800,28 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 			continue;
 		}
 		changed = 1;
-		rc = engine__source_load(&next[i], m->backing_fd, names[i],
-					 m->desc);
-		if (rc < 0)
-			goto out;
+		todo[ntodo++] = i;
 	}
+	rc = load_sources(next, (const char *const *)names, todo, ntodo,
+			  m->backing_fd, m->desc);
+	if (rc < 0)
+		goto out;
 	m->all_dirty = 0;
 	if (changed) {
+		engine__big winners = { 0 };
+		size_t nwinners;
 		engine_view *v;
 
-		rc = build_view(&v, m->desc, next, n, m->generation + 1, &t0);
+		rc = build_view(&v, m, m->desc, next, n, m->generation + 1,
+				&t0, &winners, &nwinners);
 		if (rc < 0)
 			goto out;
 		m->generation++;
 		engine_view_unref(m->view);
 		m->view = v;
+		engine__big_free(&m->winners);
+		m->winners = winners;
+		m->nwinners = nwinners;
 		sources_release(m->sources, m->nsources);
 		m->sources = next;
 		m->nsources = n;
@@ -532,6 +832,7 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 out:
 	if (next)
 		sources_release(next, n);
+	free(todo);
 	desc_names_free(names);
 	return rc;
 }
@@ -541,21 +842,29 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 {
 	engine__source **sources = calloc(npaths ? npaths : 1,
 					  sizeof(*sources));
+	size_t *todo = calloc(npaths ? npaths : 1, sizeof(*todo));
 	struct timespec t0;
 	size_t i;
 	int rc = -ENOMEM;
 
 	*out = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (!sources)
-		return rc;
-	for (i = 0; i < npaths; i++) {
-		rc = engine__source_load(&sources[i], AT_FDCWD, paths[i], desc);
-		if (rc < 0)
-			goto out;
+	if (!sources || !todo)
+		goto out;
+	for (i = 0; i < npaths; i++)
+		todo[i] = i;
+	rc = load_sources(sources, paths, todo, npaths, AT_FDCWD, desc);
+	if (rc == 0) {
+		engine__big winners = { 0 };
+		size_t nwinners;
+
+		rc = build_view(out, NULL, desc, sources, npaths, 1, &t0,
+				&winners, &nwinners);
+		engine__big_free(&winners);
 	}
-	rc = build_view(out, desc, sources, npaths, 1, &t0);
 out:
-	sources_release(sources, npaths);
+	if (sources)
+		sources_release(sources, npaths);
+	free(todo);
 	return rc;
 }

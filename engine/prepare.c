@@ -39,11 +39,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <git2.h>
 #include <jansson.h>
 #include "uthash.h"
 
 #include "engine_i.h"
+#include "sha1.h"
 
 /* Identities longer than this (or with control bytes) are hashed. */
 #define PREP_UID_LITERAL_MAX 200
@@ -424,17 +424,6 @@ static char *content_of(json_t *obj)
 	return s;
 }
 
-/* Hex git blob SHA-1 of data (41 bytes with the NUL). */
-static int sha1_hex(char out[GIT_OID_HEXSZ + 1], const char *data, size_t len)
-{
-	git_oid oid;
-
-	if (git_odb_hash(&oid, data, len, GIT_OBJECT_BLOB) < 0)
-		return -EIO;
-	git_oid_tostr(out, GIT_OID_HEXSZ + 1, &oid);
-	return 0;
-}
-
 static int str_field(json_t *obj, const char *key, const char **s, size_t *n)
 {
 	json_t *v = json_object_get(obj, key);
@@ -454,7 +443,7 @@ static char *identity_of(json_t *obj, const char *content)
 {
 	const char *type, *a, *b, *c;
 	size_t tn, an, bn, cn;
-	char hex[GIT_OID_HEXSZ + 1], *out = NULL;
+	char hex[ENGINE__SHA1_HEX], *out = NULL;
 	json_t *id;
 	int n = -1;
 
@@ -506,8 +495,7 @@ static char *identity_of(json_t *obj, const char *content)
 		free(t);
 		return n < 0 ? NULL : out;
 	}
-	if (sha1_hex(hex, content, strlen(content)) < 0)
-		return NULL;
+	engine__git_blob_id(content, strlen(content), hex);
 	n = asprintf(&out, "content:%s", hex);
 	return n < 0 ? NULL : out;
 }
@@ -515,7 +503,7 @@ static char *identity_of(json_t *obj, const char *content)
 /* unique_id from an identity of `len` bytes; owned result or NULL. */
 static char *uid_of(const char *ident, size_t len)
 {
-	char hex[GIT_OID_HEXSZ + 1], *out = NULL;
+	char hex[ENGINE__SHA1_HEX], *out = NULL;
 	int literal = len > 0 && len <= PREP_UID_LITERAL_MAX;
 	size_t i;
 
@@ -524,8 +512,7 @@ static char *uid_of(const char *ident, size_t len)
 			literal = 0;
 	if (literal)
 		return strndup(ident, len);
-	if (sha1_hex(hex, ident, len) < 0)
-		return NULL;
+	engine__git_blob_id(ident, len, hex);
 	if (asprintf(&out, "sha1:%s", hex) < 0)
 		return NULL;
 	return out;
@@ -1062,7 +1049,6 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 
 	if (!opts->host || !valid_host(opts->host))
 		return -EINVAL;
-	git_libgit2_init();
 	if (opts->now) {
 		if (engine__time_parse(&now, opts->now, strlen(opts->now)) <
 		    0) {
@@ -1180,6 +1166,5 @@ out:
 	free(obuf);
 	free(sbuf);
 	free(nbuf);
-	git_libgit2_shutdown();
 	return r;
 }

@@ -94,6 +94,8 @@ typedef struct {
 	void *read_ctx;
 	size_t chunk;             /* bytes per read */
 	unsigned char *buf;       /* owned: chunk + SCAN_PAD bytes */
+	engine__big buf_map;      /* holds buf; pooled, so a refresh reuses
+	                             pages already touched */
 	const unsigned char *p;   /* next byte to look at */
 	const unsigned char *end; /* end of the bytes read; *end == 0 */
 	uint64_t buf_off;         /* file offset of buf[0] */
@@ -1533,7 +1535,8 @@ int engine__scan(engine__read_fn read, void *read_ctx, size_t chunk,
 	s->name = name;
 	s->probs = probs;
 	s->line = 1;
-	s->buf = malloc(s->chunk + SCAN_PAD);
+	if (engine__big_reserve(&s->buf_map, s->chunk + SCAN_PAD) == 0)
+		s->buf = s->buf_map.base;
 	s->stack_words = 32;
 	s->stack = calloc(s->stack_words, sizeof(*s->stack));
 	if (!s->buf || !s->stack)
@@ -1561,7 +1564,7 @@ out:
 		free(s->levels[i].parts);
 	free(s->levels);
 	free(s->stack);
-	free(s->buf);
+	engine__big_free(&s->buf_map);
 	free(s);
 	return r;
 }

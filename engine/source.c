@@ -35,8 +35,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <git2.h>
 #include <pthread.h>
+
+#include "sha1.h"
 
 /* Warnings listed per source before they are only counted. */
 #define SOURCE_MAX_WARNINGS 20
@@ -243,7 +244,6 @@ static int blob_key(int fd, const engine__record *r, char hex[41])
 	canon_stream *cs = malloc(sizeof(*cs));
 	char *canon = malloc(r->canon_len ? r->canon_len : 1);
 	size_t got = 0;
-	git_oid oid;
 	int rc = -ENOMEM;
 
 	if (!cs || !canon)
@@ -268,9 +268,7 @@ static int blob_key(int fd, const engine__record *r, char hex[41])
 	rc = -EIO;
 	if (got != r->canon_len)
 		goto out;
-	if (git_odb_hash(&oid, canon, got, GIT_OBJECT_BLOB) < 0)
-		goto out;
-	git_oid_tostr(hex, 41, &oid);
+	engine__git_blob_id(canon, got, hex);
 	rc = 0;
 out:
 	free(canon);
@@ -335,6 +333,7 @@ static int on_entry(void *ctx, const engine__entry *e)
 	r->key_len = (uint16_t)key_len;
 	r->blob_len = (uint16_t)blob_len;
 	r->sort_len = (uint16_t)sort_len;
+	r->key_hash = engine__key_hash(key, key_len);
 	memcpy(s->arena + s->arena_len, key, key_len);
 	memcpy(s->arena + s->arena_len + key_len, blob, blob_len);
 	s->arena_len += key_len + blob_len;

@@ -3,9 +3,10 @@
  * cmd_git.c - `crdtfs prepare`, `crdtfs sync`, `crdtfs merge-driver`, and
  * the background syncer of the mount (`-o sync=SECONDS`).
  *
- * The work is in engine/prepare.c and engine/sync.c; this file parses
- * arguments, prints problems and results, and maps errors to exit
- * statuses (0 ok, 1 failure, 2 usage, 3 remote unreachable).
+ * The work is in engine/prepare.c, engine/driver.c and engine/sync.c; this
+ * file parses arguments, prints problems and results, and maps errors to
+ * exit statuses (0 ok, 1 failure, 2 usage, 3 remote unreachable).  Syncs
+ * go through the git module (git_load.c), loaded only when a sync is due.
  *
  * The syncer is one thread per mount.  It syncs once at start, then
  * sleeps until SECONDS passed or a write poked it; after a poke it waits
@@ -189,6 +190,8 @@ int fs_cmd_sync(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const engine_git_module *git;
+	const char *err;
 	engine_sync_opts o;
 	engine_sync_result res;
 	engine_problems probs;
@@ -225,9 +228,13 @@ int fs_cmd_sync(int argc, char **argv)
 	if (argc - optind != 1)
 		return usage_error("sync", "expected BACKING");
 	o.backing = argv[optind];
+	if (!(git = fs_git_module(&err))) {
+		fprintf(stderr, "crdtfs sync: %s\n", err);
+		return FS_EXIT_FAIL;
+	}
 
 	engine_problems_init(&probs);
-	r = engine_sync(&o, &res, &probs);
+	r = git->sync(&o, &res, &probs);
 	print_problems("sync", &probs);
 	engine_problems_dispose(&probs);
 	if (r == 0) {
@@ -286,6 +293,7 @@ int fs_cmd_merge_driver(int argc, char **argv)
 
 struct fs_syncer {
 	pthread_t thread;
+	const engine_git_module *git;
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* signalled on poke and stop */
 	char *backing;       /* owned */
@@ -345,7 +353,7 @@ static void syncer_run_once(fs_syncer *s)
 	o.cancelled = syncer_cancelled;
 	o.cancel_ctx = s;
 	engine_problems_init(&probs);
-	r = engine_sync(&o, &res, &probs);
+	r = s->git->sync(&o, &res, &probs);
 	print_problems("sync", &probs);
 	engine_problems_dispose(&probs);
 	if (r == 0) {
@@ -416,6 +424,11 @@ int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	/* The mount loaded it already to report failure early (mount.c). */
+	if (!(s->git = fs_git_module(NULL))) {
+		free(s);
+		return -ELIBACC;
+	}
 	s->backing = strdup(backing);
 	s->remote = remote ? strdup(remote) : NULL;
 	if (!s->backing || (remote && !s->remote)) {

@@ -32,7 +32,7 @@ typedef struct fs_syncer fs_syncer;
  * Start syncing `backing` every `seconds` seconds and soon after writes.
  * @param changed called from the sync thread after a pull changed files in
  *        the backing directory (may be NULL)
- * @return 0 or -errno
+ * @return 0 or -errno (-ELIBACC: the git module cannot be loaded)
  */
 int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 		    const char *remote, void (*changed)(void *ctx), void *ctx);
@@ -40,6 +40,17 @@ int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 void fs_syncer_poke(fs_syncer *s);
 /** Stop and join the thread; NULL is fine. */
 void fs_syncer_stop(fs_syncer *s);
+
+/*
+ * The git module, crdtfs-git.so (git_load.c): loaded on first use, next
+ * to the executable or else in LIBDIR/crdtfs, and kept until exit; only
+ * `sync` and a mount with `-o sync=` need it.  Thread-safe.
+ * @param reterr on failure, a one-line reason naming the paths tried
+ *        (static storage; may be NULL)
+ * @return the module's table (engine_git.h), or NULL
+ */
+typedef struct engine_git_module engine_git_module;
+const engine_git_module *fs_git_module(const char **reterr);
 
 /** Exit statuses shared by the subcommands. */
 #define FS_EXIT_OK 0

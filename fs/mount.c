@@ -232,6 +232,7 @@ int fs_mount_main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	struct fs_ctx *ctx = NULL;
 	char *abs = NULL, *fsname = NULL;
+	const char *err;
 	int status = FS_EXIT_USAGE, mounted = 0, handlers = 0, r;
 	struct stat st;
 
@@ -288,6 +289,12 @@ int fs_mount_main(int argc, char **argv)
 	}
 
 	status = FS_EXIT_FAIL;
+	/* Only syncing needs libgit2: load it now, while a failure still
+	 * reaches the terminal (the syncer starts after daemonizing). */
+	if (o.sync && !fs_git_module(&err)) {
+		fprintf(stderr, "crdtfs: %s\n", err);
+		goto out;
+	}
 	fs_raise_nofile();
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)

@@ -2,11 +2,14 @@
 /*
  * test_engine_merge.c - the merge, the view layout and the readers: exact
  * bytes for small inputs, order independence, reads at every offset and
- * size equal the whole output, incremental refresh, and readers that keep
- * one generation while sources change.
+ * size equal the whole output, incremental refresh, readers that keep
+ * one generation while sources change, and the multi-threaded writer and
+ * concurrent reads of one reader on a multi-MiB view.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +415,197 @@ static void test_engine_merge__large_pretty_entry_in_pieces(void)
 	remove_dir();
 }
 
+/*
+ * Host files for a view of several MiB: `hosts` files of `n` entries of
+ * about 1 KiB, compact and pretty-printed in turn, in no time order, plus
+ * one 300 KiB pretty entry that spans chunks of the writer.
+ */
+static void write_big_corpus(int hosts, int n)
+{
+	char path[256], pad[801];
+	int h, j;
+
+	memset(pad, 'p', 800);
+	pad[800] = 0;
+	for (h = 0; h < hosts; h++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/memory-%02d.json", tmpdir, h);
+		f = fopen(path, "w");
+		fputs("[\n", f);
+		for (j = 0; j < n; j++) {
+			int t = (j * 7919 + h * 13) % (n * hosts);
+
+			fprintf(f, j % 2 ? "{\"id\":\"h%d-%d\",\"pad\":\"%.*s\","
+					   "\"_crdt_metadata\":{\"host\":\"h%d\","
+					   "\"timestamp\":\"2025-01-01T%02d:%02d:%02dZ\","
+					   "\"version\":1,\"unique_id\":\"h%d-%d\"}}" :
+					   "  {\n    \"id\" : \"h%d-%d\",\n    \"pad\" : \"%.*s\",\n"
+					   "    \"_crdt_metadata\" : { \"host\" : \"h%d\",\n"
+					   "      \"timestamp\" : \"2025-01-01T%02d:%02d:%02dZ\",\n"
+					   "      \"version\" : 1, \"unique_id\" : \"h%d-%d\" }\n  }",
+				h, j, 700 + j % 100, pad, h, t / 3600,
+				t / 60 % 60, t % 60, h, j);
+			fputs(",\n", f);
+		}
+		fputs("  {\n    \"big\" : \"", f);
+		for (j = 0; j < 300 * 1024 / 800; j++)
+			fputs(pad, f);
+		fprintf(f, "\",\n    \"_crdt_metadata\" : { \"host\" : \"h%d\", "
+			   "\"timestamp\" : \"2025-01-01T00:30:00Z\", "
+			   "\"version\" : 1, \"unique_id\" : \"big-%d\" }\n  }\n]\n",
+			h, h);
+		fclose(f);
+	}
+}
+
+/* The whole view, read by one reader in 64 KiB pieces. */
+static char *read_sequential(engine_view *v)
+{
+	size_t len = engine_view_size(v), off;
+	char *out = malloc(len + 1);
+	engine_reader *r = NULL;
+
+	ASSERT_TRUE(engine_reader_new(&r, v) == 0);
+	for (off = 0; r && off < len; off += 65536)
+		ASSERT_TRUE(engine_reader_read(r, out + off, 65536, off) > 0);
+	engine_reader_free(r);
+	return out;
+}
+
+static void test_engine_merge__parallel_write_equals_reader(void)
+{
+	merge_fixture f;
+	size_t len;
+	char *want, *got;
+	int memfd = memfd_create("out", 0);
+
+	make_dir();
+	write_big_corpus(3, 2000);
+	fixture_open(&f);
+	len = engine_view_size(f.v);
+	ASSERT_TRUE(len > 5 * 1024 * 1024); /* several writer chunks */
+	want = read_sequential(f.v);
+	ASSERT_TRUE(engine_view_write(f.v, memfd) == 0);
+	got = malloc(len);
+	ASSERT_EQ_INT(lseek(memfd, 0, SEEK_END), len);
+	ASSERT_EQ_INT(pread(memfd, got, len, 0), len);
+	ASSERT_EQ_MEM(got, len, want, len);
+	free(got);
+	free(want);
+	close(memfd);
+	fixture_close(&f);
+	remove_dir();
+}
+
+typedef struct {
+	engine_reader *r;
+	char *out;
+	size_t len, piece;
+	int first, step;
+	ssize_t fail; /* first failed read's result, or 0 */
+} read_job;
+
+static void *read_pieces(void *arg)
+{
+	read_job *j = arg;
+	size_t off;
+
+	for (off = (size_t)j->first * j->piece; off < j->len;
+	     off += (size_t)j->step * j->piece) {
+		ssize_t n = engine_reader_read(j->r, j->out + off, j->piece,
+					       off);
+
+		if (n <= 0 && !j->fail)
+			j->fail = n ? n : -1;
+	}
+	return NULL;
+}
+
+/* Reads of one reader from several threads at once, as FUSE does. */
+static void test_engine_merge__concurrent_reads_of_one_reader(void)
+{
+	merge_fixture f;
+	engine_reader *r = NULL;
+	read_job jobs[4];
+	pthread_t tids[4];
+	size_t len, piece;
+	char *want, *got;
+	int i;
+
+	make_dir();
+	write_big_corpus(3, 1000);
+	fixture_open(&f);
+	len = engine_view_size(f.v);
+	want = read_sequential(f.v);
+	got = malloc(len);
+	ASSERT_TRUE(engine_reader_new(&r, f.v) == 0);
+	/* Readahead-sized pieces, then odd ones cutting through entries. */
+	for (piece = 131072; piece >= 4000; piece = piece == 131072 ? 4099 : 0) {
+		memset(got, 0, len);
+		for (i = 0; i < 4; i++) {
+			jobs[i] = (read_job){ r, got, len, piece, i, 4, 0 };
+			ASSERT_TRUE(pthread_create(&tids[i], NULL, read_pieces,
+						   &jobs[i]) == 0);
+		}
+		for (i = 0; i < 4; i++) {
+			pthread_join(tids[i], NULL);
+			ASSERT_EQ_INT(jobs[i].fail, 0);
+		}
+		ASSERT_EQ_MEM(got, len, want, len);
+	}
+	engine_reader_free(r);
+	free(got);
+	free(want);
+	fixture_close(&f);
+	remove_dir();
+}
+
+/* A source rewritten in place under the view: every thread stops, -EIO. */
+static void test_engine_merge__parallel_write_fails_on_change(void)
+{
+	merge_fixture f;
+	char path[256];
+	int memfd = memfd_create("out", 0), fd;
+
+	make_dir();
+	write_big_corpus(3, 2000);
+	fixture_open(&f);
+	snprintf(path, sizeof(path), "%s/memory-01.json", tmpdir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ASSERT_TRUE(write(fd, "[]", 2) == 2);
+	close(fd);
+	ASSERT_EQ_INT(engine_view_write(f.v, memfd), -EIO);
+	ASSERT_TRUE(lseek(memfd, 0, SEEK_END) < (off_t)engine_view_size(f.v));
+	close(memfd);
+	fixture_close(&f);
+	remove_dir();
+}
+
+/* A write that fails at once stops the workers (no hang, no leak). */
+static void test_engine_merge__parallel_write_fails_on_output(void)
+{
+	merge_fixture f;
+	int fd, pipefd[2];
+
+	make_dir();
+	write_big_corpus(3, 2000);
+	fixture_open(&f);
+	fd = open("/dev/full", O_WRONLY);
+	if (fd >= 0) {
+		ASSERT_EQ_INT(engine_view_write(f.v, fd), -ENOSPC);
+		close(fd);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	ASSERT_TRUE(pipe(pipefd) == 0);
+	close(pipefd[0]);
+	ASSERT_EQ_INT(engine_view_write(f.v, pipefd[1]), -EPIPE);
+	close(pipefd[1]);
+	signal(SIGPIPE, SIG_DFL);
+	fixture_close(&f);
+	remove_dir();
+}
+
 static const harness_case cases[] = {
 	TEST(test_engine_merge__lww_by_parsed_time),
 	TEST(test_engine_merge__tie_breaks),
@@ -423,6 +617,10 @@ static const harness_case cases[] = {
 	TEST(test_engine_merge__in_place_rewrite_fails_readers),
 	TEST(test_engine_merge__merge_paths),
 	TEST(test_engine_merge__large_pretty_entry_in_pieces),
+	TEST(test_engine_merge__parallel_write_equals_reader),
+	TEST(test_engine_merge__concurrent_reads_of_one_reader),
+	TEST(test_engine_merge__parallel_write_fails_on_change),
+	TEST(test_engine_merge__parallel_write_fails_on_output),
 };
 
 HARNESS_MAIN(cases)

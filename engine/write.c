@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * write.c - the whole merged file to an fd, produced by several threads.
+ *
+ * Producing the output (one read per entry, canonicalising, copying) is
+ * about half of `crdtfs merge`.  A view is immutable and readers are
+ * independent, so the output is cut into WRITE_CHUNK pieces and chunk k is
+ * filled by worker k % n, each worker with its own reader, while the
+ * calling thread writes the chunks to the fd strictly in order.  n is the
+ * number of online CPUs, at most a few; views below WRITE_PARALLEL_FROM
+ * are written by the calling thread alone, as starting threads would cost
+ * more than they save.
+ *
+ * Memory is bounded whatever the size of the view: every worker owns
+ * WRITE_BUFS chunk buffers, filled in turn, and waits when the writer has
+ * not yet emptied the next one.  Chunks of 1 MiB, against the 256 KiB of a
+ * single reader, because a worker then skips n - 1 MiB of output between
+ * its chunks: far enough that its per-source windows see a jump and read
+ * only what the next chunk needs, where a smaller skip would look like
+ * reading on and fill whole windows with bytes another worker serves
+ * (measured: 256 KiB chunks cost 5-10% more than 512 KiB or 1 MiB).
+ *
+ * On 2 vCPUs the output of the 100 MB corpus takes about 60 ms instead of
+ * 93 ms, for about 25% more CPU time: workers share the sources' page
+ * cache pages and file references, whose counters bounce between cores.
+ *
+ * Errors: the first one (a source changed under the view: -EIO; a failed
+ * write) stops every thread, and all are joined before returning.
+ */
+#include "engine_i.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* Bytes of output per chunk. */
+#define WRITE_CHUNK (1024 * 1024)
+/* Chunk buffers per worker: one being filled, one waiting to be written. */
+#define WRITE_BUFS 2
+/* Views smaller than this are written by the calling thread alone. */
+#define WRITE_PARALLEL_FROM (1024 * 1024)
+
+typedef struct write_job write_job;
+
+typedef struct {
+	write_job *job;
+	size_t index;           /* fills chunks index, index + n, ... */
+	engine_reader *reader;  /* owned */
+	char *buf[WRITE_BUFS];  /* in job->bufs */
+	size_t len[WRITE_BUFS]; /* bytes ready in buf[b]; job->lock */
+	int full[WRITE_BUFS];   /* buf[b] awaits the writer; job->lock */
+	pthread_cond_t emptied; /* a buffer was written, or stop */
+	pthread_t tid;
+} write_worker;
+
+struct write_job {
+	const engine_view *v;
+	uint64_t nchunks;
+	size_t n;               /* workers */
+	write_worker *w;        /* owned, n of them */
+	engine__big bufs;       /* owned, every worker's buffers */
+	pthread_mutex_t lock;
+	pthread_cond_t filled;  /* a buffer was filled, or stop; lock */
+	int stop;               /* lock */
+	int err;                /* first error, 0 for none; lock */
+};
+
+/* Write all of buf. @return 0 or -errno */
+static int write_full(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Bytes of chunk k (the last one may be short). */
+static size_t chunk_len(const engine_view *v, uint64_t k)
+{
+	uint64_t left = engine_view_size(v) - k * WRITE_CHUNK;
+
+	return left < WRITE_CHUNK ? (size_t)left : WRITE_CHUNK;
+}
+
+/* Stop everything, keeping the first error (0: none).  Holds job->lock. */
+static void job_stop(write_job *job, int err)
+{
+	size_t i;
+
+	if (!job->err)
+		job->err = err;
+	job->stop = 1;
+	pthread_cond_broadcast(&job->filled);
+	for (i = 0; i < job->n; i++)
+		pthread_cond_broadcast(&job->w[i].emptied);
+}
+
+static void *worker_main(void *arg)
+{
+	write_worker *w = arg;
+	write_job *job = w->job;
+	uint64_t k;
+	size_t b = 0;
+
+	for (k = w->index; k < job->nchunks; k += job->n) {
+		size_t len = chunk_len(job->v, k);
+		ssize_t got;
+		int stop;
+
+		pthread_mutex_lock(&job->lock);
+		while (w->full[b] && !job->stop)
+			pthread_cond_wait(&w->emptied, &job->lock);
+		stop = job->stop;
+		pthread_mutex_unlock(&job->lock);
+		if (stop)
+			break;
+		got = engine_reader_read(w->reader, w->buf[b], len,
+					 k * WRITE_CHUNK);
+		pthread_mutex_lock(&job->lock);
+		if (got != (ssize_t)len) {
+			job_stop(job, got < 0 ? (int)got : -EIO);
+		} else {
+			w->len[b] = len;
+			w->full[b] = 1;
+			pthread_cond_signal(&job->filled);
+		}
+		pthread_mutex_unlock(&job->lock);
+		b = (b + 1) % WRITE_BUFS;
+	}
+	return NULL;
+}
+
+/* The calling thread's part: every chunk to fd, in order. */
+static void job_write(write_job *job, int fd)
+{
+	uint64_t k;
+
+	for (k = 0; k < job->nchunks; k++) {
+		write_worker *w = &job->w[k % job->n];
+		size_t b = (size_t)(k / job->n) % WRITE_BUFS, len;
+		int rc;
+
+		pthread_mutex_lock(&job->lock);
+		while (!w->full[b] && !job->stop)
+			pthread_cond_wait(&job->filled, &job->lock);
+		len = w->len[b];
+		if (job->stop) {
+			pthread_mutex_unlock(&job->lock);
+			return;
+		}
+		pthread_mutex_unlock(&job->lock);
+		/* The worker leaves a full buffer alone: no lock needed. */
+		rc = write_full(fd, w->buf[b], len);
+		pthread_mutex_lock(&job->lock);
+		if (rc < 0) {
+			job_stop(job, rc);
+		} else {
+			w->full[b] = 0;
+			pthread_cond_signal(&w->emptied);
+		}
+		pthread_mutex_unlock(&job->lock);
+		if (rc < 0)
+			return;
+	}
+}
+
+/*
+ * Write v with n worker threads.
+ * @return 0, -EAGAIN when threads could not be started (nothing was
+ *         written then), -ENOMEM, or the first error of a worker or write
+ */
+static int write_parallel(const engine_view *v, int fd, size_t n)
+{
+	write_job job = { .v = v, .n = n };
+	size_t i, b, started = 0;
+	sigset_t all, old;
+	int rc;
+
+	job.nchunks = (engine_view_size(v) + WRITE_CHUNK - 1) / WRITE_CHUNK;
+	pthread_mutex_init(&job.lock, NULL);
+	pthread_cond_init(&job.filled, NULL);
+	job.w = calloc(n, sizeof(*job.w));
+	if (!job.w) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		pthread_cond_init(&job.w[i].emptied, NULL);
+	/* One mapping for all buffers: big enough for huge pages. */
+	if ((rc = engine__big_reserve(&job.bufs,
+				      n * WRITE_BUFS * WRITE_CHUNK)) < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		write_worker *w = &job.w[i];
+
+		w->job = &job;
+		w->index = i;
+		for (b = 0; b < WRITE_BUFS; b++)
+			w->buf[b] = (char *)job.bufs.base +
+				    (i * WRITE_BUFS + b) * WRITE_CHUNK;
+		if ((rc = engine_reader_new(&w->reader, (engine_view *)v)) < 0)
+			goto out;
+	}
+	/* Signals stay with the caller's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (started = 0; started < n; started++)
+		if (pthread_create(&job.w[started].tid, NULL, worker_main,
+				   &job.w[started]) != 0)
+			break;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started < n) {
+		pthread_mutex_lock(&job.lock);
+		job_stop(&job, -EAGAIN);
+		pthread_mutex_unlock(&job.lock);
+	} else {
+		job_write(&job, fd);
+		/* Done or failed: either way no worker may wait on. */
+		pthread_mutex_lock(&job.lock);
+		job_stop(&job, 0);
+		pthread_mutex_unlock(&job.lock);
+	}
+	for (i = 0; i < started; i++)
+		pthread_join(job.w[i].tid, NULL);
+	rc = job.err;
+out:
+	for (i = 0; job.w && i < n; i++) {
+		engine_reader_free(job.w[i].reader);
+		pthread_cond_destroy(&job.w[i].emptied);
+	}
+	free(job.w);
+	engine__big_free(&job.bufs);
+	pthread_cond_destroy(&job.filled);
+	pthread_mutex_destroy(&job.lock);
+	return rc;
+}
+
+/* Write v with one reader on the calling thread. */
+static int write_serial(const engine_view *v, int fd)
+{
+	uint64_t size = engine_view_size(v), k;
+	engine_reader *r = NULL;
+	char *buf = malloc(size < WRITE_CHUNK ? (size_t)size + 1 : WRITE_CHUNK);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	if ((rc = engine_reader_new(&r, (engine_view *)v)) < 0)
+		goto out;
+	for (k = 0; k * WRITE_CHUNK < size; k++) {
+		size_t len = chunk_len(v, k);
+		ssize_t n = engine_reader_read(r, buf, len, k * WRITE_CHUNK);
+
+		if (n != (ssize_t)len) {
+			rc = n < 0 ? (int)n : -EIO;
+			goto out;
+		}
+		if ((rc = write_full(fd, buf, len)) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	engine_reader_free(r);
+	free(buf);
+	return rc;
+}
+
+int engine_view_write(const engine_view *v, int fd)
+{
+	uint64_t size = engine_view_size(v);
+	size_t n = 1;
+	int rc;
+
+	if (size >= WRITE_PARALLEL_FROM)
+		n = engine__parallel_threads(
+			(size_t)((size + WRITE_CHUNK - 1) / WRITE_CHUNK));
+	if (n > 1 && (rc = write_parallel(v, fd, n)) != -EAGAIN)
+		return rc;
+	return write_serial(v, fd);
+}
