@@ -28,9 +28,14 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 #define BIG_MIN (64 * 1024)
+#define BIG_PAGE 4096
 #define BIG_HUGE_FROM (2 * 1024 * 1024)
-#define POOL_SLOTS 8
+#define POOL_SLOTS 16
 /* Counted in bytes used (cap), which is what stays resident. */
 #define POOL_MAX_BYTES (256u * 1024 * 1024)
 
@@ -72,6 +77,7 @@ static int pool_take(engine__big *b, size_t need)
 	if (best < POOL_SLOTS) {
 		b->base = pool.base[best];
 		b->mapped = pool.mapped[best];
+		b->populated = pool.used[best];
 		b->cap = 0;
 		pool.base[best] = NULL;
 		pool.bytes -= pool.used[best];
@@ -88,11 +94,12 @@ static int pool_give(const engine__big *b)
 
 	pthread_mutex_lock(&pool.lock);
 	for (i = 0; i < POOL_SLOTS && !kept; i++) {
-		if (!pool.base[i] && pool.bytes + b->cap <= POOL_MAX_BYTES) {
+		if (!pool.base[i] &&
+		    pool.bytes + b->populated <= POOL_MAX_BYTES) {
 			pool.base[i] = b->base;
 			pool.mapped[i] = b->mapped;
-			pool.used[i] = b->cap;
-			pool.bytes += b->cap;
+			pool.used[i] = b->populated;
+			pool.bytes += b->populated;
 			kept = 1;
 		}
 	}
@@ -100,19 +107,43 @@ static int pool_give(const engine__big *b)
 	return kept;
 }
 
+/*
+ * Fault in the stretch of the array about to be written, a little past
+ * `need`, in one call: a page costs about 3.6 us this way here, against
+ * about 12 us when each first touch traps.  Failure (an old kernel) only
+ * means the pages fault one at a time.
+ */
+static void big_populate(engine__big *b, size_t need)
+{
+	size_t upto = need + (need / 4 > BIG_MIN ? need / 4 : BIG_MIN);
+
+	upto = (upto + BIG_PAGE - 1) & ~(size_t)(BIG_PAGE - 1);
+	if (upto > b->cap)
+		upto = b->cap;
+	if (upto <= b->populated)
+		return;
+	(void)madvise((char *)b->base + b->populated, upto - b->populated,
+		      MADV_POPULATE_WRITE);
+	b->populated = upto;
+}
+
 int engine__big_reserve(engine__big *b, size_t need)
 {
 	size_t cap = b->cap ? b->cap : BIG_MIN;
 	void *p;
 
-	if (need <= b->cap)
+	if (need <= b->cap) {
+		if (need > b->populated)
+			big_populate(b, need);
 		return 0;
+	}
 	while (cap < need)
 		cap *= 2;
 	if (!b->base)
 		(void)pool_take(b, cap);
 	if (cap <= b->mapped) {
 		b->cap = cap;
+		big_populate(b, need);
 		return 0;
 	}
 	if (!b->base)
@@ -126,6 +157,7 @@ int engine__big_reserve(engine__big *b, size_t need)
 		(void)madvise(p, cap, MADV_HUGEPAGE);
 	b->base = p;
 	b->cap = b->mapped = cap;
+	big_populate(b, need);
 	return 0;
 }
 
@@ -134,7 +166,7 @@ void engine__big_unmap(engine__big *b)
 	if (b->base)
 		munmap(b->base, b->mapped);
 	b->base = NULL;
-	b->cap = b->mapped = 0;
+	b->cap = b->mapped = b->populated = 0;
 }
 
 void engine__big_free(engine__big *b)
@@ -142,5 +174,5 @@ void engine__big_free(engine__big *b)
 	if (b->base && !pool_give(b))
 		munmap(b->base, b->mapped);
 	b->base = NULL;
-	b->cap = b->mapped = 0;
+	b->cap = b->mapped = b->populated = 0;
 }

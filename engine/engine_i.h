@@ -139,6 +139,7 @@ typedef struct {
 	void *base;    /* mapping, NULL until the first reserve */
 	size_t cap;    /* bytes usable */
 	size_t mapped; /* bytes mapped, >= cap */
+	size_t populated; /* leading bytes already faulted in */
 } engine__big;
 
 /**
@@ -278,6 +279,8 @@ typedef struct {
 	uint32_t raw_len;
 	uint32_t canon_len;
 	uint32_t src;       /* index into the view's sources */
+	uint32_t key_hash;  /* of the entry's key: lets an update skip
+			       reading the records of unaffected keys */
 } engine__slot;
 
 /**
@@ -290,5 +293,7 @@ int engine__view_new(engine_view **out, const desc_descriptor *desc,
 		     engine__big *slots, size_t n, uint64_t generation,
 		     const engine_problems *extra_problems);
 void engine__view_set_build_seconds(engine_view *v, double seconds);
+/** The slots of a view in output order (n of them), for an update. */
+const engine__slot *engine__view_slots(const engine_view *v, size_t *n);
 
 #endif

@@ -352,6 +352,19 @@ out:
 	return err;
 }
 
+static void slot_init(engine__slot *slot, const merge_input *in,
+		      uint64_t ref)
+{
+	const engine__record *r = ref_record(in, ref);
+
+	slot->start = 0;
+	slot->offset = r->offset;
+	slot->raw_len = r->raw_len;
+	slot->canon_len = r->canon_len;
+	slot->src = (uint32_t)REF_SRC(ref);
+	slot->key_hash = r->key_hash;
+}
+
 /* Lay the sorted winners out as the slots of a view. */
 static int slots_from_items(const merge_input *in, const sort_item *items,
 			    size_t n, engine__big *out_slots)
@@ -363,19 +376,11 @@ static int slots_from_items(const merge_input *in, const sort_item *items,
 		return -ENOMEM;
 	slots = out_slots->base;
 	for (i = 0; i < n; i++) {
-		uint64_t ref = ref_of(in, items[i].g);
-		const engine__record *r = ref_record(in, ref);
-
 		/* Winners are in output order, their records anywhere. */
 		if (i + MERGE_PREFETCH < n)
 			__builtin_prefetch(ref_record(
 				in, ref_of(in, items[i + MERGE_PREFETCH].g)));
-
-		slots[i].start = 0;
-		slots[i].offset = r->offset;
-		slots[i].raw_len = r->raw_len;
-		slots[i].canon_len = r->canon_len;
-		slots[i].src = (uint32_t)REF_SRC(ref);
+		slot_init(&slots[i], in, ref_of(in, items[i].g));
 	}
 	return 0;
 }
@@ -494,19 +499,25 @@ static int affected_winners(const affected_set *set, const merge_input *in,
 }
 
 /*
- * Merge `in` given the sorted winners of `old`, which has the same source
- * names; changed[i] is set where in->sources[i] replaced old's.
- * @return 0, or -ENOMEM / -EIO (items left empty)
+ * Merge `in` given the sorted winners of `old` (their sort items and the
+ * slots of old's view, index for index), which has the same source
+ * names; changed[i] is set where in->sources[i] replaced old's.  Kept
+ * winners are copied in one sequential pass: only the few whose key
+ * hash is in the affected filter have their record read.
+ * @return 0, or -ENOMEM / -EIO (items and slots left empty)
  */
 static int merge_update(const merge_input *old, const sort_item *old_items,
-			size_t old_n, const merge_input *in,
-			const unsigned char *changed, engine__big *items_map,
+			const engine__slot *old_slots, size_t old_n,
+			const merge_input *in, const unsigned char *changed,
+			engine__big *items_map, engine__big *slots_map,
 			size_t *out_n)
 {
 	affected_set set = { NULL, 0, NULL, 0 };
+	engine__big set_map = { 0 }, filter_map = { 0 };
 	engine__big fresh_map = { 0 };
 	const sort_item *fresh;
 	sort_item *out;
+	engine__slot *slots;
 	size_t cap = 16, nkeys = 0, nfresh = 0, i, k, a, b = 0;
 	int err = 0;
 
@@ -515,16 +526,19 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 		if (changed[i])
 			nkeys += old->sources[i]->nrecords +
 				 in->sources[i]->nrecords;
-	while (cap < 2 * nkeys) /* load factor at most 1/2 */
+	/* nkeys counts a key once per changed file that has it, so the
+	 * load factor stays well under 1/2. */
+	while (cap < nkeys + nkeys / 4)
 		cap *= 2;
 	set.mask = cap - 1;
-	set.filter_mask = 16 * cap - 1; /* 32 bits a key or more */
-	set.slots = calloc(cap, sizeof(*set.slots));
-	set.filter = calloc(16 * cap / 64, sizeof(*set.filter));
-	if (!set.slots || !set.filter) {
+	set.filter_mask = 32 * cap - 1; /* 32 bits a key or more */
+	if (engine__big_reserve(&set_map, cap * sizeof(*set.slots)) < 0 ||
+	    engine__big_reserve(&filter_map, 32 * cap / 8) < 0) {
 		err = -ENOMEM;
 		goto out;
 	}
+	set.slots = memset(set_map.base, 0, cap * sizeof(*set.slots));
+	set.filter = memset(filter_map.base, 0, 32 * cap / 8);
 
 	for (i = 0; i < in->nsources; i++) {
 		const engine__source *s = old->sources[i];
@@ -553,39 +567,52 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 	fresh = fresh_map.base;
 
 	if (engine__big_reserve(items_map,
-				(old_n + nfresh + 1) * sizeof(*out)) < 0) {
+				(old_n + nfresh + 1) * sizeof(*out)) < 0 ||
+	    engine__big_reserve(slots_map,
+				(old_n + nfresh + 1) * sizeof(*slots)) < 0) {
 		err = -ENOMEM;
 		goto out;
 	}
 	out = items_map->base;
+	slots = slots_map->base;
 	for (a = 0, k = 0; a < old_n; a++) {
-		uint64_t ref = ref_of(old, old_items[a].g);
-		size_t src = REF_SRC(ref);
-		const engine__record *r = ref_record(old, ref);
+		const engine__slot *os = &old_slots[a];
 		sort_item kept = old_items[a];
 
-		if (a + MERGE_PREFETCH < old_n)
-			__builtin_prefetch(ref_record(
-				old, ref_of(old, old_items[a + MERGE_PREFETCH].g)));
-		if (changed[src] ||
-		    affected_find(&set, ref_key(old, ref), r->key_len,
-				  r->key_hash, 0))
+		if (changed[os->src])
 			continue;
-		kept.g = (uint32_t)(kept.g - old->first[src] + in->first[src]);
-		while (b < nfresh &&
-		       sort_item_cmp(&fresh[b], &kept, (void *)in) < 0)
-			out[k++] = fresh[b++];
-		out[k++] = kept;
+		if (affected_maybe(&set, os->key_hash)) {
+			uint64_t ref = ref_of(old, kept.g);
+			const engine__record *r = ref_record(old, ref);
+
+			if (affected_find(&set, ref_key(old, ref), r->key_len,
+					  r->key_hash, 0))
+				continue;
+		}
+		kept.g = (uint32_t)(kept.g - old->first[os->src] +
+				    in->first[os->src]);
+		for (; b < nfresh &&
+		       sort_item_cmp(&fresh[b], &kept, (void *)in) < 0;
+		     b++, k++) {
+			out[k] = fresh[b];
+			slot_init(&slots[k], in, ref_of(in, fresh[b].g));
+		}
+		out[k] = kept;
+		slots[k++] = *os;
 	}
-	while (b < nfresh)
-		out[k++] = fresh[b++];
+	for (; b < nfresh; b++, k++) {
+		out[k] = fresh[b];
+		slot_init(&slots[k], in, ref_of(in, fresh[b].g));
+	}
 	*out_n = k;
 out:
-	free(set.slots);
-	free(set.filter);
+	engine__big_free(&set_map);
+	engine__big_free(&filter_map);
 	engine__big_free(&fresh_map);
-	if (err)
+	if (err) {
 		engine__big_free(items_map);
+		engine__big_free(slots_map);
+	}
 	return err;
 }
 
@@ -603,14 +630,18 @@ static double seconds_since(const struct timespec *t0)
  * `m` when only some of the same sources changed, else from scratch.
  */
 static int merge_winners(const engine_merge *m, const merge_input *in,
-			 engine__big *items, size_t *n)
+			 engine__big *items, engine__big *slots, size_t *n)
 {
 	merge_input old = { m ? m->sources : NULL, m ? m->nsources : 0, NULL };
+	const engine__slot *old_slots = NULL;
 	unsigned char *changed = NULL;
-	size_t i, nchanged = 0;
+	size_t i, nchanged = 0, nslots = 0;
 	int rc;
 
-	if (!m || !m->view || !m->winners.base || old.nsources != in->nsources)
+	if (m && m->view)
+		old_slots = engine__view_slots(m->view, &nslots);
+	if (!old_slots || !m->winners.base || nslots != m->nwinners ||
+	    old.nsources != in->nsources)
 		return merge_full(in, items, n);
 	for (i = 0; i < in->nsources; i++)
 		if (strcmp(old.sources[i]->name, in->sources[i]->name) != 0)
@@ -622,8 +653,8 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 	if (2 * nchanged > in->nsources) /* then a full merge is cheaper */
 		rc = merge_full(in, items, n);
 	else if ((rc = input_number(&old)) == 0)
-		rc = merge_update(&old, m->winners.base, m->nwinners, in,
-				  changed, items, n);
+		rc = merge_update(&old, m->winners.base, old_slots, nslots, in,
+				  changed, items, slots, n);
 	free(old.first);
 	free(changed);
 	return rc;
@@ -646,9 +677,10 @@ static int build_view(engine_view **out, const engine_merge *m,
 
 	*out = NULL;
 	if ((rc = input_number(&in)) < 0 ||
-	    (rc = merge_winners(m, &in, items, nitems)) < 0)
+	    (rc = merge_winners(m, &in, items, &slots, nitems)) < 0)
 		goto out;
-	if ((rc = slots_from_items(&in, items->base, *nitems, &slots)) < 0) {
+	if (!slots.base &&
+	    (rc = slots_from_items(&in, items->base, *nitems, &slots)) < 0) {
 		engine__big_free(items);
 		goto out;
 	}

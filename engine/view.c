@@ -135,6 +135,12 @@ void engine__view_set_build_seconds(engine_view *v, double seconds)
 	v->build_seconds = seconds;
 }
 
+const engine__slot *engine__view_slots(const engine_view *v, size_t *n)
+{
+	*n = v->n;
+	return v->slots;
+}
+
 engine_view *engine_view_ref(engine_view *v)
 {
 	if (v)
