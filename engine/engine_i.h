@@ -153,8 +153,6 @@ int engine__big_reserve(engine__big *b, size_t need);
  * in a small process-wide pool for the next reserve (see bigarray.c).
  */
 void engine__big_free(engine__big *b);
-/** Release the array straight to the system (one not worth pooling). */
-void engine__big_unmap(engine__big *b);
 
 /* ---- parallel jobs (parallel.c) ---- */
 

@@ -9,12 +9,12 @@
  * Winners are sorted by (first order field, key bytes), a total order on
  * them because keys are unique after the merge.
  *
- * Cost: one hash-table pass over every record (keys hashed once), a
- * canonical byte comparison only for exact ties of the whole order blob
- * (typically copies of one entry in several files), and one sort of the
- * winners.  A refresh after one source changed rescans that source only
- * and redoes this merge from the records, which is several times cheaper
- * than scanning every byte again.
+ * Cost: one hash-table pass over every record (key hashes are computed
+ * while scanning), a canonical byte comparison only for exact ties of the
+ * whole order blob (typically copies of one entry in several files), and
+ * one sort of the winners.  A refresh rescans only the sources that
+ * changed, in parallel, and when they are at most half of them updates
+ * the previous result instead of merging again: see merge_update().
  */
 #include "engine_i.h"
 
@@ -322,8 +322,8 @@ static int merge_full(const merge_input *in, engine__big *items_map,
 			bits[g / 64] |= 1ull << (g % 64);
 		}
 	}
-	/* Only a full merge needs the table: not worth keeping in the pool. */
-	engine__big_unmap(&table_map);
+	/* Pooled: the sorted items and slots grow into its pages. */
+	engine__big_free(&table_map);
 	if (engine__big_reserve(items_map, (nwin + 1) * sizeof(*items)) < 0 ||
 	    engine__big_reserve(&tmp_map, (nwin + 1) * sizeof(*items)) < 0) {
 		err = -ENOMEM;
@@ -345,7 +345,7 @@ static int merge_full(const merge_input *in, engine__big *items_map,
 	*out_n = nwin;
 out:
 	free(bits);
-	engine__big_unmap(&table_map);
+	engine__big_free(&table_map);
 	engine__big_free(&tmp_map);
 	if (err)
 		engine__big_free(items_map);

@@ -10,9 +10,10 @@
 #   10 hosts x 1 000 entries    (~9.8 MB)
 #   10 hosts x 10 000 entries   (~98 MB)
 #   10 hosts x 110 000 entries  (~1.07 GB; crdtfs only)
-# For each: median wall time of N runs (default 5; 3 at 1 GB; measured
-# around `/usr/bin/time -v CMD`, which adds about a millisecond) and the
-# largest peak RSS of the runs (from time -v); output goes to /dev/null.
+# For each: median wall time of N runs (default 5; 3 at 1 GB; the command
+# alone, from the shell's clock) and the largest peak RSS of the runs
+# (from a second run of each under /usr/bin/time -v); output goes to
+# /dev/null.
 # Peers: scripts/seed-merge.py (json.load, group, max, sort, json.dump) and
 # `jq -s -f scripts/merge.jq`.  Before timing, crdtfs's output on the two
 # smaller corpora is compared with tests/oracle.py byte for byte.
@@ -63,21 +64,24 @@ corpus() { # entries -> directory, generated once
 }
 
 # measure NAME RUNS CMD...: prints "median_seconds max_rss_kib"
+# Each run is the command alone, timed with the shell's microsecond clock
+# (time -v only has 10 ms steps, and starting it costs about 5 ms here,
+# which would swamp a 30 ms run), followed by the same command under
+# /usr/bin/time -v for its peak RSS.
 measure() {
 	local n=$2 _
 	shift 2
 	: >"$tmp/m"
 	for _ in $(seq "$n"); do
 		t0=$EPOCHREALTIME
-		if ! /usr/bin/time -v -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err"; then
+		if ! "$@" >/dev/null 2>"$tmp/err"; then
 			echo "bench-merge.sh: failed: $*" >&2
 			tail -5 "$tmp/err" >&2
 			echo "fail fail"
 			return
 		fi
 		t1=$EPOCHREALTIME
-		# wall from the shell's microsecond clock (time -v only has
-		# 10 ms steps); peak RSS from time -v
+		/usr/bin/time -v -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err"
 		awk -F': ' -v t0="$t0" -v t1="$t1" '
 			/Maximum resident set size/ { r = $2 }
 			END { print t1 - t0, r }' "$tmp/t" >>"$tmp/m"
