@@ -29,7 +29,8 @@
 
 typedef struct {
 	struct io_uring ring;
-	int ok; /* 1: ring usable, -1: io_uring unavailable here */
+	int ok;     /* 1: ring set up, -1: io_uring unavailable here */
+	int broken; /* a submission failed: pread from now on */
 } thread_ring;
 
 static pthread_key_t ring_key;
@@ -68,29 +69,62 @@ static thread_ring *ring_get(void)
 	return t;
 }
 
-/* One read to the end with pread: 0, -EIO when short, -errno. */
-static int read_one(const engine__read_op *op, size_t done)
+ssize_t engine__pread_full(int fd, char *buf, size_t size, uint64_t off)
 {
-	while (done < op->len) {
-		ssize_t n = pread(op->fd, op->dst + done, op->len - done,
-				  (off_t)(op->off + done));
+	size_t got = 0;
+
+	while (got < size) {
+		ssize_t n = pread(fd, buf + got, size - got,
+				  (off_t)(off + got));
+
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
+			break;
+		got += (size_t)n;
 	}
+	return (ssize_t)got;
+}
+
+ssize_t engine__read_fd(void *ctx, char *buf, size_t size, uint64_t offset)
+{
+	return engine__pread_full(*(const int *)ctx, buf, size, offset);
+}
+
+/* The rest of op after `done` bytes: 0, -EIO when short, -errno. */
+static int read_one(const engine__read_op *op, size_t done)
+{
+	ssize_t n = engine__pread_full(op->fd, op->dst + done, op->len - done,
+				       op->off + done);
+
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == op->len - done ? 0 : -EIO;
+}
+
+/* Finish op from `res`, the completion of its read: 0 or -errno. */
+static int read_finish(const engine__read_op *op, int res)
+{
+	if (res < 0)
+		return res == -EINTR || res == -EAGAIN ? read_one(op, 0) : res;
+	if ((size_t)res < op->len) /* short: finish by pread */
+		return read_one(op, (size_t)res);
 	return 0;
 }
 
-/* Submit up to BATCH_DEPTH reads and reap them. */
-static int ring_round(struct io_uring *ring, const engine__read_op *ops,
-		      size_t n)
+/*
+ * Submit up to BATCH_DEPTH reads and reap every one that was submitted
+ * before returning, so no read is ever left writing into a buffer the
+ * caller has moved on from.  Reads the kernel did not take are done with
+ * pread, and the ring is not used again (its queue may still hold them).
+ */
+static int ring_round(thread_ring *t, const engine__read_op *ops, size_t n)
 {
+	struct io_uring *ring = &t->ring;
 	struct io_uring_cqe *cqe;
-	size_t i, reaped = 0;
+	size_t i, submitted = 0, reaped = 0;
 	int rc = 0, r;
 
 	for (i = 0; i < n; i++) {
@@ -100,27 +134,33 @@ static int ring_round(struct io_uring *ring, const engine__read_op *ops,
 				   (unsigned)ops[i].len, ops[i].off);
 		io_uring_sqe_set_data64(sqe, i);
 	}
-	r = io_uring_submit_and_wait(ring, (unsigned)n);
-	if (r < 0 && r != -EINTR)
-		return r;
-	while (reaped < n) {
+	while (submitted < n) {
+		r = io_uring_submit_and_wait(ring, (unsigned)(n - submitted));
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		submitted += (size_t)r;
+	}
+	while (reaped < submitted) {
 		if ((r = io_uring_wait_cqe(ring, &cqe)) < 0) {
-			if (r == -EINTR)
+			if (r == -EINTR || r == -EAGAIN)
 				continue;
+			/* Cannot tell when the rest land: stop using them. */
+			t->broken = 1;
 			return r;
 		}
-		const engine__read_op *op = &ops[io_uring_cqe_get_data64(cqe)];
-		int res = cqe->res;
-
+		r = cqe->res;
+		i = (size_t)io_uring_cqe_get_data64(cqe);
 		io_uring_cqe_seen(ring, cqe);
 		reaped++;
-		if (rc)
-			continue;
-		if (res < 0)
-			rc = res == -EINTR || res == -EAGAIN ? read_one(op, 0) :
-							       res;
-		else if ((size_t)res < op->len) /* short: finish by pread */
-			rc = read_one(op, (size_t)res);
+		if (rc == 0)
+			rc = read_finish(&ops[i], r);
+	}
+	if (submitted < n) {
+		t->broken = 1;
+		for (i = submitted; i < n && rc == 0; i++)
+			rc = read_one(&ops[i], 0);
 	}
 	return rc;
 }
@@ -131,16 +171,13 @@ int engine__read_batch(const engine__read_op *ops, size_t n)
 	size_t i;
 	int rc;
 
-	if (t && t->ok == 1) {
-		for (i = 0; i < n; i += BATCH_DEPTH) {
-			size_t k = n - i < BATCH_DEPTH ? n - i : BATCH_DEPTH;
+	for (i = 0; t && t->ok == 1 && !t->broken && i < n; i += BATCH_DEPTH) {
+		size_t k = n - i < BATCH_DEPTH ? n - i : BATCH_DEPTH;
 
-			if ((rc = ring_round(&t->ring, ops + i, k)) < 0)
-				return rc;
-		}
-		return 0;
+		if ((rc = ring_round(t, ops + i, k)) < 0)
+			return rc;
 	}
-	for (i = 0; i < n; i++)
+	for (; i < n; i++)
 		if ((rc = read_one(&ops[i], 0)) < 0)
 			return rc;
 	return 0;

@@ -86,25 +86,46 @@ static int pool_take(engine__big *b, size_t need)
 	return best < POOL_SLOTS;
 }
 
-/* Keep a mapping for reuse.  @return 0 when the pool is full */
+/*
+ * Keep a mapping for reuse.  When every slot is taken, the smallest
+ * pooled mapping makes room for a larger one: many small arrays (a
+ * reader's queues) must not crowd out the merge's megabytes.
+ * @return 0 when the pool did not keep it
+ */
 static int pool_give(const engine__big *b)
 {
-	int kept = 0;
-	size_t i;
+	size_t i, slot = POOL_SLOTS;
+	void *evict = NULL;
+	size_t evict_len = 0;
 
 	pthread_mutex_lock(&pool.lock);
-	for (i = 0; i < POOL_SLOTS && !kept; i++) {
-		if (!pool.base[i] &&
-		    pool.bytes + b->populated <= POOL_MAX_BYTES) {
-			pool.base[i] = b->base;
-			pool.mapped[i] = b->mapped;
-			pool.used[i] = b->populated;
-			pool.bytes += b->populated;
-			kept = 1;
+	for (i = 0; i < POOL_SLOTS; i++) {
+		if (!pool.base[i]) {
+			slot = i;
+			break;
 		}
+		if (pool.mapped[i] < b->mapped &&
+		    (slot == POOL_SLOTS || pool.mapped[i] < pool.mapped[slot]))
+			slot = i;
+	}
+	if (slot < POOL_SLOTS && pool.base[slot]) {
+		evict = pool.base[slot];
+		evict_len = pool.mapped[slot];
+		pool.bytes -= pool.used[slot];
+		pool.base[slot] = NULL;
+	}
+	if (slot < POOL_SLOTS && pool.bytes + b->populated <= POOL_MAX_BYTES) {
+		pool.base[slot] = b->base;
+		pool.mapped[slot] = b->mapped;
+		pool.used[slot] = b->populated;
+		pool.bytes += b->populated;
+	} else {
+		slot = POOL_SLOTS;
 	}
 	pthread_mutex_unlock(&pool.lock);
-	return kept;
+	if (evict)
+		munmap(evict, evict_len);
+	return slot < POOL_SLOTS;
 }
 
 /*

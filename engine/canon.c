@@ -9,8 +9,9 @@
  * inside a string and whether the previous byte was a backslash there.
  * String bodies (most of the bytes) are copied 16 bytes at a time with
  * SSE2 while looking for '"' and '\\' (a scalar loop elsewhere); between
- * strings, bytes are copied one at a time with blanks dropped (structure,
- * numbers and indentation are short runs).  About 2.8 GB/s here.
+ * strings, bytes are copied one at a time, and a run of blanks (the
+ * indentation of a pretty-printed file) is skipped 16 at a time.  About
+ * 2.8 GB/s here.
  *
  * Output is never longer than input, so `out` needs room for n bytes.
  * `in` and `out` must not overlap.

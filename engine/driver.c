@@ -7,7 +7,7 @@
  * sync.c and runs without loading the git module: a `git merge` that
  * touches many host files starts crdtfs once per file.
  */
-#include "engine.h"
+#include "engine_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,90 +17,47 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static int write_view(void *ctx, int fd)
+{
+	return engine_view_write(ctx, fd);
+}
+
 int engine_merge_driver(const char *ancestor, const char *ours,
                         const char *theirs, engine_problems *probs)
 {
 	desc_descriptor *desc = NULL;
 	engine_view *v = NULL;
 	const char *paths[2] = { ours, theirs };
-	const engine_problems *vp;
-	char *tmp = NULL, *dir = NULL, *slash;
 	struct stat st;
-	int fd = -1, r;
+	size_t i;
+	int r;
 
 	(void)ancestor; /* a join needs no ancestor (see engine_git.h) */
-	for (fd = 0; fd < 2; fd++) {
+	for (i = 0; i < 2; i++) {
 		/* Unreadable input must fail the driver (git then keeps the
 		 * conflict), not merge as if the file were empty. */
-		int t = open(paths[fd], O_RDONLY | O_CLOEXEC);
+		int t = open(paths[i], O_RDONLY | O_CLOEXEC);
 
 		if (t < 0) {
 			r = -errno;
 			(void)engine_problems_add(probs, ENGINE_ERROR,
-			                          paths[fd], 0, 0,
+			                          paths[i], 0, 0,
 			                          "cannot read: %s",
 			                          strerror(-r));
 			return r;
 		}
 		close(t);
 	}
-	fd = -1;
 	if ((r = desc_default(&desc)) < 0)
 		return r;
 	r = engine_merge_paths(&v, desc, paths, 2);
-	if (r < 0)
-		goto out;
-	vp = engine_view_problems(v);
-	if ((r = engine_problems_extend(probs, vp)) < 0)
-		goto out;
-	/* The result replaces %A by rename, in its own directory. */
-	dir = strdup(ours);
-	if (!dir) {
-		r = -ENOMEM;
-		goto out;
-	}
-	slash = strrchr(dir, '/');
-	if (slash)
-		slash[1] = '\0';
-	else
-		dir[0] = '\0';
-	if (asprintf(&tmp, "%s.crdtfs-merge.XXXXXX", dir) < 0) {
-		tmp = NULL;
-		r = -ENOMEM;
-		goto out;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
-	if (stat(ours, &st) == 0)
-		(void)fchmod(fd, st.st_mode & 07777);
-	if ((r = engine_view_write(v, fd)) < 0)
-		goto out;
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		r = -errno;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, ours) < 0) {
-		r = -errno;
-		goto out;
-	}
-	free(tmp);
-	tmp = NULL;
-	r = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		unlink(tmp);
-		free(tmp);
-	}
-	free(dir);
+	if (r == 0)
+		r = engine_problems_extend(probs, engine_view_problems(v));
+	/* The result replaces %A by rename, keeping its mode. */
+	if (r == 0)
+		r = engine__replace_file(ours,
+					 stat(ours, &st) == 0 ? st.st_mode : 0600,
+					 write_view, v);
 	engine_view_unref(v);
 	desc_free(desc);
 	return r;

@@ -6,6 +6,7 @@
 #ifndef CRDTFS_ENGINE_ENGINE_I_H
 #define CRDTFS_ENGINE_ENGINE_I_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -154,7 +155,28 @@ int engine__big_reserve(engine__big *b, size_t need);
  */
 void engine__big_free(engine__big *b);
 
+/* ---- writing files (replace.c) ---- */
+
+/** Write all of buf to fd, retrying short writes.  @return 0 or -errno */
+int engine__write_all(int fd, const char *buf, size_t len);
+
+/**
+ * Replace `path` atomically with what fill(ctx, fd) writes: a hidden temp
+ * file beside it (mode `mode`), fsync, rename over path, fsync the
+ * directory.  On failure path is untouched and the temp file is gone.
+ * @return 0, fill's negative return, or -errno
+ */
+int engine__replace_file(const char *path, mode_t mode,
+			 int (*fill)(void *ctx, int fd), void *ctx);
+
 /* ---- parallel jobs (parallel.c) ---- */
+
+/**
+ * pthread_create() with every signal blocked in the new thread, so that
+ * signals meant for the process reach the threads that handle them.
+ * @return 0 or an error number
+ */
+int engine__thread_start(pthread_t *tid, void *(*fn)(void *), void *arg);
 
 /** Threads engine__parallel_run() would use for `jobs` jobs. */
 size_t engine__parallel_threads(size_t jobs);
@@ -175,6 +197,15 @@ typedef struct {
 	size_t len;
 	uint64_t off;
 } engine__read_op;
+
+/**
+ * pread() until `size` bytes or end of file, retrying interrupted and
+ * short reads.  @return bytes read (fewer only at end of file) or -errno
+ */
+ssize_t engine__pread_full(int fd, char *buf, size_t size, uint64_t off);
+
+/** An engine__read_fn reading the fd that ctx points to. */
+ssize_t engine__read_fd(void *ctx, char *buf, size_t size, uint64_t offset);
 
 /**
  * Read every op in full, as few syscalls as possible (io_uring when the
@@ -268,6 +299,9 @@ int engine__source_preserve(engine__source *s);
 int engine__record_compare_canon(engine__source *a, const engine__record *ra,
 				 engine__source *b, const engine__record *rb,
 				 int *err);
+
+/** How many refreshes so far were incremental updates (for tests). */
+unsigned long engine__merge_updates(void);
 
 /* ---- views (view.c, built by merge.c) ---- */
 

@@ -19,6 +19,7 @@
 #include "engine_i.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +32,20 @@ struct engine_merge {
 	engine__source **sources;    /* owned refs, sorted by name */
 	size_t nsources;
 	engine_view *view;           /* owned ref to the current view */
-	engine__big winners;         /* sort items of the view's entries, */
-	size_t nwinners;             /* numbered over `sources`, for updates */
+	engine__big winners;         /* sort items of the view's entries in
+					order, numbered over `sources`: what
+					an update starts from */
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
 };
+
+/* Refreshes done by merge_update(), for tests. */
+static atomic_ulong merge_updates;
+
+unsigned long engine__merge_updates(void)
+{
+	return atomic_load(&merge_updates);
+}
 
 /* Records hashed ahead of the one being merged. */
 #define MERGE_PREFETCH 8
@@ -640,8 +650,7 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 
 	if (m && m->view)
 		old_slots = engine__view_slots(m->view, &nslots);
-	if (!old_slots || !m->winners.base || nslots != m->nwinners ||
-	    old.nsources != in->nsources)
+	if (!old_slots || !m->winners.base || old.nsources != in->nsources)
 		return merge_full(in, items, n);
 	for (i = 0; i < in->nsources; i++)
 		if (strcmp(old.sources[i]->name, in->sources[i]->name) != 0)
@@ -652,9 +661,10 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 		nchanged += changed[i] = old.sources[i] != in->sources[i];
 	if (2 * nchanged > in->nsources) /* then a full merge is cheaper */
 		rc = merge_full(in, items, n);
-	else if ((rc = input_number(&old)) == 0)
-		rc = merge_update(&old, m->winners.base, old_slots, nslots, in,
-				  changed, items, slots, n);
+	else if ((rc = input_number(&old)) == 0 &&
+		 (rc = merge_update(&old, m->winners.base, old_slots, nslots,
+				    in, changed, items, slots, n)) == 0)
+		atomic_fetch_add(&merge_updates, 1);
 	free(old.first);
 	free(changed);
 	return rc;
@@ -668,23 +678,23 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 static int build_view(engine_view **out, const engine_merge *m,
 		      const desc_descriptor *desc, engine__source **sources,
 		      size_t nsources, uint64_t generation,
-		      const struct timespec *t0, engine__big *items,
-		      size_t *nitems)
+		      const struct timespec *t0, engine__big *items)
 {
 	merge_input in = { sources, nsources, NULL };
 	engine__big slots = { 0 };
+	size_t n;
 	int rc;
 
 	*out = NULL;
 	if ((rc = input_number(&in)) < 0 ||
-	    (rc = merge_winners(m, &in, items, &slots, nitems)) < 0)
+	    (rc = merge_winners(m, &in, items, &slots, &n)) < 0)
 		goto out;
 	if (!slots.base &&
-	    (rc = slots_from_items(&in, items->base, *nitems, &slots)) < 0) {
+	    (rc = slots_from_items(&in, items->base, n, &slots)) < 0) {
 		engine__big_free(items);
 		goto out;
 	}
-	rc = engine__view_new(out, desc, sources, nsources, &slots, *nitems,
+	rc = engine__view_new(out, desc, sources, nsources, &slots, n,
 			      generation, NULL);
 	if (rc == 0)
 		engine__view_set_build_seconds(*out, seconds_since(t0));
@@ -841,11 +851,10 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 	m->all_dirty = 0;
 	if (changed) {
 		engine__big winners = { 0 };
-		size_t nwinners;
 		engine_view *v;
 
 		rc = build_view(&v, m, m->desc, next, n, m->generation + 1,
-				&t0, &winners, &nwinners);
+				&t0, &winners);
 		if (rc < 0)
 			goto out;
 		m->generation++;
@@ -853,7 +862,6 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 		m->view = v;
 		engine__big_free(&m->winners);
 		m->winners = winners;
-		m->nwinners = nwinners;
 		sources_release(m->sources, m->nsources);
 		m->sources = next;
 		m->nsources = n;
@@ -888,10 +896,9 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 	rc = load_sources(sources, paths, todo, npaths, AT_FDCWD, desc);
 	if (rc == 0) {
 		engine__big winners = { 0 };
-		size_t nwinners;
 
 		rc = build_view(out, NULL, desc, sources, npaths, 1, &t0,
-				&winners, &nwinners);
+				&winners);
 		engine__big_free(&winners);
 	}
 out:

@@ -11,6 +11,7 @@
 #include "engine_i.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -34,6 +35,19 @@ static void *parallel_worker(void *arg)
 	return NULL;
 }
 
+int engine__thread_start(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int rc;
+
+	/* Signals stay with the caller's threads (the mount's handlers). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(tid, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 size_t engine__parallel_threads(size_t jobs)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -55,8 +69,8 @@ void engine__parallel_run(size_t n, void (*fn)(void *ctx, size_t i),
 	/* The calling thread is one of the workers; a failed create only
 	 * means fewer helpers. */
 	for (t = 1; t < want; t++) {
-		if (pthread_create(&tids[started], NULL, parallel_worker,
-				   &jobs) != 0)
+		if (engine__thread_start(&tids[started], parallel_worker,
+					 &jobs) != 0)
 			break;
 		started++;
 	}

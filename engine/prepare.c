@@ -668,16 +668,6 @@ static int max_entry_cb(void *ctx, const engine__entry *e)
 	return 0;
 }
 
-static ssize_t pread_cb(void *ctx, char *buf, size_t size, uint64_t offset)
-{
-	ssize_t n;
-
-	do
-		n = pread(*(int *)ctx, buf, size, (off_t)offset);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
 /*
  * Newest stamp in every other memory-*.json of the backing directory (the
  * host's own file is read separately), with the engine's streaming scanner
@@ -734,7 +724,7 @@ static int scan_backing_max(prep_old *o, const char *backing, const char *own,
 		names = nn;
 		o->name = names[n++];
 		names[n] = NULL;
-		r = engine__scan(pread_cb, &fd, ENGINE__CHUNK, o->name, &spec,
+		r = engine__scan(engine__read_fd, &fd, ENGINE__CHUNK, o->name, &spec,
 		                 max_entry_cb, o, &quiet);
 		close(fd);
 		if (r == -ENOMEM)
@@ -970,65 +960,29 @@ static char *render(const prep_list *l, size_t *outlen)
 	return out;
 }
 
-/*
- * Write data to dir/name atomically: a hidden temp file in dir (so that no
- * glob of sources matches it), fsync, rename over name, fsync dir.
- * @return 0 or -errno
- */
+typedef struct {
+	const char *data;
+	size_t len;
+} prep_bytes;
+
+static int write_bytes(void *ctx, int fd)
+{
+	const prep_bytes *b = ctx;
+
+	return engine__write_all(fd, b->data, b->len);
+}
+
+/* Write data to dir/name atomically.  @return 0 or -errno */
 static int write_atomic(const char *dir, const char *name, const char *data,
                         size_t len, mode_t mode)
 {
-	char *tmp = NULL, *dst = NULL;
-	size_t off = 0;
-	int fd = -1, dfd = -1, r = 0;
+	prep_bytes b = { data, len };
+	char *dst = NULL;
+	int r;
 
-	if (asprintf(&tmp, "%s/.%s.tmp.XXXXXX", dir, name) < 0 ||
-	    asprintf(&dst, "%s/%s", dir, name) < 0) {
-		r = -ENOMEM;
-		goto out;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (fchmod(fd, mode) < 0) {
-		r = -errno;
-		goto unlink;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto unlink;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		r = -errno;
-		goto unlink;
-	}
-	fd = -1;
-	if (rename(tmp, dst) < 0) {
-		r = -errno;
-		goto unlink;
-	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	goto out;
-unlink:
-	unlink(tmp);
-out:
-	if (fd >= 0)
-		close(fd);
-	free(tmp);
+	if (asprintf(&dst, "%s/%s", dir, name) < 0)
+		return -ENOMEM;
+	r = engine__replace_file(dst, mode, write_bytes, &b);
 	free(dst);
 	return r;
 }

@@ -144,29 +144,39 @@ static void to_hex(const unsigned char d[ENGINE__SHA1_LEN],
 	out[2 * ENGINE__SHA1_LEN] = '\0';
 }
 
+void engine__sha1_final_hex(engine__sha1_ctx *c, char out[ENGINE__SHA1_HEX])
+{
+	unsigned char d[ENGINE__SHA1_LEN];
+
+	engine__sha1_final(c, d);
+	to_hex(d, out);
+}
+
 void engine__sha1_hex(const void *data, size_t len, char out[ENGINE__SHA1_HEX])
 {
 	engine__sha1_ctx c;
-	unsigned char d[ENGINE__SHA1_LEN];
 
 	engine__sha1_init(&c);
 	engine__sha1_update(&c, data, len);
-	engine__sha1_final(&c, d);
-	to_hex(d, out);
+	engine__sha1_final_hex(&c, out);
+}
+
+void engine__git_blob_begin(engine__sha1_ctx *c, size_t len)
+{
+	char head[32];
+	int n = snprintf(head, sizeof(head), "blob %zu", len);
+
+	engine__sha1_init(c);
+	/* the header's NUL is part of the object */
+	engine__sha1_update(c, head, (size_t)n + 1);
 }
 
 void engine__git_blob_id(const void *data, size_t len,
                          char out[ENGINE__SHA1_HEX])
 {
 	engine__sha1_ctx c;
-	unsigned char d[ENGINE__SHA1_LEN];
-	char head[32];
-	int n = snprintf(head, sizeof(head), "blob %zu", len);
 
-	engine__sha1_init(&c);
-	/* the header's NUL is part of the object */
-	engine__sha1_update(&c, head, (size_t)n + 1);
+	engine__git_blob_begin(&c, len);
 	engine__sha1_update(&c, data, len);
-	engine__sha1_final(&c, d);
-	to_hex(d, out);
+	engine__sha1_final_hex(&c, out);
 }

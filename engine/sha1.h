@@ -26,6 +26,9 @@ void engine__sha1_update(engine__sha1_ctx *c, const void *data, size_t len);
 void engine__sha1_final(engine__sha1_ctx *c,
                         unsigned char out[ENGINE__SHA1_LEN]);
 
+/** Like engine__sha1_final(), as 40 lowercase hex digits. */
+void engine__sha1_final_hex(engine__sha1_ctx *c, char out[ENGINE__SHA1_HEX]);
+
 /** The digest of `len` bytes at `data` as 40 lowercase hex digits. */
 void engine__sha1_hex(const void *data, size_t len, char out[ENGINE__SHA1_HEX]);
 
@@ -35,5 +38,11 @@ void engine__sha1_hex(const void *data, size_t len, char out[ENGINE__SHA1_HEX]);
  */
 void engine__git_blob_id(const void *data, size_t len,
                          char out[ENGINE__SHA1_HEX]);
+
+/**
+ * Start a git blob id of `len` bytes to be fed in pieces with
+ * engine__sha1_update(), then finished with engine__sha1_final_hex().
+ */
+void engine__git_blob_begin(engine__sha1_ctx *c, size_t len);
 
 #endif

@@ -48,17 +48,6 @@ typedef struct {
 	size_t warnings;  /* warnings seen, listed or not */
 } load_ctx;
 
-static ssize_t read_fd(void *ctx, char *buf, size_t size, uint64_t offset)
-{
-	int fd = *(int *)ctx;
-	ssize_t n;
-
-	do
-		n = pread(fd, buf, size, (off_t)offset);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
 static int arena_reserve(engine__source *s, size_t more)
 {
 	if (s->arena_len + more > UINT32_MAX)
@@ -223,7 +212,7 @@ static ssize_t canon_stream_fill(canon_stream *cs)
 	while (cs->pos == cs->len && cs->raw_left) {
 		size_t want = cs->raw_left < sizeof(cs->raw) ? cs->raw_left :
 							       sizeof(cs->raw);
-		ssize_t n = read_fd(&cs->fd, cs->raw, want, cs->next);
+		ssize_t n = engine__pread_full(cs->fd, cs->raw, want, cs->next);
 
 		if (n < 0)
 			return n;
@@ -238,40 +227,38 @@ static ssize_t canon_stream_fill(canon_stream *cs)
 	return (ssize_t)(cs->len - cs->pos);
 }
 
-/* Git blob id of a record's canonical bytes, as 40 hex digits. */
+/*
+ * Git blob id of a record's canonical bytes, as 40 hex digits, hashed as
+ * they stream by (an entry may be up to ENGINE__MAX_ENTRY bytes).
+ */
 static int blob_key(int fd, const engine__record *r, char hex[41])
 {
 	canon_stream *cs = malloc(sizeof(*cs));
-	char *canon = malloc(r->canon_len ? r->canon_len : 1);
+	engine__sha1_ctx sha;
 	size_t got = 0;
-	int rc = -ENOMEM;
+	int rc = -EIO;
 
-	if (!cs || !canon)
-		goto out;
+	if (!cs)
+		return -ENOMEM;
 	canon_stream_init(cs, fd, r);
+	engine__git_blob_begin(&sha, r->canon_len);
 	for (;;) {
 		ssize_t n = canon_stream_fill(cs);
-		if (n < 0) {
+
+		if (n <= 0) {
 			rc = (int)n;
-			goto out;
-		}
-		if (n == 0)
 			break;
-		if (got + (size_t)n > r->canon_len) {
-			rc = -EIO;
-			goto out;
 		}
-		memcpy(canon + got, cs->out + cs->pos, (size_t)n);
+		engine__sha1_update(&sha, cs->out + cs->pos, (size_t)n);
 		got += (size_t)n;
 		cs->pos = cs->len;
 	}
-	rc = -EIO;
-	if (got != r->canon_len)
-		goto out;
-	engine__git_blob_id(canon, got, hex);
-	rc = 0;
-out:
-	free(canon);
+	/* The file changed under the scan if the length is not the one
+	 * it reported. */
+	if (rc == 0 && got != r->canon_len)
+		rc = -EIO;
+	if (rc == 0)
+		engine__sha1_final_hex(&sha, hex);
 	free(cs);
 	return rc;
 }
@@ -382,7 +369,7 @@ static int source_scan(engine__source *s, const desc_descriptor *desc)
 		load_ctx c = { .src = s, .desc = desc };
 
 		source_reset_scan(s);
-		rc = engine__scan(read_fd, &s->orig_fd, ENGINE__CHUNK, s->name,
+		rc = engine__scan(engine__read_fd, &s->orig_fd, ENGINE__CHUNK, s->name,
 				  &spec, on_entry, &c, &s->problems);
 		if (rc == -ENOMEM)
 			return rc;

@@ -557,27 +557,22 @@ static char *objects_dir(git_repository *repo)
 static int link_loose(const char *src_objs, const char *dst_objs,
                       const git_oid *id)
 {
-	char hex[GIT_OID_HEXSZ + 1], *src = NULL, *dst = NULL, *dir = NULL;
+	char hex[GIT_OID_HEXSZ + 1], *src = NULL, *dst = NULL;
 	int r = 1;
 
 	git_oid_tostr(hex, sizeof(hex), id);
 	if (asprintf(&src, "%s%.2s/%s", src_objs, hex, hex + 2) < 0 ||
-	    asprintf(&dst, "%s%.2s/%s", dst_objs, hex, hex + 2) < 0 ||
-	    asprintf(&dir, "%s%.2s", dst_objs, hex) < 0) {
+	    asprintf(&dst, "%s%.2s/%s", dst_objs, hex, hex + 2) < 0) {
 		r = -1;
 		goto out;
 	}
-	if (link(src, dst) == 0 || errno == EEXIST) {
+	/* A missing fan-out directory is left to the git_odb_write()
+	 * fallback, which creates it with the repository's permissions. */
+	if (link(src, dst) == 0 || errno == EEXIST)
 		r = 0;
-	} else if (errno == ENOENT && access(src, F_OK) == 0 &&
-	           (mkdir(dir, 0755) == 0 || errno == EEXIST)) {
-		if (link(src, dst) == 0 || errno == EEXIST)
-			r = 0;
-	}
 out:
 	free(src);
 	free(dst);
-	free(dir);
 	return r;
 }
 
@@ -1044,8 +1039,6 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 	engine_view *v = NULL;
 	char *paths[3] = { NULL, NULL, NULL }, *names[3] = { NULL };
 	const char *labels[2] = { alabel, blabel };
-	char *buf = NULL;
-	struct stat st;
 	int fd = -1, r = -ENOMEM;
 	size_t i;
 
@@ -1071,7 +1064,7 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 		r = -ENOMEM;
 		goto out;
 	}
-	fd = open(paths[2], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = open(paths[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = -errno;
 		goto out;
@@ -1080,21 +1073,8 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 		r = fail_msg(c, r, "cannot write the merge of %s", path);
 		goto out;
 	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
-		r = -EIO;
-		goto out;
-	}
-	if (git_blob_create_from_buffer(out, c->repo, buf, (size_t)st.st_size) <
-	    0) {
+	/* libgit2 streams the file into the object; it is never held whole. */
+	if (git_blob_create_from_disk(out, c->repo, paths[2]) < 0) {
 		r = git_fail(c, -EIO, "cannot store a merged host file");
 		goto out;
 	}
@@ -1110,7 +1090,6 @@ out:
 		free(paths[i]);
 		free(names[i]);
 	}
-	free(buf);
 	return r;
 }
 

@@ -37,7 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Total window memory of one reader, and the bounds of one window. */
+/* Window memory of one cursor (a reader has up to one per CPU), and the
+ * bounds of one window. */
 #define READER_WINDOWS_BYTES (1024 * 1024)
 #define READER_WINDOW_MIN (16 * 1024)
 #define READER_WINDOW_MAX (128 * 1024)
@@ -398,24 +399,6 @@ engine_view *engine_reader_view(const engine_reader *r)
 	return r->view;
 }
 
-static ssize_t pread_full(int fd, char *buf, size_t size, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < size) {
-		ssize_t n = pread(fd, buf + got, size - got,
-				  (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 static void window_touch(cursor *c, uint32_t src)
 {
 	window *w = &c->win[src];
@@ -447,7 +430,7 @@ static int window_fill(cursor *c, window *w, uint64_t off,
 
 	if (!w->buf && !(w->buf = malloc(c->win_size)))
 		return -ENOMEM;
-	n = pread_full(w->fd, w->buf, fill, off);
+	n = engine__pread_full(w->fd, w->buf, fill, off);
 	if (n < 0)
 		return (int)n;
 	w->off = off;

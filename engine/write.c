@@ -31,7 +31,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -73,22 +72,6 @@ struct write_job {
 	int stop;               /* lock */
 	int err;                /* first error, 0 for none; lock */
 };
-
-/* Write all of buf. @return 0 or -errno */
-static int write_full(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /* Bytes of chunk k (the last one may be short). */
 static size_t chunk_len(const write_job *job, uint64_t k)
@@ -166,7 +149,7 @@ static void job_write(write_job *job, int fd)
 		}
 		pthread_mutex_unlock(&job->lock);
 		/* The worker leaves a full buffer alone: no lock needed. */
-		rc = write_full(fd, w->buf[b], len);
+		rc = engine__write_all(fd, w->buf[b], len);
 		pthread_mutex_lock(&job->lock);
 		if (rc < 0) {
 			job_stop(job, rc);
@@ -189,7 +172,6 @@ static int write_parallel(const engine_view *v, int fd, size_t n)
 {
 	write_job job = { .v = v, .n = n };
 	size_t i, b, started = 0;
-	sigset_t all, old;
 	int rc;
 
 	job.chunk = engine_view_size(v) < WRITE_SMALL ? WRITE_CHUNK_SMALL :
@@ -219,14 +201,10 @@ static int write_parallel(const engine_view *v, int fd, size_t n)
 		if ((rc = engine_reader_new(&w->reader, (engine_view *)v)) < 0)
 			goto out;
 	}
-	/* Signals stay with the caller's threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (started = 0; started < n; started++)
-		if (pthread_create(&job.w[started].tid, NULL, worker_main,
-				   &job.w[started]) != 0)
+		if (engine__thread_start(&job.w[started].tid, worker_main,
+					 &job.w[started]) != 0)
 			break;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (started < n) {
 		pthread_mutex_lock(&job.lock);
 		job_stop(&job, -EAGAIN);
@@ -274,7 +252,7 @@ static int write_serial(const engine_view *v, int fd)
 			rc = n < 0 ? (int)n : -EIO;
 			goto out;
 		}
-		if ((rc = write_full(fd, buf, len)) < 0)
+		if ((rc = engine__write_all(fd, buf, len)) < 0)
 			goto out;
 	}
 	rc = 0;

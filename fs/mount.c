@@ -234,7 +234,7 @@ int fs_mount_main(int argc, char **argv)
 	char *abs = NULL, *fsname = NULL;
 	const char *err;
 	int status = FS_EXIT_USAGE, mounted = 0, handlers = 0, r;
-	struct stat st;
+	struct stat st, mst;
 
 	memset(&o, 0, sizeof(o));
 	memset(&co, 0, sizeof(co));
@@ -289,6 +289,18 @@ int fs_mount_main(int argc, char **argv)
 	}
 
 	status = FS_EXIT_FAIL;
+	/*
+	 * git reaches the repository by path, and a mount on top of BACKING
+	 * would hide it (the watcher uses the backing fd instead; libgit2
+	 * cannot).
+	 */
+	if (o.sync && stat(co.mountpoint, &mst) == 0 &&
+	    mst.st_dev == st.st_dev && mst.st_ino == st.st_ino) {
+		fprintf(stderr, "crdtfs: -o sync needs a MOUNTPOINT other than "
+		                "BACKING (%s)\n", abs);
+		status = FS_EXIT_USAGE;
+		goto out;
+	}
 	/* Only syncing needs libgit2: load it now, while a failure still
 	 * reaches the terminal (the syncer starts after daemonizing). */
 	if (o.sync && !fs_git_module(&err)) {

@@ -38,6 +38,8 @@
 #define FS_GEN_ATTR_TIMEOUT 86400.0
 /* Rebuilds before a LOOKUP settles for a view whose sources are intact. */
 #define FS_LOOKUP_RETRIES 8
+/* ... and after this many, give up with EBUSY rather than spin. */
+#define FS_LOOKUP_GIVE_UP 64
 /* Most pending invalidated names per target before "everything". */
 #define FS_PENDING_MAX 1024
 

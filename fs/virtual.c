@@ -583,6 +583,11 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 			break;
 		pthread_mutex_unlock(&ctx->ilock);
 		engine_view_unref(view);
+		/* A writer that never pauses must not hold this thread. */
+		if (tries >= FS_LOOKUP_GIVE_UP) {
+			free(fresh);
+			return -EBUSY;
+		}
 	}
 	g = t->cur;
 	if (g &&

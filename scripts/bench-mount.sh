@@ -79,6 +79,7 @@ def timed(cmd, stdout=subprocess.DEVNULL):
 
 
 def is_mounted(path):
+    path = os.path.realpath(path)  # mountinfo lists absolute paths
     with open("/proc/self/mountinfo") as f:
         return any(l.split()[4] == path for l in f)
 

@@ -266,6 +266,18 @@ def test_usage_errors(tmp_path, args, what):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_sync_refused_on_top_of_backing(tmp_path):
+    """git finds its repository by path, which a mount on top of
+    BACKING hides: -o sync there is a usage error, not a broken sync."""
+    b = util.make_backing(tmp_path / "same", hosts=("a",), n=1)
+    p = run_cli("-f", "-o", "sync=60", b, b)
+    assert p.returncode == 2
+    err = p.stderr.decode()
+    assert "-o sync needs a MOUNTPOINT other than BACKING" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not util.is_mounted(b)
+
+
 def test_backing_not_a_directory(tmp_path, mnt):
     f = tmp_path / "file"
     f.write_text("x")

@@ -213,10 +213,13 @@ static void test_engine_prepare__identities(void)
 	ASSERT_EQ_INT(st.entries, 5);
 	out = get("memory-h1.json");
 	/* Carried metadata kept as it is (and sorted first: oldest). */
-	ASSERT_TRUE(strncmp(out,
-	                    "[\n{\"k\":1,\"_crdt_metadata\":{\"unique_id\":"
-	                    "\"mine\",",
-	                    40) == 0);
+	{
+		static const char lead[] =
+			"[\n{\"k\":1,\"_crdt_metadata\":{\"unique_id\":"
+			"\"mine\",";
+
+		ASSERT_TRUE(strncmp(out, lead, sizeof(lead) - 1) == 0);
+	}
 	ASSERT_TRUE(strstr(out, "{\"id\":7,\"v\":1.50,\"_crdt_metadata\"") !=
 	            NULL);
 	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:7\"") != NULL);
