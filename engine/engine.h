@@ -182,6 +182,14 @@ int engine_merge_new(engine_merge **out, const desc_descriptor *desc,
 void engine_merge_free(engine_merge *m);
 
 /**
+ * The merge lives on and its host files mostly grow at the end: remember
+ * enough of each scan (a hash per 256 KiB scanned) that a later refresh
+ * scans only what a file gained, once a fast pass has checked that the
+ * bytes before are the same.
+ */
+void engine_merge_expect_appends(engine_merge *m);
+
+/**
  * Bring the merge up to date and return a new reference to the current
  * view.  Lists the sources again, re-stats each, rescans only changed or
  * dirty ones, and builds a new generation only if anything changed.

@@ -116,6 +116,32 @@ int engine__scan(engine__read_fn read, void *read_ctx, size_t chunk,
 		 const char *name, const engine__scan_spec *spec,
 		 engine__entry_fn fn, void *fn_ctx, engine_problems *probs);
 
+/**
+ * A place where a scan can be resumed: just past a complete entry of a
+ * file that had no problem before it.  Scanning the file again from there
+ * (the bytes before it unchanged) gives what a scan from the start would
+ * give after those entries.
+ */
+typedef struct {
+	uint64_t offset;         /* array: just past the entry's '}';
+				    JSON Lines: at the LF that ended it */
+	unsigned long line;      /* line of that byte */
+	uint64_t line_start;     /* file offset of the line's first byte */
+	size_t entries;          /* entries of the file before it */
+	int jsonl;               /* the file is JSON Lines */
+	int set;                 /* a mark was found */
+} engine__scan_mark;
+
+/**
+ * engine__scan(), starting at `from` (NULL: the start of the file), and
+ * leaving in *mark (may be NULL) the last place past a reported entry.
+ * The return counts only the entries of this call.
+ */
+int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
+		      const char *name, const engine__scan_spec *spec,
+		      engine__entry_fn fn, void *fn_ctx, engine_problems *probs,
+		      const engine__scan_mark *from, engine__scan_mark *mark);
+
 /* ---- the canonicaliser (canon.c) ---- */
 
 /** State carried between chunks of one entry's raw bytes. */
@@ -214,6 +240,56 @@ ssize_t engine__read_fd(void *ctx, char *buf, size_t size, uint64_t offset);
  */
 int engine__read_batch(const engine__read_op *ops, size_t n);
 
+/* ---- hashes of a file's leading bytes (blockhash.c) ---- */
+
+/** 64-bit non-cryptographic hash of n bytes. */
+uint64_t engine__hash64(const void *p, size_t n);
+
+/**
+ * Hashes of [0, end) of a file as a scan read it: ENGINE__CHUNK-byte
+ * blocks, then the tail of the last one.
+ */
+typedef struct {
+	uint64_t *blocks; /* owned: n blocks from offset 0 */
+	size_t n, cap;
+	size_t short_len; /* while scanning: a short read at block n (the */
+	uint64_t short_hash; /* file's end), its length and hash */
+	uint64_t end;     /* bytes covered, once finished */
+	uint64_t tail;    /* hash of [n * ENGINE__CHUNK, end) */
+} engine__prefix_hash;
+
+/**
+ * An engine__read_fn (ctx: engine__hashing_read) that hashes every block
+ * a scan reads, in order from a block boundary (the scan of a file from
+ * its start, or resumed at a mark; see engine__scan_from()).
+ */
+typedef struct {
+	int fd;
+	engine__prefix_hash *h; /* blocks before the first read already in */
+	/* A resumed scan re-reads the block its mark is in: those first
+	 * bytes must still hash as the scan before read them. */
+	size_t first_len;
+	uint64_t first_hash;
+	int first_differs; /* set when they did not */
+} engine__hashing_read;
+ssize_t engine__read_fd_hashing(void *ctx, char *buf, size_t size,
+				uint64_t offset);
+/**
+ * After a scan through engine__read_fd_hashing: keep the hashes of
+ * [0, end) only.  The tail is hashed from the block re-read, which must
+ * still hash as the scan read it, so the hashes describe exactly the
+ * bytes the scan saw.
+ * @return 0, -ESTALE when the file changed since, -EIO when the scan
+ *         did not read [0, end) in whole blocks, or -errno
+ */
+int engine__prefix_hash_finish(engine__prefix_hash *h, int fd, uint64_t end);
+/**
+ * Do fd's bytes [0, h->end) still hash as h?  Blocks are checked on a few
+ * threads.  @return 1 yes, 0 no, or -errno
+ */
+int engine__prefix_hash_matches(const engine__prefix_hash *h, int fd);
+void engine__prefix_hash_dispose(engine__prefix_hash *h);
+
 /* ---- scanned sources (source.c) ---- */
 
 /*
@@ -273,16 +349,34 @@ typedef struct {
 	engine__big records_map; /* owned */
 	engine__big arena_map;   /* owned */
 	engine_problems problems;
+	/* Appends: a later scan resumes at `mark` if [0, mark) still hashes
+	 * as `prefix` (set when loaded with ENGINE__SOURCE_MARKS). */
+	uint64_t serial;          /* unique to this scan */
+	uint64_t extends;         /* serial of the scan whose first nshared
+				     records this one's are, or 0 */
+	size_t nshared;
+	engine__scan_mark mark;   /* mark.set: resumable */
+	engine__prefix_hash prefix;
 } engine__source;
+
+/* Flags of engine__source_load(). */
+#define ENGINE__SOURCE_MARKS 1 /* hash what is scanned, to resume later */
+
+/** How many source loads so far resumed a previous scan (for tests). */
+unsigned long engine__source_resumes(void);
 
 /**
  * Open `name` relative to dirfd (no symlinks), scan it and build its
  * records.  Problems go into the new source (a source that cannot be
- * opened or read still comes back, empty, with the problem).
+ * opened or read still comes back, empty, with the problem).  `prev`
+ * (may be NULL) is the previous scan of the same name with the same
+ * descriptor: when it is resumable and the file still begins with the
+ * bytes it scanned, only what follows them is scanned.
  * @return 0 or -ENOMEM
  */
 int engine__source_load(engine__source **out, int dirfd, const char *name,
-			const desc_descriptor *desc);
+			const desc_descriptor *desc,
+			const engine__source *prev, int flags);
 engine__source *engine__source_ref(engine__source *s);
 void engine__source_unref(engine__source *s);
 /** The fd to read now and the stat it must still match. */

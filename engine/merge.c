@@ -37,6 +37,7 @@ struct engine_merge {
 					an update starts from */
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
+	int load_flags;              /* for engine__source_load() */
 };
 
 /* Refreshes done by merge_update(), for tests. */
@@ -511,14 +512,18 @@ static int affected_winners(const affected_set *set, const merge_input *in,
 /*
  * Merge `in` given the sorted winners of `old` (their sort items and the
  * slots of old's view, index for index), which has the same source
- * names; changed[i] is set where in->sources[i] replaced old's.  Kept
- * winners are copied in one sequential pass: only the few whose key
- * hash is in the affected filter have their record read.
+ * names.  shared[i] says how many leading records in->sources[i] has in
+ * common with old's source i: all of them when it is the same source,
+ * none when the file was rescanned, the records before its mark when the
+ * file only grew (see engine__source_load).  Only keys of records outside
+ * those can change winner.  Kept winners are copied in one sequential
+ * pass: only the few whose key hash is in the affected filter have their
+ * record read.
  * @return 0, or -ENOMEM / -EIO (items and slots left empty)
  */
 static int merge_update(const merge_input *old, const sort_item *old_items,
 			const engine__slot *old_slots, size_t old_n,
-			const merge_input *in, const unsigned char *changed,
+			const merge_input *in, const size_t *shared,
 			engine__big *items_map, engine__big *slots_map,
 			size_t *out_n)
 {
@@ -533,9 +538,8 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 
 	*out_n = 0;
 	for (i = 0; i < in->nsources; i++)
-		if (changed[i])
-			nkeys += old->sources[i]->nrecords +
-				 in->sources[i]->nrecords;
+		nkeys += old->sources[i]->nrecords - shared[i] +
+			 in->sources[i]->nrecords - shared[i];
 	/* nkeys counts a key once per changed file that has it, so the
 	 * load factor stays well under 1/2. */
 	while (cap < nkeys + nkeys / 4)
@@ -553,7 +557,7 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 	for (i = 0; i < in->nsources; i++) {
 		const engine__source *s = old->sources[i];
 
-		for (k = 0; changed[i] && k < s->nrecords; k++) {
+		for (k = shared[i]; k < s->nrecords; k++) {
 			affected_prefetch(&set, s, k + MERGE_PREFETCH);
 			affected_find(&set, s->arena + s->records[k].key_off,
 				      s->records[k].key_len,
@@ -563,15 +567,14 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 	for (i = 0; i < in->nsources && !err; i++) {
 		const engine__source *s = in->sources[i];
 
-		for (k = 0; changed[i] && k < s->nrecords && !err; k++) {
+		for (k = shared[i]; k < s->nrecords && !err; k++) {
 			affected_prefetch(&set, s, k + MERGE_PREFETCH);
 			err = affected_offer(&set, in, i, k, 1);
 		}
 	}
 	for (i = 0; i < in->nsources && !err; i++)
-		if (!changed[i])
-			for (k = 0; k < in->sources[i]->nrecords && !err; k++)
-				err = affected_offer(&set, in, i, k, 0);
+		for (k = 0; k < shared[i] && !err; k++)
+			err = affected_offer(&set, in, i, k, 0);
 	if (err || (err = affected_winners(&set, in, &fresh_map, &nfresh)) < 0)
 		goto out;
 	fresh = fresh_map.base;
@@ -589,8 +592,8 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 		const engine__slot *os = &old_slots[a];
 		sort_item kept = old_items[a];
 
-		if (changed[os->src])
-			continue;
+		if (kept.g - old->first[os->src] >= shared[os->src])
+			continue; /* its record is gone or scanned again */
 		if (affected_maybe(&set, os->key_hash)) {
 			uint64_t ref = ref_of(old, kept.g);
 			const engine__record *r = ref_record(old, ref);
@@ -644,7 +647,7 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 {
 	merge_input old = { m ? m->sources : NULL, m ? m->nsources : 0, NULL };
 	const engine__slot *old_slots = NULL;
-	unsigned char *changed = NULL;
+	size_t *shared = NULL;
 	size_t i, nchanged = 0, nslots = 0;
 	int rc;
 
@@ -655,18 +658,25 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 	for (i = 0; i < in->nsources; i++)
 		if (strcmp(old.sources[i]->name, in->sources[i]->name) != 0)
 			return merge_full(in, items, n);
-	if (!(changed = calloc(in->nsources + 1, 1)))
+	if (!(shared = calloc(in->nsources + 1, sizeof(*shared))))
 		return -ENOMEM;
-	for (i = 0; i < in->nsources; i++)
-		nchanged += changed[i] = old.sources[i] != in->sources[i];
+	for (i = 0; i < in->nsources; i++) {
+		const engine__source *o = old.sources[i], *s = in->sources[i];
+
+		if (o == s)
+			shared[i] = s->nrecords;
+		else if (s->extends && s->extends == o->serial)
+			shared[i] = s->nshared; /* the file grew */
+		nchanged += o != s;
+	}
 	if (2 * nchanged > in->nsources) /* then a full merge is cheaper */
 		rc = merge_full(in, items, n);
 	else if ((rc = input_number(&old)) == 0 &&
 		 (rc = merge_update(&old, m->winners.base, old_slots, nslots,
-				    in, changed, items, slots, n)) == 0)
+				    in, shared, items, slots, n)) == 0)
 		atomic_fetch_add(&merge_updates, 1);
 	free(old.first);
-	free(changed);
+	free(shared);
 	return rc;
 }
 
@@ -738,6 +748,11 @@ void engine_merge_free(engine_merge *m)
 	free(m);
 }
 
+void engine_merge_expect_appends(engine_merge *m)
+{
+	m->load_flags |= ENGINE__SOURCE_MARKS;
+}
+
 const desc_descriptor *engine_merge_descriptor(const engine_merge *m)
 {
 	return m->desc;
@@ -773,8 +788,10 @@ typedef struct {
 	engine__source **slots;   /* slots[todo[j]] receives job j's source */
 	const char *const *names; /* indexed like slots */
 	const size_t *todo;
+	engine__source *const *prev; /* prev[j]: job j's previous scan */
 	int dirfd;
 	const desc_descriptor *desc;
+	int flags;
 	int *rcs;                 /* rcs[j]: what job j returned */
 } load_jobs;
 
@@ -784,19 +801,23 @@ static void load_one(void *ctx, size_t j)
 	size_t i = jobs->todo[j];
 
 	jobs->rcs[j] = engine__source_load(&jobs->slots[i], jobs->dirfd,
-					   jobs->names[i], jobs->desc);
+					   jobs->names[i], jobs->desc,
+					   jobs->prev ? jobs->prev[j] : NULL,
+					   jobs->flags);
 }
 
 /*
- * Scan names[todo[j]] into slots[todo[j]] for every j, files in parallel.
+ * Scan names[todo[j]] into slots[todo[j]] for every j, files in parallel;
+ * prev (may be NULL) holds the previous scan of each, or NULLs.
  * @return 0, or the first error (slots that loaded are filled either way)
  */
 static int load_sources(engine__source **slots, const char *const *names,
-			const size_t *todo, size_t ntodo, int dirfd,
-			const desc_descriptor *desc)
+			const size_t *todo, engine__source *const *prev,
+			size_t ntodo, int dirfd, const desc_descriptor *desc,
+			int flags)
 {
 	int *rcs = calloc(ntodo ? ntodo : 1, sizeof(*rcs));
-	load_jobs jobs = { slots, names, todo, dirfd, desc, rcs };
+	load_jobs jobs = { slots, names, todo, prev, dirfd, desc, flags, rcs };
 	int rc = 0;
 	size_t j;
 
@@ -811,7 +832,7 @@ static int load_sources(engine__source **slots, const char *const *names,
 
 int engine_merge_refresh(engine_merge *m, engine_view **out)
 {
-	engine__source **next = NULL;
+	engine__source **next = NULL, **prev = NULL;
 	char **names = NULL;
 	size_t n = 0, i, k = 0, ntodo = 0, *todo = NULL;
 	struct timespec t0;
@@ -825,7 +846,8 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 	n = (size_t)rc;
 	next = calloc(n ? n : 1, sizeof(*next));
 	todo = calloc(n ? n : 1, sizeof(*todo));
-	if (!next || !todo) {
+	prev = calloc(n ? n : 1, sizeof(*prev));
+	if (!next || !todo || !prev) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -836,16 +858,18 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 		       strcmp(m->sources[k]->name, names[i]) < 0)
 			k++;
 		if (k < m->nsources &&
-		    strcmp(m->sources[k]->name, names[i]) == 0 &&
-		    source_current(m, m->sources[k])) {
-			next[i] = engine__source_ref(m->sources[k]);
-			continue;
+		    strcmp(m->sources[k]->name, names[i]) == 0) {
+			if (source_current(m, m->sources[k])) {
+				next[i] = engine__source_ref(m->sources[k]);
+				continue;
+			}
+			prev[ntodo] = m->sources[k];
 		}
 		changed = 1;
 		todo[ntodo++] = i;
 	}
-	rc = load_sources(next, (const char *const *)names, todo, ntodo,
-			  m->backing_fd, m->desc);
+	rc = load_sources(next, (const char *const *)names, todo, prev, ntodo,
+			  m->backing_fd, m->desc, m->load_flags);
 	if (rc < 0)
 		goto out;
 	m->all_dirty = 0;
@@ -873,6 +897,7 @@ out:
 	if (next)
 		sources_release(next, n);
 	free(todo);
+	free(prev);
 	desc_names_free(names);
 	return rc;
 }
@@ -893,7 +918,8 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 		goto out;
 	for (i = 0; i < npaths; i++)
 		todo[i] = i;
-	rc = load_sources(sources, paths, todo, npaths, AT_FDCWD, desc);
+	rc = load_sources(sources, paths, todo, NULL, npaths, AT_FDCWD, desc,
+			  0);
 	if (rc == 0) {
 		engine__big winners = { 0 };
 

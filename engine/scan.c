@@ -151,6 +151,9 @@ typedef struct {
 	size_t more;  /* problems not reported past the limit */
 	int count;    /* entries reported */
 	int err;      /* -ENOMEM from adding a problem */
+	int resume;              /* starting at a mark, not at offset 0 */
+	size_t entries_before;   /* entries of the file before the start */
+	engine__scan_mark *mark; /* where a later scan may resume, or NULL */
 } scanner;
 
 /* ---- input ---- */
@@ -1160,6 +1163,24 @@ static int scan_elem_end(scanner *s)
 	return 0;
 }
 
+/*
+ * Remember p as a place to resume at, after a reported entry, while the
+ * file has had no problem (a resumed scan could not repeat them).
+ */
+static void scan_set_mark(scanner *s)
+{
+	engine__scan_mark *m = s->mark;
+
+	if (!m || s->nprob || s->more)
+		return;
+	m->offset = scan_off(s, s->p);
+	m->line = s->line;
+	m->line_start = s->line_start;
+	m->entries = s->entries_before + (size_t)s->count;
+	m->jsonl = s->jsonl;
+	m->set = 1;
+}
+
 /* JSON Lines: skip to after the next LF from p (p may be at it). */
 static void scan_skip_line(scanner *s)
 {
@@ -1193,6 +1214,15 @@ static int scan_run(scanner *s)
 	uint64_t lvl;
 	int c, r, comma = 0;
 
+	if (s->resume) {
+		/* Resuming at a mark: just past an entry (see scan_set_mark). */
+		if (s->jsonl)
+			goto line;
+		s->base = 1;
+		if ((r = scan_push(s, 0)) != 0)
+			return r < 0 ? r : 0;
+		goto between_elements;
+	}
 	c = scan_ws(s);
 	if (c == SCAN_EOF)
 		return 0;
@@ -1389,7 +1419,10 @@ after_value:
 			return r;
 		if (s->jsonl)
 			goto line_end;
+		if (!s->elem_bad)
+			scan_set_mark(s);
 	}
+between_elements:
 	c = scan_ws(s);
 	if (scan_top_is_object(s)) {
 		if (c == ',') {
@@ -1452,6 +1485,10 @@ line_end:
 			if ((r = s->fn(s->fn_ctx, &s->entry)) < 0)
 				return r;
 			s->count++;
+			/* Past a LF only: at EOF, bytes appended right after
+			 * the '}' would continue this line. */
+			if (c == SCAN_EOL)
+				scan_set_mark(s);
 		}
 		if (c == SCAN_EOF)
 			return 0;
@@ -1522,6 +1559,16 @@ int engine__scan(engine__read_fn read, void *read_ctx, size_t chunk,
                  const char *name, const engine__scan_spec *spec,
                  engine__entry_fn fn, void *fn_ctx, engine_problems *probs)
 {
+	return engine__scan_from(read, read_ctx, chunk, name, spec, fn, fn_ctx,
+	                         probs, NULL, NULL);
+}
+
+int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
+                      const char *name, const engine__scan_spec *spec,
+                      engine__entry_fn fn, void *fn_ctx,
+                      engine_problems *probs, const engine__scan_mark *from,
+                      engine__scan_mark *mark)
+{
 	scanner *s;
 	size_t i;
 	int r = -ENOMEM;
@@ -1535,6 +1582,17 @@ int engine__scan(engine__read_fn read, void *read_ctx, size_t chunk,
 	s->name = name;
 	s->probs = probs;
 	s->line = 1;
+	s->mark = mark;
+	if (mark)
+		memset(mark, 0, sizeof(*mark));
+	if (from && from->offset > 0) {
+		s->resume = 1;
+		s->buf_off = from->offset - from->offset % s->chunk;
+		s->line = from->line;
+		s->line_start = from->line_start;
+		s->jsonl = from->jsonl;
+		s->entries_before = from->entries;
+	}
 	if (engine__big_reserve(&s->buf_map, s->chunk + SCAN_PAD) == 0)
 		s->buf = s->buf_map.base;
 	s->stack_words = 32;
@@ -1543,6 +1601,16 @@ int engine__scan(engine__read_fn read, void *read_ctx, size_t chunk,
 		goto out;
 	memset(s->buf, 0, SCAN_PAD);
 	s->p = s->end = s->buf;
+	if (s->resume) {
+		/* Read whole chunks from a chunk boundary, as a scan from the
+		 * start would (a hashing reader sees the same blocks). */
+		uint64_t at = from->offset - s->buf_off;
+
+		if (scan_refill(s))
+			s->p = s->buf + (at < (uint64_t)(s->end - s->buf) ?
+			                         at :
+			                         (uint64_t)(s->end - s->buf));
+	}
 
 	s->npaths = spec ? spec->npaths : 0;
 	if (s->npaths > SCAN_MAX_PATHS)

@@ -347,49 +347,188 @@ static void source_reset_scan(engine__source *s)
 	s->nrecords = s->arena_len = 0;
 	engine_problems_dispose(&s->problems);
 	engine_problems_init(&s->problems);
+	engine__prefix_hash_dispose(&s->prefix);
+	memset(&s->mark, 0, sizeof(s->mark));
+	s->extends = 0;
+	s->nshared = 0;
+}
+
+static void scan_spec_of(const desc_descriptor *desc, engine__scan_spec *spec)
+{
+	size_t i;
+
+	spec->npaths = 0;
+	for (i = 0; i < desc->nkeys; i++)
+		spec->paths[spec->npaths++] = &desc->keys[i];
+	for (i = 0; i < desc->norder; i++)
+		spec->paths[spec->npaths++] = &desc->order[i].path;
+}
+
+static void note_more_warnings(engine__source *s, const load_ctx *c)
+{
+	if (c->warnings > SOURCE_MAX_WARNINGS)
+		(void)engine_problems_add(
+			&s->problems, ENGINE_WARNING, s->name, 0, 0,
+			"... and %zu more warnings in this file",
+			c->warnings - SOURCE_MAX_WARNINGS);
+}
+
+/* Is the open file still in the state it was scanned in? */
+static int source_unchanged(const engine__source *s)
+{
+	struct stat now;
+
+	return fstat(s->orig_fd, &now) == 0 &&
+	       engine_same_file_state(&now, &s->orig_st);
+}
+
+/*
+ * Make the scan's mark usable by a later load: only a file without any
+ * problem resumes (the problems of its first part could not be listed
+ * again), and only with the hashes of every byte before the mark.  Called
+ * before the final check that the file did not change while scanned.
+ */
+static int source_keep_mark(engine__source *s)
+{
+	int rc;
+
+	if (s->mark.set && s->problems.count == 0) {
+		rc = engine__prefix_hash_finish(&s->prefix, s->orig_fd,
+						s->mark.offset);
+		if (rc == 0)
+			return 0;
+		if (rc == -ENOMEM)
+			return rc;
+	}
+	memset(&s->mark, 0, sizeof(s->mark));
+	engine__prefix_hash_dispose(&s->prefix);
+	return 0;
 }
 
 /*
  * Scan the open file; retried when the file changes while it is scanned,
  * so the records always describe one state of the file.
  */
-static int source_scan(engine__source *s, const desc_descriptor *desc)
+static int source_scan(engine__source *s, const desc_descriptor *desc,
+		       int flags)
 {
-	engine__scan_spec spec = { .npaths = 0 };
-	struct stat after;
-	size_t i;
+	engine__scan_spec spec;
 	int attempt, rc = 0;
 
-	for (i = 0; i < desc->nkeys; i++)
-		spec.paths[spec.npaths++] = &desc->keys[i];
-	for (i = 0; i < desc->norder; i++)
-		spec.paths[spec.npaths++] = &desc->order[i].path;
-
+	scan_spec_of(desc, &spec);
 	for (attempt = 0; attempt < 5; attempt++) {
 		load_ctx c = { .src = s, .desc = desc };
+		engine__hashing_read hashing = { s->orig_fd, &s->prefix, 0, 0,
+						 0 };
+		int marks = flags & ENGINE__SOURCE_MARKS;
 
 		source_reset_scan(s);
-		rc = engine__scan(engine__read_fd, &s->orig_fd, ENGINE__CHUNK, s->name,
-				  &spec, on_entry, &c, &s->problems);
+		rc = engine__scan_from(marks ? engine__read_fd_hashing :
+					       engine__read_fd,
+				       marks ? (void *)&hashing :
+					       (void *)&s->orig_fd,
+				       ENGINE__CHUNK, s->name, &spec, on_entry,
+				       &c, &s->problems, NULL,
+				       marks ? &s->mark : NULL);
 		if (rc == -ENOMEM)
 			return rc;
-		if (c.warnings > SOURCE_MAX_WARNINGS)
-			(void)engine_problems_add(
-				&s->problems, ENGINE_WARNING, s->name, 0, 0,
-				"... and %zu more warnings in this file",
-				c.warnings - SOURCE_MAX_WARNINGS);
+		note_more_warnings(s, &c);
 		if (rc < 0) /* a read error, already reported as a problem */
 			break;
-		if (fstat(s->orig_fd, &after) < 0 ||
-		    engine_same_file_state(&after, &s->orig_st))
+		if ((rc = source_keep_mark(s)) < 0)
+			return rc;
+		if (source_unchanged(s))
 			break;
-		s->orig_st = after; /* changed while scanning: again */
+		/* changed while scanning: again */
+		if (fstat(s->orig_fd, &s->orig_st) < 0)
+			break;
 	}
 	return 0;
 }
 
+static atomic_ulong source_resumes;
+static atomic_ullong source_serials;
+
+unsigned long engine__source_resumes(void)
+{
+	return atomic_load(&source_resumes);
+}
+
+/* Take the first `prev->mark.entries` records of prev, and its hashes. */
+static int source_copy_prefix(engine__source *s, const engine__source *prev)
+{
+	size_t n = prev->mark.entries;
+	size_t arena_len = n < prev->nrecords ? prev->records[n].key_off :
+						prev->arena_len;
+	size_t nblocks = prev->prefix.n;
+
+	if (engine__big_reserve(&s->records_map,
+				(n + 1) * sizeof(*s->records)) < 0 ||
+	    engine__big_reserve(&s->arena_map, arena_len + 1) < 0)
+		return -ENOMEM;
+	s->records = memcpy(s->records_map.base, prev->records,
+			    n * sizeof(*s->records));
+	s->arena = memcpy(s->arena_map.base, prev->arena, arena_len);
+	s->nrecords = n;
+	s->arena_len = arena_len;
+	s->prefix.blocks = malloc((nblocks ? nblocks : 1) * sizeof(uint64_t));
+	if (!s->prefix.blocks)
+		return -ENOMEM;
+	memcpy(s->prefix.blocks, prev->prefix.blocks,
+	       nblocks * sizeof(uint64_t));
+	s->prefix.n = s->prefix.cap = nblocks;
+	return 0;
+}
+
+/*
+ * Host files grow by appending: when the file still begins with the bytes
+ * prev scanned up to its mark, keep prev's records of them and scan only
+ * from the mark on.
+ * @return 1 done, 0 not possible (s is left to a full scan), or -ENOMEM
+ */
+static int source_resume(engine__source *s, const engine__source *prev,
+			 const desc_descriptor *desc)
+{
+	engine__scan_spec spec;
+	load_ctx c = { .src = s, .desc = desc };
+	engine__hashing_read hashing = {
+		s->orig_fd, &s->prefix,
+		(size_t)(prev->mark.offset % ENGINE__CHUNK), prev->prefix.tail, 0
+	};
+	int rc;
+
+	if (!prev->mark.set ||
+	    (uint64_t)s->orig_st.st_size < prev->mark.offset)
+		return 0;
+	rc = engine__prefix_hash_matches(&prev->prefix, s->orig_fd);
+	if (rc <= 0)
+		return rc == -ENOMEM ? rc : 0;
+	source_reset_scan(s);
+	if ((rc = source_copy_prefix(s, prev)) < 0)
+		return rc;
+	scan_spec_of(desc, &spec);
+	rc = engine__scan_from(engine__read_fd_hashing, &hashing,
+			       ENGINE__CHUNK, s->name, &spec, on_entry, &c,
+			       &s->problems, &prev->mark, &s->mark);
+	if (rc == -ENOMEM)
+		return rc;
+	note_more_warnings(s, &c);
+	if (!s->mark.set)
+		s->mark = prev->mark; /* nothing new: resume there again */
+	if (rc < 0 || hashing.first_differs ||
+	    (rc = source_keep_mark(s)) < 0 || !source_unchanged(s)) {
+		source_reset_scan(s);
+		return rc == -ENOMEM ? rc : 0;
+	}
+	s->extends = prev->serial;
+	s->nshared = prev->mark.entries;
+	atomic_fetch_add(&source_resumes, 1);
+	return 1;
+}
+
 int engine__source_load(engine__source **out, int dirfd, const char *name,
-			const desc_descriptor *desc)
+			const desc_descriptor *desc,
+			const engine__source *prev, int flags)
 {
 	engine__source *s;
 	int rc;
@@ -418,7 +557,13 @@ int engine__source_load(engine__source **out, int dirfd, const char *name,
 		goto done;
 	}
 	s->fd = s->orig_fd;
-	rc = source_scan(s, desc);
+	s->serial = atomic_fetch_add(&source_serials, 1) + 1;
+	rc = prev && (flags & ENGINE__SOURCE_MARKS) ?
+		     source_resume(s, prev, desc) : 0;
+	if (rc == 0)
+		rc = source_scan(s, desc, flags);
+	else if (rc == 1)
+		rc = 0;
 done:
 	if (rc < 0) {
 		engine__source_unref(s);

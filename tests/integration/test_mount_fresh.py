@@ -10,6 +10,7 @@ writing call and the open.
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -89,6 +90,52 @@ def test_append_jsonl(tmp_path, mount, route):
             f.write(util.dumps_jsonl([util.entry("app-%d" % i,
                                                  util.ts(5000 + i))]))
         assert b'"app-%d"' % i in c.after_change()
+    d.stop()
+
+
+def grow_in_place(path, new_entries, edit=None):
+    """Append entries to a non-empty pretty JSON array over its closing
+    bracket, in place, the way a memory file grows; `edit` (old, new) also
+    replaces bytes of the same length before the growth, in the same
+    open."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        cut = data.rindex(b"]")
+        tail = b"".join(b",\n  " + json.dumps(e).encode()
+                        for e in new_entries)
+        f.seek(cut)
+        f.truncate()
+        f.write(tail + b"\n]\n")
+        if edit:
+            old, new = edit
+            assert len(old) == len(new) and data.count(old) == 1
+            f.seek(data.index(old))
+            f.write(new)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_grow_in_place_and_edit_before_growth(backing, mount, route):
+    """A mounted file that grows is rescanned from where its last scan
+    stopped, after a check of the bytes before; a byte changed there in
+    the same write must still be seen, and so must a growth that follows
+    an earlier one."""
+    d = mount(backing)
+    c = Checker(d, backing)
+    p = os.path.join(where(d, backing, route), "memory-a.json")
+    for i in range(6):
+        edit = None
+        if i % 2:
+            # a-0's timestamp, somewhere in the first bytes of the file
+            old = read(os.path.join(backing, "memory-a.json"))
+            stamp = re.search(rb'"a-0".*?"timestamp": "([^"]+)"', old,
+                              re.S).group(1)
+            edit = (stamp, util.ts(300000 + i).encode())
+        grow_in_place(p, [util.entry("grown-%d" % i, util.ts(400000 + i))],
+                      edit)
+        out = c.after_change()
+        assert b'"grown-%d"' % i in out
+        if edit:
+            assert edit[1] in out
     d.stop()
 
 

@@ -402,6 +402,76 @@ static void test_engine_scan__every_chunk_size(void)
 	}
 }
 
+/* ---- resuming at a mark ---- */
+
+static void scan_mem_from(result *res, const char *data, size_t len,
+                          size_t chunk, const engine__scan_mark *from,
+                          engine__scan_mark *mark)
+{
+	mem_src m = { data, len, 0, 0 };
+	engine_problems pr;
+
+	memset(res, 0, sizeof(*res));
+	engine_problems_init(&pr);
+	res->r = engine__scan_from(mem_read, &m, chunk, "f", &test_spec,
+	                           collect, res, &pr, from, mark);
+	result_take_problems(res, &pr);
+}
+
+/*
+ * A file cut anywhere is scanned with a mark; the whole file, scanned
+ * again from that mark, gives exactly the entries after it and the
+ * problems of a scan from the start (there are none before a mark).
+ */
+static void test_engine_scan__resume_at_marks(void)
+{
+	size_t i, cut, k, resumed = 0;
+
+	for (i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+		const sample *sm = &samples[i];
+		result full;
+
+		scan_mem(&full, sm->data, sm->len, ENGINE__CHUNK);
+		for (cut = 0; cut <= sm->len; cut++) {
+			engine__scan_mark mark, next;
+			result old, tail, want;
+
+			scan_mem_from(&old, sm->data, cut, 5, NULL, &mark);
+			result_free(&old);
+			if (!mark.set)
+				continue;
+			resumed++;
+			ASSERT_TRUE(mark.entries <= full.nents);
+			scan_mem_from(&tail, sm->data, sm->len, 3, &mark, &next);
+			/* What a scan from the start says after the mark. */
+			want = full;
+			want.ents = full.ents + mark.entries;
+			want.nents = full.nents - mark.entries;
+			if (full.r >= 0)
+				want.r = full.r - (int)mark.entries;
+			if (!result_equal(&want, &tail)) {
+				printf("# sample \"%s\" cut at %zu, resumed "
+				       "at %llu\n",
+				       sm->name, cut,
+				       (unsigned long long)mark.offset);
+				result_dump("from the start", &full);
+				result_dump("resumed", &tail);
+				ASSERT_TRUE(0);
+			}
+			/* The next mark counts entries from the file start. */
+			if (next.set)
+				ASSERT_TRUE(next.entries > mark.entries &&
+				            next.entries <= full.nents);
+			for (k = 0; k < tail.nents; k++)
+				ASSERT_TRUE(tail.ents[k].offset >= mark.offset);
+			result_free(&tail);
+		}
+		result_free(&full);
+	}
+	printf("# %zu resumed scans\n", resumed);
+	ASSERT_TRUE(resumed > 100);
+}
+
 /* canon_len agrees with the canonicaliser and with ref_strip */
 static void test_engine_scan__canon_len(void)
 {
@@ -1427,6 +1497,7 @@ static void test_engine_scan__canon_exact(void)
 static const harness_case cases[] = {
 	TEST(test_engine_scan__huge_string_bounded_memory),
 	TEST(test_engine_scan__every_chunk_size),
+	TEST(test_engine_scan__resume_at_marks),
 	TEST(test_engine_scan__canon_len),
 	TEST(test_engine_scan__pretty),
 	TEST(test_engine_scan__compact_and_empty),
