@@ -474,8 +474,9 @@ static int source_copy_prefix(engine__source *s, const engine__source *prev)
 	s->prefix.blocks = malloc((nblocks ? nblocks : 1) * sizeof(uint64_t));
 	if (!s->prefix.blocks)
 		return -ENOMEM;
-	memcpy(s->prefix.blocks, prev->prefix.blocks,
-	       nblocks * sizeof(uint64_t));
+	if (nblocks) /* a file under 256 KiB has none */
+		memcpy(s->prefix.blocks, prev->prefix.blocks,
+		       nblocks * sizeof(uint64_t));
 	s->prefix.n = s->prefix.cap = nblocks;
 	return 0;
 }
