@@ -217,6 +217,112 @@ static void sort_items(sort_item *items, sort_item *tmp, size_t n,
 }
 
 /*
+ * Sorting on several threads: the items are cut into P runs (P a power
+ * of two, one per thread), each run is sorted on its own thread, then
+ * pairs of runs are merged in log2(P) rounds, each merge itself cut into
+ * pieces of equal output so that every thread works in every round.  The
+ * order is the one sort_items() gives: two winners never compare equal
+ * (their keys differ), and ties would still keep the left run first.
+ */
+#define SORT_PARALLEL_FROM 65536
+#define SORT_MAX_RUNS 4
+
+typedef struct {
+	sort_item *src, *dst;     /* this round merges src into dst */
+	const merge_input *in;
+	size_t bounds[SORT_MAX_RUNS + 1]; /* run r is [bounds[r], bounds[r+1]) */
+	size_t runs, width;       /* runs in all; runs merged per pair / 2 */
+} sort_job;
+
+static void sort_run(void *ctx, size_t r)
+{
+	sort_job *job = ctx;
+	size_t lo = job->bounds[r];
+
+	sort_items(job->src + lo, job->dst + lo, job->bounds[r + 1] - lo,
+		   job->in);
+}
+
+/*
+ * How many of the first i outputs of merging a (na) and b (nb) come from
+ * a, when equal items take a first.
+ */
+static size_t merge_split(const sort_item *a, size_t na, const sort_item *b,
+			  size_t nb, size_t i, const merge_input *in)
+{
+	size_t lo = i > nb ? i - nb : 0, hi = i < na ? i : na;
+
+	while (lo < hi) {
+		size_t ia = lo + (hi - lo) / 2, ib = i - ia;
+
+		/* Too few from a while a[ia] still goes before b[ib - 1]. */
+		if (ib > 0 && ia < na &&
+		    sort_item_cmp(&b[ib - 1], &a[ia], (void *)in) >= 0)
+			lo = ia + 1;
+		else
+			hi = ia;
+	}
+	return lo;
+}
+
+/* Piece j of this round: a share of one pair's merged output. */
+static void merge_piece(void *ctx, size_t j)
+{
+	sort_job *job = ctx;
+	size_t pieces = 2 * job->width; /* per pair; pairs * pieces = runs */
+	size_t pair = j / pieces, piece = j % pieces;
+	size_t lo = job->bounds[2 * pair * job->width];
+	size_t mid = job->bounds[(2 * pair + 1) * job->width];
+	size_t hi = job->bounds[(2 * pair + 2) * job->width];
+	const sort_item *a = job->src + lo, *b = job->src + mid;
+	size_t na = mid - lo, nb = hi - mid, n = hi - lo;
+	size_t from = n * piece / pieces, to = n * (piece + 1) / pieces;
+	size_t ia = merge_split(a, na, b, nb, from, job->in), ib = from - ia;
+	size_t ea = merge_split(a, na, b, nb, to, job->in), eb = to - ea;
+	sort_item *out = job->dst + lo + from;
+
+	while (ia < ea && ib < eb)
+		*out++ = sort_item_cmp(&b[ib], &a[ia], (void *)job->in) < 0 ?
+				 b[ib++] :
+				 a[ia++];
+	while (ia < ea)
+		*out++ = a[ia++];
+	while (ib < eb)
+		*out++ = b[ib++];
+}
+
+/* sort_items() on a few threads when n is large enough to pay. */
+static void sort_items_parallel(sort_item *items, sort_item *tmp, size_t n,
+				const merge_input *in)
+{
+	sort_job job = { items, tmp, in, { 0 }, 1, 1 };
+	size_t threads = n < SORT_PARALLEL_FROM ?
+				 1 :
+				 engine__parallel_threads(SORT_MAX_RUNS);
+	size_t r;
+	sort_item *swap;
+
+	while (2 * job.runs <= threads)
+		job.runs *= 2;
+	if (job.runs == 1) {
+		sort_items(items, tmp, n, in);
+		return;
+	}
+	for (r = 0; r <= job.runs; r++)
+		job.bounds[r] = n * r / job.runs;
+	/* Runs sorted in place (tmp as scratch), then merged back and forth. */
+	engine__parallel_run(job.runs, sort_run, &job);
+	for (job.width = 1; job.width < job.runs; job.width *= 2) {
+		engine__parallel_run(job.runs, merge_piece, &job);
+		swap = job.src;
+		job.src = job.dst;
+		job.dst = swap;
+	}
+	if (job.src != items)
+		memcpy(items, job.src, n * sizeof(*items));
+}
+
+/*
  * Merge record `jj` of source `i`, whose key hashes to slot `h`, into the
  * table of winners.  @return 0, or -EIO / -ENOMEM from a tie comparison
  */
@@ -352,7 +458,7 @@ static int merge_full(const merge_input *in, engine__big *items_map,
 					       g);
 		}
 	}
-	sort_items(items, tmp_map.base, nwin, in);
+	sort_items_parallel(items, tmp_map.base, nwin, in);
 	*out_n = nwin;
 out:
 	free(bits);
@@ -503,7 +609,7 @@ static int affected_winners(const affected_set *set, const merge_input *in,
 			sort_item_init(&items[n++], in, ref,
 				       in->first[REF_SRC(ref)] + REF_REC(ref));
 	}
-	sort_items(items, tmp_map.base, n, in);
+	sort_items_parallel(items, tmp_map.base, n, in);
 	engine__big_free(&tmp_map);
 	*out_n = n;
 	return 0;
