@@ -231,7 +231,8 @@ typedef struct {
 	sort_item *src, *dst;     /* this round merges src into dst */
 	const merge_input *in;
 	size_t bounds[SORT_MAX_RUNS + 1]; /* run r is [bounds[r], bounds[r+1]) */
-	size_t runs, width;       /* runs in all; runs merged per pair / 2 */
+	size_t runs;              /* runs in all */
+	size_t width;             /* runs on each side of a pair this round */
 } sort_job;
 
 static void sort_run(void *ctx, size_t r)
