@@ -116,9 +116,12 @@ static int read_finish(const engine__read_op *op, int res)
 
 /*
  * Submit up to BATCH_DEPTH reads and reap every one that was submitted
- * before returning, so no read is ever left writing into a buffer the
- * caller has moved on from.  Reads the kernel did not take are done with
- * pread, and the ring is not used again (its queue may still hold them).
+ * before returning, so no read is left writing into a buffer the caller
+ * has moved on from.  Reads the kernel did not take are done with pread,
+ * and the ring is not used again (its queue may still hold them).  The
+ * one exception: when waiting itself fails (the ring is unusable, which
+ * EINTR and EAGAIN are not), completions cannot be awaited at all; the
+ * ring is then abandoned and this thread reads with pread from then on.
  */
 static int ring_round(thread_ring *t, const engine__read_op *ops, size_t n)
 {

@@ -108,19 +108,22 @@ static int pool_give(const engine__big *b)
 		    (slot == POOL_SLOTS || pool.mapped[i] < pool.mapped[slot]))
 			slot = i;
 	}
+	/* Evict only to keep this one: not when it would not fit anyway. */
+	if (slot < POOL_SLOTS &&
+	    pool.bytes - (pool.base[slot] ? pool.used[slot] : 0) +
+			    b->populated > POOL_MAX_BYTES)
+		slot = POOL_SLOTS;
 	if (slot < POOL_SLOTS && pool.base[slot]) {
 		evict = pool.base[slot];
 		evict_len = pool.mapped[slot];
 		pool.bytes -= pool.used[slot];
 		pool.base[slot] = NULL;
 	}
-	if (slot < POOL_SLOTS && pool.bytes + b->populated <= POOL_MAX_BYTES) {
+	if (slot < POOL_SLOTS) {
 		pool.base[slot] = b->base;
 		pool.mapped[slot] = b->mapped;
 		pool.used[slot] = b->populated;
 		pool.bytes += b->populated;
-	} else {
-		slot = POOL_SLOTS;
 	}
 	pthread_mutex_unlock(&pool.lock);
 	if (evict)
@@ -153,6 +156,7 @@ static void big_populate(engine__big *b, size_t need)
 int engine__big_reserve(engine__big *b, size_t need)
 {
 	size_t cap = b->cap ? b->cap : BIG_MIN;
+	int taken = 0;
 	void *p;
 
 	if (need <= b->cap) {
@@ -162,8 +166,8 @@ int engine__big_reserve(engine__big *b, size_t need)
 	}
 	while (cap < need)
 		cap *= 2;
-	if (!b->base)
-		(void)pool_take(b, cap);
+	if (!b->base && pool_take(b, cap))
+		taken = 1;
 	if (cap <= b->mapped) {
 		b->cap = cap;
 		big_populate(b, need);
@@ -174,8 +178,11 @@ int engine__big_reserve(engine__big *b, size_t need)
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	else
 		p = mremap(b->base, b->mapped, cap, MREMAP_MAYMOVE);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		if (taken) /* as promised: unchanged, so still empty */
+			engine__big_free(b);
 		return -ENOMEM;
+	}
 	if (cap >= BIG_HUGE_FROM)
 		(void)madvise(p, cap, MADV_HUGEPAGE);
 	b->base = p;

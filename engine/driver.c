@@ -10,12 +10,8 @@
 #include "engine_i.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 static int write_view(void *ctx, int fd)
 {
@@ -33,26 +29,16 @@ int engine_merge_driver(const char *ancestor, const char *ours,
 	int r;
 
 	(void)ancestor; /* a join needs no ancestor (see engine_git.h) */
-	for (i = 0; i < 2; i++) {
-		/* Unreadable input must fail the driver (git then keeps the
-		 * conflict), not merge as if the file were empty. */
-		int t = open(paths[i], O_RDONLY | O_CLOEXEC);
-
-		if (t < 0) {
-			r = -errno;
-			(void)engine_problems_add(probs, ENGINE_ERROR,
-			                          paths[i], 0, 0,
-			                          "cannot read: %s",
-			                          strerror(-r));
-			return r;
-		}
-		close(t);
-	}
 	if ((r = desc_default(&desc)) < 0)
 		return r;
 	r = engine_merge_paths(&v, desc, paths, 2);
 	if (r == 0)
 		r = engine_problems_extend(probs, engine_view_problems(v));
+	/* Unreadable input must fail the driver (git then keeps the
+	 * conflict), not merge as if the file were empty. */
+	for (i = 0; r == 0 && i < 2; i++)
+		if (engine_view_source(v, i).unreadable)
+			r = -EIO;
 	/* The result replaces %A by rename, keeping its mode. */
 	if (r == 0)
 		r = engine__replace_file(ours,

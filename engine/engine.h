@@ -97,6 +97,8 @@ typedef struct {
 	const char *name;   /* relative to the backing root; lives with view */
 	size_t entries;     /* complete valid entries scanned in this source */
 	size_t problems;    /* problems reported for this source */
+	int unreadable;     /* it could not be opened or read to the end:
+			       entries of it may be missing */
 } engine_source_info;
 
 engine_view *engine_view_ref(engine_view *v);

@@ -342,6 +342,8 @@ typedef struct {
 	struct stat copy_st;     /* identity of the copy */
 	int fd;                  /* atomic: the fd to read (orig or copy) */
 	int dirty;               /* marked by engine_merge_invalidate() */
+	int unreadable;          /* not opened, or a read failed: reported
+				    as a problem, entries may be missing */
 	engine__record *records; /* nrecords in file order, in records_map */
 	size_t nrecords;
 	char *arena;             /* keys and order blobs, in arena_map */

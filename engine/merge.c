@@ -13,8 +13,9 @@
  * while scanning), a canonical byte comparison only for exact ties of the
  * whole order blob (typically copies of one entry in several files), and
  * one sort of the winners.  A refresh rescans only the sources that
- * changed, in parallel, and when they are at most half of them updates
- * the previous result instead of merging again: see merge_update().
+ * changed, in parallel, and when they hold at most about half of the
+ * records updates the previous result instead of merging again: see
+ * merge_update().
  */
 #include "engine_i.h"
 
@@ -755,7 +756,7 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 	merge_input old = { m ? m->sources : NULL, m ? m->nsources : 0, NULL };
 	const engine__slot *old_slots = NULL;
 	size_t *shared = NULL;
-	size_t i, nchanged = 0, nslots = 0;
+	size_t i, redo = 0, nslots = 0;
 	int rc;
 
 	if (m && m->view)
@@ -774,9 +775,11 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 			shared[i] = s->nrecords;
 		else if (s->extends && s->extends == o->serial)
 			shared[i] = s->nshared; /* the file grew */
-		nchanged += o != s;
+		redo += o->nrecords - shared[i] + s->nrecords - shared[i];
 	}
-	if (2 * nchanged > in->nsources) /* then a full merge is cheaper */
+	/* An update hashes the records outside the shared parts about as a
+	 * full merge hashes every record: past that, merge again. */
+	if (redo > in->first[in->nsources])
 		rc = merge_full(in, items, n);
 	else if ((rc = input_number(&old)) == 0 &&
 		 (rc = merge_update(&old, m->winners.base, old_slots, nslots,

@@ -48,14 +48,23 @@ int engine__thread_start(pthread_t *tid, void *(*fn)(void *), void *arg)
 	return rc;
 }
 
-size_t engine__parallel_threads(size_t jobs)
+static size_t parallel_cpus;
+static pthread_once_t parallel_cpus_once = PTHREAD_ONCE_INIT;
+
+/* glibc reads /sys for the online CPUs on every call: once is enough. */
+static void parallel_cpus_init(void)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t n = cpus > 0 ? (size_t)cpus : 1;
 
-	if (n > PARALLEL_MAX_THREADS)
-		n = PARALLEL_MAX_THREADS;
-	return n < jobs ? n : (jobs ? jobs : 1);
+	parallel_cpus = cpus > 0 ? (size_t)cpus : 1;
+	if (parallel_cpus > PARALLEL_MAX_THREADS)
+		parallel_cpus = PARALLEL_MAX_THREADS;
+}
+
+size_t engine__parallel_threads(size_t jobs)
+{
+	pthread_once(&parallel_cpus_once, parallel_cpus_init);
+	return parallel_cpus < jobs ? parallel_cpus : (jobs ? jobs : 1);
 }
 
 void engine__parallel_run(size_t n, void (*fn)(void *ctx, size_t i),

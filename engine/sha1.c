@@ -152,15 +152,6 @@ void engine__sha1_final_hex(engine__sha1_ctx *c, char out[ENGINE__SHA1_HEX])
 	to_hex(d, out);
 }
 
-void engine__sha1_hex(const void *data, size_t len, char out[ENGINE__SHA1_HEX])
-{
-	engine__sha1_ctx c;
-
-	engine__sha1_init(&c);
-	engine__sha1_update(&c, data, len);
-	engine__sha1_final_hex(&c, out);
-}
-
 void engine__git_blob_begin(engine__sha1_ctx *c, size_t len)
 {
 	char head[32];

@@ -29,9 +29,6 @@ void engine__sha1_final(engine__sha1_ctx *c,
 /** Like engine__sha1_final(), as 40 lowercase hex digits. */
 void engine__sha1_final_hex(engine__sha1_ctx *c, char out[ENGINE__SHA1_HEX]);
 
-/** The digest of `len` bytes at `data` as 40 lowercase hex digits. */
-void engine__sha1_hex(const void *data, size_t len, char out[ENGINE__SHA1_HEX]);
-
 /**
  * Git's blob id of `len` bytes at `data`: the SHA-1 of "blob <len>\0"
  * followed by the bytes, as 40 lowercase hex digits.

@@ -351,6 +351,7 @@ static void source_reset_scan(engine__source *s)
 	memset(&s->mark, 0, sizeof(s->mark));
 	s->extends = 0;
 	s->nshared = 0;
+	s->unreadable = 0;
 }
 
 static void scan_spec_of(const desc_descriptor *desc, engine__scan_spec *spec)
@@ -364,13 +365,29 @@ static void scan_spec_of(const desc_descriptor *desc, engine__scan_spec *spec)
 		spec->paths[spec->npaths++] = &desc->order[i].path;
 }
 
-static void note_more_warnings(engine__source *s, const load_ctx *c)
+/*
+ * Scan the open file into s's records from `from` (NULL: the start),
+ * through `read`, leaving the last mark in s->mark when `marks`.
+ * @return what engine__scan_from() returns
+ */
+static int source_scan_into(engine__source *s, const desc_descriptor *desc,
+			    engine__read_fn read, void *read_ctx,
+			    const engine__scan_mark *from, int marks)
 {
-	if (c->warnings > SOURCE_MAX_WARNINGS)
+	engine__scan_spec spec;
+	load_ctx c = { .src = s, .desc = desc };
+	int rc;
+
+	scan_spec_of(desc, &spec);
+	rc = engine__scan_from(read, read_ctx, ENGINE__CHUNK, s->name, &spec,
+			       on_entry, &c, &s->problems, from,
+			       marks ? &s->mark : NULL);
+	if (rc != -ENOMEM && c.warnings > SOURCE_MAX_WARNINGS)
 		(void)engine_problems_add(
 			&s->problems, ENGINE_WARNING, s->name, 0, 0,
 			"... and %zu more warnings in this file",
-			c->warnings - SOURCE_MAX_WARNINGS);
+			c.warnings - SOURCE_MAX_WARNINGS);
+	return rc;
 }
 
 /* Is the open file still in the state it was scanned in? */
@@ -412,29 +429,24 @@ static int source_keep_mark(engine__source *s)
 static int source_scan(engine__source *s, const desc_descriptor *desc,
 		       int flags)
 {
-	engine__scan_spec spec;
+	int marks = flags & ENGINE__SOURCE_MARKS;
 	int attempt, rc = 0;
 
-	scan_spec_of(desc, &spec);
 	for (attempt = 0; attempt < 5; attempt++) {
-		load_ctx c = { .src = s, .desc = desc };
 		engine__hashing_read hashing = { s->orig_fd, &s->prefix, 0, 0,
 						 0 };
-		int marks = flags & ENGINE__SOURCE_MARKS;
 
 		source_reset_scan(s);
-		rc = engine__scan_from(marks ? engine__read_fd_hashing :
-					       engine__read_fd,
-				       marks ? (void *)&hashing :
-					       (void *)&s->orig_fd,
-				       ENGINE__CHUNK, s->name, &spec, on_entry,
-				       &c, &s->problems, NULL,
-				       marks ? &s->mark : NULL);
+		rc = marks ? source_scan_into(s, desc, engine__read_fd_hashing,
+					      &hashing, NULL, 1) :
+			     source_scan_into(s, desc, engine__read_fd,
+					      &s->orig_fd, NULL, 0);
 		if (rc == -ENOMEM)
 			return rc;
-		note_more_warnings(s, &c);
-		if (rc < 0) /* a read error, already reported as a problem */
+		if (rc < 0) { /* a read error, already reported as a problem */
+			s->unreadable = 1;
 			break;
+		}
 		if ((rc = source_keep_mark(s)) < 0)
 			return rc;
 		if (source_unchanged(s))
@@ -490,8 +502,6 @@ static int source_copy_prefix(engine__source *s, const engine__source *prev)
 static int source_resume(engine__source *s, const engine__source *prev,
 			 const desc_descriptor *desc)
 {
-	engine__scan_spec spec;
-	load_ctx c = { .src = s, .desc = desc };
 	engine__hashing_read hashing = {
 		s->orig_fd, &s->prefix,
 		(size_t)(prev->mark.offset % ENGINE__CHUNK), prev->prefix.tail, 0
@@ -507,13 +517,10 @@ static int source_resume(engine__source *s, const engine__source *prev,
 	source_reset_scan(s);
 	if ((rc = source_copy_prefix(s, prev)) < 0)
 		return rc;
-	scan_spec_of(desc, &spec);
-	rc = engine__scan_from(engine__read_fd_hashing, &hashing,
-			       ENGINE__CHUNK, s->name, &spec, on_entry, &c,
-			       &s->problems, &prev->mark, &s->mark);
+	rc = source_scan_into(s, desc, engine__read_fd_hashing, &hashing,
+			      &prev->mark, 1);
 	if (rc == -ENOMEM)
 		return rc;
-	note_more_warnings(s, &c);
 	if (!s->mark.set)
 		s->mark = prev->mark; /* nothing new: resume there again */
 	if (rc < 0 || hashing.first_differs ||
@@ -548,11 +555,13 @@ int engine__source_load(engine__source **out, int dirfd, const char *name,
 	}
 	s->orig_fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (s->orig_fd < 0 || fstat(s->orig_fd, &s->orig_st) < 0) {
+		s->unreadable = 1;
 		rc = engine_problems_add(&s->problems, ENGINE_ERROR, name, 0, 0,
 					 "cannot read: %s", strerror(errno));
 		goto done;
 	}
 	if (!S_ISREG(s->orig_st.st_mode)) {
+		s->unreadable = 1;
 		rc = engine_problems_add(&s->problems, ENGINE_ERROR, name, 0, 0,
 					 "not a regular file");
 		goto done;

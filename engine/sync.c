@@ -41,7 +41,7 @@
  * - Syncs of one work tree are serialised by flock() on
  *   .git/crdtfs-sync.lock (the CLI and a mount may both sync).
  */
-#include "engine.h"
+#include "engine_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -908,21 +908,6 @@ static int ensure_tmpdir(sync_ctx *c)
 	return 0;
 }
 
-static int write_fd_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Write blob `id` to the scratch file `name`.  *out owned. */
 static int blob_to_tmp(sync_ctx *c, const git_oid *id, const char *name,
                        char **out)
@@ -943,8 +928,8 @@ static int blob_to_tmp(sync_ctx *c, const git_oid *id, const char *name,
 	if (fd < 0) {
 		r = -errno;
 	} else {
-		r = write_fd_all(fd, git_blob_rawcontent(blob),
-		                 (size_t)git_blob_rawsize(blob));
+		r = engine__write_all(fd, git_blob_rawcontent(blob),
+		                      (size_t)git_blob_rawsize(blob));
 		if (close(fd) < 0 && r == 0)
 			r = -errno;
 	}
@@ -1370,50 +1355,36 @@ static int index_add_stat(sync_ctx *c, const char *path, const git_oid *id,
 	return 0;
 }
 
-/* Replace work-tree file `path` by blob id, by rename. */
+typedef struct {
+	git_blob *blob;
+	struct stat *st;
+} blob_fill;
+
+/* Fill a replacement with the blob's bytes; note what was written. */
+static int fill_blob(void *ctx, int fd)
+{
+	blob_fill *f = ctx;
+	int r = engine__write_all(fd, git_blob_rawcontent(f->blob),
+	                          (size_t)git_blob_rawsize(f->blob));
+
+	return r < 0 ? r : fstat(fd, f->st) < 0 ? -errno : 0;
+}
+
+/* Replace work-tree file `path` by blob id, atomically. */
 static int write_blob_atomic(sync_ctx *c, const char *path, const git_oid *id,
                              struct stat *st)
 {
-	const char *wd = git_repository_workdir(c->repo);
-	git_blob *blob = NULL;
-	char *tmp = NULL, *dst = NULL;
-	int fd = -1, r;
+	blob_fill f = { NULL, st };
+	char *dst = NULL;
+	int r;
 
-	if (asprintf(&tmp, "%s.%s.crdtfs.XXXXXX", wd, path) < 0 ||
-	    asprintf(&dst, "%s%s", wd, path) < 0) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (git_blob_lookup(&blob, c->repo, id) < 0) {
+	if (asprintf(&dst, "%s%s", git_repository_workdir(c->repo), path) < 0)
+		return -ENOMEM;
+	if (git_blob_lookup(&f.blob, c->repo, id) < 0)
 		r = git_fail(c, -EIO, "cannot read a blob");
-		goto out;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (fchmod(fd, 0644) < 0 ||
-	    (r = write_fd_all(fd, git_blob_rawcontent(blob),
-	                      (size_t)git_blob_rawsize(blob))) < 0 ||
-	    fsync(fd) < 0 || fstat(fd, st) < 0) {
-		r = r < 0 ? r : -errno;
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	fd = -1;
-	if (rename(tmp, dst) < 0) {
-		r = -errno;
-		unlink(tmp);
-		goto out;
-	}
-	r = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	git_blob_free(blob);
-	free(tmp);
+	else
+		r = engine__replace_file(dst, 0644, fill_blob, &f);
+	git_blob_free(f.blob);
 	free(dst);
 	return r < 0 && !c->res->error[0] ?
 	               fail_msg(c, r, "cannot write %s", path) :

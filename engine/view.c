@@ -202,7 +202,8 @@ engine_source_info engine_view_source(const engine_view *v, size_t i)
 {
 	engine_source_info info = { v->sources[i]->name,
 				    v->sources[i]->nrecords,
-				    v->sources[i]->problems.count };
+				    v->sources[i]->problems.count,
+				    v->sources[i]->unreadable };
 	return info;
 }
 
@@ -302,8 +303,7 @@ struct engine_reader {
 					      failure; lock */
 	int busy[READER_MAX_CURSORS];      /* cur[i] is reading; lock */
 	size_t ncur;                       /* cursors made; lock */
-	size_t max;                        /* cursors allowed, 0 until the
-					      first contended read; lock */
+	size_t max;                        /* cursors allowed: the CPUs */
 };
 
 /* A pretty-printed entry whose raw bytes are queued, canonicalised later. */
@@ -373,6 +373,7 @@ int engine_reader_new(engine_reader **out, engine_view *v)
 		return -ENOMEM;
 	}
 	r->ncur = 1;
+	r->max = engine__parallel_threads(READER_MAX_CURSORS);
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->freed, NULL);
 	r->view = engine_view_ref(v);
@@ -693,8 +694,8 @@ static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 
 /*
  * One attempt at a read: the bytes, then the check that every source read
- * from is still the file it was.  Sets *moved when a source was switched
- * to its private copy since the attempt took its fd.
+ * from is still the file it was.  When it fails, sets *moved if a source
+ * was switched to its private copy since the attempt took its fd.
  */
 static int cursor_attempt(cursor *c, char *buf, uint64_t offset,
 			  size_t len, int *moved)
@@ -715,10 +716,12 @@ static int cursor_attempt(cursor *c, char *buf, uint64_t offset,
 		w->touched = 0;
 		if (rc == 0 && engine__source_check(w->fd, &w->expect) < 0)
 			rc = -EIO;
-		if (rc < 0)
+		if (rc < 0) {
 			w->len = 0; /* never reuse bytes of a failed read */
-		if (engine__source_fd(v->sources[i], &now_expect) != w->fd)
-			*moved = 1;
+			if (engine__source_fd(v->sources[i], &now_expect) !=
+			    w->fd)
+				*moved = 1;
+		}
 	}
 	if (rc < 0)
 		c->cur_slot = SIZE_MAX;
@@ -729,7 +732,8 @@ static int cursor_attempt(cursor *c, char *buf, uint64_t offset,
  * Take a free cursor for a read at `offset`: the one whose last read ended
  * there when free (sequential readers keep their windows and their place
  * inside an entry), else the free one that stopped closest before it, else
- * a new one while fewer than the CPUs exist, else wait for one.
+ * any free one; a new one only when all are busy and fewer than the CPUs
+ * exist; else wait for one.
  * @return the cursor's index
  */
 static int reader_take(engine_reader *r, uint64_t offset)
@@ -750,8 +754,6 @@ static int reader_take(engine_reader *r, uint64_t offset)
 		}
 		if (best != SIZE_MAX)
 			break;
-		if (!r->max)
-			r->max = engine__parallel_threads(READER_MAX_CURSORS);
 		if (r->ncur < r->max &&
 		    (r->cur[r->ncur] = cursor_new(r->view))) {
 			best = r->ncur++;

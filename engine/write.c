@@ -54,8 +54,8 @@ typedef struct {
 	size_t index;           /* fills chunks index, index + n, ... */
 	engine_reader *reader;  /* owned */
 	char *buf[WRITE_BUFS];  /* in job->bufs */
-	size_t len[WRITE_BUFS]; /* bytes ready in buf[b]; job->lock */
-	int full[WRITE_BUFS];   /* buf[b] awaits the writer; job->lock */
+	int full[WRITE_BUFS];   /* buf[b] holds its chunk, all chunk_len()
+				   bytes of it, for the writer; job->lock */
 	pthread_cond_t emptied; /* a buffer was written, or stop */
 	pthread_t tid;
 } write_worker;
@@ -72,6 +72,12 @@ struct write_job {
 	int stop;               /* lock */
 	int err;                /* first error, 0 for none; lock */
 };
+
+/* Bytes per chunk for a view of `size` bytes. */
+static size_t write_chunk(uint64_t size)
+{
+	return size < WRITE_SMALL ? WRITE_CHUNK_SMALL : WRITE_CHUNK;
+}
 
 /* Bytes of chunk k (the last one may be short). */
 static size_t chunk_len(const write_job *job, uint64_t k)
@@ -119,7 +125,6 @@ static void *worker_main(void *arg)
 		if (got != (ssize_t)len) {
 			job_stop(job, got < 0 ? (int)got : -EIO);
 		} else {
-			w->len[b] = len;
 			w->full[b] = 1;
 			pthread_cond_signal(&job->filled);
 		}
@@ -136,20 +141,19 @@ static void job_write(write_job *job, int fd)
 
 	for (k = 0; k < job->nchunks; k++) {
 		write_worker *w = &job->w[k % job->n];
-		size_t b = (size_t)(k / job->n) % WRITE_BUFS, len;
+		size_t b = (size_t)(k / job->n) % WRITE_BUFS;
 		int rc;
 
 		pthread_mutex_lock(&job->lock);
 		while (!w->full[b] && !job->stop)
 			pthread_cond_wait(&job->filled, &job->lock);
-		len = w->len[b];
 		if (job->stop) {
 			pthread_mutex_unlock(&job->lock);
 			return;
 		}
 		pthread_mutex_unlock(&job->lock);
 		/* The worker leaves a full buffer alone: no lock needed. */
-		rc = engine__write_all(fd, w->buf[b], len);
+		rc = engine__write_all(fd, w->buf[b], chunk_len(job, k));
 		pthread_mutex_lock(&job->lock);
 		if (rc < 0) {
 			job_stop(job, rc);
@@ -174,8 +178,7 @@ static int write_parallel(const engine_view *v, int fd, size_t n)
 	size_t i, b, started = 0;
 	int rc;
 
-	job.chunk = engine_view_size(v) < WRITE_SMALL ? WRITE_CHUNK_SMALL :
-						       WRITE_CHUNK;
+	job.chunk = write_chunk(engine_view_size(v));
 	job.nchunks = (engine_view_size(v) + job.chunk - 1) / job.chunk;
 	pthread_mutex_init(&job.lock, NULL);
 	pthread_cond_init(&job.filled, NULL);
@@ -270,7 +273,8 @@ int engine_view_write(const engine_view *v, int fd)
 
 	if (size >= WRITE_PARALLEL_FROM)
 		n = engine__parallel_threads(
-			(size_t)((size + WRITE_CHUNK - 1) / WRITE_CHUNK));
+			(size_t)((size + write_chunk(size) - 1) /
+				 write_chunk(size)));
 	if (n > 1 && (rc = write_parallel(v, fd, n)) != -EAGAIN)
 		return rc;
 	return write_serial(v, fd);

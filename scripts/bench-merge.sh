@@ -11,9 +11,8 @@
 #   10 hosts x 10 000 entries   (~98 MB)
 #   10 hosts x 110 000 entries  (~1.07 GB; crdtfs only)
 # For each: median wall time of N runs (default 5; 3 at 1 GB; the command
-# alone, from the shell's clock) and the largest peak RSS of the runs
-# (from a second run of each under /usr/bin/time -v); output goes to
-# /dev/null.
+# alone, from the shell's clock) and the peak RSS of one more run under
+# /usr/bin/time -v (a warm-up too); output goes to /dev/null.
 # Peers: scripts/seed-merge.py (json.load, group, max, sort, json.dump) and
 # `jq -s -f scripts/merge.jq`.  Before timing, crdtfs's output on the two
 # smaller corpora is compared with tests/oracle.py byte for byte.
@@ -63,15 +62,22 @@ corpus() { # entries -> directory, generated once
 	echo "$d"
 }
 
-# measure NAME RUNS CMD...: prints "median_seconds max_rss_kib"
-# Each run is the command alone, timed with the shell's microsecond clock
-# (time -v only has 10 ms steps, and starting it costs about 5 ms here,
-# which would swamp a 30 ms run), followed by the same command under
-# /usr/bin/time -v for its peak RSS.
+# measure NAME RUNS CMD...: prints "median_seconds peak_rss_kib"
+# One run under /usr/bin/time -v for the peak RSS, then RUNS runs of the
+# command alone, timed with the shell's microsecond clock (time -v only
+# has 10 ms steps, and starting it costs about 5 ms here, which would
+# swamp a 30 ms run).
 measure() {
-	local n=$2 _
+	local n=$2 _ rss
 	shift 2
 	: >"$tmp/m"
+	if ! /usr/bin/time -v -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err"; then
+		echo "bench-merge.sh: failed: $*" >&2
+		tail -5 "$tmp/err" >&2
+		echo "fail fail"
+		return
+	fi
+	rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tmp/t")
 	for _ in $(seq "$n"); do
 		t0=$EPOCHREALTIME
 		if ! "$@" >/dev/null 2>"$tmp/err"; then
@@ -81,12 +87,9 @@ measure() {
 			return
 		fi
 		t1=$EPOCHREALTIME
-		/usr/bin/time -v -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err"
-		awk -F': ' -v t0="$t0" -v t1="$t1" '
-			/Maximum resident set size/ { r = $2 }
-			END { print t1 - t0, r }' "$tmp/t" >>"$tmp/m"
+		awk -v t0="$t0" -v t1="$t1" 'BEGIN { print t1 - t0 }' >>"$tmp/m"
 	done
-	sort -n -k1 "$tmp/m" | awk '{ w[NR] = $1; if ($2 > r) r = $2 }
+	sort -n "$tmp/m" | awk -v r="$rss" '{ w[NR] = $1 }
 		END { m = (NR % 2) ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2
 		      print m, r }'
 }
@@ -137,7 +140,7 @@ for n in $sizes; do
 done
 
 echo
-echo "crdtfs merge vs the seed's Python algorithm vs jq; median of $runs runs (3 at ~1 GB), peak RSS = max of the runs, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%d)."
+echo "crdtfs merge vs the seed's Python algorithm vs jq; median of $runs runs (3 at ~1 GB), peak RSS of one run under time -v, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%d)."
 echo
 echo "| corpus | tool | median wall | throughput | peak RSS | wall ÷ crdtfs |"
 echo "|---|---|---|---|---|---|"

@@ -36,6 +36,8 @@ import sys
 import time
 
 here = sys.argv[1]
+sys.path.insert(0, os.path.join(here, "..", "tests", "integration"))
+from util import is_mounted  # noqa: E402  (the tests' mountinfo check)
 ap = argparse.ArgumentParser(prog="bench-mount.sh")
 ap.add_argument("--quick", action="store_true")
 ap.add_argument("--runs", type=int, default=5)
@@ -76,12 +78,6 @@ def timed(cmd, stdout=subprocess.DEVNULL):
     subprocess.run(cmd, stdout=stdout, stdin=subprocess.DEVNULL,
                    check=True)
     return time.perf_counter() - t
-
-
-def is_mounted(path):
-    path = os.path.realpath(path)  # mountinfo lists absolute paths
-    with open("/proc/self/mountinfo") as f:
-        return any(l.split()[4] == path for l in f)
 
 
 class Mount:

@@ -18,9 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "engine.h"
-
-static char tmpdir[64];
+#include "merge_fixture.h"
 
 static void write_file(const char *name, const char *text)
 {
@@ -31,67 +29,6 @@ static void write_file(const char *name, const char *text)
 	f = fopen(path, "w");
 	fputs(text, f);
 	fclose(f);
-}
-
-static void make_dir(void)
-{
-	strcpy(tmpdir, "/tmp/crdtfs-merge-XXXXXX");
-	if (!mkdtemp(tmpdir))
-		abort();
-}
-
-static void remove_dir(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	if (system(cmd) != 0)
-		printf("# cleanup of %s failed\n", tmpdir);
-}
-
-/* A merge of tmpdir by the default descriptor, and its current view. */
-typedef struct {
-	desc_descriptor *desc;
-	engine_merge *m;
-	engine_view *v;
-	int dirfd;
-} merge_fixture;
-
-static void fixture_open(merge_fixture *f)
-{
-	memset(f, 0, sizeof(*f));
-	f->dirfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
-	ASSERT_TRUE(desc_default(&f->desc) == 0);
-	ASSERT_TRUE(engine_merge_new(&f->m, f->desc, f->dirfd) == 0);
-	ASSERT_TRUE(engine_merge_refresh(f->m, &f->v) == 0);
-}
-
-static void fixture_close(merge_fixture *f)
-{
-	engine_view_unref(f->v);
-	engine_merge_free(f->m);
-	desc_free(f->desc);
-	close(f->dirfd);
-}
-
-/* The whole merged output of the backing dir as a malloc'd string. */
-static char *merge_dir(size_t *len)
-{
-	merge_fixture f;
-	char *out = NULL;
-	int memfd = memfd_create("out", 0);
-
-	fixture_open(&f);
-	if (f.v) {
-		ASSERT_TRUE(engine_view_write(f.v, memfd) == 0);
-		*len = (size_t)lseek(memfd, 0, SEEK_END);
-		ASSERT_EQ_INT(*len, engine_view_size(f.v));
-		out = calloc(1, *len + 1);
-		ASSERT_EQ_INT(pread(memfd, out, *len, 0), *len);
-	}
-	fixture_close(&f);
-	close(memfd);
-	return out;
 }
 
 #define E(uid, ts, ver, host, body)                                          \
@@ -529,7 +466,9 @@ static void test_engine_merge__concurrent_reads_of_one_reader(void)
 	engine_reader *r = NULL;
 	read_job jobs[4];
 	pthread_t tids[4];
-	size_t len, piece;
+	/* Readahead-sized pieces, then odd ones cutting through entries. */
+	static const size_t pieces[] = { 131072, 4099 };
+	size_t len, p;
 	char *want, *got;
 	int i;
 
@@ -540,11 +479,10 @@ static void test_engine_merge__concurrent_reads_of_one_reader(void)
 	want = read_sequential(f.v);
 	got = malloc(len);
 	ASSERT_TRUE(engine_reader_new(&r, f.v) == 0);
-	/* Readahead-sized pieces, then odd ones cutting through entries. */
-	for (piece = 131072; piece >= 4000; piece = piece == 131072 ? 4099 : 0) {
+	for (p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
 		memset(got, 0, len);
 		for (i = 0; i < 4; i++) {
-			jobs[i] = (read_job){ r, got, len, piece, i, 4, 0 };
+			jobs[i] = (read_job){ r, got, len, pieces[p], i, 4, 0 };
 			ASSERT_TRUE(pthread_create(&tids[i], NULL, read_pieces,
 						   &jobs[i]) == 0);
 		}
