@@ -5,22 +5,26 @@
  * Index arrays grow to megabytes (32-byte records, keys, hash tables).
  * On these machines a first touch of a 4 KiB page costs about 20 us, so
  * growing by realloc (copy, and touch every byte twice) costs more than
- * the merge itself.  A big array lives in its own mapping instead: it
- * grows with mremap(), which moves page tables and copies nothing, and
- * once it is large it asks for transparent huge pages, whose first touch
- * is several times cheaper per byte.  Small arrays stay small: a mapping
- * starts at 64 KiB and huge pages are only requested from 2 MiB, so a
- * source of ten entries does not cost a 2 MiB page.
+ * the merge itself.  A big array lives in its own mapping instead, with
+ * room to grow: a new mapping reserves at least 1 MiB of address space
+ * (only the pages used are ever touched) and a full one grows fourfold
+ * with mremap(), which moves page tables and copies nothing.  Growing
+ * rarely matters more than it seems: with other threads of the process
+ * running, every mremap() and munmap() interrupts them to flush their
+ * TLBs, about 0.1-0.2 ms here, as long as scanning 100 KB.  Once an array
+ * uses 2 MiB it asks for transparent huge pages, whose first touch is
+ * several times cheaper per byte; a small array never costs a 2 MiB page.
  *
  * Freed mappings go to a small pool and are handed out again, already
  * touched: a refresh after one host file changed builds arrays of about
  * the sizes the previous generation just released (records of the new
  * source, winners, slots), and without the pool it would spend more time
  * on first-touch page faults than on merging.  The pool is bounded in
- * count and bytes; a pooled mapping is only reused for an array between
- * a quarter and four times its size.  Reused bytes are not cleared: arrays are
- * written before they are read, and the one that must start zeroed (the
- * merge's hash table) clears itself.
+ * count and bytes; a pooled mapping is only reused for an array that
+ * needs between a quarter and four times the bytes it had touched.
+ * Reused bytes are not cleared: arrays are written before they are read,
+ * and the one that must start zeroed (the merge's hash table) clears
+ * itself.
  */
 #include "engine_i.h"
 
@@ -32,7 +36,11 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-#define BIG_MIN (64 * 1024)
+/* Bytes faulted in ahead of need, at least. */
+#define BIG_AHEAD (64 * 1024)
+/* Address space a new mapping reserves, so that small arrays never move. */
+#define BIG_MAP_MIN (1024 * 1024)
+#define BIG_GROWTH 4
 #define BIG_PAGE 4096
 #define BIG_HUGE_FROM (2 * 1024 * 1024)
 #define POOL_SLOTS 16
@@ -50,9 +58,9 @@ static struct {
 /* Is pooled mapping i a better start for `need` bytes than `best`? */
 static int pool_better(size_t i, size_t best, size_t need)
 {
-	size_t m = pool.mapped[i];
+	size_t m = pool.mapped[i], used = pool.used[i];
 
-	if (!pool.base[i] || m / 4 > need || m < need / 4)
+	if (!pool.base[i] || used / 4 > need || used < need / 4)
 		return 0;
 	if (best == POOL_SLOTS)
 		return 1;
@@ -131,6 +139,13 @@ static int pool_give(const engine__big *b)
 	return slot < POOL_SLOTS;
 }
 
+/* Ask for huge pages once the array uses BIG_HUGE_FROM bytes. */
+static void big_advise_huge(engine__big *b, size_t upto)
+{
+	if (upto >= BIG_HUGE_FROM && b->cap >= BIG_HUGE_FROM)
+		(void)madvise(b->base, b->cap, MADV_HUGEPAGE);
+}
+
 /*
  * Fault in the stretch of the array about to be written, a little past
  * `need`, in one call: a page costs about 3.6 us this way here, against
@@ -141,13 +156,15 @@ static void big_populate(engine__big *b, size_t need)
 {
 	/* A step of 1/16 keeps the pages faulted in ahead, which the array
 	 * may never use, within about 6% of its size. */
-	size_t upto = need + (need / 16 > BIG_MIN ? need / 16 : BIG_MIN);
+	size_t upto = need + (need / 16 > BIG_AHEAD ? need / 16 : BIG_AHEAD);
 
 	upto = (upto + BIG_PAGE - 1) & ~(size_t)(BIG_PAGE - 1);
 	if (upto > b->cap)
 		upto = b->cap;
 	if (upto <= b->populated)
 		return;
+	if (b->populated < BIG_HUGE_FROM)
+		big_advise_huge(b, upto);
 	(void)madvise((char *)b->base + b->populated, upto - b->populated,
 		      MADV_POPULATE_WRITE);
 	b->populated = upto;
@@ -155,7 +172,7 @@ static void big_populate(engine__big *b, size_t need)
 
 int engine__big_reserve(engine__big *b, size_t need)
 {
-	size_t cap = b->cap ? b->cap : BIG_MIN;
+	size_t cap = b->cap ? b->cap : BIG_MAP_MIN;
 	int taken = 0;
 	void *p;
 
@@ -165,11 +182,11 @@ int engine__big_reserve(engine__big *b, size_t need)
 		return 0;
 	}
 	while (cap < need)
-		cap *= 2;
-	if (!b->base && pool_take(b, cap))
+		cap *= BIG_GROWTH;
+	if (!b->base && pool_take(b, need))
 		taken = 1;
-	if (cap <= b->mapped) {
-		b->cap = cap;
+	if (need <= b->mapped) {
+		b->cap = b->mapped;
 		big_populate(b, need);
 		return 0;
 	}
@@ -183,10 +200,11 @@ int engine__big_reserve(engine__big *b, size_t need)
 			engine__big_free(b);
 		return -ENOMEM;
 	}
-	if (cap >= BIG_HUGE_FROM)
-		(void)madvise(p, cap, MADV_HUGEPAGE);
 	b->base = p;
 	b->cap = b->mapped = cap;
+	/* A moved or grown mapping may have lost the advice. */
+	if (b->populated >= BIG_HUGE_FROM)
+		big_advise_huge(b, b->populated);
 	big_populate(b, need);
 	return 0;
 }

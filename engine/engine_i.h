@@ -199,10 +199,14 @@ int engine__replace_file(const char *path, mode_t mode,
 
 /**
  * pthread_create() with every signal blocked in the new thread, so that
- * signals meant for the process reach the threads that handle them.
+ * signals meant for the process reach the threads that handle them.  The
+ * thread starts on the index'th CPU after the caller's (the caller's own
+ * comes last), then may run anywhere: helpers 0, 1, ... of one caller
+ * start on different CPUs instead of waiting for the kernel to spread them.
  * @return 0 or an error number
  */
-int engine__thread_start(pthread_t *tid, void *(*fn)(void *), void *arg);
+int engine__thread_start(pthread_t *tid, size_t index, void *(*fn)(void *),
+			 void *arg);
 
 /** Threads engine__parallel_run() would use for `jobs` jobs. */
 size_t engine__parallel_threads(size_t jobs);

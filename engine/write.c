@@ -205,8 +205,8 @@ static int write_parallel(const engine_view *v, int fd, size_t n)
 			goto out;
 	}
 	for (started = 0; started < n; started++)
-		if (engine__thread_start(&job.w[started].tid, worker_main,
-					 &job.w[started]) != 0)
+		if (engine__thread_start(&job.w[started].tid, started,
+					 worker_main, &job.w[started]) != 0)
 			break;
 	if (started < n) {
 		pthread_mutex_lock(&job.lock);
