@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -307,11 +308,46 @@ typedef struct {
 	uint32_t raw_len;   /* bytes '{'..'}' (<= ENGINE__MAX_ENTRY) */
 	uint32_t canon_len; /* raw_len less whitespace outside strings */
 	uint32_t key_off;   /* key bytes at arena + key_off */
-	uint16_t key_len;
+	uint16_t key_len;   /* bytes stored (16 when packed) */
 	uint16_t blob_len;  /* order blob follows the key in the arena */
 	uint16_t sort_len;  /* leading blob bytes encoding the first field */
-	uint32_t key_hash;  /* engine__key_hash() of the key */
+	uint16_t key_packed; /* the key is a UUID stored in 16 bytes */
+	uint32_t key_hash;  /* engine__key_hash() of the key's text */
 } engine__record;
+
+/* ---- keys as stored (key.c) ---- */
+
+#define ENGINE__UUID_TEXT 36
+#define ENGINE__UUID_PACKED 16
+
+/**
+ * Pack `text` into 16 bytes when it is a UUID spelled in lowercase with
+ * its four dashes.  @return 1 packed, 0 not a UUID (out unspecified)
+ */
+int engine__key_pack(const char *text, size_t len,
+		     unsigned char out[ENGINE__UUID_PACKED]);
+/**
+ * The text of a stored key: `stored` itself, or unpacked into buf.
+ * *len receives the text's length.
+ */
+const char *engine__key_text(const char *stored, size_t stored_len,
+			     int packed, char buf[ENGINE__UUID_TEXT],
+			     size_t *len);
+/**
+ * Compare two stored keys as their texts compare: bytewise, a prefix
+ * first.  Equal stored keys (same packing, length and bytes) are equal
+ * texts and the other way round, so equality needs no unpacking.
+ */
+int engine__key_cmp(const char *a, size_t an, int ap, const char *b,
+		    size_t bn, int bp);
+
+/** Are the keys of records a and b (stored at ka and kb) the same? */
+static inline int engine__key_same(const engine__record *a, const char *ka,
+				   const engine__record *b, const char *kb)
+{
+	return a->key_packed == b->key_packed && a->key_len == b->key_len &&
+	       memcmp(ka, kb, a->key_len) == 0;
+}
 
 /** Hash of a record's key bytes, kept in the record for the merge. */
 static inline uint32_t engine__key_hash(const char *p, size_t n)

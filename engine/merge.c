@@ -143,14 +143,17 @@ static void sort_item_init(sort_item *it, const merge_input *in, uint64_t ref,
 			   size_t g)
 {
 	const engine__record *r = ref_record(in, ref);
-	const char *key = ref_key(in, ref);
+	const char *key = ref_key(in, ref), *text;
+	char buf[ENGINE__UUID_TEXT];
 	unsigned char pre[12] = { 0 };
-	size_t n = 0, i;
+	size_t n = 0, i, text_len;
 
 	for (i = 0; i < r->sort_len && n < 12; i++)
 		pre[n++] = (unsigned char)key[r->key_len + i];
-	for (i = 0; i < r->key_len && n < 12; i++)
-		pre[n++] = (unsigned char)key[i];
+	text = engine__key_text(key, r->key_len, r->key_packed, buf,
+				&text_len);
+	for (i = 0; i < text_len && n < 12; i++)
+		pre[n++] = (unsigned char)text[i];
 	it->k1 = load_be(pre);
 	it->k2 = (uint32_t)pre[8] << 24 | (uint32_t)pre[9] << 16 |
 		 (uint32_t)pre[10] << 8 | pre[11];
@@ -180,7 +183,8 @@ static int sort_item_cmp(const void *pa, const void *pb, void *ctx)
 		      rb->sort_len);
 	if (c)
 		return c;
-	return bytes_cmp(ka, ra->key_len, kb, rb->key_len);
+	return engine__key_cmp(ka, ra->key_len, ra->key_packed, kb,
+			       rb->key_len, rb->key_packed);
 }
 
 /*
@@ -347,8 +351,8 @@ static int merge_one(const merge_input *in, uint64_t *table, size_t mask,
 		}
 		cur--;
 		if (ref_record(in, cur)->key_hash != r->key_hash ||
-		    ref_record(in, cur)->key_len != r->key_len ||
-		    memcmp(ref_key(in, cur), key, r->key_len))
+		    !engine__key_same(ref_record(in, cur), ref_key(in, cur),
+				      r, key))
 			continue;
 		if (beats(in, ref, cur, &err))
 			table[h] = ref + 1;
@@ -514,7 +518,7 @@ static int slots_from_items(const merge_input *in, const sort_item *items,
  */
 typedef struct {
 	const char *key; /* borrowed from a source arena; NULL: free slot */
-	uint32_t key_len;
+	uint32_t shape;  /* key_shape() of its record */
 	uint32_t hash;
 	uint64_t best;   /* winner so far as ref + 1 in the new input; 0 none */
 } affected_key;
@@ -538,9 +542,16 @@ static int affected_maybe(const affected_set *set, uint32_t hash)
 	return (set->filter[bit / 64] >> (bit % 64)) & 1;
 }
 
-static affected_key *affected_find(affected_set *set, const char *key,
-				   uint32_t len, uint32_t hash, int insert)
+/* A stored key's length and packing: equal keys have equal shapes. */
+static inline uint32_t key_shape(const engine__record *r)
 {
+	return r->key_len | (uint32_t)r->key_packed << 16;
+}
+
+static affected_key *affected_find(affected_set *set, const char *key,
+				   const engine__record *r, int insert)
+{
+	uint32_t hash = r->key_hash, shape = key_shape(r);
 	size_t h = hash & set->mask, bit = (hash >> 6) & set->filter_mask;
 
 	if (insert)
@@ -554,12 +565,12 @@ static affected_key *affected_find(affected_set *set, const char *key,
 			if (!insert)
 				return NULL;
 			a->key = key;
-			a->key_len = len;
+			a->shape = shape;
 			a->hash = hash;
 			return a;
 		}
-		if (a->hash == hash && a->key_len == len &&
-		    memcmp(a->key, key, len) == 0)
+		if (a->hash == hash && a->shape == shape &&
+		    memcmp(a->key, key, r->key_len) == 0)
 			return a;
 	}
 }
@@ -579,7 +590,7 @@ static int affected_offer(affected_set *set, const merge_input *in, size_t i,
 {
 	const engine__record *r = &in->sources[i]->records[k];
 	affected_key *a = affected_find(set, in->sources[i]->arena + r->key_off,
-					r->key_len, r->key_hash, insert);
+					r, insert);
 	uint64_t ref = REF_MAKE(i, k);
 	int err = 0;
 
@@ -668,8 +679,7 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 		for (k = shared[i]; k < s->nrecords; k++) {
 			affected_prefetch(&set, s, k + MERGE_PREFETCH);
 			affected_find(&set, s->arena + s->records[k].key_off,
-				      s->records[k].key_len,
-				      s->records[k].key_hash, 1);
+				      &s->records[k], 1);
 		}
 	}
 	for (i = 0; i < in->nsources && !err; i++) {
@@ -706,8 +716,7 @@ static int merge_update(const merge_input *old, const sort_item *old_items,
 			uint64_t ref = ref_of(old, kept.g);
 			const engine__record *r = ref_record(old, ref);
 
-			if (affected_find(&set, ref_key(old, ref), r->key_len,
-					  r->key_hash, 0))
+			if (affected_find(&set, ref_key(old, ref), r, 0))
 				continue;
 		}
 		kept.g = (uint32_t)(kept.g - old->first[os->src] +

@@ -4,19 +4,24 @@
  *
  * The memory a source holds grows with its number of entries, not with
  * their bytes: per entry a 32-byte record plus its key and order blob in
- * an arena (about 40 + 35 bytes for the default descriptor).  Entry bytes
+ * an arena (16 + 23 bytes for a UUID key, the default descriptor and a
+ * 7-byte host name; see key.c and below).  Entry bytes
  * stay in the file and are read again, by fd, when served.
  *
  * The order blob encodes each order field so that memcmp() of two blobs
  * compares the order tuples of seed 001's total order:
  *   absent  -> 0x00
  *   invalid -> 0x01
- *   valid   -> 0x02 then, by type,
- *              timestamp: 8 bytes big-endian seconds (sign bit flipped),
- *                         4 bytes big-endian nanoseconds
- *              integer:   8 bytes big-endian value (sign bit flipped)
- *              string:    the bytes, 0x00 escaped as 0x00 0xff, ended by
- *                         0x00 0x00
+ *   valid, by type:
+ *     timestamp: 0x02, 5 bytes big-endian seconds + 2^39 (years 0000 to
+ *                9999 need 38 bits), 4 bytes big-endian nanoseconds
+ *     integer:   a tag saying the sign and how many bytes follow, then
+ *                the value's low bytes big-endian: 0x0b + n for values
+ *                >= 0 needing n bytes (none for 0), 0x0a - n for
+ *                negative ones whose complement needs n (none for -1);
+ *                a version is 2 bytes instead of 9
+ *     string:    0x02, the bytes, 0x00 escaped as 0x00 0xff, ended by
+ *                0x00 0x00
  * Every encoding is prefix-free, so the concatenation compares field by
  * field.  Strings compare bytewise with a prefix first, as in Python.
  *
@@ -123,6 +128,22 @@ static void warn_field(load_ctx *c, const engine__entry *e, const char *path,
 				  "%s %s is %s", path, shown, not_what);
 }
 
+/* Seconds from year 0000 to 9999, biased, fit 5 bytes unsigned. */
+#define TIME_BIAS ((int64_t)1 << 39)
+
+/* An integer in as few bytes as keep memcmp() order (see above). */
+static size_t encode_int(int64_t v, char *out)
+{
+	uint64_t mag = v < 0 ? ~(uint64_t)v : (uint64_t)v;
+	int n = 0;
+
+	while (n < 8 && mag >> (8 * n))
+		n++;
+	out[0] = (char)(v < 0 ? 0x0a - n : 0x0b + n);
+	put_be(out + 1, (uint64_t)v, n);
+	return 1 + (size_t)n;
+}
+
 /*
  * Encode one order field into out (room for 2 * ENGINE__VALUE_MAX + 16).
  * Returns the encoded length.
@@ -147,16 +168,14 @@ static size_t encode_field(load_ctx *c, const engine__entry *e,
 		    engine__time_parse(&t, v->text, v->len) < 0)
 			break;
 		out[0] = 0x02;
-		put_be(out + 1, (uint64_t)t.sec ^ (1ull << 63), 8);
-		put_be(out + 9, (uint64_t)t.nsec, 4);
-		return 13;
+		put_be(out + 1, (uint64_t)(t.sec + TIME_BIAS), 5);
+		put_be(out + 6, (uint64_t)t.nsec, 4);
+		return 10;
 	case DESC_ORDER_INTEGER:
 		if (v->kind != ENGINE__VAL_NUMBER ||
 		    parse_int64(v->text, v->len, &iv) < 0)
 			break;
-		out[0] = 0x02;
-		put_be(out + 1, (uint64_t)iv ^ (1ull << 63), 8);
-		return 9;
+		return encode_int(iv, out);
 	case DESC_ORDER_STRING:
 		if (v->kind != ENGINE__VAL_STRING || v->truncated)
 			break;
@@ -270,6 +289,7 @@ static int on_entry(void *ctx, const engine__entry *e)
 	const desc_descriptor *d = c->desc;
 	char blob[DESC_MAX_FIELDS * (2 * ENGINE__VALUE_MAX + 16)];
 	char blobkey[6 + 41];
+	unsigned char packed[ENGINE__UUID_PACKED];
 	const char *key = NULL;
 	size_t key_len = 0, blob_len = 0, sort_len = 0, i;
 	engine__record *r;
@@ -314,13 +334,18 @@ static int on_entry(void *ctx, const engine__entry *e)
 			sort_len = n;
 		blob_len += n;
 	}
+	r->key_hash = engine__key_hash(key, key_len);
+	r->key_packed = (uint16_t)engine__key_pack(key, key_len, packed);
+	if (r->key_packed) {
+		key = (const char *)packed;
+		key_len = sizeof(packed);
+	}
 	if ((rc = arena_reserve(s, key_len + blob_len)) < 0)
 		return rc;
 	r->key_off = (uint32_t)s->arena_len;
 	r->key_len = (uint16_t)key_len;
 	r->blob_len = (uint16_t)blob_len;
 	r->sort_len = (uint16_t)sort_len;
-	r->key_hash = engine__key_hash(key, key_len);
 	memcpy(s->arena + s->arena_len, key, key_len);
 	memcpy(s->arena + s->arena_len + key_len, blob, blob_len);
 	s->arena_len += key_len + blob_len;

@@ -65,8 +65,19 @@ SANITIZER = re.compile(rb"AddressSanitizer|LeakSanitizer|runtime error:")
 # the generator
 
 BASE = 1735689600          # 2025-01-01T00:00:00Z
+# 0000-01-02, 1969-12-31T23:59:59, 9999-12-30T23:59:59 (a day in from the
+# edges, so that every offset still spells a valid local time)
+FAR_INSTANTS = [-62167219200 + 86400, -1, 253402300799 - 86400]
 UIDS = ['u1', 'u2', 'u3', 'u4', '\\u0075\\u0031', 'caf\u00e9', 'x y',
-        '\\u00e9t\u00e9']
+        '\\u00e9t\u00e9',
+        # UUIDs are stored packed: mix them with keys that are almost one,
+        # one spelled with escapes, and a 16-byte key whose bytes are
+        # those of a packed UUID in the list
+        '3f2a9c1e-7b4d-4e8a-9f10-2c3d4e5f6a7b',
+        '3f2a9c1e-7b4d-4e8a-9f10-2c3d4e5f6\\u0061\\u0037b',
+        '3F2A9C1E-7B4D-4E8A-9F10-2C3D4E5F6A7B',
+        '3f2a9c1e-7b4d-4e8a-9f10-2c3d4e5f6a7b0',
+        '30313233-3435-3637-3839-616263646566', '0123456789abcdef']
 HOSTS = ['a', 'b', 'Z', 'host-\u00e9', 'host-\\u00e9', '\\u0061', '']
 STRS = ['', 'plain', 'caf\u00e9', 'caf\\u00e9', '\U0001f600',
         '\\ud83d\\ude00', 'tab\\there', 'quote \\" x', 'back\\\\slash',
@@ -119,6 +130,10 @@ class Gen:
         self.instants = [(BASE + rng.randrange(3) * 3600 + rng.randrange(2),
                           rng.choice([0, 0, 500000000, 1, 123456789]))
                          for _ in range(n)]
+        if rng.random() < 0.2:
+            # far from now, before 1970 too: the encodings' edges
+            self.instants.append((rng.choice(FAR_INSTANTS),
+                                  rng.choice([0, 999999999])))
         self.uids = rng.sample(UIDS, rng.randint(1, len(UIDS)))
         self.made = []
 
@@ -161,8 +176,10 @@ class Gen:
                  '"2025-01-01T00:00:00"', '17', 'null']))
         r = rng.random()
         if r < 0.85:
-            f.append('"version":%s' % rng.choice(['0', '-0', '1', '1', '2',
-                                                  '3', '10']))
+            f.append('"version":%s' % rng.choice(
+                ['0', '-0', '1', '1', '2', '3', '10', '-1', '-2', '255',
+                 '256', '-256', '-257', '65536', '9223372036854775807',
+                 '-9223372036854775808']))
         elif r < 0.93:
             f.append('"version":%s' % rng.choice(['1.0', '"2"', '1e0',
                                                   'null']))
