@@ -441,19 +441,25 @@ unsigned long engine__merge_updates(void);
 
 /* ---- views (view.c, built by merge.c) ---- */
 
+/*
+ * One entry of the merged output, 16 bytes: which record of which source
+ * it is (the record has its offset and raw length; the view holds the
+ * sources, so their records outlive it), and what the layout and updates
+ * need without touching the record.  Where an entry starts in the output
+ * is kept only for every 64th slot (see view.c).
+ */
 typedef struct {
-	uint64_t start;     /* offset of the entry in the merged output */
-	uint64_t offset;    /* of the entry in its source */
-	uint32_t raw_len;
-	uint32_t canon_len;
-	uint32_t src;       /* index into the view's sources */
-	uint32_t key_hash;  /* of the entry's key: lets an update skip
-			       reading the records of unaffected keys */
+	uint64_t src : 24;       /* index into the view's sources (a merge
+				    reference has 24 bits for it too) */
+	uint64_t canon_len : 25; /* <= ENGINE__MAX_ENTRY, 2^24 */
+	uint32_t rec;            /* index into that source's records */
+	uint32_t key_hash;       /* of the entry's key: lets an update skip
+				    reading the records of unaffected keys */
 } engine__slot;
 
 /**
- * Build a view from sorted winners.  Takes the array `slots` (n of them,
- * `start` not yet filled; left empty) and references on the sources.
+ * Build a view from sorted winners.  Takes the array `slots` (n of them;
+ * left empty) and references on the sources.
  * @return 0 or -ENOMEM (slots freed)
  */
 int engine__view_new(engine_view **out, const desc_descriptor *desc,

@@ -20,66 +20,59 @@
 
 static const char key_hex[16] = "0123456789abcdef";
 
-/* Where the dashes of a UUID's text are. */
-static int key_dash_at(size_t i)
-{
-	return i == 8 || i == 13 || i == 18 || i == 23;
-}
+/* Where the hex digits of a UUID's text are, in order. */
+static const unsigned char key_digit_at[32] = {
+	0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
+	19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+};
 
-static int key_nibble(char c)
+/* A lowercase hex digit's value, 0x10 for any other byte. */
+static unsigned char key_nibble(unsigned char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	if (c - '0' < 10u)
+		return (unsigned char)(c - '0');
+	if (c - 'a' < 6u)
+		return (unsigned char)(c - 'a' + 10);
+	return 0x10;
 }
 
 int engine__key_pack(const char *text, size_t len,
 		     unsigned char out[ENGINE__UUID_PACKED])
 {
-	size_t i, n = 0;
+	const unsigned char *t = (const unsigned char *)text;
+	unsigned bad = 0;
+	size_t i;
 
-	if (len != ENGINE__UUID_TEXT)
+	/* Every key of a merge comes here: one pass, no early branches. */
+	if (len != ENGINE__UUID_TEXT || t[8] != '-' || t[13] != '-' ||
+	    t[18] != '-' || t[23] != '-')
 		return 0;
-	for (i = 0; i < len; i++) {
-		int v;
+	for (i = 0; i < ENGINE__UUID_PACKED; i++) {
+		unsigned char hi = key_nibble(t[key_digit_at[2 * i]]);
+		unsigned char lo = key_nibble(t[key_digit_at[2 * i + 1]]);
 
-		if (key_dash_at(i)) {
-			if (text[i] != '-')
-				return 0;
-			continue;
-		}
-		if ((v = key_nibble(text[i])) < 0)
-			return 0;
-		if (n % 2 == 0)
-			out[n / 2] = (unsigned char)(v << 4);
-		else
-			out[n / 2] |= (unsigned char)v;
-		n++;
+		bad |= hi | lo;
+		out[i] = (unsigned char)(hi << 4 | lo);
 	}
-	return 1;
+	return !(bad & 0x10);
 }
 
 const char *engine__key_text(const char *stored, size_t stored_len,
 			     int packed, char buf[ENGINE__UUID_TEXT],
 			     size_t *len)
 {
-	size_t i, n = 0;
+	size_t i;
 
 	if (!packed) {
 		*len = stored_len;
 		return stored;
 	}
-	for (i = 0; i < ENGINE__UUID_TEXT; i++) {
-		unsigned char b = (unsigned char)stored[n / 2];
+	buf[8] = buf[13] = buf[18] = buf[23] = '-';
+	for (i = 0; i < ENGINE__UUID_PACKED; i++) {
+		unsigned char b = (unsigned char)stored[i];
 
-		if (key_dash_at(i)) {
-			buf[i] = '-';
-			continue;
-		}
-		buf[i] = key_hex[n % 2 == 0 ? b >> 4 : b & 15];
-		n++;
+		buf[key_digit_at[2 * i]] = key_hex[b >> 4];
+		buf[key_digit_at[2 * i + 1]] = key_hex[b & 15];
 	}
 	*len = ENGINE__UUID_TEXT;
 	return buf;

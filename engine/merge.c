@@ -39,6 +39,7 @@ struct engine_merge {
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
 	int load_flags;              /* for engine__source_load() */
+	int once;                    /* keep no winners for an update */
 };
 
 /* Refreshes done by merge_update(), for tests. */
@@ -480,30 +481,40 @@ static void slot_init(engine__slot *slot, const merge_input *in,
 {
 	const engine__record *r = ref_record(in, ref);
 
-	slot->start = 0;
-	slot->offset = r->offset;
-	slot->raw_len = r->raw_len;
+	slot->src = REF_SRC(ref);
 	slot->canon_len = r->canon_len;
-	slot->src = (uint32_t)REF_SRC(ref);
+	slot->rec = (uint32_t)REF_REC(ref);
 	slot->key_hash = r->key_hash;
 }
 
-/* Lay the sorted winners out as the slots of a view. */
-static int slots_from_items(const merge_input *in, const sort_item *items,
+_Static_assert(sizeof(sort_item) == sizeof(engine__slot),
+	       "slots are made in place of the sort items");
+
+/*
+ * Lay the sorted winners out as the slots of a view: into *out_slots, or,
+ * when out_slots is items_map itself, in the items' place (slot i only
+ * overwrites item i, after reading it), which saves an array the size of
+ * both when no update will need the items.
+ */
+static int slots_from_items(const merge_input *in, engine__big *items_map,
 			    size_t n, engine__big *out_slots)
 {
+	const sort_item *items = items_map->base;
 	engine__slot *slots;
 	size_t i;
 
-	if (engine__big_reserve(out_slots, (n + 1) * sizeof(*slots)) < 0)
+	if (out_slots != items_map &&
+	    engine__big_reserve(out_slots, (n + 1) * sizeof(*slots)) < 0)
 		return -ENOMEM;
 	slots = out_slots->base;
 	for (i = 0; i < n; i++) {
+		uint64_t ref = ref_of(in, items[i].g);
+
 		/* Winners are in output order, their records anywhere. */
 		if (i + MERGE_PREFETCH < n)
 			__builtin_prefetch(ref_record(
 				in, ref_of(in, items[i + MERGE_PREFETCH].g)));
-		slot_init(&slots[i], in, ref_of(in, items[i].g));
+		slot_init(&slots[i], in, ref);
 	}
 	return 0;
 }
@@ -801,8 +812,9 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 
 /*
  * Build a view of `sources`; `t0` is when the (re)materialisation began.
- * The sorted winners go to *items (to be kept for the next update, or
- * freed).
+ * The sorted winners go to *items, to be kept for the next update; when
+ * there will be none (no m, or m->once) the slots are made in their place
+ * and *items is left empty.
  */
 static int build_view(engine_view **out, const engine_merge *m,
 		      const desc_descriptor *desc, engine__source **sources,
@@ -818,8 +830,12 @@ static int build_view(engine_view **out, const engine_merge *m,
 	if ((rc = input_number(&in)) < 0 ||
 	    (rc = merge_winners(m, &in, items, &slots, &n)) < 0)
 		goto out;
-	if (!slots.base &&
-	    (rc = slots_from_items(&in, items->base, n, &slots)) < 0) {
+	if (!slots.base && (!m || m->once)) {
+		(void)slots_from_items(&in, items, n, items);
+		slots = *items;
+		memset(items, 0, sizeof(*items));
+	} else if (!slots.base &&
+		   (rc = slots_from_items(&in, items, n, &slots)) < 0) {
 		engine__big_free(items);
 		goto out;
 	}
@@ -870,6 +886,11 @@ void engine_merge_free(engine_merge *m)
 void engine_merge_expect_appends(engine_merge *m)
 {
 	m->load_flags |= ENGINE__SOURCE_MARKS;
+}
+
+void engine_merge_once(engine_merge *m)
+{
+	m->once = 1;
 }
 
 const desc_descriptor *engine_merge_descriptor(const engine_merge *m)

@@ -50,6 +50,10 @@
 #define READER_DEFER_MAX (64 * 1024)
 /* A read this close after a window's end counts as reading on. */
 #define READER_SEQUENTIAL_GAP (64 * 1024)
+/* Slots ahead whose records are prefetched while serving one. */
+#define READER_PREFETCH 8
+/* A slot's start in the output is kept for every this many slots. */
+#define VIEW_MARK_EVERY 64
 
 typedef struct {
 	const char *prefix, *sep, *suffix, *empty;
@@ -73,8 +77,23 @@ struct engine_view {
 	engine__slot *slots;         /* n slots in output order */
 	engine__big slots_map;       /* owned, holds slots */
 	size_t n;
+	uint64_t *marks;             /* owned: marks[j] is where slot
+					j * VIEW_MARK_EVERY starts */
 	engine_problems problems;    /* of all sources, in source order */
 };
+
+/* The record slot s serves. */
+static inline const engine__record *slot_record(const engine_view *v,
+						const engine__slot *s)
+{
+	return &v->sources[s->src]->records[s->rec];
+}
+
+/* Output bytes of slot i's entry and the separator after it. */
+static inline uint64_t slot_span(const engine_view *v, size_t i)
+{
+	return v->slots[i].canon_len + v->fmt->sep_len;
+}
 
 int engine__view_new(engine_view **out, const desc_descriptor *desc,
 		     engine__source **sources, size_t nsources,
@@ -116,10 +135,15 @@ int engine__view_new(engine_view **out, const desc_descriptor *desc,
 	if (n == 0) {
 		v->size = v->fmt->empty_len;
 	} else {
+		v->marks = malloc((n / VIEW_MARK_EVERY + 1) *
+				  sizeof(*v->marks));
+		if (!v->marks)
+			goto fail;
 		pos = v->fmt->prefix_len;
 		for (i = 0; i < n; i++) {
-			v->slots[i].start = pos;
-			pos += v->slots[i].canon_len + v->fmt->sep_len;
+			if (i % VIEW_MARK_EVERY == 0)
+				v->marks[i / VIEW_MARK_EVERY] = pos;
+			pos += slot_span(v, i);
 		}
 		v->size = pos - v->fmt->sep_len + v->fmt->suffix_len;
 	}
@@ -159,6 +183,7 @@ void engine_view_unref(engine_view *v)
 		engine__source_unref(v->sources[i]);
 	free(v->sources);
 	engine__big_free(&v->slots_map);
+	free(v->marks);
 	engine_problems_dispose(&v->problems);
 	free(v);
 }
@@ -488,11 +513,12 @@ static int queue_read(cursor *c, int fd, char *dst, size_t len,
  * from the window when it holds them or when the source is read in file
  * order, else by a read straight into the caller's buffer, queued.
  */
-static int copy_compact(cursor *c, const engine__slot *s, uint64_t from,
-			char *out, size_t len)
+static int copy_compact(cursor *c, const engine__slot *s,
+			const engine__record *r, uint64_t from, char *out,
+			size_t len)
 {
 	window *w = &c->win[s->src];
-	uint64_t off = s->offset + from;
+	uint64_t off = r->offset + from;
 	const char *p;
 	int rc;
 
@@ -508,25 +534,26 @@ static int copy_compact(cursor *c, const engine__slot *s, uint64_t from,
 }
 
 /* Queue the canonical bytes [from, from+len) of a small pretty entry. */
-static int defer_pretty(cursor *c, const engine__slot *s, char *out,
-			uint64_t from, size_t len)
+static int defer_pretty(cursor *c, const engine__slot *s,
+			const engine__record *r, char *out, uint64_t from,
+			size_t len)
 {
 	deferred_canon *d;
 
 	window_touch(c, s->src);
 	if (engine__big_reserve(&c->deferred,
 				(c->ndeferred + 1) * sizeof(*d)) < 0 ||
-	    engine__big_reserve(&c->raw, c->raw_len + s->raw_len) < 0)
+	    engine__big_reserve(&c->raw, c->raw_len + r->raw_len) < 0)
 		return -ENOMEM;
 	d = (deferred_canon *)c->deferred.base + c->ndeferred++;
 	d->raw_off = c->raw_len;
-	d->raw_len = s->raw_len;
+	d->raw_len = r->raw_len;
 	d->out = out;
 	d->from = from;
 	d->len = len;
 	d->fd = c->win[s->src].fd;
-	d->off = s->offset;
-	c->raw_len += s->raw_len;
+	d->off = r->offset;
+	c->raw_len += r->raw_len;
 	return 0;
 }
 
@@ -569,6 +596,7 @@ static int copy_pretty(cursor *c, size_t slot, char *out,
 		       uint64_t from, size_t len)
 {
 	const engine__slot *s = &c->view->slots[slot];
+	const engine__record *r = slot_record(c->view, s);
 	int rc;
 
 	if (!c->pend && !(c->pend = malloc(READER_CANON_CHUNK)))
@@ -595,7 +623,7 @@ static int copy_pretty(cursor *c, size_t slot, char *out,
 			continue;
 		}
 		/* Canonicalise the next raw piece into pend. */
-		size_t raw = s->raw_len - c->cur_raw;
+		size_t raw = r->raw_len - c->cur_raw;
 		const char *p;
 
 		if (raw == 0)
@@ -604,7 +632,7 @@ static int copy_pretty(cursor *c, size_t slot, char *out,
 			raw = READER_CANON_CHUNK;
 		if (raw > c->win_size)
 			raw = c->win_size;
-		if ((rc = window_get(c, s->src, s->offset + c->cur_raw, raw,
+		if ((rc = window_get(c, s->src, r->offset + c->cur_raw, raw,
 				     &p)) < 0)
 			return rc;
 		c->pend_start = pend_end;
@@ -615,20 +643,31 @@ static int copy_pretty(cursor *c, size_t slot, char *out,
 	return 0;
 }
 
-/* Index of the slot whose entry-plus-trailer span holds `pos`. */
-static size_t find_slot(const engine_view *v, uint64_t pos)
+/*
+ * Index of the slot whose entry-plus-trailer span holds `pos` (the first
+ * or last slot for a pos in the prefix or suffix), and in *start where
+ * that entry starts: a binary search of the marks, then a walk of at most
+ * VIEW_MARK_EVERY - 1 slots.
+ */
+static size_t find_slot(const engine_view *v, uint64_t pos, uint64_t *start)
 {
-	size_t lo = 0, hi = v->n;
+	size_t lo = 0, hi = (v->n + VIEW_MARK_EVERY - 1) / VIEW_MARK_EVERY, i;
+	uint64_t at;
 
 	while (hi - lo > 1) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (v->slots[mid].start <= pos)
+		if (v->marks[mid] <= pos)
 			lo = mid;
 		else
 			hi = mid;
 	}
-	return lo;
+	i = lo * VIEW_MARK_EVERY;
+	at = v->marks[lo];
+	while (i + 1 < v->n && at + slot_span(v, i) <= pos)
+		at += slot_span(v, i++);
+	*start = at;
+	return i;
 }
 
 /* Fill buf with [off, off+len) of the view; len already clipped to EOF. */
@@ -636,6 +675,7 @@ static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 {
 	const engine_view *v = c->view;
 	const layout_format *f = v->fmt;
+	uint64_t start;
 	size_t i;
 	int rc;
 
@@ -653,24 +693,29 @@ static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 		off += k;
 		len -= k;
 	}
-	i = find_slot(v, off);
+	i = find_slot(v, off, &start);
 	while (len) {
 		const engine__slot *s = &v->slots[i];
-		uint64_t entry_end = s->start + s->canon_len;
+		const engine__record *r = slot_record(v, s);
+		uint64_t entry_end = start + s->canon_len;
 		size_t k;
 
+		/* Entries come in output order, their records anywhere. */
+		if (i + READER_PREFETCH < v->n)
+			__builtin_prefetch(
+				slot_record(v, &v->slots[i + READER_PREFETCH]));
 		if (off < entry_end) {
 			k = (size_t)(entry_end - off);
 			if (k > len)
 				k = len;
-			if (s->raw_len == s->canon_len)
-				rc = copy_compact(c, s, off - s->start, buf, k);
-			else if (s->raw_len <= READER_DEFER_MAX &&
+			if (r->raw_len == r->canon_len)
+				rc = copy_compact(c, s, r, off - start, buf, k);
+			else if (r->raw_len <= READER_DEFER_MAX &&
 				 !(c->cur_slot == i &&
-				   off - s->start >= c->pend_start))
-				rc = defer_pretty(c, s, buf, off - s->start, k);
+				   off - start >= c->pend_start))
+				rc = defer_pretty(c, s, r, buf, off - start, k);
 			else
-				rc = copy_pretty(c, i, buf, off - s->start, k);
+				rc = copy_pretty(c, i, buf, off - start, k);
 			if (rc < 0)
 				return rc;
 		} else {
@@ -682,8 +727,10 @@ static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 			if (k > len)
 				k = len;
 			memcpy(buf, t + (off - entry_end), k);
-			if (off + k == entry_end + tlen)
+			if (off + k == entry_end + tlen) {
+				start = entry_end + tlen;
 				i++;
+			}
 		}
 		buf += k;
 		off += k;
