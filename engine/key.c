@@ -43,7 +43,7 @@ int engine__key_pack(const char *text, size_t len,
 	unsigned bad = 0;
 	size_t i;
 
-	/* Every key of a merge comes here: one pass, no early branches. */
+	/* Every key of a merge comes here: no branch per digit. */
 	if (len != ENGINE__UUID_TEXT || t[8] != '-' || t[13] != '-' ||
 	    t[18] != '-' || t[23] != '-')
 		return 0;

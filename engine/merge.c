@@ -831,6 +831,7 @@ static int build_view(engine_view **out, const engine_merge *m,
 	    (rc = merge_winners(m, &in, items, &slots, &n)) < 0)
 		goto out;
 	if (!slots.base && (!m || m->once)) {
+		/* In place: nothing to allocate, so nothing can fail. */
 		(void)slots_from_items(&in, items, n, items);
 		slots = *items;
 		memset(items, 0, sizeof(*items));

@@ -5,8 +5,8 @@
  * The memory a source holds grows with its number of entries, not with
  * their bytes: per entry a 32-byte record plus its key and order blob in
  * an arena (16 + 23 bytes for a UUID key, the default descriptor and a
- * 7-byte host name; see key.c and below).  Entry bytes
- * stay in the file and are read again, by fd, when served.
+ * 7-byte host name; see key.c and below).  Entry bytes stay in the file
+ * and are read again, by fd, when served.
  *
  * The order blob encodes each order field so that memcmp() of two blobs
  * compares the order tuples of seed 001's total order:
