@@ -315,7 +315,9 @@ typedef struct {
 	size_t ndeferred;
 	engine__big raw;          /* raw bytes of deferred entries */
 	size_t raw_len;
-	char *canon_tmp;          /* owned, READER_DEFER_MAX bytes */
+	engine__big canon_tmp;    /* READER_DEFER_MAX bytes, on first use
+				     (a big array: faulted in at once, or
+				     pooled pages already touched) */
 } cursor;
 
 struct engine_reader {
@@ -352,7 +354,7 @@ static void cursor_free(cursor *c)
 		free(c->win[i].buf);
 	free(c->win);
 	free(c->pend);
-	free(c->canon_tmp);
+	engine__big_free(&c->canon_tmp);
 	engine__big_free(&c->ops);
 	engine__big_free(&c->deferred);
 	engine__big_free(&c->raw);
@@ -571,19 +573,21 @@ static int flush_queued(cursor *c)
 			return rc;
 	if ((rc = engine__read_batch(c->ops.base, c->nops)) < 0)
 		return rc;
-	if (c->ndeferred && !c->canon_tmp &&
-	    !(c->canon_tmp = malloc(READER_DEFER_MAX)))
+	if (c->ndeferred &&
+	    engine__big_reserve(&c->canon_tmp, READER_DEFER_MAX) < 0)
 		return -ENOMEM;
 	for (i = 0; i < c->ndeferred; i++) {
 		engine__canon st = { 0 };
 		size_t n = engine__canon_chunk(&st,
 					       (char *)c->raw.base +
 						       d[i].raw_off,
-					       d[i].raw_len, c->canon_tmp);
+					       d[i].raw_len,
+					       c->canon_tmp.base);
 
 		if (d[i].from + d[i].len > n)
 			return -EIO; /* bytes changed under the layout */
-		memcpy(d[i].out, c->canon_tmp + d[i].from, d[i].len);
+		memcpy(d[i].out, (char *)c->canon_tmp.base + d[i].from,
+		       d[i].len);
 	}
 	return 0;
 }
