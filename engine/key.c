@@ -26,15 +26,17 @@ static const unsigned char key_digit_at[32] = {
 	19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
 };
 
-/* A lowercase hex digit's value, 0x10 for any other byte. */
-static unsigned char key_nibble(unsigned char c)
-{
-	if (c - '0' < 10u)
-		return (unsigned char)(c - '0');
-	if (c - 'a' < 6u)
-		return (unsigned char)(c - 'a' + 10);
-	return 0x10;
-}
+/*
+ * A lowercase hex digit's value plus one, 0 for any other byte: a table,
+ * because branching on random digits mispredicts half the time (the
+ * branchy version was 5% of a whole merge).
+ */
+static const unsigned char key_hex_value[256] = {
+	['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,
+	['5'] = 6,  ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10,
+	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+	['f'] = 16,
+};
 
 int engine__key_pack(const char *text, size_t len,
 		     unsigned char out[ENGINE__UUID_PACKED])
@@ -43,18 +45,17 @@ int engine__key_pack(const char *text, size_t len,
 	unsigned bad = 0;
 	size_t i;
 
-	/* Every key of a merge comes here: no branch per digit. */
 	if (len != ENGINE__UUID_TEXT || t[8] != '-' || t[13] != '-' ||
 	    t[18] != '-' || t[23] != '-')
 		return 0;
 	for (i = 0; i < ENGINE__UUID_PACKED; i++) {
-		unsigned char hi = key_nibble(t[key_digit_at[2 * i]]);
-		unsigned char lo = key_nibble(t[key_digit_at[2 * i + 1]]);
+		unsigned hi = key_hex_value[t[key_digit_at[2 * i]]];
+		unsigned lo = key_hex_value[t[key_digit_at[2 * i + 1]]];
 
-		bad |= hi | lo;
-		out[i] = (unsigned char)(hi << 4 | lo);
+		bad |= (hi == 0) | (lo == 0);
+		out[i] = (unsigned char)((hi - 1) << 4 | ((lo - 1) & 15));
 	}
-	return !(bad & 0x10);
+	return !bad;
 }
 
 const char *engine__key_text(const char *stored, size_t stored_len,
