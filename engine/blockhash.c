@@ -158,6 +158,14 @@ typedef struct {
 	atomic_int verdict;   /* 1 same so far, 0 differs, <0 -errno */
 } prefix_check;
 
+/* Set the verdict from 1 (still matching) only: the first failure stays. */
+static void check_fail(prefix_check *c, int verdict)
+{
+	int match = 1;
+
+	atomic_compare_exchange_strong(&c->verdict, &match, verdict);
+}
+
 static void check_job(void *ctx, size_t j)
 {
 	prefix_check *c = ctx;
@@ -168,7 +176,7 @@ static void check_job(void *ctx, size_t j)
 	if (stop > h->n + 1)
 		stop = h->n + 1; /* index h->n stands for the tail */
 	if (engine__big_reserve(&buf, ENGINE__CHUNK) < 0) {
-		atomic_store(&c->verdict, -ENOMEM);
+		check_fail(c, -ENOMEM);
 		return;
 	}
 	for (; i < stop && atomic_load(&c->verdict) == 1; i++) {
@@ -177,19 +185,23 @@ static void check_job(void *ctx, size_t j)
 		ssize_t n = engine__pread_full(c->fd, buf.base, want, off);
 
 		if (n < 0)
-			atomic_store(&c->verdict, (int)n);
+			check_fail(c, (int)n);
 		else if ((size_t)n < want ||
 			 engine__hash64(buf.base, want) !=
 				 (i < h->n ? h->blocks[i] : h->tail))
-			atomic_store(&c->verdict, 0);
+			check_fail(c, 0);
 	}
 	engine__big_free(&buf);
 }
 
-int engine__prefix_hash_matches(const engine__prefix_hash *h, int fd)
+int engine__prefix_hash_matches(const engine__prefix_hash *h, int fd,
+				size_t threads)
 {
 	/* Small prefixes on one thread: a thread costs more than 4 blocks. */
 	size_t jobs = engine__parallel_threads((h->n + 1 + 3) / 4);
+
+	if (jobs > threads)
+		jobs = threads ? threads : 1;
 	prefix_check c = { h, fd, (h->n + 1 + jobs - 1) / jobs, 1 };
 
 	engine__parallel_run(jobs, check_job, &c);

@@ -24,7 +24,6 @@ int engine_merge_driver(const char *ancestor, const char *ours,
 	desc_descriptor *desc = NULL;
 	engine_view *v = NULL;
 	const char *paths[2] = { ours, theirs };
-	struct stat st;
 	size_t i;
 	int r;
 
@@ -41,9 +40,7 @@ int engine_merge_driver(const char *ancestor, const char *ours,
 			r = -EIO;
 	/* The result replaces %A by rename, keeping its mode. */
 	if (r == 0)
-		r = engine__replace_file(ours,
-					 stat(ours, &st) == 0 ? st.st_mode : 0600,
-					 write_view, v);
+		r = engine__replace_file(ours, 0600, write_view, v, NULL);
 	engine_view_unref(v);
 	desc_free(desc);
 	return r;

@@ -184,19 +184,15 @@ int engine_merge_new(engine_merge **out, const desc_descriptor *desc,
 void engine_merge_free(engine_merge *m);
 
 /**
- * The merge lives on and its host files mostly grow at the end: remember
- * enough of each scan (a hash per 256 KiB scanned) that a later refresh
- * scans only what a file gained, once a fast pass has checked that the
- * bytes before are the same.
+ * The merge lives on (a mount) and is refreshed after each change of its
+ * host files, which mostly grow at the end.  Keep what an incremental
+ * refresh starts from: the sorted winners (16 bytes per entry) and a
+ * hash per 256 KiB scanned, so that a refresh re-merges only changed
+ * keys and scans only what a file gained.  Without it (a command that
+ * refreshes once) nothing is kept, and a later refresh, though it still
+ * rescans only changed files, merges from scratch.
  */
-void engine_merge_expect_appends(engine_merge *m);
-
-/**
- * The merge is refreshed once (a command, not a mount): keep nothing for
- * an incremental update, which lowers the peak memory of the first
- * refresh by 16 bytes per entry.  A later refresh merges from scratch.
- */
-void engine_merge_once(engine_merge *m);
+void engine_merge_live(engine_merge *m);
 
 /**
  * Bring the merge up to date and return a new reference to the current

@@ -189,12 +189,19 @@ int engine__write_all(int fd, const char *buf, size_t len);
 
 /**
  * Replace `path` atomically with what fill(ctx, fd) writes: a hidden temp
- * file beside it (mode `mode`), fsync, rename over path, fsync the
- * directory.  On failure path is untouched and the temp file is gone.
+ * file beside it, fsync, rename over path, fsync the directory.  The file
+ * keeps path's mode, or gets `new_mode` when path did not exist.
+ * *written (may be NULL) receives the new file's status, taken after the
+ * rename.  On failure path is untouched and the temp file is gone.
  * @return 0, fill's negative return, or -errno
  */
-int engine__replace_file(const char *path, mode_t mode,
-			 int (*fill)(void *ctx, int fd), void *ctx);
+int engine__replace_file(const char *path, mode_t new_mode,
+			 int (*fill)(void *ctx, int fd), void *ctx,
+			 struct stat *written);
+/** engine__replace_file() with `len` bytes from memory. */
+int engine__replace_file_bytes(const char *path, mode_t new_mode,
+			       const char *data, size_t len,
+			       struct stat *written);
 
 /* ---- parallel jobs (parallel.c) ---- */
 
@@ -289,10 +296,11 @@ ssize_t engine__read_fd_hashing(void *ctx, char *buf, size_t size,
  */
 int engine__prefix_hash_finish(engine__prefix_hash *h, int fd, uint64_t end);
 /**
- * Do fd's bytes [0, h->end) still hash as h?  Blocks are checked on a few
- * threads.  @return 1 yes, 0 no, or -errno
+ * Do fd's bytes [0, h->end) still hash as h?  Blocks are checked on up to
+ * `threads` threads (1: the caller's only).  @return 1 yes, 0 no, or -errno
  */
-int engine__prefix_hash_matches(const engine__prefix_hash *h, int fd);
+int engine__prefix_hash_matches(const engine__prefix_hash *h, int fd,
+				size_t threads);
 void engine__prefix_hash_dispose(engine__prefix_hash *h);
 
 /* ---- scanned sources (source.c) ---- */
@@ -393,16 +401,17 @@ typedef struct {
 	engine_problems problems;
 	/* Appends: a later scan resumes at `mark` if [0, mark) still hashes
 	 * as `prefix` (set when loaded with ENGINE__SOURCE_MARKS). */
-	uint64_t serial;          /* unique to this scan */
-	uint64_t extends;         /* serial of the scan whose first nshared
-				     records this one's are, or 0 */
-	size_t nshared;
+	size_t nshared;           /* leading records copied from the scan
+				     this one resumed (the merge's current
+				     source of that name), else 0 */
 	engine__scan_mark mark;   /* mark.set: resumable */
 	engine__prefix_hash prefix;
 } engine__source;
 
 /* Flags of engine__source_load(). */
 #define ENGINE__SOURCE_MARKS 1 /* hash what is scanned, to resume later */
+#define ENGINE__SOURCE_ALONE 2 /* the only load of its refresh: it may use
+				  every CPU (others already run in parallel) */
 
 /** How many source loads so far resumed a previous scan (for tests). */
 unsigned long engine__source_resumes(void);

@@ -38,8 +38,7 @@ struct engine_merge {
 					an update starts from */
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
-	int load_flags;              /* for engine__source_load() */
-	int once;                    /* keep no winners for an update */
+	int live;                    /* see engine_merge_live() */
 };
 
 /* Refreshes done by merge_update(), for tests. */
@@ -791,10 +790,8 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 	for (i = 0; i < in->nsources; i++) {
 		const engine__source *o = old.sources[i], *s = in->sources[i];
 
-		if (o == s)
-			shared[i] = s->nrecords;
-		else if (s->extends && s->extends == o->serial)
-			shared[i] = s->nshared; /* the file grew */
+		/* o is the scan s resumed, if it resumed: the same name. */
+		shared[i] = o == s ? s->nrecords : s->nshared;
 		redo += o->nrecords - shared[i] + s->nrecords - shared[i];
 	}
 	/* An update hashes the records outside the shared parts about as a
@@ -813,8 +810,8 @@ static int merge_winners(const engine_merge *m, const merge_input *in,
 /*
  * Build a view of `sources`; `t0` is when the (re)materialisation began.
  * The sorted winners go to *items, to be kept for the next update; when
- * there will be none (no m, or m->once) the slots are made in their place
- * and *items is left empty.
+ * there will be none (no m, or m not live) the slots are made in their
+ * place and *items is left empty.
  */
 static int build_view(engine_view **out, const engine_merge *m,
 		      const desc_descriptor *desc, engine__source **sources,
@@ -830,7 +827,7 @@ static int build_view(engine_view **out, const engine_merge *m,
 	if ((rc = input_number(&in)) < 0 ||
 	    (rc = merge_winners(m, &in, items, &slots, &n)) < 0)
 		goto out;
-	if (!slots.base && (!m || m->once)) {
+	if (!slots.base && (!m || !m->live)) {
 		/* In place: nothing to allocate, so nothing can fail. */
 		(void)slots_from_items(&in, items, n, items);
 		slots = *items;
@@ -884,14 +881,9 @@ void engine_merge_free(engine_merge *m)
 	free(m);
 }
 
-void engine_merge_expect_appends(engine_merge *m)
+void engine_merge_live(engine_merge *m)
 {
-	m->load_flags |= ENGINE__SOURCE_MARKS;
-}
-
-void engine_merge_once(engine_merge *m)
-{
-	m->once = 1;
+	m->live = 1;
 }
 
 const desc_descriptor *engine_merge_descriptor(const engine_merge *m)
@@ -964,6 +956,9 @@ static int load_sources(engine__source **slots, const char *const *names,
 
 	if (!rcs)
 		return -ENOMEM;
+	/* One load alone may spread its own work over the CPUs. */
+	if (ntodo == 1)
+		jobs.flags |= ENGINE__SOURCE_ALONE;
 	engine__parallel_run(ntodo, load_one, &jobs);
 	for (j = 0; j < ntodo && rc == 0; j++)
 		rc = rcs[j];
@@ -1010,7 +1005,8 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 		todo[ntodo++] = i;
 	}
 	rc = load_sources(next, (const char *const *)names, todo, prev, ntodo,
-			  m->backing_fd, m->desc, m->load_flags);
+			  m->backing_fd, m->desc,
+			  m->live ? ENGINE__SOURCE_MARKS : 0);
 	if (rc < 0)
 		goto out;
 	m->all_dirty = 0;

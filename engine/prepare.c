@@ -960,33 +960,6 @@ static char *render(const prep_list *l, size_t *outlen)
 	return out;
 }
 
-typedef struct {
-	const char *data;
-	size_t len;
-} prep_bytes;
-
-static int write_bytes(void *ctx, int fd)
-{
-	const prep_bytes *b = ctx;
-
-	return engine__write_all(fd, b->data, b->len);
-}
-
-/* Write data to dir/name atomically.  @return 0 or -errno */
-static int write_atomic(const char *dir, const char *name, const char *data,
-                        size_t len, mode_t mode)
-{
-	prep_bytes b = { data, len };
-	char *dst = NULL;
-	int r;
-
-	if (asprintf(&dst, "%s/%s", dir, name) < 0)
-		return -ENOMEM;
-	r = engine__replace_file(dst, mode, write_bytes, &b);
-	free(dst);
-	return r;
-}
-
 int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
                    engine_problems *probs)
 {
@@ -1087,12 +1060,7 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		goto out;
 	}
 	if (!have_old || nlen != olen || memcmp(nbuf, obuf, olen) != 0) {
-		struct stat st;
-		mode_t mode = 0644;
-
-		if (have_old && stat(path, &st) == 0)
-			mode = st.st_mode & 07777;
-		r = write_atomic(opts->backing, own, nbuf, nlen, mode);
+		r = engine__replace_file_bytes(path, 0644, nbuf, nlen, NULL);
 		if (r < 0)
 			goto out;
 		src.st.written = 1;

@@ -32,20 +32,19 @@ int engine__write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-int engine__replace_file(const char *path, mode_t mode,
-			 int (*fill)(void *ctx, int fd), void *ctx)
+int engine__replace_file(const char *path, mode_t new_mode,
+			 int (*fill)(void *ctx, int fd), void *ctx,
+			 struct stat *written)
 {
 	const char *slash = strrchr(path, '/');
 	const char *base = slash ? slash + 1 : path;
-	int dirlen = slash ? (int)(slash - path) : 1;
-	const char *dir = slash ? path : ".";
 	char *tmp = NULL, *dirpath = NULL;
+	struct stat old;
 	int fd = -1, dfd, r;
 
-	if (slash == path) /* a file in / */
-		dirlen = 1;
-	if (asprintf(&dirpath, "%.*s", dirlen, dir) < 0 ||
-	    asprintf(&tmp, "%s/.%s.tmp.XXXXXX", dirpath, base) < 0) {
+	dirpath = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path))
+			: strdup(".");
+	if (!dirpath || asprintf(&tmp, "%s/.%s.tmp.XXXXXX", dirpath, base) < 0) {
 		tmp = NULL;
 		r = -ENOMEM;
 		goto out;
@@ -56,7 +55,10 @@ int engine__replace_file(const char *path, mode_t mode,
 		tmp = NULL;
 		goto out;
 	}
-	if (fchmod(fd, mode & 07777) < 0) {
+	/* A replaced file keeps its mode (a 0600 host file stays private). */
+	if (stat(path, &old) == 0)
+		new_mode = old.st_mode;
+	if (fchmod(fd, new_mode & 07777) < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -66,19 +68,21 @@ int engine__replace_file(const char *path, mode_t mode,
 		r = -errno;
 		goto out;
 	}
-	r = close(fd) < 0 ? -errno : 0;
-	fd = -1;
-	if (r == 0 && rename(tmp, path) < 0)
+	if (rename(tmp, path) < 0) {
 		r = -errno;
-	if (r < 0)
 		goto out;
+	}
 	free(tmp);
 	tmp = NULL;
+	/* After the rename, which changes the ctime git's index records. */
+	if (written && fstat(fd, written) < 0)
+		r = -errno;
 	if ((dfd = open(dirpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 		(void)fsync(dfd);
 		close(dfd);
 	}
 out:
+	/* Open until now for the fstat; fsync already reported any error. */
 	if (fd >= 0)
 		close(fd);
 	if (tmp) {
@@ -87,4 +91,25 @@ out:
 	}
 	free(dirpath);
 	return r;
+}
+
+typedef struct {
+	const char *data;
+	size_t len;
+} replace_bytes;
+
+static int fill_bytes(void *ctx, int fd)
+{
+	const replace_bytes *b = ctx;
+
+	return engine__write_all(fd, b->data, b->len);
+}
+
+int engine__replace_file_bytes(const char *path, mode_t new_mode,
+			       const char *data, size_t len,
+			       struct stat *written)
+{
+	replace_bytes b = { data, len };
+
+	return engine__replace_file(path, new_mode, fill_bytes, &b, written);
 }

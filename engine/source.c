@@ -374,7 +374,6 @@ static void source_reset_scan(engine__source *s)
 	engine_problems_init(&s->problems);
 	engine__prefix_hash_dispose(&s->prefix);
 	memset(&s->mark, 0, sizeof(s->mark));
-	s->extends = 0;
 	s->nshared = 0;
 	s->unreadable = 0;
 }
@@ -462,10 +461,12 @@ static int source_scan(engine__source *s, const desc_descriptor *desc,
 						 0 };
 
 		source_reset_scan(s);
-		rc = marks ? source_scan_into(s, desc, engine__read_fd_hashing,
-					      &hashing, NULL, 1) :
-			     source_scan_into(s, desc, engine__read_fd,
-					      &s->orig_fd, NULL, 0);
+		rc = source_scan_into(s, desc,
+				      marks ? engine__read_fd_hashing :
+					      engine__read_fd,
+				      marks ? (void *)&hashing :
+					      (void *)&s->orig_fd,
+				      NULL, marks);
 		if (rc == -ENOMEM)
 			return rc;
 		if (rc < 0) { /* a read error, already reported as a problem */
@@ -484,7 +485,6 @@ static int source_scan(engine__source *s, const desc_descriptor *desc,
 }
 
 static atomic_ulong source_resumes;
-static atomic_ullong source_serials;
 
 unsigned long engine__source_resumes(void)
 {
@@ -525,7 +525,7 @@ static int source_copy_prefix(engine__source *s, const engine__source *prev)
  * @return 1 done, 0 not possible (s is left to a full scan), or -ENOMEM
  */
 static int source_resume(engine__source *s, const engine__source *prev,
-			 const desc_descriptor *desc)
+			 const desc_descriptor *desc, int flags)
 {
 	engine__hashing_read hashing = {
 		s->orig_fd, &s->prefix,
@@ -536,10 +536,11 @@ static int source_resume(engine__source *s, const engine__source *prev,
 	if (!prev->mark.set ||
 	    (uint64_t)s->orig_st.st_size < prev->mark.offset)
 		return 0;
-	rc = engine__prefix_hash_matches(&prev->prefix, s->orig_fd);
+	rc = engine__prefix_hash_matches(&prev->prefix, s->orig_fd,
+					 flags & ENGINE__SOURCE_ALONE ?
+						 SIZE_MAX : 1);
 	if (rc <= 0)
 		return rc == -ENOMEM ? rc : 0;
-	source_reset_scan(s);
 	if ((rc = source_copy_prefix(s, prev)) < 0)
 		return rc;
 	rc = source_scan_into(s, desc, engine__read_fd_hashing, &hashing,
@@ -553,7 +554,6 @@ static int source_resume(engine__source *s, const engine__source *prev,
 		source_reset_scan(s);
 		return rc == -ENOMEM ? rc : 0;
 	}
-	s->extends = prev->serial;
 	s->nshared = prev->mark.entries;
 	atomic_fetch_add(&source_resumes, 1);
 	return 1;
@@ -592,9 +592,7 @@ int engine__source_load(engine__source **out, int dirfd, const char *name,
 		goto done;
 	}
 	s->fd = s->orig_fd;
-	s->serial = atomic_fetch_add(&source_serials, 1) + 1;
-	rc = prev && (flags & ENGINE__SOURCE_MARKS) ?
-		     source_resume(s, prev, desc) : 0;
+	rc = prev ? source_resume(s, prev, desc, flags) : 0;
 	if (rc == 0)
 		rc = source_scan(s, desc, flags);
 	else if (rc == 1)

@@ -1355,36 +1355,24 @@ static int index_add_stat(sync_ctx *c, const char *path, const git_oid *id,
 	return 0;
 }
 
-typedef struct {
-	git_blob *blob;
-	struct stat *st;
-} blob_fill;
-
-/* Fill a replacement with the blob's bytes; note what was written. */
-static int fill_blob(void *ctx, int fd)
-{
-	blob_fill *f = ctx;
-	int r = engine__write_all(fd, git_blob_rawcontent(f->blob),
-	                          (size_t)git_blob_rawsize(f->blob));
-
-	return r < 0 ? r : fstat(fd, f->st) < 0 ? -errno : 0;
-}
-
 /* Replace work-tree file `path` by blob id, atomically. */
 static int write_blob_atomic(sync_ctx *c, const char *path, const git_oid *id,
                              struct stat *st)
 {
-	blob_fill f = { NULL, st };
+	git_blob *blob = NULL;
 	char *dst = NULL;
 	int r;
 
 	if (asprintf(&dst, "%s%s", git_repository_workdir(c->repo), path) < 0)
 		return -ENOMEM;
-	if (git_blob_lookup(&f.blob, c->repo, id) < 0)
+	if (git_blob_lookup(&blob, c->repo, id) < 0)
 		r = git_fail(c, -EIO, "cannot read a blob");
 	else
-		r = engine__replace_file(dst, 0644, fill_blob, &f);
-	git_blob_free(f.blob);
+		r = engine__replace_file_bytes(dst, 0644,
+					       git_blob_rawcontent(blob),
+					       (size_t)git_blob_rawsize(blob),
+					       st);
+	git_blob_free(blob);
 	free(dst);
 	return r < 0 && !c->res->error[0] ?
 	               fail_msg(c, r, "cannot write %s", path) :

@@ -596,11 +596,10 @@ static int flush_queued(cursor *c)
  * Copy canonical bytes [from, from+len) of a pretty-printed entry, resuming
  * from where the previous read of this slot stopped when possible.
  */
-static int copy_pretty(cursor *c, size_t slot, char *out,
-		       uint64_t from, size_t len)
+static int copy_pretty(cursor *c, size_t slot, const engine__record *r,
+		       char *out, uint64_t from, size_t len)
 {
 	const engine__slot *s = &c->view->slots[slot];
-	const engine__record *r = slot_record(c->view, s);
 	int rc;
 
 	if (!c->pend && !(c->pend = malloc(READER_CANON_CHUNK)))
@@ -704,10 +703,6 @@ static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 		uint64_t entry_end = start + s->canon_len;
 		size_t k;
 
-		/* Entries come in output order, their records anywhere. */
-		if (i + READER_PREFETCH < v->n)
-			__builtin_prefetch(
-				slot_record(v, &v->slots[i + READER_PREFETCH]));
 		if (off < entry_end) {
 			k = (size_t)(entry_end - off);
 			if (k > len)
@@ -719,7 +714,8 @@ static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 				   off - start >= c->pend_start))
 				rc = defer_pretty(c, s, r, buf, off - start, k);
 			else
-				rc = copy_pretty(c, i, buf, off - start, k);
+				rc = copy_pretty(c, i, r, buf, off - start,
+						 k);
 			if (rc < 0)
 				return rc;
 		} else {
@@ -734,6 +730,11 @@ static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 			if (off + k == entry_end + tlen) {
 				start = entry_end + tlen;
 				i++;
+				/* Entries come in output order, their records
+				 * anywhere. */
+				if (i + READER_PREFETCH < v->n)
+					__builtin_prefetch(slot_record(
+						v, &v->slots[i + READER_PREFETCH]));
 			}
 		}
 		buf += k;

@@ -168,18 +168,17 @@ static void job_write(write_job *job, int fd)
 }
 
 /*
- * Write v with n worker threads.
+ * Write v in `nchunks` chunks of `chunk` bytes with n worker threads.
  * @return 0, -EAGAIN when threads could not be started (nothing was
  *         written then), -ENOMEM, or the first error of a worker or write
  */
-static int write_parallel(const engine_view *v, int fd, size_t n)
+static int write_parallel(const engine_view *v, int fd, size_t chunk,
+			  uint64_t nchunks, size_t n)
 {
-	write_job job = { .v = v, .n = n };
+	write_job job = { .v = v, .chunk = chunk, .nchunks = nchunks, .n = n };
 	size_t i, b, started = 0;
 	int rc;
 
-	job.chunk = write_chunk(engine_view_size(v));
-	job.nchunks = (engine_view_size(v) + job.chunk - 1) / job.chunk;
 	pthread_mutex_init(&job.lock, NULL);
 	pthread_cond_init(&job.filled, NULL);
 	job.w = calloc(n, sizeof(*job.w));
@@ -234,20 +233,21 @@ out:
 	return rc;
 }
 
-/* Write v with one reader on the calling thread. */
-static int write_serial(const engine_view *v, int fd)
+/* Write v in `nchunks` chunks with one reader on the calling thread. */
+static int write_serial(const engine_view *v, int fd, size_t chunk,
+			uint64_t nchunks)
 {
-	const write_job job = { .v = v, .chunk = WRITE_CHUNK_SMALL };
-	uint64_t size = engine_view_size(v), k;
+	const write_job job = { .v = v, .chunk = chunk, .nchunks = nchunks };
 	engine_reader *r = NULL;
 	char *buf = malloc(job.chunk);
+	uint64_t k;
 	int rc;
 
 	if (!buf)
 		return -ENOMEM;
 	if ((rc = engine_reader_new(&r, (engine_view *)v)) < 0)
 		goto out;
-	for (k = 0; k * job.chunk < size; k++) {
+	for (k = 0; k < nchunks; k++) {
 		size_t len = chunk_len(&job, k);
 		ssize_t n = engine_reader_read(r, buf, len, k * job.chunk);
 
@@ -268,14 +268,14 @@ out:
 int engine_view_write(const engine_view *v, int fd)
 {
 	uint64_t size = engine_view_size(v);
-	size_t n = 1;
+	size_t chunk = write_chunk(size), n = 1;
+	uint64_t nchunks = (size + chunk - 1) / chunk;
 	int rc;
 
 	if (size >= WRITE_PARALLEL_FROM)
-		n = engine__parallel_threads(
-			(size_t)((size + write_chunk(size) - 1) /
-				 write_chunk(size)));
-	if (n > 1 && (rc = write_parallel(v, fd, n)) != -EAGAIN)
+		n = engine__parallel_threads((size_t)nchunks);
+	if (n > 1 &&
+	    (rc = write_parallel(v, fd, chunk, nchunks, n)) != -EAGAIN)
 		return rc;
-	return write_serial(v, fd);
+	return write_serial(v, fd, chunk, nchunks);
 }

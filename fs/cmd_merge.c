@@ -161,9 +161,8 @@ int fs_cmd_merge(int argc, char **argv)
 	}
 	if (rc < 0)
 		goto out;
-	if ((rc = engine_merge_new(&merge, desc, backing_fd)) == 0)
-		engine_merge_once(merge);
-	if (rc < 0 || (rc = engine_merge_refresh(merge, &view)) < 0) {
+	if ((rc = engine_merge_new(&merge, desc, backing_fd)) < 0 ||
+	    (rc = engine_merge_refresh(merge, &view)) < 0) {
 		fprintf(stderr, "crdtfs merge: %s: %s\n", backing,
 			strerror(-rc));
 		goto out;
@@ -224,9 +223,8 @@ static size_t check_target(seen_line **seen, const desc_descriptor *desc,
 	size_t count = 0, i;
 	int rc;
 
-	if ((rc = engine_merge_new(&merge, desc, backing_fd)) == 0)
-		engine_merge_once(merge);
-	if (rc < 0 || (rc = engine_merge_refresh(merge, &view)) < 0) {
+	if ((rc = engine_merge_new(&merge, desc, backing_fd)) < 0 ||
+	    (rc = engine_merge_refresh(merge, &view)) < 0) {
 		snprintf(line, sizeof(line), "%s: error: cannot merge %s: %s",
 			 backing, desc->target, strerror(-rc));
 		count += print_once(seen, line) > 0;

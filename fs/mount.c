@@ -224,6 +224,22 @@ static int fs_loop(struct fuse_session *se, const struct fuse_cmdline_opts *co)
 	return -1;
 }
 
+/* Would a mount on `mountpoint` hide the path `abs` (absolute, real)? */
+static int mount_hides(const char *mountpoint, const char *abs)
+{
+	char *mp = realpath(mountpoint, NULL);
+	size_t n;
+	int hides;
+
+	if (!mp)
+		return 0; /* fuse reports a bad mountpoint itself */
+	n = strlen(mp);
+	hides = strncmp(abs, mp, n) == 0 &&
+		(abs[n] == '\0' || abs[n] == '/' || n == 1);
+	free(mp);
+	return hides;
+}
+
 int fs_mount_main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -234,7 +250,7 @@ int fs_mount_main(int argc, char **argv)
 	char *abs = NULL, *fsname = NULL;
 	const char *err;
 	int status = FS_EXIT_USAGE, mounted = 0, handlers = 0, r;
-	struct stat st, mst;
+	struct stat st;
 
 	memset(&o, 0, sizeof(o));
 	memset(&co, 0, sizeof(co));
@@ -290,14 +306,13 @@ int fs_mount_main(int argc, char **argv)
 
 	status = FS_EXIT_FAIL;
 	/*
-	 * git reaches the repository by path, and a mount on top of BACKING
-	 * would hide it (the watcher uses the backing fd instead; libgit2
-	 * cannot).
+	 * git reaches the repository by path, and a mount on BACKING or on
+	 * a directory above it would hide it (the watcher uses the backing
+	 * fd instead; libgit2 cannot).
 	 */
-	if (o.sync && stat(co.mountpoint, &mst) == 0 &&
-	    mst.st_dev == st.st_dev && mst.st_ino == st.st_ino) {
+	if (o.sync && mount_hides(co.mountpoint, abs)) {
 		fprintf(stderr, "crdtfs: -o sync needs a MOUNTPOINT other than "
-		                "BACKING (%s)\n", abs);
+		                "BACKING or a directory above it (%s)\n", abs);
 		status = FS_EXIT_USAGE;
 		goto out;
 	}

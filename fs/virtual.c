@@ -122,8 +122,8 @@ static int fs_target_new(struct fs_target **out, struct fs_ctx *ctx,
 		fs_target_unref(t);
 		return r;
 	}
-	/* Mounted, host files mostly grow: refreshes scan only the growth. */
-	engine_merge_expect_appends(t->merge);
+	/* Refreshed after every change: keep what an update starts from. */
+	engine_merge_live(t->merge);
 	*out = t;
 	return 0;
 }

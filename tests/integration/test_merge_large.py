@@ -47,7 +47,7 @@ def test_large_merge_equals_python_expectation(tmp_path):
             for e in entries:  # JSON Lines, already canonical
                 f.write(canonical(e) + "\n")
 
-    got = util.cli_merge(str(b))
+    got = util.cli_merge(str(b), clean=True)
     assert got.count(b"\n") == UNIQUE + 2  # "[", one line each, "]"
     assert util.oracle is not None, "tests/oracle.py did not import"
     assert got == util.oracle.merge_dir(str(b))

@@ -16,24 +16,7 @@
 
 #include "harness.h"
 #include "engine.h"
-
-static char tmpdir[64];
-
-static void make_dir(void)
-{
-	strcpy(tmpdir, "/tmp/crdtfs-merge-XXXXXX");
-	if (!mkdtemp(tmpdir))
-		abort();
-}
-
-static void remove_dir(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	if (system(cmd) != 0)
-		printf("# cleanup of %s failed\n", tmpdir);
-}
+#include "tmpdir.h"
 
 /* A merge of tmpdir by the default descriptor, and its current view. */
 typedef struct {

@@ -20,17 +20,6 @@
 #include "harness.h"
 #include "merge_fixture.h"
 
-static void write_file(const char *name, const char *text)
-{
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-}
-
 #define E(uid, ts, ver, host, body)                                          \
 	"{\"id\":\"" uid "\",\"body\":" body ",\"_crdt_metadata\":{\"host\":\"" \
 	host "\",\"timestamp\":\"" ts "\",\"version\":" #ver                 \

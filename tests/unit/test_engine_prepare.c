@@ -13,29 +13,14 @@
 
 #include "engine.h"
 #include "harness.h"
+#include "tmpdir.h"
 
 #define T0 "2026-01-01T00:00:00Z"
 #define MD(ts, ver, uid)                                           \
 	",\"_crdt_metadata\":{\"host\":\"h1\",\"timestamp\":\"" ts \
 	"\",\"version\":" #ver ",\"unique_id\":\"" uid "\"}}"
 
-static char dir[64];
-
-static void put(const char *name, const char *text)
-{
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	ASSERT_TRUE(f != NULL);
-	if (!f)
-		return;
-	fputs(text, f);
-	fclose(f);
-}
-
-/* Contents of a file in dir; static buffer. */
+/* Contents of a file in tmpdir; static buffer. */
 static const char *get(const char *name)
 {
 	static char buf[65536];
@@ -43,7 +28,7 @@ static const char *get(const char *name)
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
 	buf[0] = '\0';
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
@@ -58,26 +43,10 @@ static int prepare(const char *src, const char *now, engine_prepare_stats *st,
                    engine_problems *probs)
 {
 	char source[256];
-	engine_prepare_opts o = { "h1", source, dir, now };
+	engine_prepare_opts o = { "h1", source, tmpdir, now };
 
-	snprintf(source, sizeof(source), "%s/%s", dir, src);
+	snprintf(source, sizeof(source), "%s/%s", tmpdir, src);
 	return engine_prepare(&o, st, probs);
-}
-
-static void setup(void)
-{
-	snprintf(dir, sizeof(dir), "/tmp/crdtfs-prep-XXXXXX");
-	if (!mkdtemp(dir))
-		abort();
-}
-
-static void teardown(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		printf("# cleanup of %s failed\n", dir);
 }
 
 static const char src1[] =
@@ -110,9 +79,9 @@ static void test_engine_prepare__new_entries_stamped(void)
 	engine_prepare_stats st;
 	engine_problems p;
 
-	setup();
+	make_dir();
 	engine_problems_init(&p);
-	put("m.jsonl", src1);
+	write_file("m.jsonl", src1);
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
 	ASSERT_EQ_INT(p.count, 0);
 	ASSERT_EQ_INT(st.added, 3);
@@ -121,7 +90,7 @@ static void test_engine_prepare__new_entries_stamped(void)
 	ASSERT_EQ_STR(st.stamp, "2026-01-01T00:00:00.000000000Z");
 	ASSERT_EQ_STR(get("memory-h1.json"), want1);
 	engine_problems_dispose(&p);
-	teardown();
+	remove_dir();
 }
 
 static void test_engine_prepare__unchanged_source_no_rewrite(void)
@@ -131,14 +100,14 @@ static void test_engine_prepare__unchanged_source_no_rewrite(void)
 	struct stat a, b;
 	char path[128];
 
-	setup();
+	make_dir();
 	engine_problems_init(&p);
-	put("m.jsonl", src1);
+	write_file("m.jsonl", src1);
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
-	snprintf(path, sizeof(path), "%s/memory-h1.json", dir);
+	snprintf(path, sizeof(path), "%s/memory-h1.json", tmpdir);
 	ASSERT_EQ_INT(stat(path, &a), 0);
 	/* Same content, other order and spacing, a later clock. */
-	put("m.jsonl",
+	write_file("m.jsonl",
 	    "\n{ \"type\": \"relation\", \"to\": \"b\", \"from\": \"a\","
 	    " \"relationType\": \"r\" }\n"
 	    "{\"name\":\"a\",\"type\":\"entity\",\"observations\":[],"
@@ -155,7 +124,7 @@ static void test_engine_prepare__unchanged_source_no_rewrite(void)
 	ASSERT_EQ_INT(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec);
 	ASSERT_EQ_INT(p.count, 0);
 	engine_problems_dispose(&p);
-	teardown();
+	remove_dir();
 }
 
 static void test_engine_prepare__change_and_clock_set_back(void)
@@ -164,11 +133,11 @@ static void test_engine_prepare__change_and_clock_set_back(void)
 	engine_problems p;
 	const char *out;
 
-	setup();
+	make_dir();
 	engine_problems_init(&p);
-	put("m.jsonl", src1);
+	write_file("m.jsonl", src1);
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
-	put("m.jsonl",
+	write_file("m.jsonl",
 	    "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
 	    "\"observations\":[\"x\",\"y\"]}\n"
 	    "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
@@ -185,13 +154,13 @@ static void test_engine_prepare__change_and_clock_set_back(void)
 	                                "2026-01-01T00:00:00.000000001Z", 2,
 	                                "entity:b") "\n]\n") != NULL);
 	/* A removed entry leaves the host file. */
-	put("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\","
+	write_file("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\","
 	               "\"entityType\":\"t\",\"observations\":[]}\n");
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.removed, 2);
 	ASSERT_EQ_INT(st.entries, 1);
 	engine_problems_dispose(&p);
-	teardown();
+	remove_dir();
 }
 
 static void test_engine_prepare__identities(void)
@@ -200,9 +169,9 @@ static void test_engine_prepare__identities(void)
 	engine_problems p;
 	const char *out;
 
-	setup();
+	make_dir();
 	engine_problems_init(&p);
-	put("m.json",
+	write_file("m.json",
 	    "[ {\"id\": 7, \"v\": 1.50},\n"
 	    "  {\"id\": \"x\"},\n"
 	    "  {\"id\": \"x\", \"second\": true},\n"
@@ -232,7 +201,7 @@ static void test_engine_prepare__identities(void)
 	                        "9e26dfeeb6e641a33dae4961196235bdb965b21b\"") !=
 	            NULL);
 	engine_problems_dispose(&p);
-	teardown();
+	remove_dir();
 }
 
 static void test_engine_prepare__damaged_inputs(void)
@@ -241,15 +210,15 @@ static void test_engine_prepare__damaged_inputs(void)
 	engine_problems p;
 	const char *out;
 
-	setup();
+	make_dir();
 	engine_problems_init(&p);
 	/* A truncated host file: its good entries still count. */
-	put("memory-h1.json",
+	write_file("memory-h1.json",
 	    "[\n{\"type\":\"entity\",\"name\":\"a\",\"entityType\":\"t\","
 	    "\"observations\":[]" MD(
 	            "2026-03-01T00:00:00Z", 4,
 	            "entity:a") ",\n{\"type\":\"entity\",\"name\":\"b\",\"ent");
-	put("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":"
+	write_file("m.jsonl", "{\"type\":\"entity\",\"name\":\"a\",\"entityType\":"
 	               "\"t\",\"observations\":[]}\nnot json\n"
 	               "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":"
 	               "\"t\",\"observations\":[]}\n");
@@ -263,7 +232,7 @@ static void test_engine_prepare__damaged_inputs(void)
 	ASSERT_TRUE(strstr(out, MD("2026-03-01T00:00:00.000000001Z", 1,
 	                           "entity:b")) != NULL);
 	engine_problems_dispose(&p);
-	teardown();
+	remove_dir();
 }
 
 static void test_engine_prepare__errors(void)
@@ -273,11 +242,11 @@ static void test_engine_prepare__errors(void)
 	char source[128];
 	engine_prepare_opts o = { ".bad", source, NULL, NULL };
 
-	setup();
+	make_dir();
 	engine_problems_init(&p);
-	o.backing = dir;
-	snprintf(source, sizeof(source), "%s/m.jsonl", dir);
-	put("m.jsonl", "");
+	o.backing = tmpdir;
+	snprintf(source, sizeof(source), "%s/m.jsonl", tmpdir);
+	write_file("m.jsonl", "");
 	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
 	o.host = "a/b";
 	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
@@ -290,7 +259,7 @@ static void test_engine_prepare__errors(void)
 	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), 0);
 	ASSERT_EQ_STR(get("memory-h1.json"), "[]\n");
 	engine_problems_dispose(&p);
-	teardown();
+	remove_dir();
 }
 
 static const harness_case cases[] = {

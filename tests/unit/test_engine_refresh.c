@@ -172,7 +172,7 @@ static void live_open(live_merge *l)
 	ASSERT_TRUE(l->dirfd >= 0);
 	ASSERT_TRUE(desc_default(&l->desc) == 0);
 	ASSERT_TRUE(engine_merge_new(&l->live, l->desc, l->dirfd) == 0);
-	engine_merge_expect_appends(l->live);
+	engine_merge_live(l->live);
 }
 
 static void live_close(live_merge *l)
@@ -279,9 +279,83 @@ static void test_engine_refresh__one_growing_file_is_updated(void)
 	live_close(&l);
 }
 
+/* Flip the digit of the first "body": N at or after byte `from` of host h. */
+static void edit_body_after(unsigned h, long from)
+{
+	char path[160], buf[4096];
+	size_t n, k;
+	FILE *f;
+
+	host_path(path, sizeof(path), h);
+	f = fopen(path, "r+");
+	ASSERT_TRUE(f != NULL);
+	if (!f)
+		return;
+	fseek(f, from, SEEK_SET);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	for (k = 0; k + 8 < n; k++)
+		if (memcmp(buf + k, "\"body\": ", 8) == 0)
+			break;
+	ASSERT_TRUE(k + 8 < n);
+	fseek(f, from + (long)k + 8, SEEK_SET);
+	fputc(buf[k + 8] == '1' ? '2' : '1', f);
+	fclose(f);
+}
+
+/*
+ * A host file of several 256 KiB blocks: an append resumes after every
+ * block is checked (on several threads, a refresh of one file), and an
+ * edit of the same length in the first block or in a middle one, made
+ * before an append, is found and the file scanned again.
+ */
+static void test_engine_refresh__large_file_checks_every_block(void)
+{
+	static const long edits[] = { 100, 2 * ENGINE__CHUNK + 100 };
+	unsigned long resumes;
+	live_merge l;
+	char path[160];
+	unsigned i;
+	size_t e;
+	FILE *f;
+
+	make_dir();
+	host_path(path, sizeof(path), 0);
+	f = fopen(path, "w");
+	ASSERT_TRUE(f != NULL);
+	for (i = 0; f && i < 12000; i++) {
+		write_entry(f, 0);
+		fputc('\n', f);
+	}
+	if (f)
+		fclose(f);
+	host_jsonl[0] = 1;
+	host_entries[0] = 12000;
+	live_open(&l);
+	ASSERT_TRUE(live_equals_fresh(&l, 1));
+	for (e = 0; e <= sizeof(edits) / sizeof(*edits); e++) {
+		/* Appends alone resume; an edit first forces a full scan. */
+		resumes = engine__source_resumes();
+		append_host(0, 0);
+		engine_merge_invalidate(l.live, "memory-h0.json");
+		ASSERT_TRUE(live_equals_fresh(&l, 1));
+		ASSERT_EQ_INT(engine__source_resumes(), resumes + 1);
+		if (e == sizeof(edits) / sizeof(*edits))
+			break;
+		resumes = engine__source_resumes();
+		edit_body_after(0, edits[e]);
+		append_host(0, 0);
+		engine_merge_invalidate(l.live, "memory-h0.json");
+		ASSERT_TRUE(live_equals_fresh(&l, 1));
+		ASSERT_EQ_INT(engine__source_resumes(), resumes);
+	}
+	live_close(&l);
+}
+
 static const harness_case cases[] = {
 	TEST(test_engine_refresh__one_growing_file_is_updated),
 	TEST(test_engine_refresh__random_updates_equal_fresh_merges),
+	TEST(test_engine_refresh__large_file_checks_every_block),
 };
 
 HARNESS_MAIN(cases)

@@ -163,9 +163,14 @@ static void result_free(result *res)
 	memset(res, 0, sizeof(*res));
 }
 
-/* Scan data; the callback fails after `stop` entries (0: never). */
-static void scan_mem_stop(result *res, const char *data, size_t len,
-                          size_t chunk, int stop)
+/*
+ * Scan data from mark `from` (NULL: the start), recording the new mark in
+ * *mark (may be NULL); the callback fails after `stop` entries (0: never).
+ */
+static void scan_mem_from(result *res, const char *data, size_t len,
+                          size_t chunk, int stop,
+                          const engine__scan_mark *from,
+                          engine__scan_mark *mark)
 {
 	mem_src m = { data, len, 0, 0 };
 	engine_problems pr;
@@ -173,9 +178,15 @@ static void scan_mem_stop(result *res, const char *data, size_t len,
 	memset(res, 0, sizeof(*res));
 	res->stop_after = stop;
 	engine_problems_init(&pr);
-	res->r = engine__scan(mem_read, &m, chunk, "f", &test_spec, collect,
-	                      res, &pr);
+	res->r = engine__scan_from(mem_read, &m, chunk, "f", &test_spec,
+	                           collect, res, &pr, from, mark);
 	result_take_problems(res, &pr);
+}
+
+static void scan_mem_stop(result *res, const char *data, size_t len,
+                          size_t chunk, int stop)
+{
+	scan_mem_from(res, data, len, chunk, stop, NULL, NULL);
 }
 
 static void scan_mem(result *res, const char *data, size_t len, size_t chunk)
@@ -404,20 +415,6 @@ static void test_engine_scan__every_chunk_size(void)
 
 /* ---- resuming at a mark ---- */
 
-static void scan_mem_from(result *res, const char *data, size_t len,
-                          size_t chunk, const engine__scan_mark *from,
-                          engine__scan_mark *mark)
-{
-	mem_src m = { data, len, 0, 0 };
-	engine_problems pr;
-
-	memset(res, 0, sizeof(*res));
-	engine_problems_init(&pr);
-	res->r = engine__scan_from(mem_read, &m, chunk, "f", &test_spec,
-	                           collect, res, &pr, from, mark);
-	result_take_problems(res, &pr);
-}
-
 /*
  * A file cut anywhere is scanned with a mark; the whole file, scanned
  * again from that mark, gives exactly the entries after it and the
@@ -436,13 +433,14 @@ static void test_engine_scan__resume_at_marks(void)
 			engine__scan_mark mark, next;
 			result old, tail, want;
 
-			scan_mem_from(&old, sm->data, cut, 5, NULL, &mark);
+			scan_mem_from(&old, sm->data, cut, 5, 0, NULL, &mark);
 			result_free(&old);
 			if (!mark.set)
 				continue;
 			resumed++;
 			ASSERT_TRUE(mark.entries <= full.nents);
-			scan_mem_from(&tail, sm->data, sm->len, 3, &mark, &next);
+			scan_mem_from(&tail, sm->data, sm->len, 3, 0, &mark,
+				      &next);
 			/* What a scan from the start says after the mark. */
 			want = full;
 			want.ents = full.ents + mark.entries;
