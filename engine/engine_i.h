@@ -159,6 +159,13 @@ typedef struct {
  */
 size_t engine__canon_chunk(engine__canon *st, const char *in, size_t n,
 			   char *out);
+/* The two versions engine__canon_chunk chooses from (for tests): wide
+ * needs engine__canon_wide_available(). */
+size_t engine__canon_chunk_narrow(engine__canon *st, const char *in,
+				  size_t n, char *out);
+size_t engine__canon_chunk_wide(engine__canon *st, const char *in, size_t n,
+				char *out);
+int engine__canon_wide_available(void);
 
 /* ---- big growable arrays (bigarray.c) ---- */
 

@@ -48,6 +48,10 @@
 #define READER_MAX_CURSORS 4
 /* Pretty-printed entries up to this size are read in the batch. */
 #define READER_DEFER_MAX (64 * 1024)
+/* Raw bytes of deferred entries read before they are canonicalised: few
+ * enough to still be in the CPU's cache when the canonicaliser reads
+ * them (queueing a whole 1 MiB read made it wait on memory). */
+#define READER_RAW_BATCH (96 * 1024)
 /* A read this close after a window's end counts as reading on. */
 #define READER_SEQUENTIAL_GAP (64 * 1024)
 /* Slots ahead whose records are prefetched while serving one. */
@@ -535,14 +539,20 @@ static int copy_compact(cursor *c, const engine__slot *s,
 	return queue_read(c, w->fd, out, len, off);
 }
 
+static int flush_queued(cursor *c);
+
 /* Queue the canonical bytes [from, from+len) of a small pretty entry. */
 static int defer_pretty(cursor *c, const engine__slot *s,
 			const engine__record *r, char *out, uint64_t from,
 			size_t len)
 {
 	deferred_canon *d;
+	int rc;
 
 	window_touch(c, s->src);
+	if (c->raw_len + r->raw_len > READER_RAW_BATCH &&
+	    (rc = flush_queued(c)) < 0)
+		return rc;
 	if (engine__big_reserve(&c->deferred,
 				(c->ndeferred + 1) * sizeof(*d)) < 0 ||
 	    engine__big_reserve(&c->raw, c->raw_len + r->raw_len) < 0)
@@ -559,7 +569,8 @@ static int defer_pretty(cursor *c, const engine__slot *s,
 	return 0;
 }
 
-/* Do every queued read, then canonicalise the deferred entries. */
+/* Do every queued read, then canonicalise the deferred entries; the
+ * queues are empty after. */
 static int flush_queued(cursor *c)
 {
 	deferred_canon *d = c->deferred.base;
@@ -589,6 +600,7 @@ static int flush_queued(cursor *c)
 		memcpy(d[i].out, (char *)c->canon_tmp.base + d[i].from,
 		       d[i].len);
 	}
+	c->nops = c->ndeferred = c->raw_len = 0;
 	return 0;
 }
 

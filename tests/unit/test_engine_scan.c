@@ -1415,49 +1415,146 @@ static const char *const canon_inputs[] = {
 	"",
 };
 
-static void check_canon(const char *in, size_t n)
+typedef size_t (*canon_fn)(engine__canon *, const char *, size_t, char *);
+
+/* The versions to check: narrow always, wide where this CPU has it. */
+static size_t canon_versions(canon_fn fns[2])
 {
-	char *want = malloc(n + 1), *got = malloc(n + 1);
-	size_t nwant = ref_strip(in, n, want), i, j, o;
+	fns[0] = engine__canon_chunk_narrow;
+	fns[1] = engine__canon_chunk_wide;
+	return engine__canon_wide_available() ? 2 : 1;
+}
+
+/*
+ * Every version, cut at every split point (every pair of them on short
+ * inputs) and byte by byte, gives ref_strip's bytes.
+ * @return the number of cuts that differed
+ */
+static int canon_splits_differ(canon_fn canon, const char *in, size_t n,
+			       const char *want, size_t nwant, char *got)
+{
+	size_t i, j, o;
 	int bad = 0;
 
-	/* one split point */
 	for (i = 0; i <= n; i++) {
 		engine__canon st = { 0, 0 };
 
-		o = engine__canon_chunk(&st, in, i, got);
-		o += engine__canon_chunk(&st, in + i, n - i, got + o);
+		o = canon(&st, in, i, got);
+		o += canon(&st, in + i, n - i, got + o);
 		if (o != nwant || memcmp(got, want, o) != 0)
 			bad++;
 	}
-	/* two split points, on shorter inputs */
 	for (i = 0; n <= 200 && i <= n; i++)
 		for (j = i; j <= n; j++) {
 			engine__canon st = { 0, 0 };
 
-			o = engine__canon_chunk(&st, in, i, got);
-			o += engine__canon_chunk(&st, in + i, j - i, got + o);
-			o += engine__canon_chunk(&st, in + j, n - j, got + o);
+			o = canon(&st, in, i, got);
+			o += canon(&st, in + i, j - i, got + o);
+			o += canon(&st, in + j, n - j, got + o);
 			if (o != nwant || memcmp(got, want, o) != 0)
 				bad++;
 		}
-	/* one byte at a time */
 	{
 		engine__canon st = { 0, 0 };
 
 		for (i = 0, o = 0; i < n; i++)
-			o += engine__canon_chunk(&st, in + i, 1, got + o);
-		if (o != nwant || memcmp(got, want, o) != 0)
+			o += canon(&st, in + i, 1, got + o);
+		if (o != nwant || memcmp(got, want, o) != 0 || st.in_string ||
+		    st.escaped)
 			bad++;
-		ASSERT_EQ_INT(st.in_string, 0);
-		ASSERT_EQ_INT(st.escaped, 0);
 	}
-	if (bad)
-		printf("# canon differs on \"%.*s\" (%d splits)\n", (int)n, in,
-		       bad);
-	ASSERT_EQ_INT(bad, 0);
+	return bad;
+}
+
+static void check_canon(const char *in, size_t n)
+{
+	char *want = malloc(n + 1), *got = malloc(n + 1);
+	size_t nwant = ref_strip(in, n, want), v, nv;
+	canon_fn fns[2];
+
+	nv = canon_versions(fns);
+	for (v = 0; v < nv; v++) {
+		int bad = canon_splits_differ(fns[v], in, n, want, nwant, got);
+
+		if (bad)
+			printf("# canon (%s) differs on \"%.*s\" (%d cuts)\n",
+			       v ? "wide" : "narrow", (int)n, in, bad);
+		ASSERT_EQ_INT(bad, 0);
+	}
 	free(want);
 	free(got);
+}
+
+/*
+ * A valid JSON object for the canonicaliser: blank runs of every length
+ * outside strings, strings with blanks, runs of backslashes (odd and
+ * even) before quotes and letters, multibyte UTF-8, so that every kind of
+ * byte falls on and around 64-byte block edges.
+ */
+static void put(char *out, size_t *o, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(out + *o, s, n);
+	*o += n;
+}
+
+static size_t canon_random_object(char *out, size_t room, unsigned *seed)
+{
+	static const char *const pieces[] = {
+		" ", "\n", "\r\n", "\t", "                ",
+	};
+	size_t o = 0, k, nfields = 1 + (size_t)(rand_r(seed) % 12);
+
+#define PUT(s) put(out, &o, s)
+	PUT("{");
+	for (k = 0; k < nfields && o + 1024 < room; k++) {
+		size_t len = (size_t)(rand_r(seed) % 90), j;
+
+		if (k)
+			PUT(",");
+		PUT(pieces[rand_r(seed) % 5]);
+		PUT("\"");
+		for (j = 0; j < len; j++) {
+			switch (rand_r(seed) % 10) {
+			case 0: PUT("\\\""); break;
+			case 1: PUT("\\\\"); break;
+			case 2: PUT("\\\\\\\""); break;
+			case 3: PUT(" "); break;
+			case 4: PUT("\xc3\xa9"); break;
+			case 5: PUT("\\n"); break;
+			default: out[o++] = (char)('a' + rand_r(seed) % 26);
+			}
+		}
+		PUT("\"");
+		for (j = rand_r(seed) % 3; j > 0; j--)
+			PUT(pieces[rand_r(seed) % 5]);
+		PUT(":");
+		PUT(pieces[rand_r(seed) % 5]);
+		if (rand_r(seed) % 2)
+			PUT("[ 1 ,\t-2.5e3 , true , null ]");
+		else
+			PUT("\"x\\\\\"");
+	}
+	PUT(pieces[rand_r(seed) % 5]);
+	PUT("}");
+#undef PUT
+	return o;
+}
+
+/* Both versions against ref_strip on generated objects, cut anywhere. */
+static void test_engine_scan__canon_generated(void)
+{
+	char *in = malloc(8192);
+	unsigned seed = 20261123;
+	int i;
+
+	for (i = 0; i < 400; i++)
+		check_canon(in, canon_random_object(in, 8192, &seed));
+	free(in);
+	if (!engine__canon_wide_available())
+		printf("# this CPU lacks AVX-512 VBMI2: wide version not "
+		       "checked\n");
 }
 
 static void test_engine_scan__canon_every_split(void)
@@ -1497,6 +1594,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_scan__every_chunk_size),
 	TEST(test_engine_scan__resume_at_marks),
 	TEST(test_engine_scan__canon_len),
+	TEST(test_engine_scan__canon_generated),
 	TEST(test_engine_scan__pretty),
 	TEST(test_engine_scan__compact_and_empty),
 	TEST(test_engine_scan__jsonl),
