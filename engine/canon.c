@@ -8,25 +8,23 @@
  * and the only state that crosses a chunk boundary is whether we are
  * inside a string and whether the previous byte was a backslash there.
  *
- * Two versions give the same bytes:
+ * Two versions give the same bytes for valid input:
  * - wide (x86-64 CPUs with AVX-512 VBMI2, chosen at run time): 64 bytes
  *   at a time.  Masks of quotes, backslashes and blanks; the escaped
  *   bytes from the backslashes; "inside a string" as the running XOR of
  *   the unescaped quotes; then one compress instruction keeps every byte
- *   but the blanks outside strings.  About 7 GB/s here on the bench
- *   corpus (pretty-printed, escapes in every entry).
+ *   but the blanks outside strings.
  * - narrow (everywhere else): string bodies copied 16 bytes at a time
  *   with SSE2 while looking for '"' and '\\' (a scalar loop elsewhere);
  *   between strings, bytes are copied one at a time, and a run of blanks
  *   (the indentation of a pretty-printed file) is skipped 16 at a time.
- *   About 2.8 GB/s here.
+ * On a host file of the bench corpus (pretty-printed, escapes in every
+ * entry) in 64 KiB pieces: 7.7 GB/s wide, 2.3 GB/s narrow.
  *
  * Output is never longer than input, so `out` needs room for n bytes.
  * `in` and `out` must not overlap.
  */
 #include "engine_i.h"
-
-#include <stdatomic.h>
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -233,36 +231,17 @@ size_t engine__canon_chunk_wide(engine__canon *st, const char *in, size_t n,
 	st->escaped = (int)carry;
 	return (size_t)(o - out);
 }
-
-int engine__canon_wide_available(void)
-{
-	return __builtin_cpu_supports("avx512f") &&
-	       __builtin_cpu_supports("avx512bw") &&
-	       __builtin_cpu_supports("avx512vbmi2");
-}
 #else
 size_t engine__canon_chunk_wide(engine__canon *st, const char *in, size_t n,
 				char *out)
 {
 	return engine__canon_chunk_narrow(st, in, n, out);
 }
-
-int engine__canon_wide_available(void)
-{
-	return 0;
-}
 #endif
 
 size_t engine__canon_chunk(engine__canon *st, const char *in, size_t n,
 			   char *out)
 {
-	static atomic_int wide = -1; /* every thread stores the same */
-	int w = atomic_load_explicit(&wide, memory_order_relaxed);
-
-	if (w < 0) {
-		w = engine__canon_wide_available();
-		atomic_store_explicit(&wide, w, memory_order_relaxed);
-	}
-	return w ? engine__canon_chunk_wide(st, in, n, out) :
-		      engine__canon_chunk_narrow(st, in, n, out);
+	return engine__cpu_wide() ? engine__canon_chunk_wide(st, in, n, out) :
+				    engine__canon_chunk_narrow(st, in, n, out);
 }

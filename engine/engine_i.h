@@ -143,6 +143,15 @@ int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
 		      engine__entry_fn fn, void *fn_ctx, engine_problems *probs,
 		      const engine__scan_mark *from, engine__scan_mark *mark);
 
+/* ---- 64-byte versions of the hot loops (cpu.c) ---- */
+
+/** May the AVX-512 versions of the scanner's and canonicaliser's loops
+ *  run here?  Asked once, then remembered. */
+int engine__cpu_wide(void);
+/** Tests: allow (when the CPU has them) or forbid the wide versions from
+ *  now on.  @return whether they will run */
+int engine__cpu_wide_allow(int allow);
+
 /* ---- the canonicaliser (canon.c) ---- */
 
 /** State carried between chunks of one entry's raw bytes. */
@@ -160,12 +169,11 @@ typedef struct {
 size_t engine__canon_chunk(engine__canon *st, const char *in, size_t n,
 			   char *out);
 /* The two versions engine__canon_chunk chooses from (for tests): wide
- * needs engine__canon_wide_available(). */
+ * needs engine__cpu_wide(). */
 size_t engine__canon_chunk_narrow(engine__canon *st, const char *in,
 				  size_t n, char *out);
 size_t engine__canon_chunk_wide(engine__canon *st, const char *in, size_t n,
 				char *out);
-int engine__canon_wide_available(void);
 
 /* ---- big growable arrays (bigarray.c) ---- */
 

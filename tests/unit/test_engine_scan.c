@@ -1401,6 +1401,84 @@ static void test_engine_scan__json_test_suite(void)
 	ASSERT_TRUE(ny > 90 && nn > 180);
 }
 
+/* ---- the two string loops ---- */
+
+/* Append s at out + *o. */
+static void put(char *out, size_t *o, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(out + *o, s, n);
+	*o += n;
+}
+
+
+/*
+ * Pieces of string bodies: ASCII, valid sequences at the edges of the
+ * ranges the checks care about, invalid ones of every kind, escapes, and
+ * a lead byte cut short by the closing quote or an escape.
+ */
+static const char *const utf8_pieces[] = {
+	"abc", "0123456789abcdef0123456789abcdef", " ", "\\\"", "\\u00e9",
+	"\xc3\xa9", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
+	"\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+	"\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x98\x80",
+	"\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xed\xa0\x80",
+	"\xf0\x80\x80\x80", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff",
+	"\x80", "\xc3", "\xe6\x97", "\xf0\x9f\x98", "\xc3\\n", "\x01",
+};
+
+/*
+ * Generated strings, valid and not, scanned with the 64-byte loop and
+ * with the narrow one at several chunk sizes: the same entries, values
+ * and problems (file, line, column, message).  Most pieces are valid so
+ * that long valid runs put every sequence across block edges.
+ */
+static void test_engine_scan__string_loops_agree(void)
+{
+	enum { NPIECES = sizeof(utf8_pieces) / sizeof(utf8_pieces[0]) };
+	static const size_t chunks[] = { ENGINE__CHUNK, 61, 7 };
+	char *buf = malloc(16384);
+	unsigned seed = 7;
+	int i, bad = 0;
+
+	if (!engine__cpu_wide())
+		printf("# this CPU lacks AVX-512: only one string loop\n");
+	for (i = 0; i < 300; i++) {
+		size_t o = 0, k, c, npieces = (size_t)(rand_r(&seed) % 60);
+		int invalid = rand_r(&seed) % 3 == 0;
+
+		put(buf, &o, "[{\"k\": \"");
+		for (k = 0; k < npieces; k++) {
+			/* pieces 0..14 are valid; the rest only sometimes */
+			size_t j = (size_t)rand_r(&seed) %
+				   (invalid ? NPIECES : 15);
+
+			put(buf, &o, utf8_pieces[j]);
+		}
+		put(buf, &o, "\", \"id\": 1},\n{\"k\": \"\xc3\xa9\"}]");
+		for (c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+			result wide, narrow;
+
+			engine__cpu_wide_allow(1);
+			scan_mem(&wide, buf, o, chunks[c]);
+			engine__cpu_wide_allow(0);
+			scan_mem(&narrow, buf, o, chunks[c]);
+			engine__cpu_wide_allow(1);
+			if (!result_equal(&wide, &narrow) && !bad++) {
+				printf("# loops differ on \"%.*s\" (chunk %zu)\n",
+				       (int)o, buf, chunks[c]);
+				result_dump("wide", &wide);
+				result_dump("narrow", &narrow);
+			}
+			result_free(&wide);
+			result_free(&narrow);
+		}
+	}
+	ASSERT_EQ_INT(bad, 0);
+	free(buf);
+}
+
 /* ---- the canonicaliser ---- */
 
 static const char *const canon_inputs[] = {
@@ -1422,7 +1500,7 @@ static size_t canon_versions(canon_fn fns[2])
 {
 	fns[0] = engine__canon_chunk_narrow;
 	fns[1] = engine__canon_chunk_wide;
-	return engine__canon_wide_available() ? 2 : 1;
+	return engine__cpu_wide() ? 2 : 1;
 }
 
 /*
@@ -1491,14 +1569,6 @@ static void check_canon(const char *in, size_t n)
  * even) before quotes and letters, multibyte UTF-8, so that every kind of
  * byte falls on and around 64-byte block edges.
  */
-static void put(char *out, size_t *o, const char *s)
-{
-	size_t n = strlen(s);
-
-	memcpy(out + *o, s, n);
-	*o += n;
-}
-
 static size_t canon_random_object(char *out, size_t room, unsigned *seed)
 {
 	static const char *const pieces[] = {
@@ -1552,7 +1622,7 @@ static void test_engine_scan__canon_generated(void)
 	for (i = 0; i < 400; i++)
 		check_canon(in, canon_random_object(in, 8192, &seed));
 	free(in);
-	if (!engine__canon_wide_available())
+	if (!engine__cpu_wide())
 		printf("# this CPU lacks AVX-512 VBMI2: wide version not "
 		       "checked\n");
 }
@@ -1613,6 +1683,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_scan__deep_nesting),
 	TEST(test_engine_scan__read_error_and_callback_stop),
 	TEST(test_engine_scan__json_test_suite),
+	TEST(test_engine_scan__string_loops_agree),
 	TEST(test_engine_scan__canon_every_split),
 	TEST(test_engine_scan__canon_exact),
 };
