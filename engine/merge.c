@@ -377,6 +377,116 @@ static int input_number(merge_input *in)
 }
 
 /*
+ * A full merge on several threads: the table of winners is cut into
+ * sub-tables by the top bits of the key hash, one per thread, so every
+ * key has all its records merged by one thread, in file order, as on one
+ * thread, and no slot is ever shared.  Each thread reads every record's
+ * hash but inserts only its own.  The sort items are then made per
+ * source, each source's from its first item on.
+ */
+#define MERGE_PARALLEL_FROM 65536
+#define MERGE_MAX_PARTS 4
+
+typedef struct {
+	const merge_input *in;
+	uint64_t *table;       /* parts sub-tables of part_cap slots */
+	size_t part_cap;       /* a power of two */
+	unsigned part_bits;    /* log2 of the number of parts */
+	uint64_t *bits;        /* winners: one bit per global record */
+	size_t nwin[MERGE_MAX_PARTS];
+	int err[MERGE_MAX_PARTS];
+	sort_item *items;
+	size_t *start;         /* items: each source's first */
+} merge_job;
+
+static inline size_t part_of(const merge_job *job, uint32_t hash)
+{
+	return job->part_bits ? hash >> (32 - job->part_bits) : 0;
+}
+
+/* Sub-table p: merge the records whose keys fall in it, mark winners. */
+static void table_fill(void *ctx, size_t p)
+{
+	merge_job *job = ctx;
+	const merge_input *in = job->in;
+	uint64_t *table = job->table + p * job->part_cap;
+	size_t mask = job->part_cap - 1, i, j, k, n;
+	int err = 0;
+
+	for (i = 0; i < in->nsources && !err; i++) {
+		const engine__record *recs = in->sources[i]->records;
+		size_t nrec = in->sources[i]->nrecords;
+		size_t rec[MERGE_PREFETCH], slot[MERGE_PREFETCH];
+
+		/*
+		 * The table is larger than the caches: take the hashes of a
+		 * few records ahead and prefetch their slots, so the misses
+		 * overlap.
+		 */
+		for (j = 0, n = 0; j < nrec && !err; j++) {
+			uint32_t hash = recs[j].key_hash;
+
+			if (part_of(job, hash) != p)
+				continue;
+			k = n++ % MERGE_PREFETCH;
+			if (n > MERGE_PREFETCH)
+				err = merge_one(in, table, mask, i, rec[k],
+						slot[k], &job->nwin[p]);
+			rec[k] = j;
+			slot[k] = hash & mask;
+			__builtin_prefetch(&table[slot[k]], 1);
+		}
+		for (k = n > MERGE_PREFETCH ? n - MERGE_PREFETCH : 0;
+		     k < n && !err; k++)
+			err = merge_one(in, table, mask, i,
+					rec[k % MERGE_PREFETCH],
+					slot[k % MERGE_PREFETCH],
+					&job->nwin[p]);
+	}
+	job->err[p] = err;
+	for (k = 0; !err && k <= mask; k++) {
+		if (table[k]) {
+			uint64_t ref = table[k] - 1;
+			size_t g = in->first[REF_SRC(ref)] + REF_REC(ref);
+
+			/* Another part may mark the same word. */
+			__atomic_fetch_or(&job->bits[g / 64], 1ull << (g % 64),
+					  __ATOMIC_RELAXED);
+		}
+	}
+}
+
+/* Winners among global records [from, to). */
+static size_t bits_count(const uint64_t *bits, size_t from, size_t to)
+{
+	size_t n = 0;
+
+	for (; from < to && from % 64; from++)
+		n += (bits[from / 64] >> (from % 64)) & 1;
+	for (; from + 64 <= to; from += 64)
+		n += (size_t)__builtin_popcountll(bits[from / 64]);
+	for (; from < to; from++)
+		n += (bits[from / 64] >> (from % 64)) & 1;
+	return n;
+}
+
+/* Sort items of source i's winners, in file order, from its start. */
+static void items_fill(void *ctx, size_t i)
+{
+	merge_job *job = ctx;
+	const merge_input *in = job->in;
+	size_t k, n = in->sources[i]->nrecords, j = job->start[i];
+
+	for (k = 0; k < n; k++) {
+		size_t g = in->first[i] + k;
+
+		if (job->bits[g / 64] & (1ull << (g % 64)))
+			sort_item_init(&job->items[j++], in, REF_MAKE(i, k),
+				       g);
+	}
+}
+
+/*
  * Merge every record of `in` (numbered) into its winners, sorted.
  * @param items an empty big array; filled with *out_n sort items
  * @return 0, or -ENOMEM / -EIO (items left empty)
@@ -384,90 +494,74 @@ static int input_number(merge_input *in)
 static int merge_full(const merge_input *in, engine__big *items_map,
 		      size_t *out_n)
 {
-	size_t total = in->first[in->nsources], cap = 16, mask, nwin = 0;
-	size_t i, j;
+	size_t total = in->first[in->nsources], cap = 16, nwin = 0, parts = 1;
+	size_t i;
 	engine__big table_map = { 0 }, tmp_map = { 0 };
-	uint64_t *table, *bits = NULL;
-	sort_item *items;
-	int err = 0;
+	merge_job job = { .in = in };
+	int err = 0, parallel = total >= MERGE_PARALLEL_FROM;
 
 	*out_n = 0;
 	while (cap < total + total / 3) /* load factor at most 3/4 */
 		cap *= 2;
-	mask = cap - 1;
-	if (engine__big_reserve(&table_map, cap * sizeof(*table)) < 0) {
+	if (parallel) {
+		size_t threads = engine__parallel_threads(MERGE_MAX_PARTS);
+
+		while (2 * parts <= threads)
+			parts *= 2, job.part_bits++;
+		/* A sub-table's slot bits must not reach the part bits. */
+		while (parts > 1 && (cap / parts) >> (32 - job.part_bits))
+			parts /= 2, job.part_bits--;
+	}
+	job.part_cap = cap / parts;
+	if (engine__big_reserve(&table_map, cap * sizeof(*job.table)) < 0 ||
+	    !(job.bits = calloc(total / 64 + 1, sizeof(*job.bits)))) {
 		err = -ENOMEM;
 		goto out;
 	}
-	table = table_map.base;
-	memset(table, 0, cap * sizeof(*table));
-
-	for (i = 0; i < in->nsources; i++) {
-		const engine__source *s = in->sources[i];
-		size_t ahead[MERGE_PREFETCH];
-
-		/*
-		 * The table is larger than the caches: take the hashes of a
-		 * few records ahead and prefetch their slots, so the misses
-		 * overlap.
-		 */
-		for (j = 0; j < s->nrecords + MERGE_PREFETCH; j++) {
-			if (j >= MERGE_PREFETCH &&
-			    (err = merge_one(in, table, mask, i,
-					     j - MERGE_PREFETCH,
-					     ahead[j % MERGE_PREFETCH],
-					     &nwin)) < 0)
-				goto out;
-			if (j < s->nrecords) {
-				size_t ha = s->records[j].key_hash & mask;
-
-				ahead[j % MERGE_PREFETCH] = ha;
-				__builtin_prefetch(&table[ha], 1);
-			}
-		}
+	job.table = table_map.base;
+	memset(job.table, 0, cap * sizeof(*job.table));
+	if (parts > 1)
+		engine__parallel_run(parts, table_fill, &job);
+	else
+		table_fill(&job, 0);
+	for (i = 0; i < parts; i++) {
+		nwin += job.nwin[i];
+		if (!err)
+			err = job.err[i];
 	}
+	if (err)
+		goto out;
 
 	/*
-	 * Mark the winners in a bitmap over all records and drop the table
-	 * (peak memory is the index plus one of these arrays at a time), then
-	 * visit the records in file order, so the sort keys are read
-	 * sequentially rather than at random through the table.
+	 * The winners are marked in a bitmap over all records and the table
+	 * is dropped (peak memory is the index plus one of these arrays at a
+	 * time); the records are then visited in file order, so the sort
+	 * keys are read sequentially rather than at random through the
+	 * table.  Pooled: the sorted items and slots grow into its pages.
 	 */
-	if (!(bits = calloc(total / 64 + 1, sizeof(*bits)))) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < cap; i++) {
-		if (table[i]) {
-			uint64_t ref = table[i] - 1;
-			size_t g = in->first[REF_SRC(ref)] + REF_REC(ref);
-
-			bits[g / 64] |= 1ull << (g % 64);
-		}
-	}
-	/* Pooled: the sorted items and slots grow into its pages. */
 	engine__big_free(&table_map);
-	if (engine__big_reserve(items_map, (nwin + 1) * sizeof(*items)) < 0 ||
-	    engine__big_reserve(&tmp_map, (nwin + 1) * sizeof(*items)) < 0) {
+	if (engine__big_reserve(items_map, (nwin + 1) * sizeof(sort_item)) < 0 ||
+	    engine__big_reserve(&tmp_map, (nwin + 1) * sizeof(sort_item)) < 0 ||
+	    !(job.start = malloc((in->nsources + 1) * sizeof(*job.start)))) {
 		err = -ENOMEM;
 		goto out;
 	}
-	items = items_map->base;
-	for (i = 0, j = 0; i < in->nsources; i++) {
-		size_t k, n = in->sources[i]->nrecords;
-
-		for (k = 0; k < n; k++) {
-			size_t g = in->first[i] + k;
-
-			if (bits[g / 64] & (1ull << (g % 64)))
-				sort_item_init(&items[j++], in, REF_MAKE(i, k),
-					       g);
-		}
-	}
-	sort_items_parallel(items, tmp_map.base, nwin, in);
+	job.items = items_map->base;
+	job.start[0] = 0;
+	for (i = 0; i < in->nsources; i++)
+		job.start[i + 1] = job.start[i] +
+				   bits_count(job.bits, in->first[i],
+					      in->first[i + 1]);
+	if (parallel)
+		engine__parallel_run(in->nsources, items_fill, &job);
+	else
+		for (i = 0; i < in->nsources; i++)
+			items_fill(&job, i);
+	sort_items_parallel(job.items, tmp_map.base, nwin, in);
 	*out_n = nwin;
 out:
-	free(bits);
+	free(job.bits);
+	free(job.start);
 	engine__big_free(&table_map);
 	engine__big_free(&tmp_map);
 	if (err)
@@ -489,31 +583,53 @@ static void slot_init(engine__slot *slot, const merge_input *in,
 _Static_assert(sizeof(sort_item) == sizeof(engine__slot),
 	       "slots are made in place of the sort items");
 
+typedef struct {
+	const merge_input *in;
+	const sort_item *items;
+	engine__slot *slots;
+	size_t n, pieces;
+} slots_job;
+
+/* Piece k of the slots: items [n*k/pieces, n*(k+1)/pieces). */
+static void slots_fill(void *ctx, size_t k)
+{
+	const slots_job *job = ctx;
+	const merge_input *in = job->in;
+	size_t i = job->n * k / job->pieces;
+	size_t end = job->n * (k + 1) / job->pieces;
+
+	for (; i < end; i++) {
+		uint64_t ref = ref_of(in, job->items[i].g);
+
+		/* Winners are in output order, their records anywhere. */
+		if (i + MERGE_PREFETCH < end)
+			__builtin_prefetch(ref_record(
+				in, ref_of(in, job->items[i + MERGE_PREFETCH].g)));
+		slot_init(&job->slots[i], in, ref);
+	}
+}
+
 /*
  * Lay the sorted winners out as the slots of a view: into *out_slots, or,
  * when out_slots is items_map itself, in the items' place (slot i only
  * overwrites item i, after reading it), which saves an array the size of
- * both when no update will need the items.
+ * both when no update will need the items.  Pieces on several threads
+ * when there are many.
  */
 static int slots_from_items(const merge_input *in, engine__big *items_map,
 			    size_t n, engine__big *out_slots)
 {
-	const sort_item *items = items_map->base;
-	engine__slot *slots;
-	size_t i;
+	slots_job job = { in, items_map->base, NULL, n, 1 };
 
 	if (out_slots != items_map &&
-	    engine__big_reserve(out_slots, (n + 1) * sizeof(*slots)) < 0)
+	    engine__big_reserve(out_slots, (n + 1) * sizeof(*job.slots)) < 0)
 		return -ENOMEM;
-	slots = out_slots->base;
-	for (i = 0; i < n; i++) {
-		uint64_t ref = ref_of(in, items[i].g);
-
-		/* Winners are in output order, their records anywhere. */
-		if (i + MERGE_PREFETCH < n)
-			__builtin_prefetch(ref_record(
-				in, ref_of(in, items[i + MERGE_PREFETCH].g)));
-		slot_init(&slots[i], in, ref);
+	job.slots = out_slots->base;
+	if (n >= MERGE_PARALLEL_FROM) {
+		job.pieces = engine__parallel_threads(MERGE_MAX_PARTS);
+		engine__parallel_run(job.pieces, slots_fill, &job);
+	} else {
+		slots_fill(&job, 0);
 	}
 	return 0;
 }

@@ -588,6 +588,8 @@ static inline const unsigned char *scan_string_run(const unsigned char *p)
 #define SCAN_W(x) _mm512_set1_epi8((char)(x))
 #define SCAN_EQ(v, x) _mm512_cmpeq_epi8_mask(v, SCAN_W(x))
 #define SCAN_HAS(v, m, x) SCAN_EQ(_mm512_and_si512(v, SCAN_W(m)), x)
+#define SCAN_LT(v, x) _mm512_cmplt_epu8_mask(v, SCAN_W(x))
+#define SCAN_GT(v, x) _mm512_cmpgt_epu8_mask(v, SCAN_W(x))
 
 /*
  * scan_string_run with AVX-512BW, 64 bytes at a time: the same bytes stop
@@ -628,13 +630,12 @@ static const unsigned char *scan_string_run_wide(const unsigned char *p)
 		l4 = SCAN_HAS(v, 0xF8, 0xF0) & below;
 		cont = SCAN_HAS(v, 0xC0, 0x80);
 		/* C0, C1 (always overlong) and F5..FF (beyond U+10FFFF) */
-		bad = SCAN_HAS(v, 0xFE, 0xC0) |
-		      _mm512_cmpge_epu8_mask(v, SCAN_W(0xF5));
+		bad = SCAN_HAS(v, 0xFE, 0xC0) | SCAN_GT(v, 0xF4);
 		/* The second byte of E0, ED, F0 and F4 sequences. */
-		rng = (SCAN_EQ(v, 0xE0) & _mm512_cmplt_epu8_mask(v1, SCAN_W(0xA0))) |
-		      (SCAN_EQ(v, 0xED) & _mm512_cmpgt_epu8_mask(v1, SCAN_W(0x9F))) |
-		      (SCAN_EQ(v, 0xF0) & _mm512_cmplt_epu8_mask(v1, SCAN_W(0x90))) |
-		      (SCAN_EQ(v, 0xF4) & _mm512_cmpgt_epu8_mask(v1, SCAN_W(0x8F)));
+		rng = (SCAN_EQ(v, 0xE0) & SCAN_LT(v1, 0xA0)) |
+		      (SCAN_EQ(v, 0xED) & SCAN_GT(v1, 0x9F)) |
+		      (SCAN_EQ(v, 0xF0) & SCAN_LT(v1, 0x90)) |
+		      (SCAN_EQ(v, 0xF4) & SCAN_GT(v1, 0x8F));
 		over = (l2 & (1ull << 63)) | (l3 & (3ull << 62)) |
 		       (l4 & (7ull << 61));
 		if (over && !special) {
