@@ -593,26 +593,52 @@ static inline const unsigned char *scan_string_run(const unsigned char *p)
 
 /*
  * scan_string_run with AVX-512BW, 64 bytes at a time: the same bytes stop
- * it.  UTF-8 is checked as in scan_utf8_block, with 64-bit masks.  Every
- * block starts on a character boundary: when a sequence would run past a
- * block, the next block starts at its lead byte.  A block that is not
+ * it, except that with `escapes` the simple escapes (all but \\u) are
+ * stepped over inside the loop rather than by the caller, which matters
+ * because real text has one every few dozen bytes.  UTF-8 is checked as
+ * in scan_utf8_block, with 64-bit masks.  Every block starts on a
+ * character boundary and never inside an escape: when a sequence would
+ * run past a block, the next block starts at its lead byte, and a
+ * backslash in a block's last byte stops the loop.  A block that is not
  * valid as a whole returns its first non-ASCII byte (everything before is
- * plain ASCII) for the scalar path.
+ * plain ASCII or simple escapes) for the scalar path.
  */
 __attribute__((target("avx512f,avx512bw"), noinline))
-static const unsigned char *scan_string_run_wide(const unsigned char *p)
+static const unsigned char *scan_string_run_wide(const unsigned char *p,
+                                                 int escapes)
 {
+	const uint64_t odd = 0xaaaaaaaaaaaaaaaaull;
+
 	for (;;) {
 		__m512i v = _mm512_loadu_si512((const void *)p), v1;
-		uint64_t special = SCAN_EQ(v, '"') | SCAN_EQ(v, '\\') |
-		                   _mm512_cmple_epu8_mask(v, SCAN_W(0x1F));
-		uint64_t hi = _mm512_movepi8_mask(v);
+		uint64_t quote = SCAN_EQ(v, '"'), bs = SCAN_EQ(v, '\\');
+		uint64_t ctl = _mm512_cmple_epu8_mask(v, SCAN_W(0x1F));
+		uint64_t hi = _mm512_movepi8_mask(v), special = quote | bs | ctl;
 		uint64_t below, l2, l3, l4, cont, bad, rng, want, over;
 		unsigned lim;
 
 		if (!(special | hi)) {
 			p += 64;
 			continue;
+		}
+		/* The pad covers p + 64. */
+		v1 = _mm512_loadu_si512((const void *)(p + 1));
+		if (escapes && bs) {
+			/* As in canon.c: odd runs of backslashes escape the
+			 * byte after them. */
+			uint64_t codes = (((bs << 1) | odd) - bs) ^ odd;
+			uint64_t escaping = codes & bs, escaped = codes ^ bs;
+			uint64_t simple = SCAN_EQ(v1, '"') | SCAN_EQ(v1, '\\') |
+			                  SCAN_EQ(v1, '/') | SCAN_EQ(v1, 'b') |
+			                  SCAN_EQ(v1, 'f') | SCAN_EQ(v1, 'n') |
+			                  SCAN_EQ(v1, 'r') | SCAN_EQ(v1, 't');
+
+			special = (quote & ~escaped) | ctl |
+			          (escaping & ~(simple & ~(1ull << 63)));
+			if (!(special | hi)) {
+				p += 64;
+				continue;
+			}
 		}
 		lim = special ? (unsigned)__builtin_ctzll(special) : 64;
 		below = lim == 64 ? ~0ull : (1ull << lim) - 1;
@@ -623,8 +649,6 @@ static const unsigned char *scan_string_run_wide(const unsigned char *p)
 			p += 64;
 			continue;
 		}
-		/* The pad covers p + 64. */
-		v1 = _mm512_loadu_si512((const void *)(p + 1));
 		l2 = SCAN_HAS(v, 0xE0, 0xC0) & below;
 		l3 = SCAN_HAS(v, 0xF0, 0xE0) & below;
 		l4 = SCAN_HAS(v, 0xF8, 0xF0) & below;
@@ -924,7 +948,8 @@ static inline __attribute__((always_inline)) int scan_string(scanner *s,
 		unsigned c;
 
 #ifdef SCAN_WIDE
-		p = s->wide ? scan_string_run_wide(p) : scan_string_run(p);
+		p = s->wide ? scan_string_run_wide(p, !capture) :
+		              scan_string_run(p);
 #else
 		p = scan_string_run(p);
 #endif
