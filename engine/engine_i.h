@@ -118,10 +118,13 @@ int engine__scan(engine__read_fn read, void *read_ctx, size_t chunk,
 		 engine__entry_fn fn, void *fn_ctx, engine_problems *probs);
 
 /**
- * A place where a scan can be resumed: just past a complete entry of a
- * file that had no problem before it.  Scanning the file again from there
- * (the bytes before it unchanged) gives what a scan from the start would
- * give after those entries.
+ * A place where a scan can be resumed: just past a complete entry.
+ * Scanning the file again from there (the bytes before it unchanged)
+ * gives what a scan from the start would give after those entries: the
+ * same entries, and the same problems after the first `problems` of the
+ * list, which the caller keeps from the scan that set the mark (a resumed
+ * scan does not report them again, but counts them against the file's
+ * limit).
  */
 typedef struct {
 	uint64_t offset;         /* array: just past the entry's '}';
@@ -129,6 +132,9 @@ typedef struct {
 	unsigned long line;      /* line of that byte */
 	uint64_t line_start;     /* file offset of the line's first byte */
 	size_t entries;          /* entries of the file before it */
+	size_t problems;         /* length of the problem list then */
+	size_t reported;         /* the scanner's problems before it: */
+	size_t unreported;       /* listed, and past the file's limit */
 	int jsonl;               /* the file is JSON Lines */
 	int set;                 /* a mark was found */
 } engine__scan_mark;
@@ -142,6 +148,10 @@ int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
 		      const char *name, const engine__scan_spec *spec,
 		      engine__entry_fn fn, void *fn_ctx, engine_problems *probs,
 		      const engine__scan_mark *from, engine__scan_mark *mark);
+
+/** The first n problems of `from` appended to p.  @return 0 or -ENOMEM */
+int engine__problems_extend_n(engine_problems *p, const engine_problems *from,
+			      size_t n);
 
 /* ---- 64-byte versions of the hot loops (cpu.c) ---- */
 
@@ -420,6 +430,7 @@ typedef struct {
 				     this one resumed (the merge's current
 				     source of that name), else 0 */
 	engine__scan_mark mark;   /* mark.set: resumable */
+	size_t mark_warnings;     /* this file's warnings before the mark */
 	engine__prefix_hash prefix;
 } engine__source;
 

@@ -4,7 +4,7 @@
  * severity, message).  The engine reports bad input as data so that the
  * program layer decides how to show it (stderr, the status file, --strict).
  */
-#include "engine.h"
+#include "engine_i.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -80,12 +80,13 @@ int engine_problems_add(engine_problems *p, engine_severity severity,
 			     column, message);
 }
 
-int engine_problems_extend(engine_problems *p, const engine_problems *from)
+int engine__problems_extend_n(engine_problems *p, const engine_problems *from,
+			      size_t n)
 {
 	size_t i;
 	int r;
 
-	for (i = 0; i < from->count; i++) {
+	for (i = 0; i < n && i < from->count; i++) {
 		const engine_problem *f = &from->items[i];
 
 		r = problems_push(p, f->severity, strdup(f->file), f->line,
@@ -94,6 +95,11 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from)
 			return r;
 	}
 	return 0;
+}
+
+int engine_problems_extend(engine_problems *p, const engine_problems *from)
+{
+	return engine__problems_extend_n(p, from, from->count);
 }
 
 void engine_problem_format(const engine_problem *pr, char *buf, size_t size)

@@ -1276,19 +1276,22 @@ static int scan_elem_end(scanner *s)
 }
 
 /*
- * Remember p as a place to resume at, after a reported entry, while the
- * file has had no problem (a resumed scan could not repeat them).
+ * Remember p as a place to resume at, after a reported entry, with what
+ * a resumed scan needs to know of the problems before it.
  */
 static void scan_set_mark(scanner *s)
 {
 	engine__scan_mark *m = s->mark;
 
-	if (!m || s->nprob || s->more)
+	if (!m)
 		return;
 	m->offset = scan_off(s, s->p);
 	m->line = s->line;
 	m->line_start = s->line_start;
 	m->entries = s->entries_before + (size_t)s->count;
+	m->problems = s->probs->count;
+	m->reported = s->nprob;
+	m->unreported = s->more;
 	m->jsonl = s->jsonl;
 	m->set = 1;
 }
@@ -1705,6 +1708,8 @@ int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
 		s->line_start = from->line_start;
 		s->jsonl = from->jsonl;
 		s->entries_before = from->entries;
+		s->nprob = from->reported;
+		s->more = from->unreported;
 	}
 	if (engine__big_reserve(&s->buf_map, s->chunk + SCAN_PAD) == 0)
 		s->buf = s->buf_map.base;

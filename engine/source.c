@@ -51,6 +51,9 @@ typedef struct {
 	engine__source *src;
 	const desc_descriptor *desc;
 	size_t warnings;  /* warnings seen, listed or not */
+	/* Warnings after each of the last two entries: a mark follows one of
+	 * them (the last line of JSON Lines without its LF has none). */
+	size_t after_entries[2], after_warnings[2];
 } load_ctx;
 
 static int arena_reserve(engine__source *s, size_t more)
@@ -350,6 +353,8 @@ static int on_entry(void *ctx, const engine__entry *e)
 	memcpy(s->arena + s->arena_len + key_len, blob, blob_len);
 	s->arena_len += key_len + blob_len;
 	s->nrecords++;
+	c->after_entries[s->nrecords % 2] = s->nrecords;
+	c->after_warnings[s->nrecords % 2] = c->warnings;
 	return 0;
 }
 
@@ -390,18 +395,25 @@ static void scan_spec_of(const desc_descriptor *desc, engine__scan_spec *spec)
 }
 
 /*
- * Scan the open file into s's records from `from` (NULL: the start),
- * through `read`, leaving the last mark in s->mark when `marks`.
+ * Scan the open file into s's records from `from` (NULL: the start, else
+ * s holds the records and problems before it, and `warnings` of them are
+ * this file's warnings), through `read`, leaving the last mark in s->mark
+ * when `marks`.
  * @return what engine__scan_from() returns
  */
 static int source_scan_into(engine__source *s, const desc_descriptor *desc,
 			    engine__read_fn read, void *read_ctx,
-			    const engine__scan_mark *from, int marks)
+			    const engine__scan_mark *from, size_t warnings,
+			    int marks)
 {
 	engine__scan_spec spec;
-	load_ctx c = { .src = s, .desc = desc };
+	load_ctx c = { .src = s, .desc = desc, .warnings = warnings };
+	size_t k;
 	int rc;
 
+	c.after_entries[s->nrecords % 2] = s->nrecords;
+	c.after_warnings[s->nrecords % 2] = warnings;
+	c.after_entries[(s->nrecords + 1) % 2] = SIZE_MAX;
 	scan_spec_of(desc, &spec);
 	rc = engine__scan_from(read, read_ctx, ENGINE__CHUNK, s->name, &spec,
 			       on_entry, &c, &s->problems, from,
@@ -411,6 +423,13 @@ static int source_scan_into(engine__source *s, const desc_descriptor *desc,
 			&s->problems, ENGINE_WARNING, s->name, 0, 0,
 			"... and %zu more warnings in this file",
 			c.warnings - SOURCE_MAX_WARNINGS);
+	if (marks && s->mark.set) {
+		k = s->mark.entries % 2;
+		if (c.after_entries[k] == s->mark.entries)
+			s->mark_warnings = c.after_warnings[k];
+		else /* cannot happen; then no resume rather than a guess */
+			memset(&s->mark, 0, sizeof(s->mark));
+	}
 	return rc;
 }
 
@@ -424,16 +443,15 @@ static int source_unchanged(const engine__source *s)
 }
 
 /*
- * Make the scan's mark usable by a later load: only a file without any
- * problem resumes (the problems of its first part could not be listed
- * again), and only with the hashes of every byte before the mark.  Called
- * before the final check that the file did not change while scanned.
+ * Make the scan's mark usable by a later load: only with the hashes of
+ * every byte before the mark.  Called before the final check that the
+ * file did not change while scanned.
  */
 static int source_keep_mark(engine__source *s)
 {
 	int rc;
 
-	if (s->mark.set && s->problems.count == 0) {
+	if (s->mark.set) {
 		rc = engine__prefix_hash_finish(&s->prefix, s->orig_fd,
 						s->mark.offset);
 		if (rc == 0)
@@ -466,7 +484,7 @@ static int source_scan(engine__source *s, const desc_descriptor *desc,
 					      engine__read_fd,
 				      marks ? (void *)&hashing :
 					      (void *)&s->orig_fd,
-				      NULL, marks);
+				      NULL, 0, marks);
 		if (rc == -ENOMEM)
 			return rc;
 		if (rc < 0) { /* a read error, already reported as a problem */
@@ -491,7 +509,8 @@ unsigned long engine__source_resumes(void)
 	return atomic_load(&source_resumes);
 }
 
-/* Take the first `prev->mark.entries` records of prev, and its hashes. */
+/* Take the first `prev->mark.entries` records of prev, the problems
+ * before its mark, and its hashes. */
 static int source_copy_prefix(engine__source *s, const engine__source *prev)
 {
 	size_t n = prev->mark.entries;
@@ -515,7 +534,8 @@ static int source_copy_prefix(engine__source *s, const engine__source *prev)
 		memcpy(s->prefix.blocks, prev->prefix.blocks,
 		       nblocks * sizeof(uint64_t));
 	s->prefix.n = s->prefix.cap = nblocks;
-	return 0;
+	return engine__problems_extend_n(&s->problems, &prev->problems,
+					 prev->mark.problems);
 }
 
 /*
@@ -544,11 +564,13 @@ static int source_resume(engine__source *s, const engine__source *prev,
 	if ((rc = source_copy_prefix(s, prev)) < 0)
 		return rc;
 	rc = source_scan_into(s, desc, engine__read_fd_hashing, &hashing,
-			      &prev->mark, 1);
+			      &prev->mark, prev->mark_warnings, 1);
 	if (rc == -ENOMEM)
 		return rc;
-	if (!s->mark.set)
-		s->mark = prev->mark; /* nothing new: resume there again */
+	if (!s->mark.set) { /* nothing new: resume there again */
+		s->mark = prev->mark;
+		s->mark_warnings = prev->mark_warnings;
+	}
 	if (rc < 0 || hashing.first_differs ||
 	    (rc = source_keep_mark(s)) < 0 || !source_unchanged(s)) {
 		source_reset_scan(s);

@@ -279,6 +279,90 @@ static void test_engine_refresh__one_growing_file_is_updated(void)
 	live_close(&l);
 }
 
+/* Do two problem lists say the same, line for line? */
+static int problems_equal(const engine_problems *a, const engine_problems *b)
+{
+	char x[512], y[512];
+	size_t i;
+
+	if (a->count != b->count) {
+		printf("# %zu problems live, %zu fresh\n", a->count, b->count);
+		return 0;
+	}
+	for (i = 0; i < a->count; i++) {
+		engine_problem_format(&a->items[i], x, sizeof(x));
+		engine_problem_format(&b->items[i], y, sizeof(y));
+		if (strcmp(x, y) != 0) {
+			printf("# live:  %s\n# fresh: %s\n", x, y);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* One JSON Lines line of kind k: an entry, an entry without a key, an
+ * entry without a timestamp, or a line that is not JSON. */
+static void write_line(FILE *f, unsigned k, unsigned n)
+{
+	static const char *const lines[] = {
+		"{\"n\": %u, \"_crdt_metadata\": {\"host\": \"h0\", "
+		"\"timestamp\": \"2025-01-01T00:00:00Z\", \"version\": 1, "
+		"\"unique_id\": \"u%u\"}}\n",
+		"{\"n\": %u, \"no key\": %u}\n",
+		"{\"n\": %u, \"_crdt_metadata\": {\"host\": \"h0\", "
+		"\"version\": 1, \"unique_id\": \"t%u\"}}\n",
+		"not json %u %u\n",
+	};
+
+	fprintf(f, lines[k], n, n);
+}
+
+/*
+ * A growing host file with warnings (no key, no timestamp) and errors
+ * (lines that are not JSON), past both per-file listing limits: every
+ * append still resumes the scan, and the view's bytes and problems equal
+ * those of a fresh merge.
+ */
+static void test_engine_refresh__growing_file_with_problems_resumes(void)
+{
+	unsigned long resumes;
+	unsigned n = 0, i;
+	char path[160];
+	live_merge l;
+	merge_fixture fresh;
+	engine_view *v = NULL;
+	FILE *f;
+	int round;
+
+	make_dir();
+	host_path(path, sizeof(path), 0);
+	f = fopen(path, "w");
+	ASSERT_TRUE(f != NULL);
+	for (i = 0; i < 8; i++, n++)
+		write_line(f, i % 4, n);
+	fclose(f);
+	live_open(&l);
+	for (round = 0; round < 16; round++) {
+		resumes = engine__source_resumes();
+		f = fopen(path, "a");
+		ASSERT_TRUE(f != NULL);
+		for (i = 0; i < 6; i++, n++)
+			write_line(f, pick(4), n);
+		fclose(f);
+		engine_merge_invalidate(l.live, "memory-h0.json");
+		ASSERT_TRUE(engine_merge_refresh(l.live, &v) == 0);
+		/* The first refresh scans the file; each later one resumes. */
+		ASSERT_EQ_INT(engine__source_resumes(), resumes + (round > 0));
+		fixture_open(&fresh);
+		ASSERT_TRUE(problems_equal(engine_view_problems(v),
+					   engine_view_problems(fresh.v)));
+		fixture_close(&fresh);
+		engine_view_unref(v);
+		ASSERT_TRUE(live_equals_fresh(&l, 1));
+	}
+	live_close(&l);
+}
+
 /* Flip the digit of the first "body": N at or after byte `from` of host h. */
 static void edit_body_after(unsigned h, long from)
 {
@@ -354,6 +438,7 @@ static void test_engine_refresh__large_file_checks_every_block(void)
 
 static const harness_case cases[] = {
 	TEST(test_engine_refresh__one_growing_file_is_updated),
+	TEST(test_engine_refresh__growing_file_with_problems_resumes),
 	TEST(test_engine_refresh__random_updates_equal_fresh_merges),
 	TEST(test_engine_refresh__large_file_checks_every_block),
 };

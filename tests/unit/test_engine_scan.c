@@ -384,6 +384,13 @@ static const sample samples[] = {
 	SAMPLE("trailing comma", "[{\"k\":1},]"),
 	SAMPLE("bom", "\xef\xbb\xbf[{\"k\":1}]"),
 	SAMPLE("start", "  x"),
+	/* more bad lines than a file lists (ENGINE__MAX_FILE_PROBLEMS),
+	 * with good ones between them: marks after listed and after
+	 * unlisted problems */
+	SAMPLE("over the limit",
+	       "{\"k\":1}\nx\nx\nx\nx\nx\nx\nx\nx\nx\nx\n{\"k\":2}\n"
+	       "x\nx\nx\nx\nx\nx\nx\nx\nx\nx\nx\nx\n{\"k\":3}\n"
+	       "x\nx\nx\n{\"k\":4}\n"),
 };
 
 /* ---- chunk invariance ---- */
@@ -418,11 +425,11 @@ static void test_engine_scan__every_chunk_size(void)
 /*
  * A file cut anywhere is scanned with a mark; the whole file, scanned
  * again from that mark, gives exactly the entries after it and the
- * problems of a scan from the start (there are none before a mark).
+ * problems of a scan from the start after the mark's count of them.
  */
 static void test_engine_scan__resume_at_marks(void)
 {
-	size_t i, cut, k, resumed = 0;
+	size_t i, cut, k, resumed = 0, after_problems = 0;
 
 	for (i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
 		const sample *sm = &samples[i];
@@ -438,13 +445,17 @@ static void test_engine_scan__resume_at_marks(void)
 			if (!mark.set)
 				continue;
 			resumed++;
+			after_problems += mark.problems > 0;
 			ASSERT_TRUE(mark.entries <= full.nents);
+			ASSERT_TRUE(mark.problems <= full.nprobs);
 			scan_mem_from(&tail, sm->data, sm->len, 3, 0, &mark,
 				      &next);
 			/* What a scan from the start says after the mark. */
 			want = full;
 			want.ents = full.ents + mark.entries;
 			want.nents = full.nents - mark.entries;
+			want.probs = full.probs + mark.problems;
+			want.nprobs = full.nprobs - mark.problems;
 			if (full.r >= 0)
 				want.r = full.r - (int)mark.entries;
 			if (!result_equal(&want, &tail)) {
@@ -466,8 +477,10 @@ static void test_engine_scan__resume_at_marks(void)
 		}
 		result_free(&full);
 	}
-	printf("# %zu resumed scans\n", resumed);
+	printf("# %zu resumed scans, %zu after problems\n", resumed,
+	       after_problems);
 	ASSERT_TRUE(resumed > 100);
+	ASSERT_TRUE(after_problems > 50);
 }
 
 /* canon_len agrees with the canonicaliser and with ref_strip */
