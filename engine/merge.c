@@ -540,8 +540,8 @@ static int merge_full(const merge_input *in, engine__big *items_map,
 	 * table.  Pooled: the sorted items and slots grow into its pages.
 	 */
 	engine__big_free(&table_map);
-	if (engine__big_reserve(items_map, (nwin + 1) * sizeof(sort_item)) < 0 ||
-	    engine__big_reserve(&tmp_map, (nwin + 1) * sizeof(sort_item)) < 0 ||
+	if (engine__big_reserve(items_map, (nwin + 1) * sizeof(sort_item)) ||
+	    engine__big_reserve(&tmp_map, (nwin + 1) * sizeof(sort_item)) ||
 	    !(job.start = malloc((in->nsources + 1) * sizeof(*job.start)))) {
 		err = -ENOMEM;
 		goto out;
@@ -595,16 +595,17 @@ static void slots_fill(void *ctx, size_t k)
 {
 	const slots_job *job = ctx;
 	const merge_input *in = job->in;
+	const sort_item *items = job->items;
 	size_t i = job->n * k / job->pieces;
 	size_t end = job->n * (k + 1) / job->pieces;
 
 	for (; i < end; i++) {
-		uint64_t ref = ref_of(in, job->items[i].g);
+		uint64_t ref = ref_of(in, items[i].g);
 
 		/* Winners are in output order, their records anywhere. */
 		if (i + MERGE_PREFETCH < end)
 			__builtin_prefetch(ref_record(
-				in, ref_of(in, job->items[i + MERGE_PREFETCH].g)));
+				in, ref_of(in, items[i + MERGE_PREFETCH].g)));
 		slot_init(&job->slots[i], in, ref);
 	}
 }

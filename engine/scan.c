@@ -613,7 +613,8 @@ static const unsigned char *scan_string_run_wide(const unsigned char *p,
 		__m512i v = _mm512_loadu_si512((const void *)p), v1;
 		uint64_t quote = SCAN_EQ(v, '"'), bs = SCAN_EQ(v, '\\');
 		uint64_t ctl = _mm512_cmple_epu8_mask(v, SCAN_W(0x1F));
-		uint64_t hi = _mm512_movepi8_mask(v), special = quote | bs | ctl;
+		uint64_t hi = _mm512_movepi8_mask(v);
+		uint64_t special = quote | bs | ctl;
 		uint64_t below, l2, l3, l4, cont, bad, rng, want, over;
 		unsigned lim;
 
