@@ -381,8 +381,11 @@ static int input_number(merge_input *in)
  * sub-tables by the top bits of the key hash, one per thread, so every
  * key has all its records merged by one thread, in file order, as on one
  * thread, and no slot is ever shared.  Each thread reads every record's
- * hash but inserts only its own.  The sort items are then made per
- * source, each source's from its first item on.
+ * hash but inserts only its own.  The hash is not keyed, so a file can put
+ * most keys in one part: a part that fills past 3/4 stops, and the table
+ * is filled again on one thread (never full: it has room for every
+ * record).  The sort items are then made per source, each source's from
+ * its first item on.
  */
 #define MERGE_PARALLEL_FROM 65536
 #define MERGE_MAX_PARTS 4
@@ -391,6 +394,7 @@ typedef struct {
 	const merge_input *in;
 	uint64_t *table;       /* parts sub-tables of part_cap slots */
 	size_t part_cap;       /* a power of two */
+	size_t part_full;      /* keys in one part that make it stop */
 	unsigned part_bits;    /* log2 of the number of parts */
 	uint64_t *bits;        /* winners: one bit per global record */
 	size_t nwin[MERGE_MAX_PARTS];
@@ -432,16 +436,21 @@ static void table_fill(void *ctx, size_t p)
 			if (n > MERGE_PREFETCH)
 				err = merge_one(in, table, mask, i, rec[k],
 						slot[k], &job->nwin[p]);
+			if (!err && job->nwin[p] > job->part_full)
+				err = -EAGAIN;
 			rec[k] = j;
 			slot[k] = hash & mask;
 			__builtin_prefetch(&table[slot[k]], 1);
 		}
 		for (k = n > MERGE_PREFETCH ? n - MERGE_PREFETCH : 0;
-		     k < n && !err; k++)
+		     k < n && !err; k++) {
 			err = merge_one(in, table, mask, i,
 					rec[k % MERGE_PREFETCH],
 					slot[k % MERGE_PREFETCH],
 					&job->nwin[p]);
+			if (!err && job->nwin[p] > job->part_full)
+				err = -EAGAIN;
+		}
 	}
 	job->err[p] = err;
 	for (k = 0; !err && k <= mask; k++) {
@@ -512,23 +521,33 @@ static int merge_full(const merge_input *in, engine__big *items_map,
 		while (parts > 1 && (cap / parts) >> (32 - job.part_bits))
 			parts /= 2, job.part_bits--;
 	}
-	job.part_cap = cap / parts;
 	if (engine__big_reserve(&table_map, cap * sizeof(*job.table)) < 0 ||
 	    !(job.bits = calloc(total / 64 + 1, sizeof(*job.bits)))) {
 		err = -ENOMEM;
 		goto out;
 	}
 	job.table = table_map.base;
-	memset(job.table, 0, cap * sizeof(*job.table));
-	if (parts > 1)
-		engine__parallel_run(parts, table_fill, &job);
-	else
-		table_fill(&job, 0);
-	for (i = 0; i < parts; i++) {
-		nwin += job.nwin[i];
-		if (!err)
-			err = job.err[i];
+	for (;;) {
+		job.part_cap = cap / parts;
+		job.part_full = job.part_cap / 4 * 3;
+		memset(job.table, 0, cap * sizeof(*job.table));
+		memset(job.nwin, 0, sizeof(job.nwin));
+		if (parts > 1)
+			engine__parallel_run(parts, table_fill, &job);
+		else
+			table_fill(&job, 0);
+		for (i = 0, err = 0; i < parts; i++)
+			if (!err || err == -EAGAIN)
+				err = job.err[i] ? job.err[i] : err;
+		if (err != -EAGAIN || parts == 1)
+			break;
+		/* A part filled up: one table, and no marks from before. */
+		parts = 1;
+		job.part_bits = 0;
+		memset(job.bits, 0, (total / 64 + 1) * sizeof(*job.bits));
 	}
+	for (i = 0; i < parts; i++)
+		nwin += job.nwin[i];
 	if (err)
 		goto out;
 

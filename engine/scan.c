@@ -22,7 +22,7 @@
  * - The byte at `end` is always 0 (sentinel).  NUL is invalid everywhere
  *   in JSON, so every scanning loop stops at it without a bounds check,
  *   and only then asks "real NUL or end of buffer?".  SIMD loads may read
- *   up to 63 bytes past `end` into the zeroed padding, never further.
+ *   up to 64 bytes past `end` into the zeroed padding, never further.
  * - Strings, most of the bytes, are skipped 64 bytes at a time with
  *   AVX-512 where the CPU has it (engine__cpu_wide), else 32 or 16 with
  *   SSE2, looking for '"', '\\', bytes < 0x20 and bytes >= 0x80.  Blocks
@@ -72,8 +72,9 @@
 #define SCAN_WIDE 1
 #endif
 
-/* Zero bytes after the data in the buffer: sentinel + SIMD over-read. */
-#define SCAN_PAD 64
+/* Zero bytes after the data in the buffer: sentinel + SIMD over-read (the
+ * wide string loop's second load, at p + 1, reaches end + 64). */
+#define SCAN_PAD 65
 /* Pseudo-bytes returned by the byte getters. */
 #define SCAN_EOF (-1) /* end of file (or a read error) */
 #define SCAN_EOL (-2) /* JSON Lines: a LF inside an object; p is at it */
@@ -622,7 +623,7 @@ static const unsigned char *scan_string_run_wide(const unsigned char *p,
 			p += 64;
 			continue;
 		}
-		/* The pad covers p + 64. */
+		/* p <= end, and the pad covers end + 64. */
 		v1 = _mm512_loadu_si512((const void *)(p + 1));
 		if (escapes && bs) {
 			/* As in canon.c: odd runs of backslashes escape the

@@ -232,7 +232,8 @@ def cli_merge(backing, *args, clean=False):
     """`crdtfs merge [args] BACKING` output (exit status 0, or 1 when some
     host file has problems, unless `clean`)."""
     p = subprocess.run([CRDTFS, "merge"] + list(args) + [str(backing)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
     assert p.returncode in ((0,) if clean else (0, 1)), p.stderr.decode()
     return p.stdout
 
