@@ -148,31 +148,6 @@ size_t engine__canon_chunk_narrow(engine__canon *st, const char *in,
 }
 
 #ifdef CANON_WIDE
-/*
- * Bytes of a 64-byte block escaped by a backslash, from its backslashes
- * `bs`: bit 0 when *carry (the previous block ended on an escaping
- * backslash), and the byte after each backslash that is not itself
- * escaped.  *carry becomes whether the next block's first byte is
- * escaped.  Branch-free, as in simdjson's escape scanner: subtracting the
- * run starts from the odd bits makes each run of backslashes carry into
- * the byte after it exactly when the run's length is odd.
- */
-static inline uint64_t canon_escaped(uint64_t bs, uint64_t *carry)
-{
-	const uint64_t odd = 0xaaaaaaaaaaaaaaaaull;
-	uint64_t next = *carry, maybe, codes, escaping;
-
-	if (!bs) { /* most blocks */
-		*carry = 0;
-		return next;
-	}
-	maybe = bs & ~next;
-	codes = (((maybe << 1) | odd) - maybe) ^ odd;
-	escaping = codes & bs;
-	*carry = escaping >> 63;
-	return codes ^ (bs | next);
-}
-
 /* Bit i = XOR of bits 0..i: 1 from an opening quote to its closing one. */
 static inline uint64_t canon_prefix_xor(uint64_t x)
 {
@@ -208,7 +183,7 @@ size_t engine__canon_chunk_wide(engine__canon *st, const char *in, size_t n,
 				 _mm512_cmpeq_epi8_mask(v, nl) |
 				 _mm512_cmpeq_epi8_mask(v, cr) |
 				 _mm512_cmpeq_epi8_mask(v, tab);
-		uint64_t esc = canon_escaped(bs, &carry);
+		uint64_t esc = engine__escaped_bits(bs, &carry);
 		uint64_t keep;
 		unsigned k;
 

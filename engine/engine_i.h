@@ -58,10 +58,14 @@ typedef struct {
 	char text[ENGINE__VALUE_MAX + 1]; /* NUL-terminated; may contain NULs */
 } engine__value;
 
-/** Paths whose values the scanner extracts from every entry. */
+/** What a scan is asked for. */
 typedef struct {
+	/* Paths whose values the scanner extracts from every entry. */
 	const desc_path *paths[2 * DESC_MAX_FIELDS];
 	size_t npaths;
+	/* A count of the caller's (its own warnings, say), copied into every
+	 * mark the scan sets as mark.counted; may be NULL. */
+	const size_t *mark_count;
 } engine__scan_spec;
 
 /** One complete, valid JSON object found at the top level of a file. */
@@ -135,6 +139,7 @@ typedef struct {
 	size_t problems;         /* length of the problem list then */
 	size_t reported;         /* the scanner's problems before it: */
 	size_t unreported;       /* listed, and past the file's limit */
+	size_t counted;          /* *spec->mark_count then, or 0 */
 	int jsonl;               /* the file is JSON Lines */
 	int set;                 /* a mark was found */
 } engine__scan_mark;
@@ -154,6 +159,31 @@ int engine__problems_extend_n(engine_problems *p, const engine_problems *from,
 			      size_t n);
 
 /* ---- 64-byte versions of the hot loops (cpu.c) ---- */
+
+/*
+ * Bytes of a 64-byte block escaped by a backslash, from its backslashes
+ * `bs`: bit 0 when *carry (the previous block ended on an escaping
+ * backslash), and the byte after each backslash that is not itself
+ * escaped.  *carry becomes whether the next block's first byte is
+ * escaped.  Branch-free, as in simdjson's escape scanner: subtracting the
+ * run starts from the odd bits makes each run of backslashes carry into
+ * the byte after it exactly when the run's length is odd.
+ */
+static inline uint64_t engine__escaped_bits(uint64_t bs, uint64_t *carry)
+{
+	const uint64_t odd = 0xaaaaaaaaaaaaaaaaull;
+	uint64_t next = *carry, maybe, codes, escaping;
+
+	if (!bs) { /* most blocks */
+		*carry = 0;
+		return next;
+	}
+	maybe = bs & ~next;
+	codes = (((maybe << 1) | odd) - maybe) ^ odd;
+	escaping = codes & bs;
+	*carry = escaping >> 63;
+	return codes ^ (bs | next);
+}
 
 /** May the AVX-512 versions of the scanner's and canonicaliser's loops
  *  run here?  Asked once, then remembered. */
@@ -429,8 +459,8 @@ typedef struct {
 	size_t nshared;           /* leading records copied from the scan
 				     this one resumed (the merge's current
 				     source of that name), else 0 */
-	engine__scan_mark mark;   /* mark.set: resumable */
-	size_t mark_warnings;     /* this file's warnings before the mark */
+	engine__scan_mark mark;   /* mark.set: resumable; mark.counted is
+				     this file's warnings before it */
 	engine__prefix_hash prefix;
 } engine__source;
 

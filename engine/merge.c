@@ -408,6 +408,17 @@ static inline size_t part_of(const merge_job *job, uint32_t hash)
 	return job->part_bits ? hash >> (32 - job->part_bits) : 0;
 }
 
+/* Merge record j of source i, whose key hashes to `slot`, into part p's
+ * sub-table; -EAGAIN once the part holds more keys than it should. */
+static int part_merge(merge_job *job, uint64_t *table, size_t p, size_t i,
+		      size_t j, size_t slot)
+{
+	int err = merge_one(job->in, table, job->part_cap - 1, i, j, slot,
+			    &job->nwin[p]);
+
+	return err ? err : job->nwin[p] > job->part_full ? -EAGAIN : 0;
+}
+
 /* Sub-table p: merge the records whose keys fall in it, mark winners. */
 static void table_fill(void *ctx, size_t p)
 {
@@ -434,23 +445,17 @@ static void table_fill(void *ctx, size_t p)
 				continue;
 			k = n++ % MERGE_PREFETCH;
 			if (n > MERGE_PREFETCH)
-				err = merge_one(in, table, mask, i, rec[k],
-						slot[k], &job->nwin[p]);
-			if (!err && job->nwin[p] > job->part_full)
-				err = -EAGAIN;
+				err = part_merge(job, table, p, i, rec[k],
+						 slot[k]);
 			rec[k] = j;
 			slot[k] = hash & mask;
 			__builtin_prefetch(&table[slot[k]], 1);
 		}
 		for (k = n > MERGE_PREFETCH ? n - MERGE_PREFETCH : 0;
-		     k < n && !err; k++) {
-			err = merge_one(in, table, mask, i,
-					rec[k % MERGE_PREFETCH],
-					slot[k % MERGE_PREFETCH],
-					&job->nwin[p]);
-			if (!err && job->nwin[p] > job->part_full)
-				err = -EAGAIN;
-		}
+		     k < n && !err; k++)
+			err = part_merge(job, table, p, i,
+					 rec[k % MERGE_PREFETCH],
+					 slot[k % MERGE_PREFETCH]);
 	}
 	job->err[p] = err;
 	for (k = 0; !err && k <= mask; k++) {
@@ -663,9 +668,9 @@ static int slots_from_items(const merge_input *in, engine__big *items_map,
  * the records) plus work in proportion to the changed sources.
  */
 typedef struct {
-	const char *key; /* borrowed from a source arena; NULL: free slot */
-	uint32_t shape;  /* key_shape() of its record */
-	uint32_t hash;
+	const char *key;          /* borrowed from a source arena */
+	const engine__record *r;  /* a record with that key; NULL: free slot */
+	uint32_t hash;            /* r->key_hash, without a trip to r */
 	uint64_t best;   /* winner so far as ref + 1 in the new input; 0 none */
 } affected_key;
 
@@ -688,16 +693,10 @@ static int affected_maybe(const affected_set *set, uint32_t hash)
 	return (set->filter[bit / 64] >> (bit % 64)) & 1;
 }
 
-/* A stored key's length and packing: equal keys have equal shapes. */
-static inline uint32_t key_shape(const engine__record *r)
-{
-	return r->key_len | (uint32_t)r->key_packed << 16;
-}
-
 static affected_key *affected_find(affected_set *set, const char *key,
 				   const engine__record *r, int insert)
 {
-	uint32_t hash = r->key_hash, shape = key_shape(r);
+	uint32_t hash = r->key_hash;
 	size_t h = hash & set->mask, bit = (hash >> 6) & set->filter_mask;
 
 	if (insert)
@@ -707,16 +706,16 @@ static affected_key *affected_find(affected_set *set, const char *key,
 	for (;; h = (h + 1) & set->mask) {
 		affected_key *a = &set->slots[h];
 
-		if (!a->key) {
+		if (!a->r) {
 			if (!insert)
 				return NULL;
 			a->key = key;
-			a->shape = shape;
+			a->r = r;
 			a->hash = hash;
 			return a;
 		}
-		if (a->hash == hash && a->shape == shape &&
-		    memcmp(a->key, key, r->key_len) == 0)
+		if (a->hash == hash &&
+		    engine__key_same(a->r, a->key, r, key))
 			return a;
 	}
 }

@@ -682,7 +682,7 @@ static int scan_backing_max(prep_old *o, const char *backing, const char *own,
 	static char *parts[] = { part_md, part_ts };
 	static char text[] = PREP_MD ".timestamp";
 	static const desc_path ts_path = { parts, 2, text };
-	engine__scan_spec spec = { { &ts_path }, 1 };
+	engine__scan_spec spec = { { &ts_path }, 1, NULL };
 	engine_problems quiet;
 	struct dirent *de;
 	char **names = NULL;

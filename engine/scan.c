@@ -163,6 +163,7 @@ typedef struct {
 	int resume;              /* starting at a mark, not at offset 0 */
 	size_t entries_before;   /* entries of the file before the start */
 	engine__scan_mark *mark; /* where a later scan may resume, or NULL */
+	const size_t *mark_count; /* spec->mark_count */
 } scanner;
 
 /* ---- input ---- */
@@ -608,8 +609,6 @@ __attribute__((target("avx512f,avx512bw"), noinline))
 static const unsigned char *scan_string_run_wide(const unsigned char *p,
                                                  int escapes)
 {
-	const uint64_t odd = 0xaaaaaaaaaaaaaaaaull;
-
 	for (;;) {
 		__m512i v = _mm512_loadu_si512((const void *)p), v1;
 		uint64_t quote = SCAN_EQ(v, '"'), bs = SCAN_EQ(v, '\\');
@@ -626,10 +625,10 @@ static const unsigned char *scan_string_run_wide(const unsigned char *p,
 		/* p <= end, and the pad covers end + 64. */
 		v1 = _mm512_loadu_si512((const void *)(p + 1));
 		if (escapes && bs) {
-			/* As in canon.c: odd runs of backslashes escape the
-			 * byte after them. */
-			uint64_t codes = (((bs << 1) | odd) - bs) ^ odd;
-			uint64_t escaping = codes & bs, escaped = codes ^ bs;
+			/* A block never starts inside an escape: no carry in. */
+			uint64_t carry = 0;
+			uint64_t escaped = engine__escaped_bits(bs, &carry);
+			uint64_t escaping = escaped >> 1 | carry << 63;
 			uint64_t simple = SCAN_EQ(v1, '"') | SCAN_EQ(v1, '\\') |
 			                  SCAN_EQ(v1, '/') | SCAN_EQ(v1, 'b') |
 			                  SCAN_EQ(v1, 'f') | SCAN_EQ(v1, 'n') |
@@ -1294,6 +1293,7 @@ static void scan_set_mark(scanner *s)
 	m->problems = s->probs->count;
 	m->reported = s->nprob;
 	m->unreported = s->more;
+	m->counted = s->mark_count ? *s->mark_count : 0;
 	m->jsonl = s->jsonl;
 	m->set = 1;
 }
@@ -1733,6 +1733,7 @@ int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
 	}
 
 	s->npaths = spec ? spec->npaths : 0;
+	s->mark_count = spec ? spec->mark_count : NULL;
 	if (s->npaths > SCAN_MAX_PATHS)
 		s->npaths = SCAN_MAX_PATHS;
 	if (scan_levels_build(s, spec) < 0)

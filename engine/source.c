@@ -51,9 +51,6 @@ typedef struct {
 	engine__source *src;
 	const desc_descriptor *desc;
 	size_t warnings;  /* warnings seen, listed or not */
-	/* Warnings after each of the last two entries: a mark follows one of
-	 * them (the last line of JSON Lines without its LF has none). */
-	size_t after_entries[2], after_warnings[2];
 } load_ctx;
 
 static int arena_reserve(engine__source *s, size_t more)
@@ -353,8 +350,6 @@ static int on_entry(void *ctx, const engine__entry *e)
 	memcpy(s->arena + s->arena_len + key_len, blob, blob_len);
 	s->arena_len += key_len + blob_len;
 	s->nrecords++;
-	c->after_entries[s->nrecords % 2] = s->nrecords;
-	c->after_warnings[s->nrecords % 2] = c->warnings;
 	return 0;
 }
 
@@ -396,25 +391,21 @@ static void scan_spec_of(const desc_descriptor *desc, engine__scan_spec *spec)
 
 /*
  * Scan the open file into s's records from `from` (NULL: the start, else
- * s holds the records and problems before it, and `warnings` of them are
- * this file's warnings), through `read`, leaving the last mark in s->mark
- * when `marks`.
+ * s holds the records and problems before it), through `read`, leaving
+ * the last mark in s->mark when `marks`.
  * @return what engine__scan_from() returns
  */
 static int source_scan_into(engine__source *s, const desc_descriptor *desc,
 			    engine__read_fn read, void *read_ctx,
-			    const engine__scan_mark *from, size_t warnings,
-			    int marks)
+			    const engine__scan_mark *from, int marks)
 {
 	engine__scan_spec spec;
-	load_ctx c = { .src = s, .desc = desc, .warnings = warnings };
-	size_t k;
+	load_ctx c = { .src = s, .desc = desc,
+		       .warnings = from ? from->counted : 0 };
 	int rc;
 
-	c.after_entries[s->nrecords % 2] = s->nrecords;
-	c.after_warnings[s->nrecords % 2] = warnings;
-	c.after_entries[(s->nrecords + 1) % 2] = SIZE_MAX;
 	scan_spec_of(desc, &spec);
+	spec.mark_count = &c.warnings;
 	rc = engine__scan_from(read, read_ctx, ENGINE__CHUNK, s->name, &spec,
 			       on_entry, &c, &s->problems, from,
 			       marks ? &s->mark : NULL);
@@ -423,13 +414,6 @@ static int source_scan_into(engine__source *s, const desc_descriptor *desc,
 			&s->problems, ENGINE_WARNING, s->name, 0, 0,
 			"... and %zu more warnings in this file",
 			c.warnings - SOURCE_MAX_WARNINGS);
-	if (marks && s->mark.set) {
-		k = s->mark.entries % 2;
-		if (c.after_entries[k] == s->mark.entries)
-			s->mark_warnings = c.after_warnings[k];
-		else /* cannot happen; then no resume rather than a guess */
-			memset(&s->mark, 0, sizeof(s->mark));
-	}
 	return rc;
 }
 
@@ -484,7 +468,7 @@ static int source_scan(engine__source *s, const desc_descriptor *desc,
 					      engine__read_fd,
 				      marks ? (void *)&hashing :
 					      (void *)&s->orig_fd,
-				      NULL, 0, marks);
+				      NULL, marks);
 		if (rc == -ENOMEM)
 			return rc;
 		if (rc < 0) { /* a read error, already reported as a problem */
@@ -564,13 +548,11 @@ static int source_resume(engine__source *s, const engine__source *prev,
 	if ((rc = source_copy_prefix(s, prev)) < 0)
 		return rc;
 	rc = source_scan_into(s, desc, engine__read_fd_hashing, &hashing,
-			      &prev->mark, prev->mark_warnings, 1);
+			      &prev->mark, 1);
 	if (rc == -ENOMEM)
 		return rc;
-	if (!s->mark.set) { /* nothing new: resume there again */
-		s->mark = prev->mark;
-		s->mark_warnings = prev->mark_warnings;
-	}
+	if (!s->mark.set)
+		s->mark = prev->mark; /* nothing new: resume there again */
 	if (rc < 0 || hashing.first_differs ||
 	    (rc = source_keep_mark(s)) < 0 || !source_unchanged(s)) {
 		source_reset_scan(s);

@@ -58,6 +58,7 @@ static engine__scan_spec test_spec = {
 	{ &test_paths[0], &test_paths[1], &test_paths[2], &test_paths[3],
 	  &test_paths[4], &test_paths[5], &test_paths[6], &test_paths[7] },
 	NPATHS,
+	NULL,
 };
 
 /* ---- reading from memory, or from a generator ---- */
