@@ -470,6 +470,22 @@ static void table_fill(void *ctx, size_t p)
 	}
 }
 
+/* How the parts ended: the first error, else -EAGAIN when a part filled
+ * up, else 0. */
+static int parts_error(const merge_job *job, size_t parts)
+{
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < parts; i++) {
+		if (job->err[i] && job->err[i] != -EAGAIN)
+			return job->err[i];
+		if (job->err[i])
+			err = -EAGAIN;
+	}
+	return err;
+}
+
 /* Winners among global records [from, to). */
 static size_t bits_count(const uint64_t *bits, size_t from, size_t to)
 {
@@ -541,9 +557,7 @@ static int merge_full(const merge_input *in, engine__big *items_map,
 			engine__parallel_run(parts, table_fill, &job);
 		else
 			table_fill(&job, 0);
-		for (i = 0, err = 0; i < parts; i++)
-			if (!err || err == -EAGAIN)
-				err = job.err[i] ? job.err[i] : err;
+		err = parts_error(&job, parts);
 		if (err != -EAGAIN || parts == 1)
 			break;
 		/* A part filled up: one table, and no marks from before. */

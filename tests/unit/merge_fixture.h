@@ -58,8 +58,9 @@ static char *view_bytes(engine_view *v, size_t *len)
 	return out;
 }
 
-/* A fresh merge of tmpdir, as a malloc'd string of *len bytes. */
-static char *merge_dir(size_t *len)
+/* A fresh merge of tmpdir, as a malloc'd string of *len bytes (inline:
+ * not every test file calls it). */
+static inline char *merge_dir(size_t *len)
 {
 	merge_fixture f;
 	char *out = NULL;

@@ -1426,12 +1426,13 @@ static void put(char *out, size_t *o, const char *s)
 	*o += n;
 }
 
-
 /*
  * Pieces of string bodies: ASCII, valid sequences at the edges of the
  * ranges the checks care about, invalid ones of every kind, escapes, and
- * a lead byte cut short by the closing quote or an escape.
+ * a lead byte cut short by the closing quote or an escape.  The first
+ * UTF8_VALID_PIECES are valid.
  */
+#define UTF8_VALID_PIECES 15
 static const char *const utf8_pieces[] = {
 	"abc", "0123456789abcdef0123456789abcdef", " ", "\\\"", "\\u00e9",
 	"\xc3\xa9", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
@@ -1460,18 +1461,16 @@ static void test_engine_scan__string_loops_agree(void)
 		printf("# this CPU lacks AVX-512: only one string loop\n");
 	for (i = 0; i < 300; i++) {
 		size_t o = 0, k, c, npieces = (size_t)(rand_r(&seed) % 60);
-		int invalid = rand_r(&seed) % 3 == 0;
-
 		size_t start, len;
+		int invalid = rand_r(&seed) % 3 == 0;
 
 		/* The string twice: as "k", whose value is decoded, and as
 		 * "x", which is only checked (escapes stepped over). */
 		put(buf, &o, "[{\"k\": \"");
 		start = o;
 		for (k = 0; k < npieces; k++) {
-			/* pieces 0..14 are valid; the rest only sometimes */
 			size_t j = (size_t)rand_r(&seed) %
-				   (invalid ? NPIECES : 15);
+				   (invalid ? NPIECES : UTF8_VALID_PIECES);
 
 			put(buf, &o, utf8_pieces[j]);
 		}
