@@ -461,6 +461,27 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
 }
 
 /*
+ * access(2) answers what open(2) would do.  Without it the kernel takes
+ * every access check as granted (FUSE's "no access handler" rule), so
+ * `test -w` would call a merged file writable.  With default_permissions
+ * (allow_other) the kernel checks the mode itself and never asks.
+ */
+static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct fs_inode *in = fs_inode_of(req, ino);
+	char proc[64];
+
+	if (in->kind != FS_KIND_BACKING) {
+		/* Merged files and the status file: read-only, never run. */
+		fuse_reply_err(req, mask & (W_OK | X_OK) ? EACCES : 0);
+		return;
+	}
+	fs_proc_path(proc, sizeof(proc), in->fd);
+	fuse_reply_err(req, faccessat(AT_FDCWD, proc, mask, AT_EACCESS) ?
+	                            errno : 0);
+}
+
+/*
  * Pass-through setattr.  A size change preserves the old bytes for open
  * readers first and marks the path changed before the reply.
  */
@@ -1236,6 +1257,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.getattr = fs_getattr,
 	.setattr = fs_setattr,
 	.readlink = fs_readlink,
+	.access = fs_access,
 	.mkdir = fs_mkdir,
 	.symlink = fs_symlink,
 	.link = fs_link,

@@ -40,10 +40,10 @@ def mnt(tmp_path):
 def mount(tmp_path, request):
     daemons = []
 
-    def start(backing, *opts, mountpoint=None, env=None):
+    def start(backing, *opts, mountpoint=None, env=None, **daemon_args):
         m = mountpoint or str(tmp_path / ("mnt%d" % len(daemons)))
         os.makedirs(m, exist_ok=True)
-        d = util.Daemon(backing, m, opts, env=env)
+        d = util.Daemon(backing, m, opts, env=env, **daemon_args)
         daemons.append(d)
         d.wait_mounted()
         return d

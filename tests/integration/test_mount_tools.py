@@ -233,6 +233,19 @@ def test_permissions(backing, mount):
     assert ei.value.errno in (errno.EPERM, errno.EACCES)
     with pytest.raises(OSError):
         os.mkdir(os.path.join(d.mnt, ".git"))
+    # access(2) answers what open(2) does, even for root
+    status = os.path.join(d.mnt, util.STATUS)
+    for f in (p, status):
+        assert os.access(f, os.R_OK)
+        assert not os.access(f, os.W_OK)
+        assert not os.access(f, os.X_OK)
+    host = os.path.join(d.mnt, "memory-a.json")
+    assert os.access(host, os.R_OK | os.W_OK)
+    assert not os.access(host, os.X_OK)
+    os.chmod(host, 0o755)
+    assert os.access(host, os.X_OK)
+    os.chmod(host, 0o644)
+    assert os.access(d.mnt, os.R_OK | os.W_OK | os.X_OK)
     # the merged file is still intact
     assert read(p) == util.cli_merge(backing)
     # chmod on a host file passes through

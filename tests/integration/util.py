@@ -94,15 +94,22 @@ def fusermount_u(mnt, lazy=True):
 class Daemon:
     """One `crdtfs -f BACKING MNT` child with its output collected."""
 
-    def __init__(self, backing, mnt, opts=(), env=None):
+    def __init__(self, backing, mnt, opts=(), env=None, binary=None,
+                 user=None):
+        """`user`: a pwd entry to run the daemon as, instead of us."""
         self.backing = str(backing)
         self.mnt = str(mnt)
-        self.cmd = [CRDTFS, "-f"] + list(opts) + [self.backing, self.mnt]
+        self.cmd = [binary or CRDTFS, "-f"] + list(opts) + [self.backing,
+                                                          self.mnt]
         self.lines = []
         self.allowed = []
         self.stopped = False
+        ids = {}
+        if user is not None:
+            ids = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env,
+                                     **ids)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
