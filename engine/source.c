@@ -584,6 +584,14 @@ int engine__source_load(engine__source **out, int dirfd, const char *name,
 	}
 	s->orig_fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (s->orig_fd < 0 || fstat(s->orig_fd, &s->orig_st) < 0) {
+		/*
+		 * Out of fds or memory says nothing about the file: fail the
+		 * merge rather than leave the file's entries out of it.
+		 */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
+			rc = -errno;
+			goto done;
+		}
 		s->unreadable = 1;
 		rc = engine_problems_add(&s->problems, ENGINE_ERROR, name, 0, 0,
 					 "cannot read: %s", strerror(errno));

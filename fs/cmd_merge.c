@@ -163,8 +163,10 @@ int fs_cmd_merge(int argc, char **argv)
 		goto out;
 	if ((rc = engine_merge_new(&merge, desc, backing_fd)) < 0 ||
 	    (rc = engine_merge_refresh(merge, &view)) < 0) {
-		fprintf(stderr, "crdtfs merge: %s: %s\n", backing,
-			strerror(-rc));
+		fprintf(stderr, "crdtfs merge: %s: %s%s\n", backing,
+			strerror(-rc),
+			rc == -EMFILE ? " (a merge keeps one fd per source file;"
+					" raise `ulimit -Hn`)" : "");
 		goto out;
 	}
 	print_problems(stderr, engine_view_problems(view));

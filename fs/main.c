@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "config.h"
 
@@ -36,9 +37,28 @@ static const command commands[] = {
 	{ "merge-driver", fs_cmd_merge_driver },
 };
 
+/*
+ * A merge holds one fd per source file, and the mount one per inode the
+ * kernel remembers (an O_PATH fd, as in libfuse's passthrough examples):
+ * the usual soft limit of 1024 would cut a big merge short and make `find`
+ * stop in a directory of a few thousand files, so take the hard limit, as
+ * libfuse's passthrough_hp does.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	size_t i;
+
+	raise_fd_limit();
 
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
 			  strcmp(argv[1], "-h") == 0)) {

@@ -7,7 +7,9 @@ renames with flags, truncate, chmod/chown/utimens, fsync, statfs.
 import ctypes
 import errno
 import os
+import resource
 import stat
+import subprocess
 import time
 
 import pytest
@@ -180,4 +182,58 @@ def test_many_files_readdir(tmp_path, mount):
         for de in it:
             if de.name.startswith("f"):
                 assert de.stat(follow_symlinks=False).st_size == 1
+    d.stop()
+
+
+def soft_nofile(n, hard=None):
+    """A preexec_fn that lowers the child's limits on open files."""
+    def lower():
+        h = hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, h))
+    return lower
+
+
+def test_more_files_than_the_soft_fd_limit(tmp_path, mount):
+    """A merge holds one fd per source and the mount one per inode the
+    kernel remembers.  Started under a soft limit of 256 (1024 is the
+    usual one), crdtfs takes the hard limit: 300 host files merge whole,
+    and a directory of 600 files walks and reads whole."""
+    b = str(tmp_path / "b")
+    os.makedirs(os.path.join(b, "sub"))
+    for h in range(300):
+        write_file(os.path.join(b, "memory-h%03d.json" % h),
+                   util.dumps_jsonl([util.entry("e%d" % h, util.ts(h),
+                                                host="h%d" % h)]))
+    for i in range(600):
+        write_file(os.path.join(b, "sub", "f%d" % i), b"%d\n" % i)
+    want = util.oracle.merge_dir(b)
+    p = subprocess.run([util.CRDTFS, "merge", b], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120,
+                       preexec_fn=soft_nofile(256))
+    assert (p.returncode, p.stderr) == (0, b"")
+    assert p.stdout == want
+    d = mount(b, preexec_fn=soft_nofile(256))
+    assert read(os.path.join(d.mnt, util.MERGED)) == want
+    sub = os.path.join(d.mnt, "sub")
+    names = os.listdir(sub)
+    assert len(names) == 600
+    # each stat and open makes the daemon keep an fd for the file
+    for n in names:
+        assert read(os.path.join(sub, n)) == b"%s\n" % n[1:].encode()
+    assert sum(1 for _ in os.walk(d.mnt)) == 2
+    d.stop()
+
+    # Under a hard limit too low for the sources, the merge fails as a
+    # whole instead of leaving some host files' entries out.
+    p = subprocess.run([util.CRDTFS, "merge", b], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120,
+                       preexec_fn=soft_nofile(256, 256))
+    assert (p.returncode, p.stdout) == (1, b"")
+    assert b"Too many open files" in p.stderr
+    d = mount(b, preexec_fn=soft_nofile(256, 256))
+    with pytest.raises(OSError) as ei:
+        os.stat(os.path.join(d.mnt, util.MERGED))
+    assert ei.value.errno == errno.EMFILE
+    t = util.status_target(util.read_status(d.mnt))
+    assert t["error"] == "Too many open files"
     d.stop()

@@ -63,11 +63,15 @@ with open(os.path.join(m, "unified-memory.json"), "rb") as f:
 """
 
 
+def ids(user):
+    """subprocess arguments that run a child as `user` (a pwd entry)."""
+    return dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+
+
 def as_user(user, script, *args):
     p = subprocess.run(["/usr/bin/python3", "-c", script] + list(args),
-                       user=user.pw_uid, group=user.pw_gid, extra_groups=[],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60)
+                       timeout=60, **ids(user))
     assert p.returncode == 0, p.stderr.decode()
     return p.stdout.decode()
 
@@ -107,7 +111,7 @@ def user_tree():
 
 def test_unprivileged_mount(user_tree, mount):
     user, backing, mnt, binary = user_tree
-    d = mount(backing, mountpoint=mnt, binary=binary, user=user)
+    d = mount(backing, mountpoint=mnt, binary=binary, **ids(user))
 
     seen = json.loads(as_user(user, LOOK, mnt))
     want = util.cli_merge(backing)
@@ -134,8 +138,7 @@ def test_unprivileged_mount(user_tree, mount):
         user.pw_uid
 
     # the user unmounts; the daemon exits 0 with nothing to say
-    p = subprocess.run([util.FUSERMOUNT, "-u", mnt], user=user.pw_uid,
-                       group=user.pw_gid, extra_groups=[],
+    p = subprocess.run([util.FUSERMOUNT, "-u", mnt], **ids(user),
                        stderr=subprocess.PIPE, timeout=30)
     assert p.returncode == 0, p.stderr.decode()
     d.stopped = True

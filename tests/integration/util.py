@@ -95,8 +95,8 @@ class Daemon:
     """One `crdtfs -f BACKING MNT` child with its output collected."""
 
     def __init__(self, backing, mnt, opts=(), env=None, binary=None,
-                 user=None):
-        """`user`: a pwd entry to run the daemon as, instead of us."""
+                 **popen_args):
+        """`popen_args` go to subprocess.Popen (user=, preexec_fn=...)."""
         self.backing = str(backing)
         self.mnt = str(mnt)
         self.cmd = [binary or CRDTFS, "-f"] + list(opts) + [self.backing,
@@ -104,12 +104,9 @@ class Daemon:
         self.lines = []
         self.allowed = []
         self.stopped = False
-        ids = {}
-        if user is not None:
-            ids = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=env,
-                                     **ids)
+                                     **popen_args)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
