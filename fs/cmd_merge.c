@@ -165,8 +165,8 @@ int fs_cmd_merge(int argc, char **argv)
 	    (rc = engine_merge_refresh(merge, &view)) < 0) {
 		fprintf(stderr, "crdtfs merge: %s: %s%s\n", backing,
 			strerror(-rc),
-			rc == -EMFILE ? " (a merge keeps one fd per source file;"
-					" raise `ulimit -Hn`)" : "");
+			rc == -EMFILE ? " (a merge keeps one file open per source;"
+					" raise the open-file limit, ulimit -n)" : "");
 		goto out;
 	}
 	print_problems(stderr, engine_view_problems(view));
