@@ -436,68 +436,80 @@ static int str_field(json_t *obj, const char *key, const char **s, size_t *n)
 }
 
 /*
- * The logical identity of a source entry (see engine_prepare()).  `content`
- * is its canonical content.  @return owned string, or NULL on ENOMEM/EIO
+ * `prefix` then `n` byte strings, each after a "LEN:" when `counted` and
+ * with commas between: owned and NUL-terminated, its length in *len.
+ * Names may hold NUL bytes (\u0000), so nothing here stops at one.
  */
-static char *identity_of(json_t *obj, const char *content)
+static char *ident_join(size_t *len, const char *prefix, int counted,
+                        size_t n, const char *const *part,
+                        const size_t *part_len)
 {
-	const char *type, *a, *b, *c;
-	size_t tn, an, bn, cn;
-	char hex[ENGINE__SHA1_HEX], *out = NULL;
-	json_t *id;
-	int n = -1;
+	size_t cap = strlen(prefix) + 1, at, i;
+	char *out;
 
-	if (str_field(obj, "type", &type, &tn)) {
-		if (tn == 6 && memcmp(type, "entity", 6) == 0 &&
-		    str_field(obj, "name", &a, &an)) {
-			out = malloc(an + 8);
-			if (out) {
-				memcpy(out, "entity:", 7);
-				memcpy(out + 7, a, an);
-				out[an + 7] = '\0';
-			}
-			return out;
-		}
-		if (tn == 8 && memcmp(type, "relation", 8) == 0 &&
-		    str_field(obj, "from", &a, &an) &&
-		    str_field(obj, "to", &b, &bn) &&
-		    str_field(obj, "relationType", &c, &cn)) {
-			/* Length prefixes make the triple unambiguous. */
-			n = asprintf(&out,
-			             "relation:%zu:%.*s,%zu:%.*s,%zu:%.*s", an,
-			             (int)an, a, bn, (int)bn, b, cn, (int)cn,
-			             c);
-			return n < 0 ? NULL : out;
-		}
+	for (i = 0; i < n; i++)
+		cap += part_len[i] + 22;
+	if (!(out = malloc(cap)))
+		return NULL;
+	at = (size_t)snprintf(out, cap, "%s", prefix);
+	for (i = 0; i < n; i++) {
+		if (i)
+			out[at++] = ',';
+		if (counted)
+			at += (size_t)snprintf(out + at, cap - at, "%zu:",
+			                       part_len[i]);
+		memcpy(out + at, part[i], part_len[i]);
+		at += part_len[i];
+	}
+	out[at] = '\0';
+	*len = at;
+	return out;
+}
+
+/*
+ * The logical identity of a source entry (see engine_prepare()), of *len
+ * bytes.  `content` is its canonical content.
+ * @return owned string, or NULL on ENOMEM/EIO
+ */
+static char *identity_of(json_t *obj, const char *content, size_t *len)
+{
+	const char *part[3];
+	size_t part_len[3];
+	char hex[ENGINE__SHA1_HEX], *out = NULL, *text;
+	json_t *id;
+
+	if (str_field(obj, "type", &part[0], &part_len[0])) {
+		if (part_len[0] == 6 && memcmp(part[0], "entity", 6) == 0 &&
+		    str_field(obj, "name", &part[0], &part_len[0]))
+			return ident_join(len, "entity:", 0, 1, part, part_len);
+		/* Length prefixes make the triple unambiguous. */
+		if (part_len[0] == 8 && memcmp(part[0], "relation", 8) == 0 &&
+		    str_field(obj, "from", &part[0], &part_len[0]) &&
+		    str_field(obj, "to", &part[1], &part_len[1]) &&
+		    str_field(obj, "relationType", &part[2], &part_len[2]))
+			return ident_join(len, "relation:", 1, 3, part,
+			                  part_len);
 	}
 	id = json_object_get(obj, "id");
 	if (json_is_string(id)) {
-		a = json_string_value(id);
-		an = json_string_length(id);
-		out = malloc(an + 4);
-		if (out) {
-			memcpy(out, "id:", 3);
-			memcpy(out + 3, a, an);
-			out[an + 3] = '\0';
+		part[0] = json_string_value(id);
+		part_len[0] = json_string_length(id);
+		return ident_join(len, "id:", 0, 1, part, part_len);
+	}
+	if (json_is_integer(id) || json_is_real(id)) {
+		text = json_dumps(id, JSON_ENCODE_ANY);
+		if (text) {
+			part[0] = text;
+			part_len[0] = strlen(text);
+			out = ident_join(len, "id:", 0, 1, part, part_len);
 		}
+		free(text);
 		return out;
 	}
-	if (json_is_integer(id)) {
-		n = asprintf(&out, "id:%lld",
-		             (long long)json_integer_value(id));
-		return n < 0 ? NULL : out;
-	}
-	if (json_is_real(id)) {
-		char *t = json_dumps(id, JSON_ENCODE_ANY);
-
-		if (t)
-			n = asprintf(&out, "id:%s", t);
-		free(t);
-		return n < 0 ? NULL : out;
-	}
 	engine__git_blob_id(content, strlen(content), hex);
-	n = asprintf(&out, "content:%s", hex);
-	return n < 0 ? NULL : out;
+	part[0] = hex;
+	part_len[0] = strlen(hex);
+	return ident_join(len, "content:", 0, 1, part, part_len);
 }
 
 /* unique_id from an identity of `len` bytes; owned result or NULL. */
@@ -765,26 +777,35 @@ static void format_time(char out[40], const engine__time *t)
 	snprintf(out, 40, "%.39s", buf);
 }
 
-/* Count an identity; returns the owned, disambiguated identity. */
-static char *dedupe_identity(prep_src *s, char *ident)
+/*
+ * Count an identity of *len bytes; returns the owned, disambiguated
+ * identity (a second "x" is "x#2") and its length in *len.
+ */
+static char *dedupe_identity(prep_src *s, char *ident, size_t *len)
 {
 	prep_seen *seen = NULL;
 	char *out = NULL;
+	int n;
 
-	HASH_FIND_STR(s->seen, ident, seen);
+	HASH_FIND(hh, s->seen, ident, *len, seen);
 	if (!seen) {
 		seen = calloc(1, sizeof(*seen));
-		if (!seen || !(seen->id = strdup(ident))) {
+		if (!seen || !(seen->id = malloc(*len + 1))) {
 			free(seen);
 			free(ident);
 			return NULL;
 		}
-		HASH_ADD_KEYPTR(hh, s->seen, seen->id, strlen(seen->id), seen);
+		memcpy(seen->id, ident, *len + 1);
+		HASH_ADD_KEYPTR(hh, s->seen, seen->id, *len, seen);
 	}
 	if (++seen->count == 1)
 		return ident;
-	if (asprintf(&out, "%s#%u", ident, seen->count) < 0)
-		out = NULL;
+	n = snprintf(NULL, 0, "#%u", seen->count);
+	if ((out = malloc(*len + (size_t)n + 1))) {
+		memcpy(out, ident, *len);
+		snprintf(out + *len, (size_t)n + 1, "#%u", seen->count);
+		*len += (size_t)n;
+	}
 	free(ident);
 	return out;
 }
@@ -837,6 +858,7 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	json_t *md = json_object_get(obj, PREP_MD);
 	prep_entry *e, *old = NULL;
 	char *ident;
+	size_t ident_len;
 	int r = -ENOMEM;
 
 	e = calloc(1, sizeof(*e));
@@ -854,9 +876,9 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 			goto fail;
 		if (!e->uid) {
 			r = -ENOMEM;
-			if (!(e->uid = identity_of(obj, e->content)))
+			if (!(e->uid = identity_of(obj, e->content,
+			                           &e->uid_len)))
 				goto fail;
-			e->uid_len = strlen(e->uid);
 		}
 		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
 		if (old)
@@ -873,10 +895,10 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		                          line, 0,
 		                          "\"" PREP_MD
 		                          "\" is not an object; replaced");
-	ident = identity_of(obj, e->content);
-	if (!ident || !(ident = dedupe_identity(s, ident)))
+	ident = identity_of(obj, e->content, &ident_len);
+	if (!ident || !(ident = dedupe_identity(s, ident, &ident_len)))
 		goto fail;
-	e->uid = uid_of(ident, strlen(ident));
+	e->uid = uid_of(ident, ident_len);
 	free(ident);
 	if (!e->uid)
 		goto fail;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "desc.h"
 #include "engine.h"
 #include "harness.h"
 #include "tmpdir.h"
@@ -204,6 +205,66 @@ static void test_engine_prepare__identities(void)
 	remove_dir();
 }
 
+/*
+ * Names holding a NUL (\u0000) are identities of their own: "a\u0000b" is
+ * not "a".  unique_ids are the git blob ids of the identity bytes.
+ */
+static void test_engine_prepare__identities_with_nul(void)
+{
+	static const char *const want[] = {
+		"\"unique_id\":\"entity:a\"",
+		/* entity:a NUL b, then its second occurrence (#2) */
+		"sha1:d69369dbca14027a7606219329e88c745d5f1b8c",
+		"sha1:c34f35f9c7be55ec82724e61515f36923e182801",
+		/* relation:3:x NUL p,1:y,1:r */
+		"sha1:d4cd5e792ea071500d563f4b52cb919f81e8efa4",
+		/* id:k NUL z */
+		"sha1:1d99cb99760c003d93bf3f1025940a8707649673",
+	};
+	engine_prepare_stats st;
+	engine_problems p;
+	const char *out;
+	size_t i;
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("m.jsonl",
+	    "{\"type\":\"entity\",\"name\":\"a\"}\n"
+	    "{\"type\":\"entity\",\"name\":\"a\\u0000b\"}\n"
+	    "{\"type\":\"entity\",\"name\":\"a\\u0000b\",\"n\":2}\n"
+	    "{\"type\":\"relation\",\"from\":\"x\\u0000p\",\"to\":\"y\","
+	    "\"relationType\":\"r\"}\n"
+	    "{\"type\":\"relation\",\"from\":\"x\\u0000q\",\"to\":\"y\","
+	    "\"relationType\":\"r\"}\n"
+	    "{\"id\":\"k\\u0000z\"}\n"
+	    "{\"id\":\"k\\u0000y\"}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.entries, 7);
+	ASSERT_EQ_INT((int)p.count, 0);
+	out = get("memory-h1.json");
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ASSERT_TRUE(strstr(out, want[i]) != NULL);
+	/* seven entries, seven keys: nothing collapsed */
+	{
+		desc_descriptor *d = NULL;
+		engine_merge *m = NULL;
+		engine_view *v = NULL;
+		int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+
+		ASSERT_TRUE(dfd >= 0);
+		ASSERT_EQ_INT(desc_default(&d), 0);
+		ASSERT_EQ_INT(engine_merge_new(&m, d, dfd), 0);
+		ASSERT_EQ_INT(engine_merge_refresh(m, &v), 0);
+		ASSERT_EQ_INT((int)engine_view_entries(v), 7);
+		engine_view_unref(v);
+		engine_merge_free(m);
+		desc_free(d);
+		close(dfd);
+	}
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
 static void test_engine_prepare__damaged_inputs(void)
 {
 	engine_prepare_stats st;
@@ -267,6 +328,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__unchanged_source_no_rewrite),
 	TEST(test_engine_prepare__change_and_clock_set_back),
 	TEST(test_engine_prepare__identities),
+	TEST(test_engine_prepare__identities_with_nul),
 	TEST(test_engine_prepare__damaged_inputs),
 	TEST(test_engine_prepare__errors),
 };
