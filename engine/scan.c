@@ -1596,6 +1596,14 @@ between_elements:
 line_end:
 	/* JSON Lines: an object ended; only blanks may follow on its line. */
 	c = scan_ws(s);
+	if (c == SCAN_EOL) {
+		/* Consumed here so that a mark lies past it: at the LF, a
+		 * file that lost just its LF would resume as if the line
+		 * were still ended. */
+		s->p++;
+		s->line++;
+		s->line_start = scan_off(s, s->p);
+	}
 	if (c == SCAN_EOL || c == SCAN_EOF) {
 		if (s->elem_ready) {
 			s->elem_ready = 0;

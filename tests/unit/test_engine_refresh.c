@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "merge_fixture.h"
@@ -124,6 +125,9 @@ static void append_host(unsigned h, int may_edit)
 		fseek(f, end - 1, SEEK_SET);
 		c = fgetc(f);
 		fseek(f, 0, SEEK_END);
+		/* Sometimes right after a last line without its LF. */
+		if (pick(4) == 0)
+			c = '\n';
 		for (i = 0; i < more; i++) {
 			fputs(i == 0 && c == '\n' ? "" : "\n", f);
 			write_entry(f, h);
@@ -237,6 +241,22 @@ static int live_equals_fresh(live_merge *l, int show)
 	return same;
 }
 
+/*
+ * Cut 1 to 3 bytes off the end of host h, as a torn write or an editor
+ * that drops the final LF does; appends then continue the cut line.
+ */
+static void cut_tail(unsigned h)
+{
+	char path[160];
+	struct stat st;
+	off_t cut = 1 + (off_t)pick(3);
+
+	host_path(path, sizeof(path), h);
+	if (stat(path, &st) == 0)
+		ASSERT_TRUE(truncate(path, st.st_size > cut ?
+						   st.st_size - cut : 0) == 0);
+}
+
 static void test_engine_refresh__random_updates_equal_fresh_merges(void)
 {
 	unsigned long updates0 = engine__merge_updates();
@@ -255,10 +275,17 @@ static void test_engine_refresh__random_updates_equal_fresh_merges(void)
 
 		for (c = 0; c < changes; c++) {
 			h = pick(HOSTS);
-			if (pick(2))
+			switch (pick(5)) {
+			case 0:
+			case 1:
 				append_host(h, 1);
-			else
+				break;
+			case 2:
+				cut_tail(h);
+				break;
+			default:
 				rewrite_host(h);
+			}
 			/* As the mount's watcher does: a rewrite within one
 			 * clock tick may keep size and mtime. */
 			host_name(name, sizeof(name), h);
@@ -364,6 +391,57 @@ static void test_engine_refresh__growing_file_with_problems_resumes(void)
 	live_close(&l);
 }
 
+/* Append `text` to host h. */
+static void append_text(unsigned h, const char *text)
+{
+	char path[160];
+	FILE *f;
+
+	host_path(path, sizeof(path), h);
+	f = fopen(path, "a");
+	ASSERT_TRUE(f != NULL);
+	fputs(text, f);
+	fclose(f);
+}
+
+/*
+ * A JSON Lines file loses its final LF, then grows on that same line:
+ * the line is no longer an object, so its entry must leave the view (a
+ * scan mark at the LF instead of past it kept the entry).
+ */
+static void test_engine_refresh__lost_final_lf_then_growth(void)
+{
+	struct stat st;
+	char path[160];
+	live_merge l;
+	FILE *f;
+
+	make_dir();
+	host_path(path, sizeof(path), 0);
+	f = fopen(path, "w");
+	ASSERT_TRUE(f != NULL);
+	write_line(f, 0, 1);
+	write_line(f, 0, 2);
+	fclose(f);
+	live_open(&l);
+	ASSERT_TRUE(live_equals_fresh(&l, 1));
+	ASSERT_TRUE(stat(path, &st) == 0);
+	ASSERT_TRUE(truncate(path, st.st_size - 1) == 0);
+	engine_merge_invalidate(l.live, "memory-h0.json");
+	ASSERT_TRUE(live_equals_fresh(&l, 1));
+	append_text(0, "xyz");
+	engine_merge_invalidate(l.live, "memory-h0.json");
+	ASSERT_TRUE(live_equals_fresh(&l, 1));
+	f = fopen(path, "a");
+	ASSERT_TRUE(f != NULL);
+	fputs("\n", f);
+	write_line(f, 0, 3);
+	fclose(f);
+	engine_merge_invalidate(l.live, "memory-h0.json");
+	ASSERT_TRUE(live_equals_fresh(&l, 1));
+	live_close(&l);
+}
+
 /* Flip the digit of the first "body": N at or after byte `from` of host h. */
 static void edit_body_after(unsigned h, long from)
 {
@@ -440,6 +518,7 @@ static void test_engine_refresh__large_file_checks_every_block(void)
 static const harness_case cases[] = {
 	TEST(test_engine_refresh__one_growing_file_is_updated),
 	TEST(test_engine_refresh__growing_file_with_problems_resumes),
+	TEST(test_engine_refresh__lost_final_lf_then_growth),
 	TEST(test_engine_refresh__random_updates_equal_fresh_merges),
 	TEST(test_engine_refresh__large_file_checks_every_block),
 };
