@@ -75,6 +75,8 @@ struct fs_inode {
 	struct fs_target *target; /* owned reference; immutable */
 	engine_view *view;        /* owned reference; immutable */
 	unsigned nopen;           /* open readers; ilock */
+	int lost;                 /* a source was rewritten while nothing
+				     could read it: refuse OPEN; ilock */
 	struct fs_inode *gprev;   /* ctx->gens; ilock */
 	struct fs_inode *gnext;   /* ctx->gens; ilock */
 };

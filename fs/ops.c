@@ -537,6 +537,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec tv[2];
+		int tok;
 
 		tv[0].tv_sec = tv[1].tv_sec = 0;
 		tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
@@ -548,11 +549,20 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			tv[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
+		/*
+		 * Not a byte changes, but readers of the file check its
+		 * mtime to tell an outside rewrite: they get the copy.
+		 */
+		if (!path)
+			path = h && h->path ? strdup(h->path) :
+			                      fs_inode_path(ctx, in);
+		tok = fs_mod_start(ctx, in, path);
 		if ((fd >= 0 ? futimens(fd, tv) :
-		               utimensat(AT_FDCWD, proc, tv, 0))) {
+		               utimensat(AT_FDCWD, proc, tv, 0)))
 			r = -errno;
+		fs_mod_done(ctx, tok, r < 0 ? NULL : path);
+		if (r < 0)
 			goto out;
-		}
 	}
 out:
 	free(path);

@@ -425,14 +425,19 @@ void fs_preserve(struct fs_ctx *ctx, dev_t dev, ino_t ino)
 
 	pthread_mutex_lock(&ctx->ilock);
 	for (g = ctx->gens; g; g = g->gnext) {
+		if (!engine_view_uses_inode(g->view, dev, ino))
+			continue;
 		/*
 		 * The current generation counts even without readers: a
 		 * LOOKUP may have handed it out and its OPEN may not have
-		 * arrived yet.  Older ones are only reachable by open fds.
+		 * arrived yet.  An older one without readers is not worth
+		 * a copy: an OPEN of it that still comes (LOOKUP raced a
+		 * newer one) is refused, see fs_virtual_open().
 		 */
-		if ((!g->nopen && g->target->cur != g) ||
-		    !engine_view_uses_inode(g->view, dev, ino))
+		if (!g->nopen && g->target->cur != g) {
+			g->lost = 1;
 			continue;
+		}
 		if (n == cap) {
 			cap = cap ? cap * 2 : 4;
 			p = realloc(views, cap * sizeof(*p));
@@ -468,9 +473,23 @@ int fs_is_source(struct fs_ctx *ctx, const char *path)
 	return r;
 }
 
+/* Does a generation read the backing inode (under any name)? */
+static int fs_inode_viewed(struct fs_ctx *ctx, dev_t dev, ino_t ino)
+{
+	struct fs_inode *g;
+	int r = 0;
+
+	pthread_mutex_lock(&ctx->ilock);
+	for (g = ctx->gens; g && !r; g = g->gnext)
+		r = engine_view_uses_inode(g->view, dev, ino);
+	pthread_mutex_unlock(&ctx->ilock);
+	return r;
+}
+
 int fs_mod_begin(struct fs_ctx *ctx, dev_t dev, ino_t ino, const char *path)
 {
-	if (!fs_is_source(ctx, path))
+	/* A hard link with another name writes the same bytes. */
+	if (!fs_is_source(ctx, path) && !fs_inode_viewed(ctx, dev, ino))
 		return 0;
 	pthread_mutex_lock(&ctx->ilock);
 	ctx->mod_active++;
@@ -732,7 +751,7 @@ void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
 {
 	struct fs_ctx *ctx = fuse_req_userdata(req);
 	struct fs_handle *h;
-	int r;
+	int r, lost;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EACCES);
@@ -753,11 +772,27 @@ void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
 		fs_watch_drain(ctx);
 		h->kind = FS_H_GEN;
 		h->gen = in;
-		if ((r = engine_reader_new(&h->reader, in->view)) < 0)
-			goto fail;
+		/*
+		 * Refuse a generation whose bytes may be gone: rewritten in
+		 * place through the mount before this OPEN (in->lost) or from
+		 * outside (not intact).  ESTALE makes the kernel look the
+		 * name up again and open the current generation instead of
+		 * failing reads later with EIO.  Counted first, so that every
+		 * later writer preserves it.
+		 */
 		pthread_mutex_lock(&ctx->ilock);
-		in->nopen++;
+		lost = in->lost;
+		if (!lost)
+			in->nopen++;
 		pthread_mutex_unlock(&ctx->ilock);
+		r = lost || !engine_view_intact(in->view) ?
+			    -ESTALE :
+			    engine_reader_new(&h->reader, in->view);
+		if (r < 0) {
+			if (!lost)
+				fs_virtual_release(ctx, h);
+			goto fail;
+		}
 		fi->keep_cache = 1;
 	}
 	fi->noflush = 1;

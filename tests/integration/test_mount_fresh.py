@@ -463,3 +463,71 @@ def test_subdirectory_sources(tmp_path, mount):
                util.dumps_pretty(util.host_entries("y", 2)))
     assert b'"y-1"' in read(p)
     d.stop()
+
+
+def test_open_reader_survives_touch_and_hard_link_writes(tmp_path, mount):
+    """Through the mount, a touch (bytes unchanged, mtime new) and an
+    in-place write through a hard link whose name is not a source both
+    leave an open reader its generation to EOF, as any write through the
+    mount does."""
+    b = str(tmp_path / "b")
+    os.mkdir(b)
+    write_file(os.path.join(b, "memory-a.json"),
+               util.dumps_pretty(big_entries("a", 1000, 0)))
+    os.link(os.path.join(b, "memory-a.json"), os.path.join(b, "notes.txt"))
+    d = mount(b)
+    merged = os.path.join(d.mnt, MERGED)
+
+    def change_while_open(change):
+        with open(merged, "rb", buffering=0) as f:
+            # no readahead: the rest is read from the mount after change()
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+            old = util.cli_merge(b)
+            head = f.read(4096)
+            change()
+            rest = f.read()
+        assert head + rest == old
+        assert read(merged) == util.cli_merge(b)
+
+    # the link first: the mount has not met the file by its source name
+    with open(os.path.join(d.mnt, "notes.txt"), "r+b") as link:
+        new = link.read().replace(b'"g0 ', b'"g1 ') + b"\n"
+
+        def rewrite():
+            link.seek(0)
+            link.write(new)
+            link.flush()
+        change_while_open(rewrite)
+    assert b'"g1 ' in read(merged)
+    change_while_open(lambda: os.utime(os.path.join(d.mnt, "memory-a.json")))
+    d.stop()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_late_open_of_a_rewritten_generation(backing, mount, route):
+    """A generation looked up but opened only after its host file was
+    rewritten in place (through the mount once a newer generation was
+    current, or from outside) is refused with ESTALE, which an open() by
+    path retries with a fresh lookup; here the reopen goes through
+    /proc/self/fd, which cannot retry, so the refusal shows."""
+    d = mount(backing)
+    merged = os.path.join(d.mnt, MERGED)
+    fd = os.open(merged, os.O_PATH)  # LOOKUP: generation G, no OPEN
+    try:
+        name = "memory-a.json"
+        if route == "mount":
+            # a newer generation reading the same file becomes current
+            os.rename(os.path.join(d.mnt, name),
+                      os.path.join(d.mnt, "memory-z.json"))
+            name = "memory-z.json"
+            os.stat(merged)
+        with open(os.path.join(where(d, backing, route), name), "r+b") as f:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+        with pytest.raises(OSError) as ei:
+            os.close(os.open("/proc/self/fd/%d" % fd, os.O_RDONLY))
+        assert ei.value.errno == errno.ESTALE
+    finally:
+        os.close(fd)
+    assert read(merged) == util.cli_merge(backing)
+    d.stop()
