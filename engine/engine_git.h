@@ -67,7 +67,9 @@ typedef struct {
  * fsync of the directory), and only when its bytes change.
  *
  * Bad entries in the source or the old host file are skipped and
- * reported in `probs` (non-NULL); a stamp more than 5 minutes ahead of
+ * reported in `probs` (non-NULL); when the source has errors, entries of
+ * the old host file it does not list are kept rather than removed (it
+ * may be truncated); a stamp more than 5 minutes ahead of
  * the wall clock in the backing directory is reported as a warning.
  * @param stats optional; filled on success
  * @return 0, -EINVAL (bad host name, bad `now`), -ENOENT (no source),

@@ -982,6 +982,42 @@ static char *render(const prep_list *l, size_t *outlen)
 	return out;
 }
 
+/* Is any of the problems from index `from` on an error? */
+static int has_error(const engine_problems *probs, size_t from)
+{
+	for (; from < probs->count; from++)
+		if (probs->items[from].severity == ENGINE_ERROR)
+			return 1;
+	return 0;
+}
+
+/*
+ * A source with errors never deletes: the entries it no longer lists may
+ * be what it lost (a tool that died while rewriting it, the wrong file),
+ * so the old host file's entries stay, as they were.
+ */
+static int keep_unlisted(prep_old *old, prep_src *s)
+{
+	prep_entry *e, *tmp;
+	size_t kept = 0;
+	int r;
+
+	HASH_ITER(hh, old->table, e, tmp) {
+		if (e->used)
+			continue;
+		HASH_DEL(old->table, e);
+		if ((r = list_take(&s->out, e)) < 0)
+			return r;
+		kept++;
+	}
+	if (!kept)
+		return 0;
+	return engine_problems_add(s->probs, ENGINE_WARNING, s->name, 0, 0,
+	                           "the file has errors: %zu entries it no "
+	                           "longer lists are kept, not removed",
+	                           kept);
+}
+
 int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
                    engine_problems *probs)
 {
@@ -993,7 +1029,7 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	struct timespec ts;
 	char *own = NULL, *path = NULL, *obuf = NULL, *sbuf = NULL;
 	char *nbuf = NULL, **names = NULL;
-	size_t olen = 0, slen = 0, nlen = 0, i;
+	size_t olen = 0, slen = 0, nlen = 0, nprob, i;
 	int r, have_old = 0;
 
 	if (!opts->host || !valid_host(opts->host))
@@ -1065,13 +1101,19 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	src.name = opts->source;
 	src.old = &old;
 	src.probs = probs;
+	nprob = probs->count;
 	r = split_entries(sbuf, slen, opts->source, source_entry_cb, &src,
 	                  probs);
 	if (r < 0)
 		goto out;
-	HASH_ITER(hh, old.table, e, tmp)
-		if (!e->used)
-			src.st.removed++;
+	if (has_error(probs, nprob)) {
+		if ((r = keep_unlisted(&old, &src)) < 0)
+			goto out;
+	} else {
+		HASH_ITER(hh, old.table, e, tmp)
+			if (!e->used)
+				src.st.removed++;
+	}
 
 	if (src.out.count > 1)
 		qsort(src.out.items, src.out.count, sizeof(*src.out.items),

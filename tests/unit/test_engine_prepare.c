@@ -296,6 +296,51 @@ static void test_engine_prepare__damaged_inputs(void)
 	remove_dir();
 }
 
+/*
+ * A source with errors never deletes: entries it no longer lists stay in
+ * the host file (a truncated rewrite, the wrong file); a clean source
+ * that drops them removes them.
+ */
+static void test_engine_prepare__damaged_source_never_deletes(void)
+{
+	static const char abc[] =
+		"{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n";
+	engine_prepare_stats st;
+	engine_problems p;
+	char before[65536];
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("m.jsonl", abc);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.entries, 3);
+	snprintf(before, sizeof(before), "%s", get("memory-h1.json"));
+
+	write_file("m.jsonl", "garbage");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.written, 0);
+	ASSERT_EQ_INT(st.removed, 0);
+	ASSERT_EQ_STR(get("memory-h1.json"), before);
+
+	/* a rewrite that died after the first entry */
+	write_file("m.jsonl", "{\"id\":\"a\"}\n{\"id\":");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.entries, 3);
+	ASSERT_EQ_INT(st.removed, 0);
+	ASSERT_EQ_STR(get("memory-h1.json"), before);
+	ASSERT_TRUE(strstr(p.items[p.count - 1].message,
+	                   "2 entries it no longer lists are kept") != NULL);
+
+	/* the same, clean: the tool deleted b and c */
+	write_file("m.jsonl", "{\"id\":\"a\"}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.entries, 1);
+	ASSERT_EQ_INT(st.removed, 2);
+	ASSERT_TRUE(strstr(get("memory-h1.json"), "\"id:b\"") == NULL);
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
 static void test_engine_prepare__errors(void)
 {
 	engine_prepare_stats st;
@@ -330,6 +375,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__identities),
 	TEST(test_engine_prepare__identities_with_nul),
 	TEST(test_engine_prepare__damaged_inputs),
+	TEST(test_engine_prepare__damaged_source_never_deletes),
 	TEST(test_engine_prepare__errors),
 };
 
