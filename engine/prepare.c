@@ -187,6 +187,32 @@ static int is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Deepest nesting of brackets outside strings in raw. */
+static size_t nesting_depth(const char *raw, size_t len)
+{
+	size_t depth = 0, deepest = 0, i;
+	int in_str = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = raw[i];
+
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '[' || c == '{') {
+			if (++depth > deepest)
+				deepest = depth;
+		} else if ((c == ']' || c == '}') && depth) {
+			depth--;
+		}
+	}
+	return deepest;
+}
+
 /*
  * Parse one element's raw bytes and hand it to fn when it is an object.
  * Anything else is reported and skipped.  @return 0 or fn's error
@@ -201,6 +227,13 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
 
 	while (len && is_blank(raw[len - 1]))
 		len--;
+	/* In the host file's array the entry is one level deeper, and the
+	 * merge skips what passes ENGINE__MAX_DEPTH there. */
+	if (nesting_depth(raw, len) > ENGINE__MAX_DEPTH - 1)
+		return engine_problems_add(probs, ENGINE_ERROR, name, line, col,
+		                           "invalid entry skipped: nesting "
+		                           "deeper than %d levels",
+		                           ENGINE__MAX_DEPTH - 1);
 	obj = json_loadb(raw, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (!obj) /* integers beyond int64: keep the entry all the same */
 		obj = json_loadb(raw, len,

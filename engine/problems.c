@@ -63,6 +63,21 @@ fail:
 	return -ENOMEM;
 }
 
+/*
+ * One line per problem: control bytes a message quotes from the input (a
+ * parser's "near '...'") become spaces, so `file:line:column: message`
+ * stays one line for grep and for editors' error lists.
+ */
+static char *one_line(char *message)
+{
+	char *c;
+
+	for (c = message; c && *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+	return message;
+}
+
 int engine_problems_add(engine_problems *p, engine_severity severity,
 			const char *file, unsigned long line,
 			unsigned long column, const char *fmt, ...)
@@ -77,7 +92,7 @@ int engine_problems_add(engine_problems *p, engine_severity severity,
 	if (n < 0)
 		message = NULL;
 	return problems_push(p, severity, strdup(file ? file : "?"), line,
-			     column, message);
+			     column, one_line(message));
 }
 
 int engine__problems_extend_n(engine_problems *p, const engine_problems *from,

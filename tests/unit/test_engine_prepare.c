@@ -341,6 +341,67 @@ static void test_engine_prepare__damaged_source_never_deletes(void)
 	remove_dir();
 }
 
+/* Write an entry {"id":"kN","v":[[...]]} with `arrays` nested arrays. */
+static void write_deep(FILE *f, int n, int arrays)
+{
+	int i;
+
+	fprintf(f, "{\"id\":\"k%d\",\"v\":", n);
+	for (i = 0; i < arrays; i++)
+		fputc('[', f);
+	for (i = 0; i < arrays; i++)
+		fputc(']', f);
+	fputs("}\n", f);
+}
+
+/*
+ * An entry the merge would skip in the host file's array (deeper than
+ * ENGINE__MAX_DEPTH counting the array) is refused by prepare too, rather
+ * than stamped and then lost from the merged view.
+ */
+static void test_engine_prepare__nesting_limit_of_the_merge(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+	char path[256];
+	FILE *f;
+
+	make_dir();
+	engine_problems_init(&p);
+	snprintf(path, sizeof(path), "%s/m.jsonl", tmpdir);
+	f = fopen(path, "w");
+	ASSERT_TRUE(f != NULL);
+	write_deep(f, 1, 1022); /* the object and 1022 arrays: 1023 */
+	write_deep(f, 2, 1023);
+	fclose(f);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.entries, 1);
+	ASSERT_TRUE(strstr(get("memory-h1.json"), "\"id:k1\"") != NULL);
+	ASSERT_EQ_INT((int)p.count, 1);
+	ASSERT_EQ_INT((int)p.items[0].line, 2);
+	ASSERT_EQ_STR(p.items[0].message,
+	              "invalid entry skipped: nesting deeper than 1023 levels");
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
+/* A message quoting raw input stays one line (jansson's "near '...'"). */
+static void test_engine_prepare__messages_are_one_line(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("s.json", "[{\"a\":\"\\u12\n\"}]\n");
+	ASSERT_EQ_INT(prepare("s.json", T0, &st, &p), 0);
+	ASSERT_TRUE(p.count >= 1);
+	ASSERT_TRUE(strstr(p.items[0].message, "invalid escape") != NULL);
+	ASSERT_TRUE(strchr(p.items[0].message, '\n') == NULL);
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
 static void test_engine_prepare__errors(void)
 {
 	engine_prepare_stats st;
@@ -376,6 +437,8 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__identities_with_nul),
 	TEST(test_engine_prepare__damaged_inputs),
 	TEST(test_engine_prepare__damaged_source_never_deletes),
+	TEST(test_engine_prepare__nesting_limit_of_the_merge),
+	TEST(test_engine_prepare__messages_are_one_line),
 	TEST(test_engine_prepare__errors),
 };
 
