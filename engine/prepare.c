@@ -58,6 +58,7 @@ typedef struct prep_entry {
 	char *bytes; /* owned: compact entry as written to the file */
 	size_t len;
 	char *content;     /* owned: canonical content; NULL when not needed */
+	char *numbers;     /* owned: its numbers as written (number_texts) */
 	int ts_rank;       /* 0 absent, 1 invalid, 2 valid (engine order) */
 	engine__time ts;   /* valid when ts_rank == 2 */
 	long long version; /* -1 when absent or not an integer */
@@ -88,6 +89,7 @@ static void entry_free(prep_entry *e)
 	free(e->uid);
 	free(e->bytes);
 	free(e->content);
+	free(e->numbers);
 	free(e);
 }
 
@@ -437,6 +439,97 @@ static char *canon_dup(const char *raw, size_t len, size_t *outlen)
 	return out;
 }
 
+typedef struct {
+	const char *p;
+	size_t len;
+} prep_token;
+
+static int token_cmp(const void *a, const void *b)
+{
+	const prep_token *x = a, *y = b;
+	int r = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
+
+	return r ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+/*
+ * The numbers of an object as written, outside its _crdt_metadata member,
+ * sorted (so that key order does not matter) and space-separated: jansson
+ * holds numbers as int64 or double, and an edit past 17 significant digits
+ * must still count as an edit.  raw is valid JSON (jansson parsed it).
+ * @return owned string ("" when none), or NULL on ENOMEM
+ */
+static char *number_texts(const char *raw, size_t len)
+{
+	static const char digits[] = "0123456789+-.eE";
+	prep_token *tok = NULL, *grown;
+	size_t n = 0, cap = 0, total = 1, depth = 0, key = 0, i, j;
+	int in_str = 0, key_next = 0, skipping = 0;
+	char *out, *at;
+
+	for (i = 0; i < len; i++) {
+		char c = raw[i];
+
+		if (in_str) {
+			if (c == '\\') {
+				i++;
+			} else if (c == '"') {
+				in_str = 0;
+				if (depth == 1 && key_next) {
+					skipping = i - key == strlen(PREP_MD) &&
+					           memcmp(raw + key, PREP_MD,
+					                  i - key) == 0;
+					key_next = 0;
+				}
+			}
+			continue;
+		}
+		if (c == '"') {
+			in_str = 1;
+			key = i + 1;
+		} else if (c == '{' || c == '[') {
+			key_next = ++depth == 1;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		} else if (c == ',' && depth == 1) {
+			key_next = 1;
+			skipping = 0;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			for (j = i; j < len && raw[j] && strchr(digits, raw[j]);
+			     j++)
+				;
+			if (!skipping) {
+				if (n == cap) {
+					cap = cap ? 2 * cap : 8;
+					grown = realloc(tok, cap * sizeof(*tok));
+					if (!grown) {
+						free(tok);
+						return NULL;
+					}
+					tok = grown;
+				}
+				tok[n].p = raw + i;
+				tok[n++].len = j - i;
+				total += j - i + 1;
+			}
+			i = j - 1;
+		}
+	}
+	if (n > 1)
+		qsort(tok, n, sizeof(*tok), token_cmp);
+	if ((at = out = malloc(total))) {
+		for (i = 0; i < n; i++) {
+			if (i)
+				*at++ = ' ';
+			memcpy(at, tok[i].p, tok[i].len);
+			at += tok[i].len;
+		}
+		*at = '\0';
+	}
+	free(tok);
+	return out;
+}
+
 /* Canonical content: the object minus _crdt_metadata, sorted, compact. */
 static char *content_of(json_t *obj)
 {
@@ -680,8 +773,9 @@ static int old_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		goto drop;
 	e->bytes = canon_dup(raw, len, &e->len);
 	e->content = content_of(obj);
+	e->numbers = number_texts(raw, len);
 	r = -ENOMEM;
-	if (!e->bytes || !e->content)
+	if (!e->bytes || !e->content || !e->numbers)
 		goto fail;
 	HASH_FIND(hh, o->table, e->uid, e->uid_len, prev);
 	if (prev && meta_cmp(prev, e) >= 0)
@@ -898,7 +992,8 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	if (!e)
 		return -ENOMEM;
 	e->content = content_of(obj);
-	if (!e->content)
+	e->numbers = number_texts(raw, len);
+	if (!e->content || !e->numbers)
 		goto fail;
 	if (json_is_object(md)) {
 		/* Already stamped by someone: copied as it is. */
@@ -937,7 +1032,8 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		goto fail;
 	e->uid_len = strlen(e->uid);
 	HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
-	if (old && !old->used && strcmp(old->content, e->content) == 0) {
+	if (old && !old->used && strcmp(old->content, e->content) == 0 &&
+	    strcmp(old->numbers, e->numbers) == 0) {
 		/* Unchanged: the old bytes and metadata, as they were. */
 		old->used = 1;
 		e->bytes = strdup(old->bytes);

@@ -402,6 +402,48 @@ static void test_engine_prepare__messages_are_one_line(void)
 	remove_dir();
 }
 
+/*
+ * Numbers are compared as written: an edit past double precision is an
+ * edit, while reordered keys and respacing are not.
+ */
+static void test_engine_prepare__numbers_as_written(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("m.jsonl",
+	           "{\"id\":\"n\",\"v\":123456789012345678901,"
+	           "\"w\":[-1.5e3,0.10000000000000000001,{\"x\":7}]}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.added, 1);
+	/* the same entry, keys reordered and respaced: untouched */
+	write_file("m.jsonl",
+	           "{ \"w\": [-1.5e3, 0.10000000000000000001, {\"x\": 7}],"
+	           " \"v\": 123456789012345678901, \"id\": \"n\" }\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", "2026-01-02T00:00:00Z", &st, &p), 0);
+	ASSERT_EQ_INT(st.unchanged, 1);
+	ASSERT_EQ_INT(st.written, 0);
+	/* the last digit of the big integer edited: re-stamped */
+	write_file("m.jsonl",
+	           "{\"id\":\"n\",\"v\":123456789012345678902,"
+	           "\"w\":[-1.5e3,0.10000000000000000001,{\"x\":7}]}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", "2026-01-03T00:00:00Z", &st, &p), 0);
+	ASSERT_EQ_INT(st.changed, 1);
+	ASSERT_TRUE(strstr(get("memory-h1.json"),
+	                   "\"v\":123456789012345678902") != NULL);
+	/* and a long fraction */
+	write_file("m.jsonl",
+	           "{\"id\":\"n\",\"v\":123456789012345678902,"
+	           "\"w\":[-1.5e3,0.10000000000000000002,{\"x\":7}]}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", "2026-01-04T00:00:00Z", &st, &p), 0);
+	ASSERT_EQ_INT(st.changed, 1);
+	ASSERT_EQ_INT((int)p.count, 0);
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
 static void test_engine_prepare__errors(void)
 {
 	engine_prepare_stats st;
@@ -439,6 +481,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__damaged_source_never_deletes),
 	TEST(test_engine_prepare__nesting_limit_of_the_merge),
 	TEST(test_engine_prepare__messages_are_one_line),
+	TEST(test_engine_prepare__numbers_as_written),
 	TEST(test_engine_prepare__errors),
 };
 
