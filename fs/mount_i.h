@@ -38,8 +38,9 @@
 #define FS_GEN_ATTR_TIMEOUT 86400.0
 /* Rebuilds before a LOOKUP settles for a view whose sources are intact. */
 #define FS_LOOKUP_RETRIES 8
-/* ... and after this many, give up with EBUSY rather than spin. */
-#define FS_LOOKUP_GIVE_UP 64
+/* ... and after this many, holds new writes through the mount back until
+ * it has built one (a writer that never pauses must not starve readers). */
+#define FS_LOOKUP_GATE 16
 /* Most pending invalidated names per target before "everything". */
 #define FS_PENDING_MAX 1024
 
@@ -183,7 +184,9 @@ struct fs_ctx {
 	uint64_t mod_epoch;        /* bumped at each begin/end of a source
 				      modification through the mount; ilock */
 	unsigned mod_active;       /* source modifications running; ilock */
-	pthread_cond_t mod_cond;   /* mod_active dropped to 0; ilock */
+	unsigned mod_gate;         /* LOOKUPs holding new ones back; ilock */
+	pthread_cond_t mod_cond;   /* mod_active dropped to 0, or mod_gate
+				      lifted; ilock */
 
 	pthread_rwlock_t tlock;
 	struct fs_target **targets;    /* owned refs; tlock */

@@ -492,6 +492,8 @@ int fs_mod_begin(struct fs_ctx *ctx, dev_t dev, ino_t ino, const char *path)
 	if (!fs_is_source(ctx, path) && !fs_inode_viewed(ctx, dev, ino))
 		return 0;
 	pthread_mutex_lock(&ctx->ilock);
+	while (ctx->mod_gate)
+		pthread_cond_wait(&ctx->mod_cond, &ctx->ilock);
 	ctx->mod_active++;
 	ctx->mod_epoch++;
 	pthread_mutex_unlock(&ctx->ilock);
@@ -563,6 +565,13 @@ static void fs_gen_stat(struct fs_ctx *ctx, const struct fs_inode *g,
 	st->st_ctim = mt;
 }
 
+/* Lift the gate a LOOKUP set after `tries` builds, if it set one (ilock). */
+static void fs_lookup_ungate(struct fs_ctx *ctx, int tries)
+{
+	if (tries >= FS_LOOKUP_GATE && --ctx->mod_gate == 0)
+		pthread_cond_broadcast(&ctx->mod_cond);
+}
+
 /*
  * LOOKUP of a target name: refresh its merge and count one lookup on the
  * inode of the current generation, making a new one when the generation
@@ -579,11 +588,16 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 	fresh = calloc(1, sizeof(*fresh));
 	for (tries = 0;; tries++) {
 		pthread_mutex_lock(&ctx->ilock);
+		if (tries == FS_LOOKUP_GATE)
+			ctx->mod_gate++;
 		while (ctx->mod_active)
 			pthread_cond_wait(&ctx->mod_cond, &ctx->ilock);
 		epoch = ctx->mod_epoch;
 		pthread_mutex_unlock(&ctx->ilock);
 		if ((r = fs_target_view(t, &view)) < 0) {
+			pthread_mutex_lock(&ctx->ilock);
+			fs_lookup_ungate(ctx, tries);
+			pthread_mutex_unlock(&ctx->ilock);
 			free(fresh);
 			return r;
 		}
@@ -596,6 +610,8 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 		 * invalidation).  When writers keep us busy, settle for a
 		 * view whose sources are all provably unchanged: from the
 		 * moment it is current, every later writer preserves it.
+		 * Past FS_LOOKUP_GATE tries no new writer starts, so the
+		 * epoch holds still and the next build is taken.
 		 */
 		while (ctx->mod_active)
 			pthread_cond_wait(&ctx->mod_cond, &ctx->ilock);
@@ -604,12 +620,8 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 			break;
 		pthread_mutex_unlock(&ctx->ilock);
 		engine_view_unref(view);
-		/* A writer that never pauses must not hold this thread. */
-		if (tries >= FS_LOOKUP_GIVE_UP) {
-			free(fresh);
-			return -EBUSY;
-		}
 	}
+	fs_lookup_ungate(ctx, tries);
 	g = t->cur;
 	if (g &&
 	    engine_view_generation(g->view) == engine_view_generation(view)) {
