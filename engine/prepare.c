@@ -189,28 +189,29 @@ static int is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Index of the quote that ends the string opening at raw[i] (or len). */
+static size_t string_end(const char *raw, size_t len, size_t i)
+{
+	for (i++; i < len && raw[i] != '"'; i++)
+		if (raw[i] == '\\')
+			i++;
+	return i;
+}
+
 /* Deepest nesting of brackets outside strings in raw. */
 static size_t nesting_depth(const char *raw, size_t len)
 {
 	size_t depth = 0, deepest = 0, i;
-	int in_str = 0;
 
 	for (i = 0; i < len; i++) {
 		char c = raw[i];
 
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-		} else if (c == '"') {
-			in_str = 1;
-		} else if (c == '[' || c == '{') {
-			if (++depth > deepest)
-				deepest = depth;
-		} else if ((c == ']' || c == '}') && depth) {
+		if (c == '"')
+			i = string_end(raw, len, i);
+		else if ((c == '[' || c == '{') && ++depth > deepest)
+			deepest = depth;
+		else if ((c == ']' || c == '}') && depth)
 			depth--;
-		}
 	}
 	return deepest;
 }
@@ -463,30 +464,22 @@ static char *number_texts(const char *raw, size_t len)
 {
 	static const char digits[] = "0123456789+-.eE";
 	prep_token *tok = NULL, *grown;
-	size_t n = 0, cap = 0, total = 1, depth = 0, key = 0, i, j;
-	int in_str = 0, key_next = 0, skipping = 0;
+	size_t n = 0, cap = 0, total = 1, depth = 0, key, i, j;
+	int key_next = 0, skipping = 0;
 	char *out, *at;
 
 	for (i = 0; i < len; i++) {
 		char c = raw[i];
 
-		if (in_str) {
-			if (c == '\\') {
-				i++;
-			} else if (c == '"') {
-				in_str = 0;
-				if (depth == 1 && key_next) {
-					skipping = i - key == strlen(PREP_MD) &&
-					           memcmp(raw + key, PREP_MD,
-					                  i - key) == 0;
-					key_next = 0;
-				}
-			}
-			continue;
-		}
 		if (c == '"') {
-			in_str = 1;
 			key = i + 1;
+			i = string_end(raw, len, i);
+			if (depth == 1 && key_next) {
+				skipping = i - key == strlen(PREP_MD) &&
+				           memcmp(raw + key, PREP_MD,
+				                  i - key) == 0;
+				key_next = 0;
+			}
 		} else if (c == '{' || c == '[') {
 			key_next = ++depth == 1;
 		} else if (c == '}' || c == ']') {

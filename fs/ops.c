@@ -481,19 +481,40 @@ static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	                            errno : 0);
 }
 
+/* utimens times from a SETATTR request. */
+static void fs_setattr_times(const struct stat *attr, int valid,
+                             struct timespec tv[2])
+{
+	tv[0].tv_sec = tv[1].tv_sec = 0;
+	tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+	if (valid & FUSE_SET_ATTR_ATIME_NOW)
+		tv[0].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_ATIME)
+		tv[0] = attr->st_atim;
+	if (valid & FUSE_SET_ATTR_MTIME_NOW)
+		tv[1].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_MTIME)
+		tv[1] = attr->st_mtim;
+}
+
 /*
- * Pass-through setattr.  A size change preserves the old bytes for open
- * readers first and marks the path changed before the reply.
+ * Pass-through setattr.  A size or time change is a modification: open
+ * readers get the old bytes first (they tell an outside rewrite by size
+ * and mtime, so even a touch counts), and the path is marked changed
+ * before the reply.
  */
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                        int valid, struct fuse_file_info *fi)
 {
+	const int modifies = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+	                     FUSE_SET_ATTR_MTIME;
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
 	struct fs_handle *h = fi ? fs_handle_of(fi) : NULL;
+	struct timespec tv[2];
 	char proc[64];
-	char *path = NULL;
-	int fd, r = 0;
+	char *path;
+	int fd, tok, changed = 0, r = 0;
 
 	if (in->kind != FS_KIND_BACKING) {
 		fuse_reply_err(req, EACCES);
@@ -523,49 +544,28 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			goto out;
 		}
 	}
+	if (!(valid & modifies))
+		goto out;
+	path = h && h->path ? strdup(h->path) : fs_inode_path(ctx, in);
+	tok = fs_mod_start(ctx, in, path);
 	if (valid & FUSE_SET_ATTR_SIZE) {
-		int tok;
-
-		path = h && h->path ? strdup(h->path) : fs_inode_path(ctx, in);
-		tok = fs_mod_start(ctx, in, path);
 		if ((fd >= 0 ? ftruncate(fd, attr->st_size) :
 		               truncate(proc, attr->st_size)))
 			r = -errno;
-		fs_mod_done(ctx, tok, r < 0 ? NULL : path);
-		if (r < 0)
-			goto out;
+		else
+			changed = 1;
 	}
-	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
-		struct timespec tv[2];
-		int tok;
-
-		tv[0].tv_sec = tv[1].tv_sec = 0;
-		tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
-		if (valid & FUSE_SET_ATTR_ATIME_NOW)
-			tv[0].tv_nsec = UTIME_NOW;
-		else if (valid & FUSE_SET_ATTR_ATIME)
-			tv[0] = attr->st_atim;
-		if (valid & FUSE_SET_ATTR_MTIME_NOW)
-			tv[1].tv_nsec = UTIME_NOW;
-		else if (valid & FUSE_SET_ATTR_MTIME)
-			tv[1] = attr->st_mtim;
-		/*
-		 * Not a byte changes, but readers of the file check its
-		 * mtime to tell an outside rewrite: they get the copy.
-		 */
-		if (!path)
-			path = h && h->path ? strdup(h->path) :
-			                      fs_inode_path(ctx, in);
-		tok = fs_mod_start(ctx, in, path);
+	fs_setattr_times(attr, valid, tv);
+	if (r == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
 		if ((fd >= 0 ? futimens(fd, tv) :
 		               utimensat(AT_FDCWD, proc, tv, 0)))
 			r = -errno;
-		fs_mod_done(ctx, tok, r < 0 ? NULL : path);
-		if (r < 0)
-			goto out;
+		else
+			changed = 1;
 	}
-out:
+	fs_mod_done(ctx, tok, changed ? path : NULL);
 	free(path);
+out:
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

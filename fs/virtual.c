@@ -350,6 +350,17 @@ int fs_name_reserved(struct fs_ctx *ctx, const char *name)
 
 /* ---- invalidation ---- */
 
+/* Has a source of t changed since its last refresh (as far as told)? */
+static int fs_target_pending(struct fs_target *t)
+{
+	int r;
+
+	pthread_mutex_lock(&t->plock);
+	r = t->pending_all || t->npending;
+	pthread_mutex_unlock(&t->plock);
+	return r;
+}
+
 /* Remember that `path` must be rescanned at the next refresh of t. */
 static void fs_target_pend(struct fs_target *t, const char *path)
 {
@@ -763,7 +774,7 @@ void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
 {
 	struct fs_ctx *ctx = fuse_req_userdata(req);
 	struct fs_handle *h;
-	int r, lost;
+	int r, lost, current;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EACCES);
@@ -790,16 +801,21 @@ void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
 		 * outside (not intact).  ESTALE makes the kernel look the
 		 * name up again and open the current generation instead of
 		 * failing reads later with EIO.  Counted first, so that every
-		 * later writer preserves it.
+		 * later writer preserves it.  The current generation with
+		 * nothing pending (the drain above queued every outside
+		 * change) is intact without a stat of each source.
 		 */
 		pthread_mutex_lock(&ctx->ilock);
 		lost = in->lost;
+		current = in->target->cur == in;
 		if (!lost)
 			in->nopen++;
 		pthread_mutex_unlock(&ctx->ilock);
-		r = lost || !engine_view_intact(in->view) ?
-			    -ESTALE :
-			    engine_reader_new(&h->reader, in->view);
+		if (lost || ((!current || fs_target_pending(in->target)) &&
+		             !engine_view_intact(in->view)))
+			r = -ESTALE;
+		else
+			r = engine_reader_new(&h->reader, in->view);
 		if (r < 0) {
 			if (!lost)
 				fs_virtual_release(ctx, h);
