@@ -439,6 +439,56 @@ def test_concurrent_pushes_lose_nothing(tmp_path):
     G.git("fsck", "--strict", "--no-dangling", cwd=bare)
 
 
+def test_simultaneous_first_pushes_lose_nothing(tmp_path):
+    # The remote has no branch yet and six hosts push their first commit at
+    # once.  A first push must be a compare-and-swap too ("the branch does
+    # not exist" checked under the ref's lock): libgit2's plain create
+    # checks before locking, and there two pushes both succeeded and one
+    # commit was lost.  A preloaded shim holds every process for 150 ms just
+    # before it locks the remote's branch, so all six pass that early check.
+    shim = tmp_path / "slow_ref_lock.so"
+    src_c = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "slow_ref_lock.c")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the test's shim"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra",
+                    "-Werror", "-o", str(shim), src_c, "-ldl"], check=True)
+    bare = G.make_bare(tmp_path / "remote.git")
+    hosts = [G.make_clone(bare, tmp_path / ("c%d" % i), "c%d" % i)
+             for i in range(6)]
+    for i, h in enumerate(hosts):
+        src = tmp_path / ("s%d.jsonl" % i)
+        G.write_jsonl(src, entity("x%d" % i, ["first"]))
+        G.ok(G.crdtfs("prepare", "--host", "c%d" % i, src, h))
+    log = tmp_path / "locks.log"
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"LD_PRELOAD": str(shim),
+           "SLOW_LOCK_SUFFIX": "remote.git/refs/heads/main.lock",
+           "SLOW_LOCK_LOG": str(log),
+           # A sanitizer build wants its runtime first; the shim only
+           # wraps open(), which it passes on unchanged.
+           "ASAN_OPTIONS": (asan + ":" if asan else "") +
+                           "verify_asan_link_order=0"}
+    barrier = threading.Barrier(len(hosts))
+
+    def go(h):
+        barrier.wait()
+        return G.crdtfs("sync", "--attempts", "30", "--timeout", "60", h,
+                        env=env)
+
+    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as ex:
+        res = list(ex.map(go, hosts))
+    for p in res:
+        G.ok(p)
+    # The shim really held the pushes (at least one lock each).
+    assert len(log.read_text().splitlines()) >= len(hosts)
+    remote = G.git("rev-parse", "main", cwd=bare).stdout.strip()
+    for h in hosts:
+        head = G.git("rev-parse", "HEAD", cwd=h).stdout.strip()
+        assert G.git("merge-base", "--is-ancestor", head, remote,
+                     cwd=bare, check=False).returncode == 0, h
+
+
 # ---------------------------------------------------------------- driver
 
 def _driver_repos(tmp_path, with_driver):
