@@ -66,6 +66,8 @@
 /* How long to wait for another sync of the same work tree. */
 #define SYNC_LOCK_WAIT_MS 60000
 #define SYNC_LOCK_NAME    "crdtfs-sync.lock"
+/* Reads of one file to stage while writers keep replacing it. */
+#define SYNC_STAGE_TRIES 8
 
 typedef struct {
 	const engine_sync_opts *opts; /* borrowed */
@@ -418,6 +420,40 @@ static int head_commit(sync_ctx *c, git_commit **out)
 	return 1;
 }
 
+/*
+ * Stage one managed path as the work tree has it now: a regular file is
+ * added, a missing one removed, a symlink left alone (never a host file).
+ * A file renamed over while libgit2 reads it (an editor's or prepare's
+ * atomic save) fails that read, as its size no longer matches; the rename
+ * is atomic, so the next try reads one whole file.
+ */
+static int stage_path(sync_ctx *c, const char *path)
+{
+	const git_error *e;
+	struct stat sb;
+	char *full;
+	int r = 0, tries;
+
+	if (asprintf(&full, "%s%s", git_repository_workdir(c->repo), path) < 0)
+		return -ENOMEM;
+	for (tries = 0; tries < SYNC_STAGE_TRIES; tries++) {
+		if (lstat(full, &sb) != 0)
+			r = git_index_remove_bypath(c->index, path);
+		else if (S_ISREG(sb.st_mode))
+			r = git_index_add_bypath(c->index, path);
+		else
+			r = 0;
+		if (r == 0)
+			break;
+	}
+	free(full);
+	if (r == 0)
+		return 0;
+	e = git_error_last();
+	return fail_msg(c, -EIO, "%s: cannot stage it (it kept changing?): %s",
+	                path, e && e->message ? e->message : "unknown error");
+}
+
 static int stage_and_commit(sync_ctx *c)
 {
 	git_status_options so;
@@ -447,8 +483,6 @@ static int stage_and_commit(sync_ctx *c)
 		const git_status_entry *e = git_status_byindex(st, i);
 		const git_diff_delta *d = e->index_to_workdir;
 		const char *path;
-		struct stat sb;
-		char *full = NULL;
 
 		if (!d || !(e->status &
 		            (GIT_STATUS_WT_NEW | GIT_STATUS_WT_MODIFIED |
@@ -457,23 +491,8 @@ static int stage_and_commit(sync_ctx *c)
 		path = d->new_file.path ? d->new_file.path : d->old_file.path;
 		if (!is_managed(path))
 			continue;
-		if (asprintf(&full, "%s%s", git_repository_workdir(c->repo),
-		             path) < 0) {
-			r = -ENOMEM;
+		if ((r = stage_path(c, path)) < 0)
 			goto out;
-		}
-		if (lstat(full, &sb) == 0) {
-			r = S_ISREG(sb.st_mode) ?
-			            git_index_add_bypath(c->index, path) :
-			            0; /* symlinks are not host files */
-		} else {
-			r = git_index_remove_bypath(c->index, path);
-		}
-		free(full);
-		if (r < 0) {
-			r = git_fail(c, -EIO, "cannot stage a host file");
-			goto out;
-		}
 		if (!first)
 			first = path;
 		nfiles++;

@@ -439,20 +439,38 @@ def test_concurrent_pushes_lose_nothing(tmp_path):
     G.git("fsck", "--strict", "--no-dangling", cwd=bare)
 
 
+def open_shim_env(tmp_path, match, **acts):
+    """Environment that runs crdtfs under open_shim.c (built here): acts
+    (sleep_ms, run, log) on each open of a path ending in `match`."""
+    shim = tmp_path / "open_shim.so"
+    if not shim.exists():
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "open_shim.c")
+        cc = shutil.which("cc") or shutil.which("gcc")
+        assert cc, "a C compiler is needed to build the test's shim"
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra",
+                        "-Werror", "-o", str(shim), src, "-ldl"],
+                       check=True)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"LD_PRELOAD": str(shim), "SHIM_MATCH": match,
+           # A sanitizer build wants its runtime first; the shim only
+           # wraps open(), which it passes on unchanged.
+           "ASAN_OPTIONS": (asan + ":" if asan else "") +
+                           "verify_asan_link_order=0"}
+    env.update({"SHIM_" + k.upper(): str(v) for k, v in acts.items()})
+    return env
+
+
 def test_simultaneous_first_pushes_lose_nothing(tmp_path):
     # The remote has no branch yet and six hosts push their first commit at
     # once.  A first push must be a compare-and-swap too ("the branch does
     # not exist" checked under the ref's lock): libgit2's plain create
     # checks before locking, and there two pushes both succeeded and one
-    # commit was lost.  A preloaded shim holds every process for 150 ms just
-    # before it locks the remote's branch, so all six pass that early check.
-    shim = tmp_path / "slow_ref_lock.so"
-    src_c = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                         "slow_ref_lock.c")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler is needed to build the test's shim"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra",
-                    "-Werror", "-o", str(shim), src_c, "-ldl"], check=True)
+    # commit was lost.  The shim holds every process for 150 ms just before
+    # it locks the remote's branch, so all six pass that early check.
+    log = tmp_path / "locks.log"
+    env = open_shim_env(tmp_path, "remote.git/refs/heads/main.lock",
+                        sleep_ms=150, log=log)
     bare = G.make_bare(tmp_path / "remote.git")
     hosts = [G.make_clone(bare, tmp_path / ("c%d" % i), "c%d" % i)
              for i in range(6)]
@@ -460,15 +478,6 @@ def test_simultaneous_first_pushes_lose_nothing(tmp_path):
         src = tmp_path / ("s%d.jsonl" % i)
         G.write_jsonl(src, entity("x%d" % i, ["first"]))
         G.ok(G.crdtfs("prepare", "--host", "c%d" % i, src, h))
-    log = tmp_path / "locks.log"
-    asan = os.environ.get("ASAN_OPTIONS", "")
-    env = {"LD_PRELOAD": str(shim),
-           "SLOW_LOCK_SUFFIX": "remote.git/refs/heads/main.lock",
-           "SLOW_LOCK_LOG": str(log),
-           # A sanitizer build wants its runtime first; the shim only
-           # wraps open(), which it passes on unchanged.
-           "ASAN_OPTIONS": (asan + ":" if asan else "") +
-                           "verify_asan_link_order=0"}
     barrier = threading.Barrier(len(hosts))
 
     def go(h):
@@ -487,6 +496,59 @@ def test_simultaneous_first_pushes_lose_nothing(tmp_path):
         head = G.git("rev-parse", "HEAD", cwd=h).stdout.strip()
         assert G.git("merge-base", "--is-ancestor", head, remote,
                      cwd=bare, check=False).returncode == 0, h
+
+
+@pytest.mark.parametrize("saves", ["once", "at every read"])
+def test_host_file_replaced_while_sync_stages_it(tmp_path, saves):
+    # An atomic save (prepare's, an editor's) that lands between libgit2's
+    # stat of a host file and its read made the whole sync fail with
+    # "cannot stage a host file: failed to read file into stream", naming
+    # no file.  Staging now reads the file again and commits the save; a
+    # file replaced at every read fails the sync with its name, and keeps
+    # the last save.
+    bare = G.make_bare(tmp_path / "remote.git")
+    h = G.make_clone(bare, tmp_path / "h0", "h0")
+    alt = tmp_path / "alt"
+    alt.mkdir()
+    for n, back in ((1, h), (2, h), (3, alt)):
+        src = tmp_path / ("s%d.jsonl" % n)
+        G.write_jsonl(src, {("e%d" % i): {"entityType": "t",
+                                           "observations": ["v%d" % n]}
+                            for i in range(n * 5)})
+        G.ok(G.crdtfs("prepare", "--host", "h0", src, back, now=now_at(n)))
+        if n == 1:
+            G.ok(G.crdtfs("sync", h))
+    saved = (alt / "memory-h0.json").read_bytes()
+    hf = os.path.join(h, "memory-h0.json")
+    assert len(saved) != os.path.getsize(hf)
+    before = open(hf, "rb").read()
+    log, swap = tmp_path / "opens.log", tmp_path / "swap"
+    swap.write_bytes(saved)
+    # Each save swaps the host file and the other version, atomically.
+    acts = {"log": log,
+            "run": "cp '%s' '%s.new' && cp '%s' '%s' && mv '%s.new' '%s'" %
+                   (swap, hf, hf, swap, hf, hf)}
+    if saves != "once":
+        acts["run_every"] = 1
+    head = G.git("rev-parse", "HEAD", cwd=h).stdout
+    env = open_shim_env(tmp_path, "/h0/memory-h0.json", **acts)
+    p = G.crdtfs("sync", h, env=env)
+    if saves != "once":
+        assert p.returncode == 1
+        assert p.stderr.startswith(
+            "crdtfs sync: memory-h0.json: cannot stage it "
+            "(it kept changing?): ")
+        assert G.git("rev-parse", "HEAD", cwd=h).stdout == head
+        assert {open(hf, "rb").read(), swap.read_bytes()} == {saved, before}
+        return
+    G.ok(p)
+    assert p.stderr == ""
+    assert len(log.read_text().splitlines()) >= 2  # read, and read again
+    assert G.git("show", "HEAD:memory-h0.json", cwd=h).stdout.encode() \
+        == saved
+    assert G.git("status", "--porcelain", cwd=h).stdout == ""
+    assert G.git("rev-parse", "main", cwd=bare).stdout == \
+        G.git("rev-parse", "HEAD", cwd=h).stdout
 
 
 # ---------------------------------------------------------------- driver

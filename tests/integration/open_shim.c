@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+/*
+ * open_shim.c - an LD_PRELOAD shim for test_git.py that acts on every
+ * open(2) of a path ending in $SHIM_MATCH, just before the open:
+ *   SHIM_SLEEP_MS  sleep that long;
+ *   SHIM_RUN       run this shell command (without the shim), the first
+ *                  time only in each process, or every time if
+ *                  $SHIM_RUN_EVERY is set;
+ *   SHIM_LOG       append the path to this file.
+ *
+ * Why: some races in a sync need a writer or another process to act in a
+ * window of microseconds (between libgit2's check of a ref and its lock,
+ * between its stat of a file and its read).  Acting at the open turns them
+ * into races that happen on every run.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+typedef int (*open_fn)(const char *, int, ...);
+
+static void act_on(const char *path)
+{
+	static int ran;
+	const char *match = getenv("SHIM_MATCH");
+	const char *sleep_ms = getenv("SHIM_SLEEP_MS");
+	const char *run = getenv("SHIM_RUN");
+	const char *log = getenv("SHIM_LOG");
+	size_t n, m;
+
+	if (!match || !path)
+		return;
+	n = strlen(path);
+	m = strlen(match);
+	if (n < m || strcmp(path + n - m, match) != 0)
+		return;
+	if (sleep_ms) {
+		long ms = atol(sleep_ms);
+		struct timespec ts = { ms / 1000, ms % 1000 * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	if (run && (!ran || getenv("SHIM_RUN_EVERY"))) {
+		char *cmd = strdup(run);
+
+		ran = 1;
+		unsetenv("LD_PRELOAD");
+		if (cmd && system(cmd) != 0)
+			fprintf(stderr, "open_shim: '%s' failed\n", cmd);
+		free(cmd);
+	}
+	if (log) {
+		FILE *f = fopen(log, "a");
+
+		if (f) {
+			fprintf(f, "%s\n", path);
+			fclose(f);
+		}
+	}
+}
+
+static int call_open(const char *name, const char *path, int flags,
+                     va_list ap)
+{
+	open_fn real = (open_fn)dlsym(RTLD_NEXT, name);
+	mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+
+	act_on(path);
+	return real(path, flags, mode);
+}
+
+int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, flags);
+	r = call_open("open", path, flags, ap);
+	va_end(ap);
+	return r;
+}
+
+int open64(const char *path, int flags, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, flags);
+	r = call_open("open64", path, flags, ap);
+	va_end(ap);
+	return r;
+}
