@@ -899,7 +899,10 @@ static void format_time(char out[40], const engine__time *t)
 
 /*
  * Count an identity of *len bytes; returns the owned, disambiguated
- * identity (a second "x" is "x#2") and its length in *len.
+ * identity and its length in *len.  A second "entity:x" is "dup2:entity:x":
+ * every first identity starts with one of identity_of()'s kinds, so no name
+ * can spell a duplicate's identity (a suffix such as "#2" could: an
+ * entity really named "x#2").
  */
 static char *dedupe_identity(prep_src *s, char *ident, size_t *len)
 {
@@ -920,10 +923,10 @@ static char *dedupe_identity(prep_src *s, char *ident, size_t *len)
 	}
 	if (++seen->count == 1)
 		return ident;
-	n = snprintf(NULL, 0, "#%u", seen->count);
-	if ((out = malloc(*len + (size_t)n + 1))) {
-		memcpy(out, ident, *len);
-		snprintf(out + *len, (size_t)n + 1, "#%u", seen->count);
+	n = snprintf(NULL, 0, "dup%u:", seen->count);
+	if ((out = malloc((size_t)n + *len + 1))) {
+		snprintf(out, (size_t)n + 1, "dup%u:", seen->count);
+		memcpy(out + n, ident, *len + 1);
 		*len += (size_t)n;
 	}
 	free(ident);

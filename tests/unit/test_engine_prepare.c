@@ -50,6 +50,26 @@ static int prepare(const char *src, const char *now, engine_prepare_stats *st,
 	return engine_prepare(&o, st, probs);
 }
 
+/* Entries of the default merged view of tmpdir. */
+static int merged_entries(void)
+{
+	desc_descriptor *d = NULL;
+	engine_merge *m = NULL;
+	engine_view *v = NULL;
+	int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY), n = -1;
+
+	if (dfd >= 0 && desc_default(&d) == 0 &&
+	    engine_merge_new(&m, d, dfd) == 0 &&
+	    engine_merge_refresh(m, &v) == 0)
+		n = (int)engine_view_entries(v);
+	engine_view_unref(v);
+	engine_merge_free(m);
+	desc_free(d);
+	if (dfd >= 0)
+		close(dfd);
+	return n;
+}
+
 static const char src1[] =
         "{\"type\":\"entity\",\"name\":\"b\",\"entityType\":\"t\","
         "\"observations\":[\"x\"]}\n"
@@ -194,7 +214,7 @@ static void test_engine_prepare__identities(void)
 	            NULL);
 	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:7\"") != NULL);
 	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:x\"") != NULL);
-	ASSERT_TRUE(strstr(out, "\"unique_id\":\"id:x#2\"") != NULL);
+	ASSERT_TRUE(strstr(out, "\"unique_id\":\"dup2:id:x\"") != NULL);
 	/* {} : git blob SHA-1 of "{}". */
 	ASSERT_TRUE(strstr(out, "{\"_crdt_metadata\":{\"host\":\"h1\"") !=
 	            NULL);
@@ -213,9 +233,9 @@ static void test_engine_prepare__identities_with_nul(void)
 {
 	static const char *const want[] = {
 		"\"unique_id\":\"entity:a\"",
-		/* entity:a NUL b, then its second occurrence (#2) */
+		/* entity:a NUL b, then its second occurrence (dup2:) */
 		"sha1:d69369dbca14027a7606219329e88c745d5f1b8c",
-		"sha1:c34f35f9c7be55ec82724e61515f36923e182801",
+		"sha1:ed64b5e3566f22ffd9a1c5ac66a28a51637ce2f7",
 		/* relation:3:x NUL p,1:y,1:r */
 		"sha1:d4cd5e792ea071500d563f4b52cb919f81e8efa4",
 		/* id:k NUL z */
@@ -245,22 +265,45 @@ static void test_engine_prepare__identities_with_nul(void)
 	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		ASSERT_TRUE(strstr(out, want[i]) != NULL);
 	/* seven entries, seven keys: nothing collapsed */
-	{
-		desc_descriptor *d = NULL;
-		engine_merge *m = NULL;
-		engine_view *v = NULL;
-		int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	ASSERT_EQ_INT(merged_entries(), 7);
+	engine_problems_dispose(&p);
+	remove_dir();
+}
 
-		ASSERT_TRUE(dfd >= 0);
-		ASSERT_EQ_INT(desc_default(&d), 0);
-		ASSERT_EQ_INT(engine_merge_new(&m, d, dfd), 0);
-		ASSERT_EQ_INT(engine_merge_refresh(m, &v), 0);
-		ASSERT_EQ_INT((int)engine_view_entries(v), 7);
-		engine_view_unref(v);
-		engine_merge_free(m);
-		desc_free(d);
-		close(dfd);
-	}
+/*
+ * A duplicate's identity is never a real one: the second "a" used to be
+ * "entity:a#2", the identity of an entity named "a#2", and one of the two
+ * left the merged view (and every run re-stamped them).
+ */
+static void test_engine_prepare__duplicates_never_collide(void)
+{
+	static const char *const want[] = {
+		"\"unique_id\":\"entity:a\"",
+		"\"unique_id\":\"dup2:entity:a\"",
+		"\"unique_id\":\"entity:a#2\"",
+		"\"unique_id\":\"entity:dup2:entity:a\"",
+	};
+	engine_prepare_stats st;
+	engine_problems p;
+	const char *out;
+	size_t i;
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("m.jsonl",
+	    "{\"type\":\"entity\",\"name\":\"a\",\"n\":1}\n"
+	    "{\"type\":\"entity\",\"name\":\"a\",\"n\":2}\n"
+	    "{\"type\":\"entity\",\"name\":\"a#2\",\"n\":3}\n"
+	    "{\"type\":\"entity\",\"name\":\"dup2:entity:a\",\"n\":4}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	out = get("memory-h1.json");
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ASSERT_TRUE(strstr(out, want[i]) != NULL);
+	ASSERT_EQ_INT(merged_entries(), 4);
+	ASSERT_EQ_INT(prepare("m.jsonl", "2026-02-01T00:00:00Z", &st, &p), 0);
+	ASSERT_EQ_INT(st.unchanged, 4);
+	ASSERT_EQ_INT(st.written, 0);
+	ASSERT_EQ_INT((int)p.count, 0);
 	engine_problems_dispose(&p);
 	remove_dir();
 }
@@ -477,6 +520,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__change_and_clock_set_back),
 	TEST(test_engine_prepare__identities),
 	TEST(test_engine_prepare__identities_with_nul),
+	TEST(test_engine_prepare__duplicates_never_collide),
 	TEST(test_engine_prepare__damaged_inputs),
 	TEST(test_engine_prepare__damaged_source_never_deletes),
 	TEST(test_engine_prepare__nesting_limit_of_the_merge),
