@@ -253,10 +253,29 @@ int engine__write_all(int fd, const char *buf, size_t len);
 int engine__replace_file(const char *path, mode_t new_mode,
 			 int (*fill)(void *ctx, int fd), void *ctx,
 			 struct stat *written);
-/** engine__replace_file() with `len` bytes from memory. */
+/**
+ * Whether a file may be replaced or removed, asked about the file itself
+ * once it is out of the way (`displaced`: its temporary name), or with
+ * NULL when there was none.  @return 1 yes, 0 no (it is put back)
+ */
+typedef int (*engine__check_fn)(void *ctx, const char *displaced);
+/**
+ * engine__replace_file() that replaces only what check() accepts; see
+ * replace.c.  check NULL: replace anything.
+ * @return 0, -ESTALE (refused; path was put back), fill's error, -errno
+ */
+int engine__replace_file_if(const char *path, mode_t new_mode,
+			    int (*fill)(void *ctx, int fd), void *ctx,
+			    struct stat *written, engine__check_fn check,
+			    void *cctx);
+/** engine__replace_file_if() with `len` bytes from memory. */
 int engine__replace_file_bytes(const char *path, mode_t new_mode,
 			       const char *data, size_t len,
-			       struct stat *written);
+			       struct stat *written, engine__check_fn check,
+			       void *cctx);
+/** Remove `path` if check() accepts it.  @return 0, -ESTALE, -errno */
+int engine__remove_file_if(const char *path, engine__check_fn check,
+			   void *cctx);
 
 /* ---- parallel jobs (parallel.c) ---- */
 

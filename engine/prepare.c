@@ -1249,7 +1249,8 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		goto out;
 	}
 	if (!have_old || nlen != olen || memcmp(nbuf, obuf, olen) != 0) {
-		r = engine__replace_file_bytes(path, 0644, nbuf, nlen, NULL);
+		r = engine__replace_file_bytes(path, 0644, nbuf, nlen, NULL, NULL,
+					       NULL);
 		if (r < 0)
 			goto out;
 		src.st.written = 1;

@@ -7,6 +7,16 @@
  * no glob of sources matches it; same directory, so rename is atomic),
  * which is fsynced and renamed over the target; the directory is fsynced
  * so the rename survives a crash.
+ *
+ * A caller that may replace or remove a file only if it still holds known
+ * bytes (sync: the committed version) passes a check.  Checking and then
+ * renaming would lose a save landing in between, so the check is made
+ * after the swap, on the file the swap displaced (renameat2 with
+ * RENAME_EXCHANGE: the displaced file keeps a hidden name), and a refused
+ * one is swapped back.  No file this did not write is ever deleted: a
+ * save that lands while a refused file is put back is kept at the hidden
+ * name.  A writer that keeps a file open and writes it in place after the
+ * check is not seen; atomic saves (temp file, rename) always are.
  */
 #include "engine_i.h"
 
@@ -32,9 +42,62 @@ int engine__write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-int engine__replace_file(const char *path, mode_t new_mode,
-			 int (*fill)(void *ctx, int fd), void *ctx,
-			 struct stat *written)
+/* Is file `path` inode `ino` of device `dev`?  (Is it still ours?) */
+static int is_inode(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+/*
+ * Move `tmp` to `path` if check() accepts what that displaces.
+ * @return 0, -ESTALE (refused: path holds the displaced file again, or a
+ *         save that landed meanwhile), -errno
+ */
+static int swap_in(const char *tmp, const char *path, const struct stat *ours,
+		   engine__check_fn check, void *cctx)
+{
+	struct stat old;
+
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) < 0) {
+		if (errno == EINVAL) {
+			/* No exchange on this filesystem: check, then rename. */
+			if (!check(cctx, access(path, F_OK) == 0 ? path : NULL))
+				return -ESTALE;
+			return rename(tmp, path) < 0 ? -errno : 0;
+		}
+		if (errno != ENOENT)
+			return -errno;
+		if (!check(cctx, NULL))
+			return -ESTALE;
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) <
+		    0)
+			return errno == EEXIST ? -ESTALE : -errno;
+		return 0;
+	}
+	/* tmp names the displaced file now. */
+	if (lstat(tmp, &old) < 0)
+		return -errno;
+	if (check(cctx, tmp)) {
+		unlink(tmp);
+		return 0;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) < 0)
+		return -errno;
+	if (!is_inode(tmp, ours->st_dev, ours->st_ino) &&
+	    renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0 &&
+	    !is_inode(tmp, old.st_dev, old.st_ino))
+		return -ESTALE; /* a third save: keep it hidden, never lost */
+	/* tmp is ours, or the displaced save a newer one replaced. */
+	unlink(tmp);
+	return -ESTALE;
+}
+
+int engine__replace_file_if(const char *path, mode_t new_mode,
+			    int (*fill)(void *ctx, int fd), void *ctx,
+			    struct stat *written, engine__check_fn check,
+			    void *cctx)
 {
 	const char *slash = strrchr(path, '/');
 	const char *base = slash ? slash + 1 : path;
@@ -68,7 +131,21 @@ int engine__replace_file(const char *path, mode_t new_mode,
 		r = -errno;
 		goto out;
 	}
-	if (rename(tmp, path) < 0) {
+	if (check) {
+		struct stat ours;
+
+		if (fstat(fd, &ours) < 0) {
+			r = -errno;
+			goto out;
+		}
+		r = swap_in(tmp, path, &ours, check, cctx);
+		if (r == -ESTALE && !is_inode(tmp, ours.st_dev, ours.st_ino)) {
+			free(tmp); /* not ours: left where it is */
+			tmp = NULL;
+		}
+		if (r < 0)
+			goto out;
+	} else if (rename(tmp, path) < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -93,6 +170,48 @@ out:
 	return r;
 }
 
+int engine__replace_file(const char *path, mode_t new_mode,
+			 int (*fill)(void *ctx, int fd), void *ctx,
+			 struct stat *written)
+{
+	return engine__replace_file_if(path, new_mode, fill, ctx, written, NULL,
+				       NULL);
+}
+
+int engine__remove_file_if(const char *path, engine__check_fn check,
+			   void *cctx)
+{
+	const char *slash = strrchr(path, '/');
+	char *tmp = NULL;
+	int fd, r;
+
+	if (asprintf(&tmp, "%.*s.%s.del.XXXXXX",
+		     slash ? (int)(slash - path + 1) : 0, path,
+		     slash ? slash + 1 : path) < 0)
+		return -ENOMEM;
+	/* A unique hidden name, which the rename then takes over. */
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+		r = -errno;
+		free(tmp);
+		return r;
+	}
+	close(fd);
+	if (rename(path, tmp) < 0) {
+		r = errno == ENOENT ? (check(cctx, NULL) ? 0 : -ESTALE) :
+				      -errno;
+		unlink(tmp);
+	} else if (check(cctx, tmp)) {
+		r = unlink(tmp) < 0 ? -errno : 0;
+	} else {
+		/* Put it back; if a new file took the name, keep both. */
+		r = -ESTALE;
+		(void)renameat2(AT_FDCWD, tmp, AT_FDCWD, path,
+				RENAME_NOREPLACE);
+	}
+	free(tmp);
+	return r;
+}
+
 typedef struct {
 	const char *data;
 	size_t len;
@@ -107,9 +226,11 @@ static int fill_bytes(void *ctx, int fd)
 
 int engine__replace_file_bytes(const char *path, mode_t new_mode,
 			       const char *data, size_t len,
-			       struct stat *written)
+			       struct stat *written, engine__check_fn check,
+			       void *cctx)
 {
 	replace_bytes b = { data, len };
 
-	return engine__replace_file(path, new_mode, fill_bytes, &b, written);
+	return engine__replace_file_if(path, new_mode, fill_bytes, &b, written,
+				       check, cctx);
 }

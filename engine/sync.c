@@ -20,7 +20,8 @@
  * - Work-tree files are replaced by rename (never truncated in place), so
  *   readers of the merged view holding the old inode keep a consistent
  *   generation; a file is replaced only if it still holds the committed
- *   bytes, so a write racing with the sync is never overwritten (the sync
+ *   bytes, checked on the file the rename displaced (replace.c), so an
+ *   atomic save racing with the sync is never overwritten (the sync
  *   commits it and integrates again, within its attempts).
  * - The branch ref moves last: if the process dies half-way, the work tree
  *   is ahead of HEAD and the next sync commits that as a local change.
@@ -1375,25 +1376,54 @@ static int index_add_stat(sync_ctx *c, const char *path, const git_oid *id,
 	return 0;
 }
 
-/* Replace work-tree file `path` by blob id, atomically. */
-static int write_blob_atomic(sync_ctx *c, const char *path, const git_oid *id,
-                             struct stat *st)
+/* What a work-tree file may hold when the sync replaces or removes it. */
+typedef struct {
+	const git_oid *old; /* the version the sync started from, or NULL */
+	const git_oid *new; /* the version it writes, or NULL */
+} expected_blob;
+
+/* engine__check_fn: the displaced file holds `old` or `new` (or none). */
+static int holds_expected(void *ctx, const char *displaced)
 {
+	const expected_blob *x = ctx;
+	git_oid cur;
+
+	if (!displaced)
+		return !x->old;
+	if (git_odb_hashfile(&cur, displaced, GIT_OBJECT_BLOB) < 0)
+		return 0;
+	return (x->old && git_oid_equal(&cur, x->old)) ||
+	       (x->new && git_oid_equal(&cur, x->new));
+}
+
+/*
+ * Bring work-tree file `path` from blob `old` (NULL: none) to `new` (NULL:
+ * removed), atomically, unless a write changed it since the sync read it:
+ * then that write is kept and this fails with -ESTALE.
+ */
+static int update_file(sync_ctx *c, const char *path, const git_oid *old,
+                       const git_oid *new, struct stat *st)
+{
+	expected_blob x = { old, new };
 	git_blob *blob = NULL;
 	char *dst = NULL;
 	int r;
 
 	if (asprintf(&dst, "%s%s", git_repository_workdir(c->repo), path) < 0)
 		return -ENOMEM;
-	if (git_blob_lookup(&blob, c->repo, id) < 0)
+	if (!new)
+		r = engine__remove_file_if(dst, holds_expected, &x);
+	else if (git_blob_lookup(&blob, c->repo, new) < 0)
 		r = git_fail(c, -EIO, "cannot read a blob");
 	else
 		r = engine__replace_file_bytes(dst, 0644,
 					       git_blob_rawcontent(blob),
 					       (size_t)git_blob_rawsize(blob),
-					       st);
+					       st, holds_expected, &x);
 	git_blob_free(blob);
 	free(dst);
+	if (r == -ESTALE)
+		return fail_msg(c, r, "%s changed during the sync", path);
 	return r < 0 && !c->res->error[0] ?
 	               fail_msg(c, r, "cannot write %s", path) :
 	               r;
@@ -1401,9 +1431,10 @@ static int write_blob_atomic(sync_ctx *c, const char *path, const git_oid *id,
 
 /*
  * Bring the work tree and index from tree `from` (NULL: empty) to `to`.
- * Host files and descriptors are replaced by rename after checking that
- * they still hold the bytes of `from`; other files go through a safe
- * checkout.  @return 0 or -EBUSY (a file changed under us), -errno
+ * Host files and descriptors are replaced by rename if they still hold the
+ * bytes of `from` (checked before anything changes, and again on the file
+ * each rename displaces); other files go through a safe checkout.
+ * @return 0, -ESTALE (a file changed under us), -EBUSY, -errno
  */
 static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 {
@@ -1427,9 +1458,12 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 	for (i = 0; i < n; i++) {
 		const git_diff_delta *d = git_diff_get_delta(diff, i);
 		const char *p = d->new_file.path;
+		expected_blob x = {
+			d->old_file.mode ? &d->old_file.id : NULL,
+			d->new_file.mode ? &d->new_file.id : NULL
+		};
 		char *full = NULL;
-		git_oid cur;
-		int exists;
+		int ok;
 
 		if (!is_managed(p) ||
 		    (d->new_file.mode &&
@@ -1442,17 +1476,9 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 			r = -ENOMEM;
 			goto out;
 		}
-		exists = access(full, F_OK) == 0;
-		if (exists && git_odb_hashfile(&cur, full, GIT_OBJECT_BLOB) < 0)
-			exists = -1;
+		ok = holds_expected(&x, access(full, F_OK) == 0 ? full : NULL);
 		free(full);
-		if (exists < 0 ||
-		    (exists &&
-		     !(d->old_file.mode &&
-		       git_oid_equal(&cur, &d->old_file.id)) &&
-		     !(d->new_file.mode &&
-		       git_oid_equal(&cur, &d->new_file.id))) ||
-		    (!exists && d->old_file.mode)) {
+		if (!ok) {
 			r = fail_msg(c, -ESTALE, "%s changed during the sync",
 			             p);
 			goto out;
@@ -1486,21 +1512,12 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE))
 			continue;
 		c->res->pulled = 1;
-		if (!d->new_file.mode) {
-			char *full = NULL;
-
-			if (asprintf(&full, "%s%s", wd, p) < 0) {
-				r = -ENOMEM;
-				goto out;
-			}
-			if (unlink(full) < 0 && errno != ENOENT)
-				r = -errno;
-			free(full);
-			if (r < 0)
-				goto out;
-			continue;
-		}
-		if ((r = write_blob_atomic(c, p, &d->new_file.id, &st)) < 0 ||
+		if ((r = update_file(c, p,
+		                     d->old_file.mode ? &d->old_file.id : NULL,
+		                     d->new_file.mode ? &d->new_file.id : NULL,
+		                     &st)) < 0)
+			goto out;
+		if (d->new_file.mode &&
 		    (r = index_add_stat(c, p, &d->new_file.id, &st)) < 0)
 			goto out;
 	}

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * open_shim.c - an LD_PRELOAD shim for test_git.py that acts on every
- * open(2) of a path ending in $SHIM_MATCH, just before the open:
+ * open(2) of a path ending in $SHIM_MATCH (with $SHIM_ON=rename: every
+ * rename(2) or renameat2(2) to such a path), just before the call:
  *   SHIM_SLEEP_MS  sleep that long;
  *   SHIM_RUN       run this shell command (without the shim), the first
  *                  time only in each process, or every time if
@@ -10,8 +11,9 @@
  *
  * Why: some races in a sync need a writer or another process to act in a
  * window of microseconds (between libgit2's check of a ref and its lock,
- * between its stat of a file and its read).  Acting at the open turns them
- * into races that happen on every run.
+ * between its stat of a file and its read, between a check of a file and
+ * its replacement).  Acting at the call turns them into races that happen
+ * on every run.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -24,6 +26,15 @@
 #include <time.h>
 
 typedef int (*open_fn)(const char *, int, ...);
+typedef int (*rename_fn)(const char *, const char *);
+typedef int (*renameat2_fn)(int, const char *, int, const char *, unsigned);
+
+static int hooked(const char *call)
+{
+	const char *on = getenv("SHIM_ON");
+
+	return strcmp(on ? on : "open", call) == 0;
+}
 
 static void act_on(const char *path)
 {
@@ -71,7 +82,8 @@ static int call_open(const char *name, const char *path, int flags,
 	open_fn real = (open_fn)dlsym(RTLD_NEXT, name);
 	mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
 
-	act_on(path);
+	if (hooked("open"))
+		act_on(path);
 	return real(path, flags, mode);
 }
 
@@ -95,4 +107,23 @@ int open64(const char *path, int flags, ...)
 	r = call_open("open64", path, flags, ap);
 	va_end(ap);
 	return r;
+}
+
+int rename(const char *from, const char *to)
+{
+	rename_fn real = (rename_fn)dlsym(RTLD_NEXT, "rename");
+
+	if (hooked("rename"))
+		act_on(to);
+	return real(from, to);
+}
+
+int renameat2(int fromfd, const char *from, int tofd, const char *to,
+              unsigned flags)
+{
+	renameat2_fn real = (renameat2_fn)dlsym(RTLD_NEXT, "renameat2");
+
+	if (hooked("rename"))
+		act_on(to);
+	return real(fromfd, from, tofd, to, flags);
 }

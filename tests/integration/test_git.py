@@ -551,6 +551,49 @@ def test_host_file_replaced_while_sync_stages_it(tmp_path, saves):
         G.git("rev-parse", "HEAD", cwd=h).stdout
 
 
+def test_save_while_sync_replaces_a_host_file_is_kept(tmp_path):
+    # Two hosts changed one host file, so h0's sync writes the CRDT merge
+    # over h0's copy.  A save landing after sync checked that copy and
+    # before its rename was overwritten, and the sync said all was well.
+    # Now the check is made on the file the rename displaces, and a save is
+    # swapped back, committed and merged again.
+    md = lambda uid, t, h: {"host": h, "timestamp": now_at(t),  # noqa
+                            "version": 1, "unique_id": uid}
+    seed = {"k": "seed", "_crdt_metadata": md("seed", 0, "h0")}
+
+    def save(path, *entries):
+        path.write_text("[\n%s\n]\n" % ",\n".join(
+            json.dumps(e, separators=(",", ":")) for e in (seed,) + entries))
+
+    bare = G.make_bare(tmp_path / "remote.git")
+    h0 = G.make_clone(bare, tmp_path / "h0", "h0")
+    h1 = G.make_clone(bare, tmp_path / "h1", "h1")
+    f0 = tmp_path / "h0" / "memory-shared.json"
+    f1 = tmp_path / "h1" / "memory-shared.json"
+    save(f0)
+    G.ok(G.crdtfs("sync", h0))
+    G.ok(G.crdtfs("sync", h1))
+    save(f1, {"k": "h1", "_crdt_metadata": md("from-h1", 1, "h1")})
+    G.ok(G.crdtfs("sync", h1))
+    ours = {"k": "h0", "_crdt_metadata": md("from-h0", 2, "h0")}
+    late = {"k": "late", "_crdt_metadata": md("late-save", 3, "h0")}
+    save(f0, ours)
+    save(tmp_path / "late.json", ours, late)
+    env = open_shim_env(
+        tmp_path, "/h0/memory-shared.json", on="rename",
+        run="cp '%s' '%s.new' && mv '%s.new' '%s'" % (
+            tmp_path / "late.json", f0, f0, f0))
+    G.ok(G.crdtfs("sync", h0, env=env))
+    want = {"seed", "from-h1", "from-h0", "late-save"}
+    got = {e["_crdt_metadata"]["unique_id"]
+           for e in json.loads(f0.read_text())}
+    assert got == want
+    pushed = json.loads(G.git("show", "main:memory-shared.json",
+                              cwd=bare).stdout)
+    assert {e["_crdt_metadata"]["unique_id"] for e in pushed} == want
+    assert G.git("status", "--porcelain", cwd=h0).stdout == ""
+
+
 # ---------------------------------------------------------------- driver
 
 def _driver_repos(tmp_path, with_driver):
