@@ -422,6 +422,24 @@ static int head_commit(sync_ctx *c, git_commit **out)
 }
 
 /*
+ * Managed files are committed as plain blobs (100644) whatever their x bit,
+ * as the sync writes them: else a host whose copy is executable and one
+ * whose copy is not commit mode changes back and forth forever.
+ */
+static int stage_as_plain_blob(sync_ctx *c, const char *path)
+{
+	const git_index_entry *e = git_index_get_bypath(c->index, path, 0);
+	git_index_entry plain;
+
+	if (!e || e->mode == GIT_FILEMODE_BLOB)
+		return 0;
+	plain = *e;
+	plain.path = path;
+	plain.mode = GIT_FILEMODE_BLOB;
+	return git_index_add(c->index, &plain);
+}
+
+/*
  * Stage one managed path as the work tree has it now: a regular file is
  * added, a missing one removed, a symlink left alone (never a host file).
  * A file renamed over while libgit2 reads it (an editor's or prepare's
@@ -440,10 +458,10 @@ static int stage_path(sync_ctx *c, const char *path)
 	for (tries = 0; tries < SYNC_STAGE_TRIES; tries++) {
 		if (lstat(full, &sb) != 0)
 			r = git_index_remove_bypath(c->index, path);
-		else if (S_ISREG(sb.st_mode))
-			r = git_index_add_bypath(c->index, path);
-		else
+		else if (!S_ISREG(sb.st_mode))
 			r = 0;
+		else if ((r = git_index_add_bypath(c->index, path)) == 0)
+			r = stage_as_plain_blob(c, path);
 		if (r == 0)
 			break;
 	}

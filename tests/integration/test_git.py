@@ -594,6 +594,34 @@ def test_save_while_sync_replaces_a_host_file_is_kept(tmp_path):
     assert G.git("status", "--porcelain", cwd=h0).stdout == ""
 
 
+def test_executable_host_file_does_not_flip_modes(tmp_path):
+    # A host file with its x bit set (copied from a FAT disk, say) was
+    # committed as 100755, written back elsewhere as 100644, and the two
+    # hosts then committed mode changes back and forth on every sync.
+    bare = G.make_bare(tmp_path / "remote.git")
+    h0 = G.make_clone(bare, tmp_path / "h0", "h0")
+    h1 = G.make_clone(bare, tmp_path / "h1", "h1")
+    f0 = tmp_path / "h0" / "memory-h0.json"
+    f0.write_text("[]\n")
+    f0.chmod(0o755)
+    (tmp_path / "h1" / "memory-h1.json").write_text("[]\n")
+    G.ok(G.crdtfs("sync", h0))
+    G.ok(G.crdtfs("sync", h1))
+    f0.write_text(json.dumps([{"x": 1, "_crdt_metadata": {
+        "unique_id": "x", "timestamp": now_at(1), "version": 1,
+        "host": "h0"}}]) + "\n")
+    G.ok(G.crdtfs("sync", h0))
+    G.ok(G.crdtfs("sync", h1))
+    commits = G.git("rev-list", "--count", "main", cwd=bare).stdout
+    for _ in range(2):
+        G.ok(G.crdtfs("sync", h0))
+        G.ok(G.crdtfs("sync", h1))
+    assert G.git("rev-list", "--count", "main", cwd=bare).stdout == commits
+    tree = G.git("ls-tree", "main", cwd=bare).stdout
+    assert "100755" not in tree and tree.count("100644 blob") == 2
+    assert os.stat(f0).st_mode & 0o777 == 0o755  # the file is left alone
+
+
 # ---------------------------------------------------------------- driver
 
 def _driver_repos(tmp_path, with_driver):
