@@ -94,13 +94,48 @@ typedef struct {
 	char *push_status;   /* owned: rejection from the server */
 } sync_ctx;
 
-/* Record libgit2's last error as the result's error text. */
+/*
+ * The lock file libgit2's message `m` says is in the way, into out (empty
+ * if none): libgit2 names a ref's lock file but not the index's.
+ */
+static void lock_in_the_way(sync_ctx *c, const char *m, char *out,
+                            size_t size)
+{
+	static const char ref_lock[] = "failed to lock file '";
+	const char *at = strstr(m, ref_lock), *end;
+
+	out[0] = '\0';
+	if (at) {
+		at += sizeof(ref_lock) - 1;
+		if ((end = strchr(at, '\'')))
+			snprintf(out, size, "%.*s", (int)(end - at), at);
+	} else if (strstr(m, "index is locked") && c->repo) {
+		snprintf(out, size, "%sindex.lock", git_repository_path(c->repo));
+	}
+}
+
+/*
+ * Record libgit2's last error as the result's error text.  A lock file in
+ * the way is named with its age and the cure: git leaves one behind when
+ * it is killed, and every later sync would fail on it.
+ */
 static int git_fail(sync_ctx *c, int code, const char *what)
 {
 	const git_error *e = git_error_last();
+	const char *m = e && e->message ? e->message : "unknown error";
+	char lock[512];
+	struct stat st;
 
-	snprintf(c->res->error, sizeof(c->res->error), "%s: %s", what,
-	         e && e->message ? e->message : "unknown error");
+	lock_in_the_way(c, m, lock, sizeof(lock));
+	if (lock[0] && stat(lock, &st) == 0)
+		snprintf(c->res->error, sizeof(c->res->error),
+		         "%s: %s exists (%lld s old): another git is at work "
+		         "there, or one was killed; if none is running, "
+		         "remove it",
+		         what, lock, (long long)(time(NULL) - st.st_mtime));
+	else
+		snprintf(c->res->error, sizeof(c->res->error), "%s: %s", what,
+		         m);
 	return code;
 }
 

@@ -622,6 +622,34 @@ def test_executable_host_file_does_not_flip_modes(tmp_path):
     assert os.stat(f0).st_mode & 0o777 == 0o755  # the file is left alone
 
 
+@pytest.mark.parametrize("lock", ["h0/.git/index.lock",
+                                  "h0/.git/refs/heads/main.lock",
+                                  "remote.git/refs/heads/main.lock"])
+def test_stale_lock_is_named_with_its_cure(tmp_path, lock):
+    # A git (or sync) killed while it held a lock leaves the lock file, and
+    # every later sync fails on it.  The message names the file and says
+    # what to do; once it is removed, the next sync pushes everything.
+    bare = G.make_bare(tmp_path / "remote.git")
+    h0 = G.make_clone(bare, tmp_path / "h0", "h0")
+    hf = tmp_path / "h0" / "memory-h0.json"
+    hf.write_text("[]\n")
+    G.ok(G.crdtfs("sync", h0))
+    hf.write_text(json.dumps([{"x": 1, "_crdt_metadata": {
+        "unique_id": "x", "timestamp": now_at(1), "version": 1,
+        "host": "h0"}}]) + "\n")
+    (tmp_path / lock).write_text("")
+    p = G.crdtfs("sync", "--attempts", "2", h0)
+    assert p.returncode == 1, p.stderr
+    assert ("%s exists (" % (tmp_path / lock)) in p.stderr
+    assert p.stderr.rstrip().endswith(
+        "another git is at work there, or one was killed; "
+        "if none is running, remove it")
+    (tmp_path / lock).unlink()
+    G.ok(G.crdtfs("sync", h0))
+    assert G.git("show", "main:memory-h0.json", cwd=bare).stdout == \
+        hf.read_text()
+
+
 # ---------------------------------------------------------------- driver
 
 def _driver_repos(tmp_path, with_driver):
