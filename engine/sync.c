@@ -1482,6 +1482,24 @@ static int update_file(sync_ctx *c, const char *path, const git_oid *old,
 	               r;
 }
 
+typedef struct {
+	char path[256]; /* the first file a checkout found in the way */
+} in_the_way;
+
+/* Checkout notification: remember the first path in the way. */
+static int first_conflict(git_checkout_notify_t why, const char *path,
+                          const git_diff_file *baseline,
+                          const git_diff_file *target,
+                          const git_diff_file *workdir, void *payload)
+{
+	in_the_way *w = payload;
+
+	(void)why, (void)baseline, (void)target, (void)workdir;
+	if (!w->path[0])
+		snprintf(w->path, sizeof(w->path), "%s", path);
+	return 0;
+}
+
 /*
  * Bring the work tree and index from tree `from` (NULL: empty) to `to`.
  * Host files and descriptors are replaced by rename if they still hold the
@@ -1491,6 +1509,7 @@ static int update_file(sync_ctx *c, const char *path, const git_oid *old,
  */
 static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 {
+	in_the_way way = { "" };
 	git_checkout_options co;
 	const char *wd = git_repository_workdir(c->repo);
 	git_diff *diff = NULL;
@@ -1543,9 +1562,20 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		co.baseline = from;
 		co.paths.strings = others;
 		co.paths.count = nothers;
+		co.notify_flags = GIT_CHECKOUT_NOTIFY_CONFLICT;
+		co.notify_cb = first_conflict;
+		co.notify_payload = &way;
 		if (git_checkout_tree(c->repo, (const git_object *)to, &co) <
 		    0) {
-			r = git_fail(c, -EBUSY, "cannot update the work tree");
+			r = way.path[0] ?
+			            fail_msg(c, -EBUSY,
+			                     "cannot update the work tree: %s is "
+			                     "in the way (not committed here, and "
+			                     "the remote has another); move it "
+			                     "away or commit it",
+			                     way.path) :
+			            git_fail(c, -EBUSY,
+			                     "cannot update the work tree");
 			goto out;
 		}
 		c->res->pulled = 1;

@@ -650,6 +650,32 @@ def test_stale_lock_is_named_with_its_cure(tmp_path, lock):
         hf.read_text()
 
 
+def test_untracked_file_in_the_way_is_named(tmp_path):
+    # A file the remote brings (notes.txt) already exists here, untracked
+    # (a sync killed while checking it out leaves it so).  Sync refuses to
+    # overwrite it, and says which file and what to do.
+    bare = G.make_bare(tmp_path / "remote.git")
+    h0 = G.make_clone(bare, tmp_path / "h0", "h0")
+    h1 = G.make_clone(bare, tmp_path / "h1", "h1")
+    (tmp_path / "h1" / "memory-h1.json").write_text("[]\n")
+    (tmp_path / "h1" / "notes.txt").write_text("from h1\n")
+    G.git("add", "notes.txt", cwd=h1)
+    G.git("commit", "-qm", "notes", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    (tmp_path / "h0" / "memory-h0.json").write_text("[]\n")
+    (tmp_path / "h0" / "notes.txt").write_text("half a no")
+    p = G.crdtfs("sync", h0)
+    assert p.returncode == 1
+    assert p.stderr == ("crdtfs sync: cannot update the work tree: "
+                        "notes.txt is in the way (not committed here, and "
+                        "the remote has another); move it away or commit "
+                        "it\n")
+    assert (tmp_path / "h0" / "notes.txt").read_text() == "half a no"
+    (tmp_path / "h0" / "notes.txt").unlink()
+    G.ok(G.crdtfs("sync", h0))
+    assert (tmp_path / "h0" / "notes.txt").read_text() == "from h1\n"
+
+
 # ---------------------------------------------------------------- driver
 
 def _driver_repos(tmp_path, with_driver):
