@@ -88,7 +88,8 @@ typedef struct {
 	const char *host;      /* for messages and the fallback author;
 				  NULL: gethostname() */
 	unsigned max_attempts; /* push attempts; 0: 8 */
-	unsigned max_seconds;  /* time budget for push retries; 0: 20 */
+	unsigned max_seconds;  /* time budget for push retries, and the
+	                          longest a remote may be silent; 0: 20 */
 	int (*cancelled)(void *ctx); /* polled while waiting; NULL: never */
 	void *cancel_ctx;
 } engine_sync_opts;

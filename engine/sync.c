@@ -44,6 +44,7 @@
  *   .git/crdtfs-sync.lock (the CLI and a mount may both sync).
  */
 #include "engine_i.h"
+#include "netwatch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,6 +93,7 @@ typedef struct {
 	git_oid remote_oid;  /* its id as of the last fetch */
 	unsigned cred_tries; /* credential callback calls */
 	char *push_status;   /* owned: rejection from the server */
+	engine__netwatch *watch; /* while talking to a network remote */
 } sync_ctx;
 
 /*
@@ -783,11 +785,81 @@ static int push_ref_cb(const char *refname, const char *status, void *data)
 	return 0;
 }
 
+/* Progress callbacks: each is a sign of life for the network watchdog. */
+static int alive_sideband(const char *str, int len, void *data)
+{
+	(void)str, (void)len;
+	engine__netwatch_alive(((sync_ctx *)data)->watch);
+	return 0;
+}
+
+static int alive_transfer(const git_indexer_progress *stats, void *data)
+{
+	(void)stats;
+	engine__netwatch_alive(((sync_ctx *)data)->watch);
+	return 0;
+}
+
+static int alive_push(unsigned current, unsigned total, size_t bytes,
+                      void *data)
+{
+	(void)current, (void)total, (void)bytes;
+	engine__netwatch_alive(((sync_ctx *)data)->watch);
+	return 0;
+}
+
+static int alive_pack(int stage, uint32_t current, uint32_t total, void *data)
+{
+	(void)stage, (void)current, (void)total;
+	engine__netwatch_alive(((sync_ctx *)data)->watch);
+	return 0;
+}
+
 static void set_callbacks(sync_ctx *c, git_remote_callbacks *cb)
 {
 	cb->credentials = cred_cb;
 	cb->push_update_reference = push_ref_cb;
+	cb->sideband_progress = alive_sideband;
+	cb->transfer_progress = alive_transfer;
+	cb->push_transfer_progress = alive_push;
+	cb->pack_progress = alive_pack;
 	cb->payload = c;
+}
+
+static int cancel_asked(void *data)
+{
+	return cancelled(data);
+}
+
+/*
+ * Watch the network I/O that follows (netwatch.c): a remote silent for the
+ * sync's time budget, or a cancelled sync, interrupts it.
+ */
+static int net_begin(sync_ctx *c)
+{
+	unsigned s = c->opts->max_seconds ? c->opts->max_seconds :
+	                                    SYNC_SECONDS;
+
+	return engine__netwatch_start(&c->watch, 1000LL * s, cancel_asked, c);
+}
+
+/*
+ * End the watch.  @return 0, or why the I/O was interrupted (-ECANCELED,
+ * or -EHOSTUNREACH with the message): what explains a failed call
+ */
+static int net_end(sync_ctx *c)
+{
+	int w = engine__netwatch_stop(c->watch);
+	unsigned s = c->opts->max_seconds ? c->opts->max_seconds :
+	                                    SYNC_SECONDS;
+
+	c->watch = NULL;
+	if (w == -ETIMEDOUT)
+		return fail_msg(c, -EHOSTUNREACH,
+		                "remote unreachable: no answer for %u s "
+		                "(--timeout)",
+		                s);
+	return w;
 }
 
 /* Commits copied loose at most; longer histories go as a pack. */
@@ -884,7 +956,7 @@ static int sync_fetch(sync_ctx *c)
 	char *spec = NULL;
 	git_strarray specs;
 	size_t n, i;
-	int r;
+	int r, w;
 
 	c->have_remote_oid = 0;
 	c->cred_tries = 0;
@@ -902,9 +974,13 @@ static int sync_fetch(sync_ctx *c)
 			goto set_tracking;
 		c->have_remote_oid = 0;
 	}
+	if ((r = net_begin(c)) < 0)
+		return r;
 	if (git_remote_connect(c->remote, GIT_DIRECTION_FETCH, &cb, NULL,
-	                       NULL) < 0)
-		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
+	                       NULL) < 0) {
+		r = git_fail(c, -EHOSTUNREACH, "remote unreachable");
+		goto out;
+	}
 	if (git_remote_ls(&heads, &n, c->remote) < 0) {
 		r = git_fail(c, -EHOSTUNREACH, "remote unreachable");
 		goto out;
@@ -954,6 +1030,8 @@ set_tracking:
 	r = 0;
 out:
 	(void)git_remote_disconnect(c->remote);
+	if (c->watch && (w = net_end(c)) < 0 && r < 0)
+		r = w;
 	git_reference_free(ref);
 	git_odb_free(odb);
 	free(spec);
@@ -1852,7 +1930,7 @@ static int push_remote(sync_ctx *c)
 	git_push_options po;
 	char *spec = NULL;
 	git_strarray specs;
-	int r;
+	int r, w;
 
 	git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
 	if (asprintf(&spec, "%s:%s", c->branch_ref, c->merge_ref) < 0)
@@ -1863,9 +1941,15 @@ static int push_remote(sync_ctx *c)
 	c->push_status = NULL;
 	c->cred_tries = 0;
 	set_callbacks(c, &po.callbacks);
+	if ((r = net_begin(c)) < 0) {
+		free(spec);
+		return r;
+	}
 	r = git_remote_push(c->push_remote ? c->push_remote : c->remote, &specs,
 	                    &po);
 	free(spec);
+	if ((w = net_end(c)) < 0 && r < 0)
+		return w;
 	if (r == GIT_ENONFASTFORWARD)
 		return git_fail(c, -EAGAIN, "push rejected");
 	if (r < 0)

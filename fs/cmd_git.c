@@ -148,7 +148,8 @@ static const char sync_usage[] =
         "  --remote NAME      remote (default: the branch's upstream, or origin)\n"
         "  --host NAME        host name for messages (default: hostname)\n"
         "  --attempts N       push attempts (default 8)\n"
-        "  --timeout SECONDS  time budget for push retries (default 20)\n"
+        "  --timeout SECONDS  time budget for push retries, and the longest a\n"
+        "                     remote may stay silent (default 20)\n"
         "  -q, --quiet        print only problems and errors\n"
         "Exit status: 0 synced, 1 failed, 2 usage, 3 remote unreachable (the\n"
         "local commit is kept).\n";

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -676,6 +677,52 @@ def test_untracked_file_in_the_way_is_named(tmp_path):
     assert (tmp_path / "h0" / "notes.txt").read_text() == "from h1\n"
 
 
+class SilentServer:
+    """A TCP server that accepts connections and never answers (a hung
+    git daemon, a half-open VPN path)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            while True:
+                self.accepted.append(self.sock.accept()[0])
+        except OSError:
+            pass
+
+    def close(self):
+        for c in self.accepted:
+            c.close()
+        self.sock.close()
+
+
+def test_silent_remote_times_out(tmp_path):
+    # libgit2 1.5 waits for an answer forever; sync gives up after
+    # --timeout seconds of silence, keeps the commit and exits 3.
+    srv = SilentServer()
+    try:
+        h0 = tmp_path / "h0"
+        G.git("init", "-q", "-b", "main", str(h0))
+        G.git("remote", "add", "origin",
+              "git://127.0.0.1:%d/x.git" % srv.port, cwd=h0)
+        (h0 / "memory-h0.json").write_text("[]\n")
+        p = G.crdtfs("sync", "--timeout", "2", h0, timeout=60)
+        assert p.returncode == 3, p.stderr
+        assert p.stderr == ("crdtfs sync: remote unreachable: no answer "
+                            "for 2 s (--timeout) (local commit kept)\n")
+        assert srv.accepted
+        assert G.git("log", "--format=%s", cwd=h0).stdout.startswith(
+            "crdtfs: update memory-h0.json")
+    finally:
+        srv.close()
+
+
 # ---------------------------------------------------------------- driver
 
 def _driver_repos(tmp_path, with_driver):
@@ -911,3 +958,27 @@ def test_mount_background_sync(tmp_path, mount):
     wait_for(lambda: "from-h2" in open(os.path.join(
         mnt, "unified-memory.json")).read(), "the pull to reach the view")
     d.stop()
+
+
+@_fuse_mark
+def test_unmount_while_the_mount_syncs_with_a_silent_remote(tmp_path,
+                                                            mount):
+    # The mount's syncer sat in libgit2's recv() forever, and unmount
+    # waited for it: the daemon never exited.  Now stopping the syncer
+    # interrupts its network I/O.
+    srv = SilentServer()
+    try:
+        h0 = tmp_path / "h0"
+        G.git("init", "-q", "-b", "main", str(h0))
+        G.git("remote", "add", "origin",
+              "git://127.0.0.1:%d/x.git" % srv.port, cwd=h0)
+        (h0 / "memory-h0.json").write_text("[]\n")
+        d = mount(h0, "-o", "sync=1")
+        deadline = time.monotonic() + 20
+        while not srv.accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.accepted, "the syncer never connected"
+        time.sleep(0.3)  # it is waiting for an answer now
+        d.stop(timeout=10)
+    finally:
+        srv.close()
