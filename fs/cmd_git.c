@@ -169,7 +169,8 @@ static int parse_uint(const char *s, unsigned *out)
 
 static void print_sync_result(const engine_sync_result *res)
 {
-	printf("crdtfs sync: %s%s%s%s%s%s%s -> %s/%s at %.12s\n",
+	/* The head's id in 12 digits, or the whole of "(no commit yet)". */
+	printf("crdtfs sync: %s%s%s%s%s%s%s -> %s/%s at %.*s\n",
 	       res->committed ? "committed; " : "",
 	       res->fast_forward ? "fast-forwarded; " : "",
 	       res->merged ? "merged; " : "",
@@ -177,7 +178,8 @@ static void print_sync_result(const engine_sync_result *res)
 	       res->pulled ? "work tree updated; " : "",
 	       res->pushed ? "pushed" : "not pushed",
 	       res->rejected ? " (after rejected pushes)" : "", res->remote,
-	       res->branch, res->head[0] ? res->head : "(no commit yet)");
+	       res->branch, res->head[0] ? 12 : 15,
+	       res->head[0] ? res->head : "(no commit yet)");
 }
 
 int fs_cmd_sync(int argc, char **argv)

@@ -677,6 +677,14 @@ def test_untracked_file_in_the_way_is_named(tmp_path):
     assert (tmp_path / "h0" / "notes.txt").read_text() == "from h1\n"
 
 
+def test_sync_of_nothing_says_so(tmp_path):
+    bare = G.make_bare(tmp_path / "remote.git")
+    h0 = G.make_clone(bare, tmp_path / "h0", "h0")
+    p = G.ok(G.crdtfs("sync", h0))
+    assert p.stdout == "crdtfs sync: not pushed -> origin/main at " \
+                       "(no commit yet)\n"
+
+
 class SilentServer:
     """A TCP server that accepts connections and never answers (a hung
     git daemon, a half-open VPN path)."""
