@@ -704,6 +704,14 @@ class SilentServer:
         except OSError:
             pass
 
+    def host(self, path):
+        """A host with one host file, whose origin is this server."""
+        G.git("init", "-q", "-b", "main", str(path))
+        G.git("remote", "add", "origin",
+              "git://127.0.0.1:%d/x.git" % self.port, cwd=path)
+        (path / "memory-h0.json").write_text("[]\n")
+        return path
+
     def close(self):
         for c in self.accepted:
             c.close()
@@ -715,11 +723,7 @@ def test_silent_remote_times_out(tmp_path):
     # --timeout seconds of silence, keeps the commit and exits 3.
     srv = SilentServer()
     try:
-        h0 = tmp_path / "h0"
-        G.git("init", "-q", "-b", "main", str(h0))
-        G.git("remote", "add", "origin",
-              "git://127.0.0.1:%d/x.git" % srv.port, cwd=h0)
-        (h0 / "memory-h0.json").write_text("[]\n")
+        h0 = srv.host(tmp_path / "h0")
         p = G.crdtfs("sync", "--timeout", "2", h0, timeout=60)
         assert p.returncode == 3, p.stderr
         assert p.stderr == ("crdtfs sync: remote unreachable: no answer "
@@ -976,11 +980,7 @@ def test_unmount_while_the_mount_syncs_with_a_silent_remote(tmp_path,
     # interrupts its network I/O.
     srv = SilentServer()
     try:
-        h0 = tmp_path / "h0"
-        G.git("init", "-q", "-b", "main", str(h0))
-        G.git("remote", "add", "origin",
-              "git://127.0.0.1:%d/x.git" % srv.port, cwd=h0)
-        (h0 / "memory-h0.json").write_text("[]\n")
+        h0 = srv.host(tmp_path / "h0")
         d = mount(h0, "-o", "sync=1")
         deadline = time.monotonic() + 20
         while not srv.accepted and time.monotonic() < deadline:

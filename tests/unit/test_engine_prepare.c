@@ -50,6 +50,16 @@ static int prepare(const char *src, const char *now, engine_prepare_stats *st,
 	return engine_prepare(&o, st, probs);
 }
 
+/* Assert that memory-h1.json holds each of the n strings want[]. */
+static void host_file_has_all(const char *const *want, size_t n)
+{
+	const char *out = get("memory-h1.json");
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		ASSERT_TRUE(strstr(out, want[i]) != NULL);
+}
+
 /* Entries of the default merged view of tmpdir. */
 static int merged_entries(void)
 {
@@ -243,8 +253,6 @@ static void test_engine_prepare__identities_with_nul(void)
 	};
 	engine_prepare_stats st;
 	engine_problems p;
-	const char *out;
-	size_t i;
 
 	make_dir();
 	engine_problems_init(&p);
@@ -261,9 +269,7 @@ static void test_engine_prepare__identities_with_nul(void)
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.entries, 7);
 	ASSERT_EQ_INT((int)p.count, 0);
-	out = get("memory-h1.json");
-	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
-		ASSERT_TRUE(strstr(out, want[i]) != NULL);
+	host_file_has_all(want, sizeof(want) / sizeof(want[0]));
 	/* seven entries, seven keys: nothing collapsed */
 	ASSERT_EQ_INT(merged_entries(), 7);
 	engine_problems_dispose(&p);
@@ -285,8 +291,6 @@ static void test_engine_prepare__duplicates_never_collide(void)
 	};
 	engine_prepare_stats st;
 	engine_problems p;
-	const char *out;
-	size_t i;
 
 	make_dir();
 	engine_problems_init(&p);
@@ -296,9 +300,7 @@ static void test_engine_prepare__duplicates_never_collide(void)
 	    "{\"type\":\"entity\",\"name\":\"a#2\",\"n\":3}\n"
 	    "{\"type\":\"entity\",\"name\":\"dup2:entity:a\",\"n\":4}\n");
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
-	out = get("memory-h1.json");
-	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
-		ASSERT_TRUE(strstr(out, want[i]) != NULL);
+	host_file_has_all(want, sizeof(want) / sizeof(want[0]));
 	ASSERT_EQ_INT(merged_entries(), 4);
 	ASSERT_EQ_INT(prepare("m.jsonl", "2026-02-01T00:00:00Z", &st, &p), 0);
 	ASSERT_EQ_INT(st.unchanged, 4);
