@@ -826,6 +826,12 @@ static void set_callbacks(sync_ctx *c, git_remote_callbacks *cb)
 	cb->payload = c;
 }
 
+/* The sync's time budget: for push retries, and for a silent remote. */
+static unsigned budget_s(const sync_ctx *c)
+{
+	return c->opts->max_seconds ? c->opts->max_seconds : SYNC_SECONDS;
+}
+
 static int cancel_asked(void *data)
 {
 	return cancelled(data);
@@ -837,10 +843,8 @@ static int cancel_asked(void *data)
  */
 static int net_begin(sync_ctx *c)
 {
-	unsigned s = c->opts->max_seconds ? c->opts->max_seconds :
-	                                    SYNC_SECONDS;
-
-	return engine__netwatch_start(&c->watch, 1000LL * s, cancel_asked, c);
+	return engine__netwatch_start(&c->watch, 1000LL * budget_s(c),
+	                              cancel_asked, c);
 }
 
 /*
@@ -850,15 +854,13 @@ static int net_begin(sync_ctx *c)
 static int net_end(sync_ctx *c)
 {
 	int w = engine__netwatch_stop(c->watch);
-	unsigned s = c->opts->max_seconds ? c->opts->max_seconds :
-	                                    SYNC_SECONDS;
 
 	c->watch = NULL;
 	if (w == -ETIMEDOUT)
 		return fail_msg(c, -EHOSTUNREACH,
 		                "remote unreachable: no answer for %u s "
 		                "(--timeout)",
-		                s);
+		                budget_s(c));
 	return w;
 }
 
@@ -2049,8 +2051,7 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 	}
 	if ((r = stage_and_commit(&c)) < 0)
 		goto out;
-	deadline = now_ms() + 1000LL * (opts->max_seconds ? opts->max_seconds :
-	                                                    SYNC_SECONDS);
+	deadline = now_ms() + 1000LL * budget_s(&c);
 	for (n = 1;; n++) {
 		res->error[0] = '\0';
 		if ((r = sync_fetch(&c)) < 0)
