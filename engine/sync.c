@@ -131,7 +131,7 @@ static int git_fail(sync_ctx *c, int code, const char *what)
 	lock_in_the_way(c, m, lock, sizeof(lock));
 	if (lock[0] && stat(lock, &st) == 0)
 		snprintf(c->res->error, sizeof(c->res->error),
-		         "%s: %s exists (%lld s old): another git is at work "
+		         "%s: %.320s exists (%lld s old): another git is at work "
 		         "there, or one was killed; if none is running, "
 		         "remove it",
 		         what, lock, (long long)(time(NULL) - st.st_mtime));
