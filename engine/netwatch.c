@@ -35,14 +35,6 @@ struct engine__netwatch {
 	int result; /* under lock: 0, -ETIMEDOUT, -ECANCELED */
 };
 
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_sigurg(int sig)
 {
 	(void)sig; /* interrupting the call is the point */
@@ -69,7 +61,7 @@ static void *watch_main(void *arg)
 		if (!w->result) {
 			if (w->cancelled && w->cancelled(w->ctx))
 				w->result = -ECANCELED;
-			else if (mono_ms() - __atomic_load_n(&w->alive_ms,
+			else if (engine__mono_ms() - __atomic_load_n(&w->alive_ms,
 			                                     __ATOMIC_RELAXED) >
 			         w->stall_ms)
 				w->result = -ETIMEDOUT;
@@ -78,7 +70,7 @@ static void *watch_main(void *arg)
 		 * thread blocks in the next call. */
 		if (w->result)
 			pthread_kill(w->watched, SIGURG);
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until); /* the cond's clock */
 		until.tv_nsec += NETWATCH_TICK_MS * 1000000L;
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_sec++;
@@ -95,6 +87,7 @@ int engine__netwatch_start(engine__netwatch **out, long long stall_ms,
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	engine__netwatch *w = calloc(1, sizeof(*w));
+	pthread_condattr_t ca;
 	int r;
 
 	*out = NULL;
@@ -103,11 +96,15 @@ int engine__netwatch_start(engine__netwatch **out, long long stall_ms,
 	pthread_once(&once, install_handler);
 	w->watched = pthread_self();
 	w->stall_ms = stall_ms;
-	w->alive_ms = mono_ms();
+	w->alive_ms = engine__mono_ms();
 	w->cancelled = cancelled;
 	w->ctx = ctx;
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->wake, NULL);
+	/* A monotonic tick: a clock set back must not stall a cancel. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	if ((r = pthread_create(&w->thread, NULL, watch_main, w)) != 0) {
 		pthread_cond_destroy(&w->wake);
 		pthread_mutex_destroy(&w->lock);
@@ -121,7 +118,7 @@ int engine__netwatch_start(engine__netwatch **out, long long stall_ms,
 void engine__netwatch_alive(engine__netwatch *w)
 {
 	if (w)
-		__atomic_store_n(&w->alive_ms, mono_ms(), __ATOMIC_RELAXED);
+		__atomic_store_n(&w->alive_ms, engine__mono_ms(), __ATOMIC_RELAXED);
 }
 
 int engine__netwatch_stop(engine__netwatch *w)

@@ -6,7 +6,18 @@
 #ifndef CRDTFS_ENGINE_NETWATCH_H
 #define CRDTFS_ENGINE_NETWATCH_H
 
+#include <time.h>
+
 typedef struct engine__netwatch engine__netwatch;
+
+/** Milliseconds on the monotonic clock (the watch's, and sync's). */
+static inline long long engine__mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /**
  * Watch the calling thread: if stall_ms pass with no call to

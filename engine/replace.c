@@ -42,6 +42,31 @@ int engine__write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * Create a unique, empty, hidden file beside `path`: "<dir>/.<base>.<kind>.
+ * XXXXXX" (hidden, so no glob of sources matches it; beside, so renames
+ * between the two are atomic).  Its name goes to *name (owned).
+ * @return its fd, or -errno
+ */
+static int hidden_beside(const char *path, const char *kind, char **name)
+{
+	const char *slash = strrchr(path, '/');
+	int fd;
+
+	if (asprintf(name, "%.*s.%s.%s.XXXXXX",
+		     slash ? (int)(slash - path + 1) : 0, path,
+		     slash ? slash + 1 : path, kind) < 0) {
+		*name = NULL;
+		return -ENOMEM;
+	}
+	if ((fd = mkostemp(*name, O_CLOEXEC)) < 0) {
+		fd = -errno;
+		free(*name);
+		*name = NULL;
+	}
+	return fd;
+}
+
 /* Is file `path` inode `ino` of device `dev`?  (Is it still ours?) */
 static int is_inode(const char *path, dev_t dev, ino_t ino)
 {
@@ -100,22 +125,18 @@ int engine__replace_file_if(const char *path, mode_t new_mode,
 			    void *cctx)
 {
 	const char *slash = strrchr(path, '/');
-	const char *base = slash ? slash + 1 : path;
 	char *tmp = NULL, *dirpath = NULL;
 	struct stat old;
 	int fd = -1, dfd, r;
 
 	dirpath = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path))
 			: strdup(".");
-	if (!dirpath || asprintf(&tmp, "%s/.%s.tmp.XXXXXX", dirpath, base) < 0) {
-		tmp = NULL;
+	if (!dirpath) {
 		r = -ENOMEM;
 		goto out;
 	}
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-		r = -errno;
-		free(tmp);
-		tmp = NULL;
+	if ((fd = hidden_beside(path, "tmp", &tmp)) < 0) {
+		r = fd;
 		goto out;
 	}
 	/* A replaced file keeps its mode (a 0600 host file stays private). */
@@ -139,8 +160,9 @@ int engine__replace_file_if(const char *path, mode_t new_mode,
 			goto out;
 		}
 		r = swap_in(tmp, path, &ours, check, cctx);
-		if (r == -ESTALE && !is_inode(tmp, ours.st_dev, ours.st_ino)) {
-			free(tmp); /* not ours: left where it is */
+		/* After a swap, tmp may name a user's file: never delete it. */
+		if (r < 0 && !is_inode(tmp, ours.st_dev, ours.st_ino)) {
+			free(tmp);
 			tmp = NULL;
 		}
 		if (r < 0)
@@ -181,20 +203,12 @@ int engine__replace_file(const char *path, mode_t new_mode,
 int engine__remove_file_if(const char *path, engine__check_fn check,
 			   void *cctx)
 {
-	const char *slash = strrchr(path, '/');
-	char *tmp = NULL;
+	char *tmp;
 	int fd, r;
 
-	if (asprintf(&tmp, "%.*s.%s.del.XXXXXX",
-		     slash ? (int)(slash - path + 1) : 0, path,
-		     slash ? slash + 1 : path) < 0)
-		return -ENOMEM;
 	/* A unique hidden name, which the rename then takes over. */
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-		r = -errno;
-		free(tmp);
-		return r;
-	}
+	if ((fd = hidden_beside(path, "del", &tmp)) < 0)
+		return fd;
 	close(fd);
 	if (rename(path, tmp) < 0) {
 		r = errno == ENOENT ? (check(cctx, NULL) ? 0 : -ESTALE) :

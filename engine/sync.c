@@ -159,22 +159,14 @@ static int cancelled(sync_ctx *c)
 	return c->opts->cancelled && c->opts->cancelled(c->opts->cancel_ctx);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleep ms milliseconds in short slices. @return 0 or -ECANCELED */
 static int nap(sync_ctx *c, long long ms)
 {
-	long long end = now_ms() + ms;
+	long long end = engine__mono_ms() + ms;
 
-	while (now_ms() < end) {
+	while (engine__mono_ms() < end) {
 		struct timespec ts = { 0, 20 * 1000000 };
-		long long left = end - now_ms();
+		long long left = end - engine__mono_ms();
 
 		if (cancelled(c))
 			return -ECANCELED;
@@ -414,7 +406,7 @@ static int sync_open(sync_ctx *c)
 static int sync_lock(sync_ctx *c)
 {
 	char *path = NULL;
-	long long end = now_ms() + SYNC_LOCK_WAIT_MS;
+	long long end = engine__mono_ms() + SYNC_LOCK_WAIT_MS;
 	int fd;
 
 	if (asprintf(&path, "%s" SYNC_LOCK_NAME, git_repository_path(c->repo)) <
@@ -428,7 +420,7 @@ static int sync_lock(sync_ctx *c)
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;
 
-		if (e != EWOULDBLOCK || now_ms() > end) {
+		if (e != EWOULDBLOCK || engine__mono_ms() > end) {
 			close(fd);
 			return fail_msg(
 			        c, e == EWOULDBLOCK ? -EBUSY : -e,
@@ -485,7 +477,7 @@ static int stage_as_plain_blob(sync_ctx *c, const char *path)
  */
 static int stage_path(sync_ctx *c, const char *path)
 {
-	const git_error *e;
+	char what[256];
 	struct stat sb;
 	char *full;
 	int r = 0, tries;
@@ -505,9 +497,9 @@ static int stage_path(sync_ctx *c, const char *path)
 	free(full);
 	if (r == 0)
 		return 0;
-	e = git_error_last();
-	return fail_msg(c, -EIO, "%s: cannot stage it (it kept changing?): %s",
-	                path, e && e->message ? e->message : "unknown error");
+	snprintf(what, sizeof(what), "%.200s: cannot stage it (it kept changing?)",
+	         path);
+	return git_fail(c, -EIO, what);
 }
 
 static int stage_and_commit(sync_ctx *c)
@@ -2040,7 +2032,7 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 		snprintf(c.host, sizeof(c.host), "%s", opts->host);
 	else if (gethostname(c.host, sizeof(c.host) - 1) < 0)
 		snprintf(c.host, sizeof(c.host), "localhost");
-	seed = (unsigned)now_ms() ^ (unsigned)getpid();
+	seed = (unsigned)engine__mono_ms() ^ (unsigned)getpid();
 	git_libgit2_init();
 
 	if ((r = sync_open(&c)) < 0)
@@ -2051,7 +2043,7 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 	}
 	if ((r = stage_and_commit(&c)) < 0)
 		goto out;
-	deadline = now_ms() + 1000LL * budget_s(&c);
+	deadline = engine__mono_ms() + 1000LL * budget_s(&c);
 	for (n = 1;; n++) {
 		res->error[0] = '\0';
 		if ((r = sync_fetch(&c)) < 0)
@@ -2068,13 +2060,13 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 			break;
 		if ((r = sync_push(&c)) != -EAGAIN)
 			break;
-		if (n >= attempts || now_ms() >= deadline)
+		if (n >= attempts || engine__mono_ms() >= deadline)
 			break;
 		{
 			long long d = backoff_ms(n, &seed);
 
-			if (now_ms() + d > deadline)
-				d = deadline - now_ms();
+			if (engine__mono_ms() + d > deadline)
+				d = deadline - engine__mono_ms();
 			if ((r = nap(&c, d)) < 0)
 				break;
 		}
