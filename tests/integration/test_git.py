@@ -440,29 +440,33 @@ def test_concurrent_pushes_lose_nothing(tmp_path):
     G.git("fsck", "--strict", "--no-dangling", cwd=bare)
 
 
-def open_shim_env(tmp_path, match, **acts):
-    """Environment that runs crdtfs under open_shim.c (built here): acts
-    (sleep_ms, run, log) on each open of a path ending in `match`."""
-    shim = tmp_path / "open_shim.so"
-    if not shim.exists():
-        src = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "open_shim.c")
-        cc = shutil.which("cc") or shutil.which("gcc")
-        assert cc, "a C compiler is needed to build the test's shim"
-        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra",
-                        "-Werror", "-o", str(shim), src, "-ldl"],
-                       check=True)
+@pytest.fixture(scope="module")
+def open_shim(tmp_path_factory):
+    """Built once: a function giving the environment that runs crdtfs under
+    open_shim.c, which acts (SHIM_* variables: sleep_ms, run, run_every,
+    log; on="rename" for renames) at each open of a path ending in
+    `match`."""
+    shim = tmp_path_factory.mktemp("shim") / "open_shim.so"
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "open_shim.c")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the test's shim"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra",
+                    "-Werror", "-o", str(shim), src, "-ldl"], check=True)
     asan = os.environ.get("ASAN_OPTIONS", "")
-    env = {"LD_PRELOAD": str(shim), "SHIM_MATCH": match,
-           # A sanitizer build wants its runtime first; the shim only
-           # wraps open(), which it passes on unchanged.
-           "ASAN_OPTIONS": (asan + ":" if asan else "") +
-                           "verify_asan_link_order=0"}
-    env.update({"SHIM_" + k.upper(): str(v) for k, v in acts.items()})
+
+    def env(match, **acts):
+        e = {"LD_PRELOAD": str(shim), "SHIM_MATCH": match,
+             # A sanitizer build wants its runtime first; the shim only
+             # wraps open() and rename(), which it passes on unchanged.
+             "ASAN_OPTIONS": (asan + ":" if asan else "") +
+                             "verify_asan_link_order=0"}
+        e.update({"SHIM_" + k.upper(): str(v) for k, v in acts.items()})
+        return e
     return env
 
 
-def test_simultaneous_first_pushes_lose_nothing(tmp_path):
+def test_simultaneous_first_pushes_lose_nothing(tmp_path, open_shim):
     # The remote has no branch yet and six hosts push their first commit at
     # once.  A first push must be a compare-and-swap too ("the branch does
     # not exist" checked under the ref's lock): libgit2's plain create
@@ -470,8 +474,8 @@ def test_simultaneous_first_pushes_lose_nothing(tmp_path):
     # commit was lost.  The shim holds every process for 150 ms just before
     # it locks the remote's branch, so all six pass that early check.
     log = tmp_path / "locks.log"
-    env = open_shim_env(tmp_path, "remote.git/refs/heads/main.lock",
-                        sleep_ms=150, log=log)
+    env = open_shim("remote.git/refs/heads/main.lock", sleep_ms=150,
+                    log=log)
     bare = G.make_bare(tmp_path / "remote.git")
     hosts = [G.make_clone(bare, tmp_path / ("c%d" % i), "c%d" % i)
              for i in range(6)]
@@ -500,7 +504,8 @@ def test_simultaneous_first_pushes_lose_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("saves", ["once", "at every read"])
-def test_host_file_replaced_while_sync_stages_it(tmp_path, saves):
+def test_host_file_replaced_while_sync_stages_it(tmp_path, saves,
+                                                open_shim):
     # An atomic save (prepare's, an editor's) that lands between libgit2's
     # stat of a host file and its read made the whole sync fail with
     # "cannot stage a host file: failed to read file into stream", naming
@@ -532,7 +537,7 @@ def test_host_file_replaced_while_sync_stages_it(tmp_path, saves):
     if saves != "once":
         acts["run_every"] = 1
     head = G.git("rev-parse", "HEAD", cwd=h).stdout
-    env = open_shim_env(tmp_path, "/h0/memory-h0.json", **acts)
+    env = open_shim("/h0/memory-h0.json", **acts)
     p = G.crdtfs("sync", h, env=env)
     if saves != "once":
         assert p.returncode == 1
@@ -552,7 +557,8 @@ def test_host_file_replaced_while_sync_stages_it(tmp_path, saves):
         G.git("rev-parse", "HEAD", cwd=h).stdout
 
 
-def test_save_while_sync_replaces_a_host_file_is_kept(tmp_path):
+def test_save_while_sync_replaces_a_host_file_is_kept(tmp_path,
+                                                      open_shim):
     # Two hosts changed one host file, so h0's sync writes the CRDT merge
     # over h0's copy.  A save landing after sync checked that copy and
     # before its rename was overwritten, and the sync said all was well.
@@ -580,8 +586,8 @@ def test_save_while_sync_replaces_a_host_file_is_kept(tmp_path):
     late = {"k": "late", "_crdt_metadata": md("late-save", 3, "h0")}
     save(f0, ours)
     save(tmp_path / "late.json", ours, late)
-    env = open_shim_env(
-        tmp_path, "/h0/memory-shared.json", on="rename",
+    env = open_shim(
+        "/h0/memory-shared.json", on="rename",
         run="cp '%s' '%s.new' && mv '%s.new' '%s'" % (
             tmp_path / "late.json", f0, f0, f0))
     G.ok(G.crdtfs("sync", h0, env=env))
