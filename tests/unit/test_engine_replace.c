@@ -66,7 +66,7 @@ static int check(void *ctx, const char *displaced)
 	checker *k = ctx;
 	FILE *f;
 
-	snprintf(k->seen, sizeof(k->seen), "%s",
+	snprintf(k->seen, sizeof(k->seen), "%.63s",
 		 displaced ? contents(strrchr(displaced, '/') + 1) : "(none)");
 	if (k->save) {
 		char tmp[300];
