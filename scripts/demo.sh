@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Demo: build crdtfs, mount the built-in demo data, show the merged file and
 # the status file, unmount.  Usage: scripts/demo.sh
+# With CRDTFS=PATH it runs that binary instead of building one (the tests
+# run the demo that way).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+crdtfs=${CRDTFS:+$(realpath "$CRDTFS")}
 cd "$root"
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
+if [ -z "$crdtfs" ]; then
+	[ -f build/build.ninja ] || meson setup build >/dev/null
+	ninja -C build >/dev/null
+	crdtfs=./build/fs/crdtfs
+fi
 
 work=$(mktemp -d /tmp/crdtfs-demo.XXXXXX)
 backing=$work/backing mnt=$work/mnt
@@ -18,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-./build/fs/crdtfs -f "$backing" "$mnt" &
+"$crdtfs" -f "$backing" "$mnt" &
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
 mountpoint -q "$mnt" || { echo "demo: mount failed" >&2; exit 1; }
 
@@ -31,7 +37,8 @@ echo
 echo "\$ jq length $mnt/unified-memory.json"
 jq length "$mnt/unified-memory.json"
 echo
-echo "\$ echo a new entry >> memory-laptop.json (through the mount), then cat again:"
+echo "\$ # add an entry to memory-laptop.json through the mount (Python rewrites the file), then:"
+echo "\$ cat $mnt/unified-memory.json"
 /usr/bin/python3 - "$mnt/memory-laptop.json" <<'PY'
 import json, sys
 p = sys.argv[1]
