@@ -41,9 +41,11 @@
  *   to fetch + integrate + push again after 50 ms * 2^(n-1) (capped at 5 s)
  *   with equal jitter, bounded by attempts and seconds.
  * - Syncs of one work tree are serialised by flock() on
- *   .git/crdtfs-sync.lock (the CLI and a mount may both sync).
+ *   .git/crdtfs-sync.lock (the CLI and a mount may both sync).  Holding
+ *   it, a sync sweeps what a killed one left (leftovers.c).
  */
 #include "engine_i.h"
+#include "leftovers.h"
 #include "netwatch.h"
 
 #include <errno.h>
@@ -2041,6 +2043,7 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 		r = lockfd;
 		goto out;
 	}
+	(void)engine__sweep_leftovers(c.repo, is_managed, probs);
 	if ((r = stage_and_commit(&c)) < 0)
 		goto out;
 	deadline = engine__mono_ms() + 1000LL * budget_s(&c);
