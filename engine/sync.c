@@ -1354,10 +1354,12 @@ static int incoming_damaged(sync_ctx *c, const git_tree *ours,
 
 /*
  * Merge commit of ours and theirs: git's tree merge, then host files fixed
- * up by the CRDT rule.  @return 0 and *out, or -errno
+ * up by the CRDT rule.  Host files new from theirs are checked, and their
+ * problems reported, unless `new_checked` (incoming_damaged() did it).
+ * @return 0 and *out, or -errno
  */
 static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
-                        git_oid *out)
+                        int new_checked, git_oid *out)
 {
 	git_merge_options mo;
 	git_tree *bt = NULL, *ot = NULL, *tt = NULL, *mt = NULL;
@@ -1405,6 +1407,9 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		} else if (oid_eq(o, b)) {
 			/* Only they changed it: theirs, unless damaged. */
 			res = t;
+			if (!o && t && !new_checked &&
+			    (r = blob_damaged(c, p, t, tlabel, 1)) < 0)
+				goto out;
 			if (o && t) {
 				r = blob_damaged(c, p, t, tlabel, 0);
 				if (r < 0)
@@ -1729,7 +1734,7 @@ static int integrate(sync_ctx *c)
 	git_tree *ot = NULL, *nt = NULL;
 	git_oid base, newid;
 	const git_oid *oid_ours;
-	int r;
+	int r, new_checked = 0;
 
 	if (!c->have_remote_oid)
 		return 0;
@@ -1745,7 +1750,8 @@ static int integrate(sync_ctx *c)
 			r = git_fail(c, -EIO, "cannot read a tree");
 			goto out;
 		}
-		if ((r = update_worktree(c, NULL, nt)) < 0 ||
+		if ((r = incoming_damaged(c, NULL, nt)) < 0 ||
+		    (r = update_worktree(c, NULL, nt)) < 0 ||
 		    (r = move_branch(c, NULL, &c->remote_oid,
 		                     "crdtfs sync: initial pull")) < 0)
 			goto out;
@@ -1771,6 +1777,7 @@ static int integrate(sync_ctx *c)
 		r = incoming_damaged(c, ot, nt);
 		if (r < 0)
 			goto out;
+		new_checked = 1;
 		if (r == 0) {
 			if ((r = update_worktree(c, ot, nt)) < 0 ||
 			    (r = move_branch(c, oid_ours, &c->remote_oid,
@@ -1786,7 +1793,7 @@ static int integrate(sync_ctx *c)
 		r = git_fail(c, -EIO, "cannot find the merge base");
 		goto out;
 	}
-	if ((r = merge_commit(c, ours, theirs, &newid)) < 0)
+	if ((r = merge_commit(c, ours, theirs, new_checked, &newid)) < 0)
 		goto out;
 	{
 		git_commit *mc = NULL;

@@ -765,6 +765,49 @@ def test_sync_killed_while_replacing_a_host_file_is_swept(tmp_path,
     assert got == {"b", "c"}  # the union of both sides (neither kept a)
 
 
+@pytest.mark.parametrize("path", ["fast-forward", "merge", "first pull",
+                                  "refused fast-forward"])
+def test_damaged_host_file_new_from_the_remote_is_reported(tmp_path, path):
+    # A host file the remote brings, damaged (a tool died writing it, then
+    # someone committed it with git), is taken as it is (there is nothing
+    # of ours to merge it with) and named in a warning, whichever way the
+    # sync integrates: the merge and the first pull said nothing.
+    bare = G.make_bare(tmp_path / "remote.git")
+    h0 = G.make_clone(bare, tmp_path / "h0", "h0")
+    h1 = G.make_clone(bare, tmp_path / "h1", "h1")
+    if path != "first pull":
+        (tmp_path / "h0" / "memory-h0.json").write_text("[]\n")
+        G.ok(G.crdtfs("sync", h0))
+        G.git("pull", "-q", cwd=h1)
+    damaged = '[\n{"a": 1,\n'
+    (tmp_path / "h1" / "memory-hx.json").write_text(damaged)
+    if path == "refused fast-forward":
+        # memory-h0.json damaged too: that one is not taken but merged
+        # (h0 has a good copy), and memory-hx.json is named once.
+        (tmp_path / "h1" / "memory-h0.json").write_text("[\n")
+    G.git("add", "-A", cwd=h1)
+    G.git("commit", "-qm", "damaged", cwd=h1)
+    G.git("push", "-q", "origin", "main", cwd=h1)
+    if path == "merge":
+        (tmp_path / "h0" / "memory-h0.json").write_text(json.dumps([{
+            "k": 1, "_crdt_metadata": {"unique_id": "k", "version": 1,
+                                       "timestamp": now_at(1),
+                                       "host": "h0"}}]))
+    p = G.ok(G.crdtfs("sync", h0))
+    hx = ("crdtfs sync: origin/main:memory-hx.json:3:1: error: unexpected "
+          "end of file: the JSON array is not closed (truncated file?)\n")
+    if path == "refused fast-forward":
+        assert p.stderr.count("memory-hx.json") == 1 and hx in p.stderr
+        assert "origin/main:memory-h0.json:2:1: error:" in p.stderr
+        assert (tmp_path / "h0" / "memory-h0.json").read_text() == "[]\n"
+    else:
+        assert p.stderr == hx
+    assert {"fast-forward": "fast-forwarded", "merge": "merged",
+            "first pull": "fast-forwarded",
+            "refused fast-forward": "merged"}[path] in p.stdout
+    assert (tmp_path / "h0" / "memory-hx.json").read_text() == damaged
+
+
 def test_sync_of_nothing_says_so(tmp_path):
     bare = G.make_bare(tmp_path / "remote.git")
     h0 = G.make_clone(bare, tmp_path / "h0", "h0")
