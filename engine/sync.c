@@ -392,6 +392,8 @@ static int sync_open(sync_ctx *c)
 	free(remote_name);
 	if (r < 0)
 		return -ENOMEM;
+	snprintf(c->res->upstream, sizeof(c->res->upstream), "%s",
+	         c->remote_label);
 
 	/* Author: git config, else crdtfs <crdtfs@HOST>. */
 	if (git_signature_default(&c->sig, c->repo) < 0) {

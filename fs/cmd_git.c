@@ -170,15 +170,15 @@ static int parse_uint(const char *s, unsigned *out)
 static void print_sync_result(const engine_sync_result *res)
 {
 	/* The head's id in 12 digits, or the whole of "(no commit yet)". */
-	printf("crdtfs sync: %s%s%s%s%s%s%s -> %s/%s at %.*s\n",
+	printf("crdtfs sync: %s%s%s%s%s%s%s -> %s at %.*s\n",
 	       res->committed ? "committed; " : "",
 	       res->fast_forward ? "fast-forwarded; " : "",
 	       res->merged ? "merged; " : "",
 	       res->crdt_merged ? "host files merged by CRDT; " : "",
 	       res->pulled ? "work tree updated; " : "",
 	       res->pushed ? "pushed" : "not pushed",
-	       res->rejected ? " (after rejected pushes)" : "", res->remote,
-	       res->branch, res->head[0] ? 12 : 15,
+	       res->rejected ? " (after rejected pushes)" : "", res->upstream,
+	       res->head[0] ? 12 : 15,
 	       res->head[0] ? res->head : "(no commit yet)");
 }
 

@@ -808,6 +808,24 @@ def test_damaged_host_file_new_from_the_remote_is_reported(tmp_path, path):
     assert (tmp_path / "h0" / "memory-hx.json").read_text() == damaged
 
 
+def test_sync_result_names_the_remote_branch(tmp_path):
+    # A local branch `wt` that tracks origin/main syncs with origin/main,
+    # and says so (the line said origin/wt, a branch that does not exist).
+    bare = G.make_bare(tmp_path / "remote.git")
+    h0 = G.make_clone(bare, tmp_path / "h0", "h0")
+    (tmp_path / "h0" / "memory-h0.json").write_text("[]\n")
+    G.ok(G.crdtfs("sync", h0))
+    G.git("checkout", "-q", "-b", "wt", cwd=h0)
+    G.git("config", "branch.wt.remote", "origin", cwd=h0)
+    G.git("config", "branch.wt.merge", "refs/heads/main", cwd=h0)
+    (tmp_path / "h0" / "memory-h0.json").write_text("[ ]\n")
+    p = G.ok(G.crdtfs("sync", h0))
+    head = G.git("rev-parse", "HEAD", cwd=h0).stdout.strip()
+    assert p.stdout == "crdtfs sync: committed; pushed -> origin/main " \
+                       "at %s\n" % head[:12]
+    assert G.git("rev-parse", "main", cwd=bare).stdout.strip() == head
+
+
 def test_sync_of_nothing_says_so(tmp_path):
     bare = G.make_bare(tmp_path / "remote.git")
     h0 = G.make_clone(bare, tmp_path / "h0", "h0")
