@@ -140,6 +140,7 @@ static int fs_ctx_init(struct fs_ctx *ctx, const char *backing, int debug)
 	pthread_rwlock_init(&ctx->tlock, NULL);
 	pthread_mutex_init(&ctx->wlock, NULL);
 	pthread_mutex_init(&ctx->nlock, NULL);
+	pthread_mutex_init(&ctx->slock, NULL);
 	pthread_cond_init(&ctx->ncond, NULL);
 	pthread_cond_init(&ctx->mod_cond, NULL);
 	engine_problems_init(&ctx->desc_problems);
@@ -177,6 +178,8 @@ static void fs_ctx_dispose(struct fs_ctx *ctx)
 	if (ctx->backing_fd >= 0)
 		close(ctx->backing_fd);
 	free(ctx->backing);
+	free(ctx->status_last);
+	pthread_mutex_destroy(&ctx->slock);
 	pthread_cond_destroy(&ctx->ncond);
 	pthread_cond_destroy(&ctx->mod_cond);
 	pthread_mutex_destroy(&ctx->nlock);

@@ -178,6 +178,10 @@ struct fs_ctx {
 	struct fs_inode root;      /* FUSE_ROOT_ID; fd is backing_fd */
 	struct fs_inode status;    /* the status file node */
 	uint64_t status_ino;       /* its st_ino */
+	pthread_mutex_t slock;
+	char *status_last;             /* its last rendered bytes; slock */
+	size_t status_last_len;        /* slock */
+	struct timespec status_mtime;  /* when they last changed; slock */
 	struct fs_inode *inodes;   /* uthash by key; ilock */
 	struct fs_inode *gens;     /* list of generation inodes; ilock */
 	struct fs_handle *handles; /* list of open handles; ilock */
@@ -366,8 +370,12 @@ void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
  * Render the status file (refreshing every merge): pretty JSON ending in
  * a newline.  Two calls with nothing changed give the same bytes.
  * @param out owned buffer on success
+ * @param changed if not NULL: when the rendered bytes last changed (the
+ *        file's mtime; stable while nothing changes, so tar and rsync see
+ *        an unchanged file)
  * @return 0 or -ENOMEM
  */
-int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len);
+int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len,
+                     struct timespec *changed);
 
 #endif

@@ -130,7 +130,30 @@ static json_t *fs_json_target(struct fs_ctx *ctx, struct fs_target *t)
 	return o;
 }
 
-int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len)
+/* Remember the rendered bytes; their mtime moves only when they change. */
+static void status_stamp(struct fs_ctx *ctx, const char *buf, size_t len,
+                         struct timespec *changed)
+{
+	pthread_mutex_lock(&ctx->slock);
+	if (!ctx->status_last || ctx->status_last_len != len ||
+	    memcmp(ctx->status_last, buf, len) != 0) {
+		char *copy = malloc(len);
+
+		/* Out of memory: the bytes count as changed next time too. */
+		free(ctx->status_last);
+		ctx->status_last = copy;
+		ctx->status_last_len = len;
+		if (copy)
+			memcpy(copy, buf, len);
+		clock_gettime(CLOCK_REALTIME, &ctx->status_mtime);
+	}
+	if (changed)
+		*changed = ctx->status_mtime;
+	pthread_mutex_unlock(&ctx->slock);
+}
+
+int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len,
+                     struct timespec *changed)
 {
 	struct fs_target **set = NULL;
 	json_t *root = NULL, *targets;
@@ -181,6 +204,7 @@ int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len)
 	memcpy(buf, s, l);
 	buf[l++] = '\n';
 	buf[l] = '\0';
+	status_stamp(ctx, buf, l, changed);
 	*out = buf;
 	*len = l;
 	r = 0;

@@ -703,11 +703,12 @@ void fs_gen_forget(struct fs_ctx *ctx, struct fs_inode *g, uint64_t n)
 
 static int fs_status_stat(struct fs_ctx *ctx, struct stat *st)
 {
+	struct timespec changed;
 	char *buf;
 	size_t len;
 	int r;
 
-	if ((r = fs_status_render(ctx, &buf, &len)) < 0)
+	if ((r = fs_status_render(ctx, &buf, &len, &changed)) < 0)
 		return r;
 	free(buf);
 	memset(st, 0, sizeof(*st));
@@ -719,8 +720,7 @@ static int fs_status_stat(struct fs_ctx *ctx, struct stat *st)
 	st->st_size = len;
 	st->st_blocks = (len + 511) / 512;
 	st->st_blksize = 4096;
-	clock_gettime(CLOCK_REALTIME, &st->st_mtim);
-	st->st_atim = st->st_ctim = st->st_mtim;
+	st->st_atim = st->st_mtim = st->st_ctim = changed;
 	return 0;
 }
 
@@ -788,7 +788,7 @@ void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
 	h->fd = -1;
 	if (in->kind == FS_KIND_STATUS) {
 		h->kind = FS_H_STATUS;
-		if ((r = fs_status_render(ctx, &h->buf, &h->len)) < 0)
+		if ((r = fs_status_render(ctx, &h->buf, &h->len, NULL)) < 0)
 			goto fail;
 		fi->direct_io = 1;
 	} else {

@@ -103,12 +103,23 @@ def test_status_file(tmp_path, mount):
     assert os.stat(p).st_mode & 0o777 == 0o444
     assert os.stat(p).st_size == len(read(p))
     assert read(p) == read(p)
+    # Its times move only when its bytes change, so tar and rsync see an
+    # idle mount's status file unchanged (its mtime was "now" at every
+    # stat, and `tar -c` of the mount failed: "file changed as we read it").
+    before = os.stat(p)
+    time.sleep(0.05)
+    assert (os.stat(p).st_mtime_ns, os.stat(p).st_ctime_ns) == \
+        (before.st_mtime_ns, before.st_ctime_ns)
+    r = subprocess.run(["tar", "-cf", str(tmp_path / "m.tar"), "-C", d.mnt,
+                        "."], stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (0, "")
     gen = t["generation"]
     with open(os.path.join(d.mnt, "memory-a.json"), "wb") as f:
         f.write(util.dumps_pretty(util.host_entries("a", 6)))
     t2 = util.status_target(util.read_status(d.mnt))
     assert t2["generation"] > gen
     assert t2["entries"] == 11
+    assert os.stat(p).st_mtime_ns > before.st_mtime_ns
     d.stop()
 
 
