@@ -178,6 +178,7 @@ static void fs_ctx_dispose(struct fs_ctx *ctx)
 	if (ctx->backing_fd >= 0)
 		close(ctx->backing_fd);
 	free(ctx->backing);
+	free(ctx->mnt_name);
 	free(ctx->status_last);
 	pthread_mutex_destroy(&ctx->slock);
 	pthread_cond_destroy(&ctx->ncond);
@@ -228,6 +229,29 @@ static int fs_loop(struct fuse_session *se, const struct fuse_cmdline_opts *co)
 }
 
 /* Would a mount on `mountpoint` hide the path `abs` (absolute, real)? */
+/* Remember where the mountpoint is (see fs_ctx.mnt_parent). */
+static int note_mountpoint(struct fs_ctx *ctx, const char *mountpoint)
+{
+	char *mp = realpath(mountpoint, NULL), *slash;
+	struct stat st;
+	int r = 0;
+
+	if (!mp)
+		return 0; /* fuse reports a bad mountpoint itself */
+	slash = strrchr(mp, '/');
+	if (slash && slash[1]) {
+		*slash = '\0';
+		if (stat(*mp ? mp : "/", &st) == 0) {
+			ctx->mnt_parent.dev = st.st_dev;
+			ctx->mnt_parent.ino = st.st_ino;
+			if (!(ctx->mnt_name = strdup(slash + 1)))
+				r = -ENOMEM;
+		}
+	}
+	free(mp);
+	return r;
+}
+
 static int mount_hides(const char *mountpoint, const char *abs)
 {
 	char *mp = realpath(mountpoint, NULL);
@@ -329,7 +353,8 @@ int fs_mount_main(int argc, char **argv)
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		goto out;
-	if ((r = fs_ctx_init(ctx, abs, co.debug)) < 0) {
+	if ((r = fs_ctx_init(ctx, abs, co.debug)) < 0 ||
+	    (r = note_mountpoint(ctx, co.mountpoint)) < 0) {
 		fprintf(stderr, "crdtfs: %s: %s\n", abs, strerror(-r));
 		goto out;
 	}

@@ -173,6 +173,11 @@ struct fs_ctx {
 	gid_t gid;
 	struct timespec started; /* mount time */
 	int debug;
+	/* The mountpoint's parent directory and name there: when it lies in
+	 * the backing tree the mount hides that entry, never reaching into
+	 * itself (a walk would hold the mount busy, or deadlock with -s). */
+	struct fs_ikey mnt_parent;
+	char *mnt_name; /* owned; NULL: the mountpoint is "/" */
 
 	pthread_mutex_t ilock;
 	struct fs_inode root;      /* FUSE_ROOT_ID; fd is backing_fd */
@@ -224,6 +229,10 @@ const struct fuse_lowlevel_ops *fs_ops_table(void);
 
 /** Node id of a live backing inode (the root included), or 0. */
 fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key);
+
+/** Is `name` in backing directory `dir` the mountpoint itself? */
+int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_inode *dir,
+                     const char *name);
 
 /** Free every inode and handle still held at unmount. */
 void fs_inodes_free(struct fs_ctx *ctx);

@@ -392,6 +392,37 @@ def test_xattr_not_supported(backing, mount):
     d.stop()
 
 
+@pytest.mark.parametrize("opts", [(), ("-s",)])
+def test_mountpoint_inside_backing_is_hidden(tmp_path, mount, opts):
+    """A mountpoint inside BACKING does not appear in the mount: a walk
+    (ls -l, find, du) looked it up through the mount, the daemon then held
+    its own mount busy (unmount failed with EBUSY), and with -s waited on
+    itself forever."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=2)
+    os.makedirs(os.path.join(b, "sub", "view"))
+    inner = os.path.join(b, "sub", "view")
+    d = mount(b, *opts, mountpoint=inner)
+    walk = subprocess.Popen(["find", inner], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = walk.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        d.proc.kill()  # a daemon waiting on itself: this frees the walk
+        walk.kill()
+        walk.communicate()
+        raise AssertionError("find hung in a mount inside its backing")
+    assert (walk.returncode, err) == (0, "")
+    assert sorted(out.split()) == sorted(
+        [inner] + [os.path.join(inner, n) for n in ("memory-a.json", "sub",
+                                                     MERGED, STATUS)])
+    with pytest.raises(FileNotFoundError):
+        os.stat(os.path.join(inner, "sub", "view"))
+    assert os.listdir(os.path.join(inner, "sub")) == []
+    with pytest.raises(FileExistsError):
+        os.mkdir(os.path.join(inner, "sub", "view"))
+    d.stop(lazy=False)
+
+
 def test_mount_over_backing_itself(tmp_path, mount):
     """Mounting on top of BACKING works: the daemon reaches the real
     directory through the fd it opened before mounting."""

@@ -87,8 +87,12 @@ def mountinfo(path):
 
 def fusermount_u(mnt, lazy=True):
     args = [FUSERMOUNT, "-u", "-q"] + (["-z"] if lazy else []) + [mnt]
-    return subprocess.run(args, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode
+    try:
+        return subprocess.run(args, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL,
+                              timeout=30).returncode
+    except subprocess.TimeoutExpired:  # a daemon stuck on itself
+        return -1
 
 
 class Daemon:
