@@ -688,8 +688,9 @@ static void fs_reply_created(fuse_req_t req, struct fs_ctx *ctx,
 }
 
 /* mkdir and symlink: make the name, then look it up. */
+/* mkdir (mode has S_IFDIR), mknod (FIFOs, sockets, ...), or symlink. */
 static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
-                         mode_t mode, const char *link)
+                         mode_t mode, dev_t rdev, const char *link)
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, parent);
@@ -699,8 +700,9 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, r);
 		return;
 	}
-	r = link ? symlinkat(link, dir->fd, name) :
-	           mkdirat(dir->fd, name, mode);
+	r = link          ? symlinkat(link, dir->fd, name) :
+	    S_ISDIR(mode) ? mkdirat(dir->fd, name, mode & 07777) :
+	                    mknodat(dir->fd, name, mode, rdev);
 	if (r) {
 		fuse_reply_err(req, errno);
 		return;
@@ -711,13 +713,19 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
                      mode_t mode)
 {
-	fs_make_node(req, parent, name, mode, NULL);
+	fs_make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+                     mode_t mode, dev_t rdev)
+{
+	fs_make_node(req, parent, name, mode, rdev, NULL);
 }
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
                        const char *name)
 {
-	fs_make_node(req, parent, name, 0, link);
+	fs_make_node(req, parent, name, 0, 0, link);
 }
 
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
@@ -1280,6 +1288,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.readlink = fs_readlink,
 	.access = fs_access,
 	.mkdir = fs_mkdir,
+	.mknod = fs_mknod,
 	.symlink = fs_symlink,
 	.link = fs_link,
 	.unlink = fs_unlink,
