@@ -77,7 +77,8 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from);
 
 /**
  * Format as `file:line:column: error: message` (line and column left out
- * when 0) into buf, always NUL-terminated.
+ * when 0) into buf, always NUL-terminated, control characters (from file
+ * names) written as \xHH.
  */
 void engine_problem_format(const engine_problem *pr, char *buf, size_t size);
 

@@ -117,16 +117,45 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from)
 	return engine__problems_extend_n(p, from, from->count);
 }
 
+/*
+ * Copy `s` into out (NUL-terminated, cut to size) with control characters
+ * as \xHH: a file name is printed to a terminal, where an escape sequence
+ * in it would act.  @return bytes written
+ */
+static size_t copy_escaped(char *out, size_t size, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s && n + 1 < size; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x20 && c != 0x7f) {
+			out[n++] = (char)c;
+		} else if (n + 5 < size) {
+			snprintf(out + n, 5, "\\x%02x", c);
+			n += 4;
+		} else {
+			break;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
 void engine_problem_format(const engine_problem *pr, char *buf, size_t size)
 {
 	const char *sev = pr->severity == ENGINE_ERROR ? "error" : "warning";
+	char line[1536];
 
 	if (pr->line && pr->column)
-		snprintf(buf, size, "%s:%lu:%lu: %s: %s", pr->file, pr->line,
-			 pr->column, sev, pr->message);
+		snprintf(line, sizeof(line), "%s:%lu:%lu: %s: %s", pr->file,
+			 pr->line, pr->column, sev, pr->message);
 	else if (pr->line)
-		snprintf(buf, size, "%s:%lu: %s: %s", pr->file, pr->line, sev,
-			 pr->message);
+		snprintf(line, sizeof(line), "%s:%lu: %s: %s", pr->file,
+			 pr->line, sev, pr->message);
 	else
-		snprintf(buf, size, "%s: %s: %s", pr->file, sev, pr->message);
+		snprintf(line, sizeof(line), "%s: %s: %s", pr->file, sev,
+			 pr->message);
+	if (size)
+		copy_escaped(buf, size, line);
 }

@@ -1681,7 +1681,22 @@ static void test_engine_scan__canon_exact(void)
 	ASSERT_EQ_INT(st.in_string, 0);
 }
 
+static void test_engine_scan__problem_names_escaped(void)
+{
+	/* A control character in a file name would act on the terminal
+	 * the problem is printed to. */
+	engine_problem pr = { (char *)"memory-\033[2J\x7f.json", 3, 1,
+			      ENGINE_ERROR, (char *)"bad" };
+	char buf[64], small[12];
+
+	engine_problem_format(&pr, buf, sizeof(buf));
+	ASSERT_EQ_STR(buf, "memory-\\x1b[2J\\x7f.json:3:1: error: bad");
+	engine_problem_format(&pr, small, sizeof(small));
+	ASSERT_EQ_STR(small, "memory-"); /* never half an escape */
+}
+
 static const harness_case cases[] = {
+	TEST(test_engine_scan__problem_names_escaped),
 	TEST(test_engine_scan__huge_string_bounded_memory),
 	TEST(test_engine_scan__every_chunk_size),
 	TEST(test_engine_scan__resume_at_marks),
