@@ -51,12 +51,18 @@ static void remove_scratch(int gitfd, const char *name, const char *gitdir,
 		if (de->d_type == DT_REG)
 			(void)unlinkat(fd, de->d_name, 0);
 	closedir(d);
-	if (unlinkat(gitfd, name, AT_REMOVEDIR) < 0)
-		(void)engine_problems_add(
-			probs, ENGINE_WARNING, gitdir, 0, 0,
-			"%s%s: a scratch directory an interrupted sync left "
-			"could not be removed: %s",
-			gitdir, name, strerror(errno));
+	if (unlinkat(gitfd, name, AT_REMOVEDIR) < 0) {
+		char *path = NULL;
+		int e = errno;
+
+		if (asprintf(&path, "%s%s", gitdir, name) >= 0)
+			(void)engine_problems_add(
+				probs, ENGINE_WARNING, path, 0, 0,
+				"a scratch directory an interrupted sync left; "
+				"cannot remove it: %s",
+				strerror(e));
+		free(path);
+	}
 }
 
 /*

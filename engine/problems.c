@@ -120,9 +120,9 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from)
 /*
  * Copy `s` into out (NUL-terminated, cut to size) with control characters
  * as \xHH: a file name is printed to a terminal, where an escape sequence
- * in it would act.  @return bytes written
+ * in it would act.
  */
-static size_t copy_escaped(char *out, size_t size, const char *s)
+static void copy_escaped(char *out, size_t size, const char *s)
 {
 	size_t n = 0;
 
@@ -139,7 +139,6 @@ static size_t copy_escaped(char *out, size_t size, const char *s)
 		}
 	}
 	out[n] = '\0';
-	return n;
 }
 
 void engine_problem_format(const engine_problem *pr, char *buf, size_t size)

@@ -2052,7 +2052,7 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 		r = lockfd;
 		goto out;
 	}
-	(void)engine__sweep_leftovers(c.repo, is_managed, probs);
+	engine__sweep_leftovers(c.repo, is_managed, probs);
 	if ((r = stage_and_commit(&c)) < 0)
 		goto out;
 	deadline = engine__mono_ms() + 1000LL * budget_s(&c);

@@ -704,6 +704,8 @@ def test_sync_sweeps_what_an_interrupted_sync_left(tmp_path):
     scratch = w / ".git" / "crdtfs-merge-Ab12Cd"
     scratch.mkdir()
     (scratch / "check-memory-h0.json").write_text("[]\n")
+    odd = w / ".git" / "crdtfs-merge-Ef34Gh"  # not as a sync leaves it
+    (odd / "dir").mkdir(parents=True)
     committed = w / ".memory-h0.json.tmp.aaaaaa"
     committed.write_text("[]\n")
     save = w / ".memory-h0.json.del.bbbbbb"
@@ -716,10 +718,14 @@ def test_sync_sweeps_what_an_interrupted_sync_left(tmp_path):
         age(f)
     p = G.ok(G.crdtfs("sync", h0))
     assert p.stderr == (
+        "crdtfs sync: %s: warning: a scratch directory an interrupted sync "
+        "left; cannot remove it: Directory not empty\n"
         "crdtfs sync: .memory-h0.json.del.bbbbbb: warning: left beside "
         "memory-h0.json by an interrupted sync or prepare; it holds bytes "
-        "that are in no commit here: look at it, then remove it\n")
+        "that are in no commit here: look at it, then remove it\n" % odd)
     assert not scratch.exists() and not committed.exists()
+    assert (odd / "dir").is_dir()
+    shutil.rmtree(odd)
     assert save.read_text() == "[1]\n"
     assert young.exists() and other.exists()
     assert [n for n in os.listdir(w / ".git")
