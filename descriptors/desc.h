@@ -32,6 +32,7 @@
 #define CRDTFS_DESCRIPTORS_DESC_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /** Suffix that marks a descriptor file in the backing root. */
 #define DESC_SUFFIX ".merge.json"
@@ -132,6 +133,15 @@ void desc_names_free(char **names);
  */
 int desc_match_sources(char ***out, const desc_descriptor *desc,
 		       int backing_fd);
+
+/**
+ * Never look at entry `name` of the directory (dev, ino) in any later
+ * desc_match_sources() of this process: a mount whose mountpoint lies in
+ * its own backing tree hides it, since a stat of it would cross into the
+ * mount (from inside one of its own requests).  Call once, before any
+ * thread matches; `name` must outlive every match.
+ */
+void desc_match_hide(dev_t dev, ino_t ino, const char *name);
 
 /** True when `name` (relative to the backing root) matches a source glob. */
 int desc_is_source(const desc_descriptor *desc, const char *name);

@@ -10,7 +10,8 @@
  *   validated patterns hold no `..` the walk never leaves the root;
  * - it never enters another file system (a directory that is a mount
  *   point inside the backing directory, such as a crdtfs mount of it, is
- *   left alone);
+ *   left alone), and a mount inside its own backing tree is not even
+ *   stat'ed (desc_match_hide);
  * - `.git`, `.` and `..` are never entered nor returned;
  * - only regular files are returned, never a descriptor file (name ending
  *   in DESC_SUFFIX) nor the descriptor's own target.
@@ -43,6 +44,30 @@ typedef struct {
 	size_t n;   /* names in v */
 	size_t cap; /* slots in v, including the one for NULL */
 } name_vec;
+
+/* The one entry no walk looks at (desc_match_hide); set before threads. */
+static struct {
+	dev_t dev;
+	ino_t ino;
+	const char *name; /* NULL: none */
+} hidden;
+
+void desc_match_hide(dev_t dev, ino_t ino, const char *name)
+{
+	hidden.dev = dev;
+	hidden.ino = ino;
+	hidden.name = name;
+}
+
+/* Is `name` in directory dirfd the hidden entry? */
+static int is_hidden(int dirfd, const char *name)
+{
+	struct stat st;
+
+	return hidden.name && strcmp(name, hidden.name) == 0 &&
+	       fstat(dirfd, &st) == 0 && st.st_dev == hidden.dev &&
+	       st.st_ino == hidden.ino;
+}
 
 /* What one desc_match_sources() call walks with. */
 typedef struct {
@@ -188,6 +213,8 @@ static int walk_entry(match_walk *w, int dirfd, size_t plen, size_t seg,
 	 * target), so a regular file needs no stat: a third of the cost
 	 * on a directory of 10000 host files.
 	 */
+	if (is_hidden(dirfd, name))
+		return 0;
 	if (!last || type != DT_REG) {
 		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return errno == ENOMEM ? -ENOMEM : 0;

@@ -246,6 +246,9 @@ static int note_mountpoint(struct fs_ctx *ctx, const char *mountpoint)
 			ctx->mnt_parent.ino = st.st_ino;
 			if (!(ctx->mnt_name = strdup(slash + 1)))
 				r = -ENOMEM;
+			else
+				desc_match_hide(st.st_dev, st.st_ino,
+				                ctx->mnt_name);
 		}
 	}
 	free(mp);

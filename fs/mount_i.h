@@ -231,7 +231,7 @@ const struct fuse_lowlevel_ops *fs_ops_table(void);
 fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key);
 
 /** Is `name` in backing directory `dir` the mountpoint itself? */
-int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_inode *dir,
+int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_ikey *dir,
                      const char *name);
 
 /** Free every inode and handle still held at unmount. */

@@ -241,11 +241,11 @@ fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key)
 	return id;
 }
 
-int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_inode *dir,
+int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_ikey *dir,
                      const char *name)
 {
-	return ctx->mnt_name && dir->key.dev == ctx->mnt_parent.dev &&
-	       dir->key.ino == ctx->mnt_parent.ino &&
+	return ctx->mnt_name && dir->dev == ctx->mnt_parent.dev &&
+	       dir->ino == ctx->mnt_parent.ino &&
 	       strcmp(name, ctx->mnt_name) == 0;
 }
 
@@ -265,7 +265,7 @@ static int fs_do_lookup(struct fs_ctx *ctx, struct fs_inode *dir,
 	memset(e, 0, sizeof(*e));
 	e->attr_timeout = FS_PASS_TIMEOUT;
 	e->entry_timeout = FS_PASS_TIMEOUT;
-	if (fs_is_mountpoint(ctx, dir, name))
+	if (fs_is_mountpoint(ctx, &dir->key, name))
 		return -ENOENT;
 	fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW);
 	if (fd < 0)
@@ -1106,7 +1106,7 @@ static int fs_dir_snapshot(struct fs_ctx *ctx, struct fs_inode *in,
 			break;
 		}
 		if ((root && fs_name_reserved(ctx, de->d_name)) ||
-		    fs_is_mountpoint(ctx, in, de->d_name))
+		    fs_is_mountpoint(ctx, &in->key, de->d_name))
 			continue;
 		if ((r = fs_dirent_push(&ents, &n, &cap, de->d_name, de->d_ino,
 		                        de->d_type)) < 0)

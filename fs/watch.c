@@ -230,7 +230,9 @@ static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
 static void fs_watch_walk(struct fs_ctx *ctx, const char *rel, char **segs,
                           size_t depth, size_t last, unsigned *budget)
 {
+	struct fs_ikey here;
 	struct dirent *de;
+	struct stat st;
 	DIR *dp;
 	int fd;
 
@@ -240,13 +242,13 @@ static void fs_watch_walk(struct fs_ctx *ctx, const char *rel, char **segs,
 	            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	dp = fdopendir(fd);
-	if (!dp) {
+	if (fstat(fd, &st) < 0 || !(dp = fdopendir(fd))) {
 		close(fd);
 		return;
 	}
+	here.dev = st.st_dev;
+	here.ino = st.st_ino;
 	while ((de = readdir(dp)) && *budget > 0) {
-		struct stat st;
 		char *child;
 
 		if (strcmp(de->d_name, ".") == 0 ||
@@ -254,7 +256,8 @@ static void fs_watch_walk(struct fs_ctx *ctx, const char *rel, char **segs,
 			continue;
 		if (!*rel && strcmp(de->d_name, ".git") == 0)
 			continue;
-		if (fnmatch(segs[depth], de->d_name, FNM_PERIOD) != 0)
+		if (fnmatch(segs[depth], de->d_name, FNM_PERIOD) != 0 ||
+		    fs_is_mountpoint(ctx, &here, de->d_name))
 			continue;
 		if (de->d_type != DT_DIR &&
 		    (de->d_type != DT_UNKNOWN ||

@@ -423,6 +423,42 @@ def test_mountpoint_inside_backing_is_hidden(tmp_path, mount, opts):
     d.stop(lazy=False)
 
 
+def test_mountpoint_inside_backing_and_a_pattern_that_reaches_it(
+        tmp_path, mount):
+    """A descriptor whose pattern's directory part matches the mountpoint
+    (`*/memory.json`, mount at BACKING/view): building the merge stat'ed
+    the mountpoint, through the mount, from inside a request; with -s the
+    daemon waited on itself once the root's attributes had expired."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=2)
+    os.makedirs(os.path.join(b, "sub"))
+    os.makedirs(os.path.join(b, "view"))
+    util.write_file(os.path.join(b, "sub", "memory.json"),
+                    util.dumps_pretty(util.host_entries("s", 3)))
+    with open(os.path.join(b, "deep.json.merge.json"), "w") as f:
+        json.dump({"target": "deep.json", "sources": ["*/memory.json"]}, f)
+    inner = os.path.join(b, "view")
+    d = mount(b, "-s", mountpoint=inner)
+    os.listdir(inner)
+    time.sleep(1.5)  # the root's attributes (1 s) expire
+    cat = subprocess.Popen(["cat", os.path.join(inner, "deep.json")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = cat.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        d.proc.kill()  # a daemon waiting on itself: this frees the read
+        cat.kill()
+        cat.communicate()
+        raise AssertionError("the merge of a pattern reaching the "
+                             "mountpoint hung")
+    assert (cat.returncode, err) == (0, b"")
+    assert [e["id"] for e in json.loads(out)] == ["s-0", "s-1", "s-2"]
+    time.sleep(1.5)
+    util.write_file(os.path.join(inner, "sub", "memory.json"),
+                    util.dumps_pretty(util.host_entries("s", 4)))
+    assert len(json.loads(read(os.path.join(inner, "deep.json")))) == 4
+    d.stop(lazy=False)
+
+
 def test_mount_over_backing_itself(tmp_path, mount):
     """Mounting on top of BACKING works: the daemon reaches the real
     directory through the fd it opened before mounting."""
