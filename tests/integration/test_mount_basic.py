@@ -392,6 +392,22 @@ def test_xattr_not_supported(backing, mount):
     d.stop()
 
 
+def run_unless_stuck(d, cmd):
+    """(status, stdout, stderr) of cmd; if it is still running after 20 s,
+    the daemon is killed (one waiting on itself frees its callers only
+    then) and the test fails."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        d.proc.kill()
+        p.kill()
+        p.communicate()
+        raise AssertionError("%s hung: the daemon waited on itself" % cmd)
+    return p.returncode, out, err
+
+
 @pytest.mark.parametrize("opts", [(), ("-s",)])
 def test_mountpoint_inside_backing_is_hidden(tmp_path, mount, opts):
     """A mountpoint inside BACKING does not appear in the mount: a walk
@@ -402,16 +418,8 @@ def test_mountpoint_inside_backing_is_hidden(tmp_path, mount, opts):
     os.makedirs(os.path.join(b, "sub", "view"))
     inner = os.path.join(b, "sub", "view")
     d = mount(b, *opts, mountpoint=inner)
-    walk = subprocess.Popen(["find", inner], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = walk.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        d.proc.kill()  # a daemon waiting on itself: this frees the walk
-        walk.kill()
-        walk.communicate()
-        raise AssertionError("find hung in a mount inside its backing")
-    assert (walk.returncode, err) == (0, "")
+    rc, out, err = run_unless_stuck(d, ["find", inner])
+    assert (rc, err) == (0, "")
     assert sorted(out.split()) == sorted(
         [inner] + [os.path.join(inner, n) for n in ("memory-a.json", "sub",
                                                      MERGED, STATUS)])
@@ -440,17 +448,9 @@ def test_mountpoint_inside_backing_and_a_pattern_that_reaches_it(
     d = mount(b, "-s", mountpoint=inner)
     os.listdir(inner)
     time.sleep(1.5)  # the root's attributes (1 s) expire
-    cat = subprocess.Popen(["cat", os.path.join(inner, "deep.json")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = cat.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        d.proc.kill()  # a daemon waiting on itself: this frees the read
-        cat.kill()
-        cat.communicate()
-        raise AssertionError("the merge of a pattern reaching the "
-                             "mountpoint hung")
-    assert (cat.returncode, err) == (0, b"")
+    rc, out, err = run_unless_stuck(d, ["cat",
+                                        os.path.join(inner, "deep.json")])
+    assert (rc, err) == (0, "")
     assert [e["id"] for e in json.loads(out)] == ["s-0", "s-1", "s-2"]
     time.sleep(1.5)
     util.write_file(os.path.join(inner, "sub", "memory.json"),
