@@ -104,7 +104,6 @@ typedef struct {
 	unsigned attempts;  /* push attempts made */
 	unsigned rejected;  /* of which rejected (non-fast-forward, hook) */
 	char branch[128];   /* local branch name */
-	char remote[128];   /* remote name used */
 	char upstream[256]; /* "<remote>/<its branch>" synced with */
 	char head[41];      /* hex id of the local head afterwards, or "" */
 	char error[512];    /* why the last step failed, or "" */

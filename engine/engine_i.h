@@ -273,6 +273,12 @@ int engine__replace_file_bytes(const char *path, mode_t new_mode,
 			       const char *data, size_t len,
 			       struct stat *written, engine__check_fn check,
 			       void *cctx);
+/**
+ * The file name a hidden temp file of this module (".NAME.tmp.XXXXXX" or
+ * ".NAME.del.XXXXXX", in NAME's directory) stands beside, into out.
+ * @return 1, or 0 when `name` is not one (or NAME does not fit)
+ */
+int engine__hidden_of(const char *name, char *out, size_t size);
 /** Remove `path` if check() accepts it.  @return 0, -ESTALE, -errno */
 int engine__remove_file_if(const char *path, engine__check_fn check,
 			   void *cctx);

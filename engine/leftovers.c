@@ -65,25 +65,6 @@ static void remove_scratch(int gitfd, const char *name, const char *gitdir,
 	}
 }
 
-/*
- * The managed file a hidden temp name stands beside (".NAME.tmp.XXXXXX"
- * or ".NAME.del.XXXXXX", mkostemp's six characters), into out; 0 if the
- * name is not one.
- */
-static int temp_of(const char *name, char *out, size_t size)
-{
-	size_t n = strlen(name);
-
-	if (n < 1 + 1 + 11 || name[0] != '.' || n - 11 >= size)
-		return 0;
-	if (strncmp(name + n - 11, ".tmp.", 5) != 0 &&
-	    strncmp(name + n - 11, ".del.", 5) != 0)
-		return 0;
-	memcpy(out, name + 1, n - 12);
-	out[n - 12] = '\0';
-	return 1;
-}
-
 void engine__sweep_leftovers(git_repository *repo,
 			     int (*managed)(const char *name),
 			     engine_problems *probs)
@@ -113,7 +94,7 @@ void engine__sweep_leftovers(git_repository *repo,
 		struct stat st;
 		git_oid id;
 
-		if (!temp_of(de->d_name, target, sizeof(target)) ||
+		if (!engine__hidden_of(de->d_name, target, sizeof(target)) ||
 		    !managed(target) ||
 		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) <
 			    0 ||

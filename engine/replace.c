@@ -67,6 +67,20 @@ static int hidden_beside(const char *path, const char *kind, char **name)
 	return fd;
 }
 
+int engine__hidden_of(const char *name, char *out, size_t size)
+{
+	size_t n = strlen(name), suffix = strlen(".tmp.XXXXXX");
+
+	if (n < 2 + suffix || name[0] != '.' || n - suffix >= size)
+		return 0;
+	if (strncmp(name + n - suffix, ".tmp.", 5) != 0 &&
+	    strncmp(name + n - suffix, ".del.", 5) != 0)
+		return 0;
+	memcpy(out, name + 1, n - suffix - 1);
+	out[n - suffix - 1] = '\0';
+	return 1;
+}
+
 /* Is file `path` inode `ino` of device `dev`?  (Is it still ours?) */
 static int is_inode(const char *path, dev_t dev, ino_t ino)
 {

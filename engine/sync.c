@@ -87,7 +87,6 @@ typedef struct {
 	char *branch_ref;    /* owned: refs/heads/<branch> */
 	char *merge_ref;     /* owned: the remote's branch ref */
 	char *tracking_ref;  /* owned: refs/remotes/<remote>/<b> */
-	char *remote_label;  /* owned: "<remote>/<b>" for messages */
 	char *local_path;    /* owned: local push path, or NULL */
 	char *fetch_path;    /* owned: local fetch path, or NULL */
 	char *tmpdir;        /* owned: scratch dir in .git, or NULL */
@@ -362,7 +361,6 @@ static int sync_open(sync_ctx *c)
 	key = NULL;
 	if (!remote_name)
 		return -ENOMEM;
-	snprintf(c->res->remote, sizeof(c->res->remote), "%s", remote_name);
 	if ((r = open_remote(c, remote_name)) < 0) {
 		free(remote_name);
 		return r;
@@ -386,14 +384,12 @@ static int sync_open(sync_ctx *c)
 	c->merge_ref = merge;
 	r = asprintf(&c->tracking_ref, "refs/remotes/%s/%s", remote_name,
 	             merge + 11);
-	if (r >= 0)
-		r = asprintf(&c->remote_label, "%s/%s", remote_name,
-		             merge + 11);
+	/* "<remote>/<its branch>", for the result and every message. */
+	snprintf(c->res->upstream, sizeof(c->res->upstream), "%s/%s",
+	         remote_name, merge + 11);
 	free(remote_name);
 	if (r < 0)
 		return -ENOMEM;
-	snprintf(c->res->upstream, sizeof(c->res->upstream), "%s",
-	         c->remote_label);
 
 	/* Author: git config, else crdtfs <crdtfs@HOST>. */
 	if (git_signature_default(&c->sig, c->repo) < 0) {
@@ -1322,12 +1318,14 @@ static int index_set(sync_ctx *c, git_index *idx, const char *path,
 }
 
 /*
- * Any host file that changes from `ours` to `theirs` and arrives damaged
- * while we hold a copy of it (the merge then repairs it and reports)?
- * Damaged files we have no copy of are reported here.  @return 1, 0, -errno
+ * Host files that change from `ours` to `theirs`: those we have no copy of
+ * are taken as they are, so their problems are reported here (once,
+ * whichever way the sync integrates).  With `check_held`, also: does one
+ * we hold a copy of arrive damaged (a fast-forward would take it; a merge
+ * repairs it and reports)?  @return 1, 0, -errno
  */
 static int incoming_damaged(sync_ctx *c, const git_tree *ours,
-                            const git_tree *theirs)
+                            const git_tree *theirs, int check_held)
 {
 	char **names = NULL, *label = NULL;
 	size_t n, i;
@@ -1339,9 +1337,9 @@ static int incoming_damaged(sync_ctx *c, const git_tree *ours,
 		const git_oid *o = tree_blob(ours, names[i]);
 		const git_oid *t = tree_blob(theirs, names[i]);
 
-		if (!t || oid_eq(o, t))
+		if (!t || oid_eq(o, t) || (o && !check_held))
 			continue;
-		if (asprintf(&label, "%s:%s", c->remote_label, names[i]) < 0)
+		if (asprintf(&label, "%s:%s", c->res->upstream, names[i]) < 0)
 			r = -ENOMEM;
 		else
 			r = blob_damaged(c, names[i], t, label, !o);
@@ -1356,12 +1354,10 @@ static int incoming_damaged(sync_ctx *c, const git_tree *ours,
 
 /*
  * Merge commit of ours and theirs: git's tree merge, then host files fixed
- * up by the CRDT rule.  Host files new from theirs are checked, and their
- * problems reported, unless `new_checked` (incoming_damaged() did it).
- * @return 0 and *out, or -errno
+ * up by the CRDT rule.  @return 0 and *out, or -errno
  */
 static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
-                        int new_checked, git_oid *out)
+                        git_oid *out)
 {
 	git_merge_options mo;
 	git_tree *bt = NULL, *ot = NULL, *tt = NULL, *mt = NULL;
@@ -1403,15 +1399,12 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		} else if (oid_eq(t, b)) {
 			res = o; /* only we changed it */
 		} else if (asprintf(&olabel, "HEAD:%s", p) < 0 ||
-		           asprintf(&tlabel, "%s:%s", c->remote_label, p) < 0) {
+		           asprintf(&tlabel, "%s:%s", c->res->upstream, p) < 0) {
 			r = -ENOMEM;
 			goto out;
 		} else if (oid_eq(o, b)) {
 			/* Only they changed it: theirs, unless damaged. */
 			res = t;
-			if (!o && t && !new_checked &&
-			    (r = blob_damaged(c, p, t, tlabel, 1)) < 0)
-				goto out;
 			if (o && t) {
 				r = blob_damaged(c, p, t, tlabel, 0);
 				if (r < 0)
@@ -1461,7 +1454,7 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		r = git_fail(c, -EIO, "cannot write the merged tree");
 		goto out;
 	}
-	if (asprintf(&msg, "crdtfs: merge %s into %s on %s\n", c->remote_label,
+	if (asprintf(&msg, "crdtfs: merge %s into %s on %s\n", c->res->upstream,
 	             c->res->branch, c->host) < 0) {
 		r = -ENOMEM;
 		goto out;
@@ -1736,7 +1729,7 @@ static int integrate(sync_ctx *c)
 	git_tree *ot = NULL, *nt = NULL;
 	git_oid base, newid;
 	const git_oid *oid_ours;
-	int r, new_checked = 0;
+	int r, ff;
 
 	if (!c->have_remote_oid)
 		return 0;
@@ -1752,7 +1745,7 @@ static int integrate(sync_ctx *c)
 			r = git_fail(c, -EIO, "cannot read a tree");
 			goto out;
 		}
-		if ((r = incoming_damaged(c, NULL, nt)) < 0 ||
+		if ((r = incoming_damaged(c, NULL, nt, 0)) < 0 ||
 		    (r = update_worktree(c, NULL, nt)) < 0 ||
 		    (r = move_branch(c, NULL, &c->remote_oid,
 		                     "crdtfs sync: initial pull")) < 0)
@@ -1771,31 +1764,29 @@ static int integrate(sync_ctx *c)
 		goto out;
 	}
 	r = git_merge_base(&base, c->repo, oid_ours, &c->remote_oid);
-	if (r == 0 && git_oid_equal(&base, oid_ours)) {
-		if (git_commit_tree(&nt, theirs) < 0) {
-			r = git_fail(c, -EIO, "cannot read a tree");
-			goto out;
-		}
-		r = incoming_damaged(c, ot, nt);
-		if (r < 0)
-			goto out;
-		new_checked = 1;
-		if (r == 0) {
-			if ((r = update_worktree(c, ot, nt)) < 0 ||
-			    (r = move_branch(c, oid_ours, &c->remote_oid,
-			                     "crdtfs sync: fast-forward")) < 0)
-				goto out;
-			c->res->fast_forward = 1;
-			goto out;
-		}
-		/* A damaged host file would replace a good one: merge. */
-		git_tree_free(nt);
-		nt = NULL;
-	} else if (r < 0 && r != GIT_ENOTFOUND) {
+	if (r < 0 && r != GIT_ENOTFOUND) {
 		r = git_fail(c, -EIO, "cannot find the merge base");
 		goto out;
 	}
-	if ((r = merge_commit(c, ours, theirs, new_checked, &newid)) < 0)
+	ff = r == 0 && git_oid_equal(&base, oid_ours);
+	if (git_commit_tree(&nt, theirs) < 0) {
+		r = git_fail(c, -EIO, "cannot read a tree");
+		goto out;
+	}
+	if ((r = incoming_damaged(c, ot, nt, ff)) < 0)
+		goto out;
+	if (ff && r == 0) {
+		if ((r = update_worktree(c, ot, nt)) < 0 ||
+		    (r = move_branch(c, oid_ours, &c->remote_oid,
+		                     "crdtfs sync: fast-forward")) < 0)
+			goto out;
+		c->res->fast_forward = 1;
+		goto out;
+	}
+	/* Diverged, or a damaged host file would replace a good one. */
+	git_tree_free(nt);
+	nt = NULL;
+	if ((r = merge_commit(c, ours, theirs, &newid)) < 0)
 		goto out;
 	{
 		git_commit *mc = NULL;
@@ -2012,7 +2003,6 @@ static void sync_ctx_dispose(sync_ctx *c)
 	free(c->branch_ref);
 	free(c->merge_ref);
 	free(c->tracking_ref);
-	free(c->remote_label);
 	free(c->local_path);
 	free(c->fetch_path);
 	free(c->push_status);

@@ -181,7 +181,46 @@ static void test_engine_replace__remove(void)
 	remove_dir();
 }
 
+/* check(): refuse, after reading back the hidden name it was given. */
+static int read_back(void *ctx, const char *displaced)
+{
+	char *out = ctx;
+
+	if (!displaced ||
+	    !engine__hidden_of(strrchr(displaced, '/') + 1, out, 32))
+		snprintf(out, 32, "(not a hidden name)");
+	return 0;
+}
+
+static void test_engine_replace__hidden_names_read_back(void)
+{
+	char out[32];
+
+	/* The names this module hides files under name the file again. */
+	snprintf(path, sizeof(path), "%s/memory-a.json", tmpdir);
+	write_file("memory-a.json", "v1");
+	ASSERT_EQ_INT(engine__replace_file_bytes(path, 0644, "v2", 2, NULL,
+						 read_back, out),
+		      -ESTALE);
+	ASSERT_EQ_STR(out, "memory-a.json");
+	ASSERT_EQ_INT(engine__remove_file_if(path, read_back, out), -ESTALE);
+	ASSERT_EQ_STR(out, "memory-a.json");
+	ASSERT_EQ_STR(contents("memory-a.json"), "v1");
+	ASSERT_EQ_INT(engine__hidden_of(".x.del.123456", out, sizeof(out)), 1);
+	ASSERT_EQ_STR(out, "x");
+	ASSERT_EQ_INT(engine__hidden_of("memory-a.json", out, sizeof(out)), 0);
+	ASSERT_EQ_INT(engine__hidden_of(".tmp.123456", out, sizeof(out)), 0);
+	ASSERT_EQ_INT(engine__hidden_of(".a.json.bak.123456", out,
+					sizeof(out)),
+		      0);
+	ASSERT_EQ_INT(engine__hidden_of(".a-name-longer-than-thirty-two-bytes.tmp."
+					"123456",
+					out, sizeof(out)),
+		      0);
+}
+
 static const harness_case cases[] = {
+	TEST(test_engine_replace__hidden_names_read_back),
 	TEST(test_engine_replace__accepted_or_unchecked),
 	TEST(test_engine_replace__refused_is_put_back),
 	TEST(test_engine_replace__save_during_the_check_wins),
