@@ -46,6 +46,8 @@
 
 /* Warnings listed per source before they are only counted. */
 #define SOURCE_MAX_WARNINGS 20
+/* Scans of a file that keeps changing while it is scanned. */
+#define SOURCE_SCAN_ATTEMPTS 5
 
 typedef struct {
 	engine__source *src;
@@ -450,7 +452,10 @@ static int source_keep_mark(engine__source *s)
 
 /*
  * Scan the open file; retried when the file changes while it is scanned,
- * so the records always describe one state of the file.
+ * so the records always describe one state of the file.  When it never
+ * holds still, s->orig_st stays the stat from before the last scan: the
+ * file no longer matches it, so a view of these records is not intact
+ * (never served) and the next refresh scans the file again.
  */
 static int source_scan(engine__source *s, const desc_descriptor *desc,
 		       int flags)
@@ -458,7 +463,7 @@ static int source_scan(engine__source *s, const desc_descriptor *desc,
 	int marks = flags & ENGINE__SOURCE_MARKS;
 	int attempt, rc = 0;
 
-	for (attempt = 0; attempt < 5; attempt++) {
+	for (attempt = 0; attempt < SOURCE_SCAN_ATTEMPTS; attempt++) {
 		engine__hashing_read hashing = { s->orig_fd, &s->prefix, 0, 0,
 						 0 };
 
@@ -477,7 +482,7 @@ static int source_scan(engine__source *s, const desc_descriptor *desc,
 		}
 		if ((rc = source_keep_mark(s)) < 0)
 			return rc;
-		if (source_unchanged(s))
+		if (source_unchanged(s) || attempt == SOURCE_SCAN_ATTEMPTS - 1)
 			break;
 		/* changed while scanning: again */
 		if (fstat(s->orig_fd, &s->orig_st) < 0)

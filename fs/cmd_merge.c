@@ -98,6 +98,47 @@ static void print_problems(FILE *to, const engine_problems *p)
 	}
 }
 
+/* Refreshes of a merge whose host files keep changing while read. */
+#define MERGE_SETTLE_TRIES 3
+
+/*
+ * A merge of `desc` and a view of it in which every host file still holds
+ * the bytes it was scanned from.  A file rewritten while each of its scans
+ * ran leaves a view that is not intact: its entries and problems describe
+ * no state of the file, so it is built again, a few times, and otherwise
+ * refused with -EAGAIN.
+ * @return 0, -EAGAIN, or -errno
+ */
+static int merge_settled(const desc_descriptor *desc, int backing_fd,
+			 engine_merge **merge, engine_view **view)
+{
+	int rc, tries;
+
+	*view = NULL;
+	if ((rc = engine_merge_new(merge, desc, backing_fd)) < 0)
+		return rc;
+	for (tries = 0; tries < MERGE_SETTLE_TRIES; tries++) {
+		if ((rc = engine_merge_refresh(*merge, view)) < 0)
+			return rc;
+		if (engine_view_intact(*view))
+			return 0;
+		engine_view_unref(*view);
+		*view = NULL;
+	}
+	return -EAGAIN;
+}
+
+/* The reason a merge failed, for a message. */
+static const char *merge_error(int rc)
+{
+	if (rc == -EMFILE)
+		return "Too many open files (a merge keeps one file open per "
+		       "source; raise the open-file limit, ulimit -n)";
+	if (rc == -EAGAIN)
+		return "a host file kept changing while it was read; run again";
+	return strerror(-rc);
+}
+
 int fs_cmd_merge(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -161,12 +202,9 @@ int fs_cmd_merge(int argc, char **argv)
 	}
 	if (rc < 0)
 		goto out;
-	if ((rc = engine_merge_new(&merge, desc, backing_fd)) < 0 ||
-	    (rc = engine_merge_refresh(merge, &view)) < 0) {
-		fprintf(stderr, "crdtfs merge: %s: %s%s\n", backing,
-			strerror(-rc),
-			rc == -EMFILE ? " (a merge keeps one file open per source;"
-					" raise the open-file limit, ulimit -n)" : "");
+	if ((rc = merge_settled(desc, backing_fd, &merge, &view)) < 0) {
+		fprintf(stderr, "crdtfs merge: %s: %s\n", backing,
+			merge_error(rc));
 		goto out;
 	}
 	print_problems(stderr, engine_view_problems(view));
@@ -225,10 +263,9 @@ static size_t check_target(seen_line **seen, const desc_descriptor *desc,
 	size_t count = 0, i;
 	int rc;
 
-	if ((rc = engine_merge_new(&merge, desc, backing_fd)) < 0 ||
-	    (rc = engine_merge_refresh(merge, &view)) < 0) {
+	if ((rc = merge_settled(desc, backing_fd, &merge, &view)) < 0) {
 		snprintf(line, sizeof(line), "%s: error: cannot merge %s: %s",
-			 backing, desc->target, strerror(-rc));
+			 backing, desc->target, merge_error(rc));
 		count += print_once(seen, line) > 0;
 		goto out;
 	}

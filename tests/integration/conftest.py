@@ -10,6 +10,8 @@ and checked there.
 """
 
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -71,6 +73,32 @@ def mount(tmp_path, request):
     if errors:
         raise errors[0]
 
+
+@pytest.fixture(scope="session")
+def open_shim(tmp_path_factory):
+    """Built once: a function giving the environment that runs crdtfs under
+    open_shim.c, which acts (SHIM_* variables: sleep_ms, run, run_every,
+    run_times, log; on="rename" for renames, on="pread" with offset=N for
+    reads at N) at each open of a path ending in `match`."""
+    shim = tmp_path_factory.mktemp("shim") / "open_shim.so"
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "open_shim.c")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the test's shim"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra",
+                    "-Werror", "-o", str(shim), src, "-ldl"], check=True)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+
+    def env(match, **acts):
+        e = {"LD_PRELOAD": str(shim), "SHIM_MATCH": match,
+             # A sanitizer build wants its runtime first; the shim only
+             # wraps open(), rename() and pread(), which it passes on
+             # unchanged.
+             "ASAN_OPTIONS": (asan + ":" if asan else "") +
+                             "verify_asan_link_order=0"}
+        e.update({"SHIM_" + k.upper(): str(v) for k, v in acts.items()})
+        return e
+    return env
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):

@@ -1,19 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * open_shim.c - an LD_PRELOAD shim for test_git.py that acts on every
+ * open_shim.c - an LD_PRELOAD shim for the tests that acts on every
  * open(2) of a path ending in $SHIM_MATCH (with $SHIM_ON=rename: every
- * rename(2) or renameat2(2) to such a path), just before the call:
+ * rename(2) or renameat2(2) to such a path; with $SHIM_ON=pread: every
+ * pread(2) of such a file at offset $SHIM_OFFSET), just before the call:
  *   SHIM_SLEEP_MS  sleep that long;
  *   SHIM_RUN       run this shell command (without the shim), the first
  *                  time only in each process, or every time if
- *                  $SHIM_RUN_EVERY is set;
+ *                  $SHIM_RUN_EVERY is set, or the first $SHIM_RUN_TIMES;
  *   SHIM_LOG       append the path to this file.
  *
- * Why: some races in a sync need a writer or another process to act in a
- * window of microseconds (between libgit2's check of a ref and its lock,
- * between its stat of a file and its read, between a check of a file and
- * its replacement).  Acting at the call turns them into races that happen
- * on every run.
+ * Why: some races need a writer or another process to act in a window of
+ * microseconds (between libgit2's check of a ref and its lock, between a
+ * stat of a file and its read, between a check of a file and its
+ * replacement, between two reads of one scan).  Acting at the call turns
+ * them into races that happen on every run.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -24,10 +25,12 @@
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*rename_fn)(const char *, const char *);
 typedef int (*renameat2_fn)(int, const char *, int, const char *, unsigned);
+typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
 
 static int hooked(const char *call)
 {
@@ -42,7 +45,9 @@ static void act_on(const char *path)
 	const char *match = getenv("SHIM_MATCH");
 	const char *sleep_ms = getenv("SHIM_SLEEP_MS");
 	const char *run = getenv("SHIM_RUN");
+	const char *times = getenv("SHIM_RUN_TIMES");
 	const char *log = getenv("SHIM_LOG");
+	int limit = getenv("SHIM_RUN_EVERY") ? -1 : times ? atoi(times) : 1;
 	size_t n, m;
 
 	if (!match || !path)
@@ -57,10 +62,10 @@ static void act_on(const char *path)
 
 		nanosleep(&ts, NULL);
 	}
-	if (run && (!ran || getenv("SHIM_RUN_EVERY"))) {
+	if (run && (limit < 0 || ran < limit)) {
 		char *cmd = strdup(run);
 
-		ran = 1;
+		ran++;
 		unsetenv("LD_PRELOAD");
 		if (cmd && system(cmd) != 0)
 			fprintf(stderr, "open_shim: '%s' failed\n", cmd);
@@ -126,4 +131,24 @@ int renameat2(int fromfd, const char *from, int tofd, const char *to,
 	if (hooked("rename"))
 		act_on(to);
 	return real(fromfd, from, tofd, to, flags);
+}
+
+/* With 64-bit file offsets, every pread() is a call to pread64(). */
+ssize_t pread64(int fd, void *buf, size_t size, off_t off)
+{
+	pread_fn real = (pread_fn)dlsym(RTLD_NEXT, "pread64");
+	const char *at = getenv("SHIM_OFFSET");
+
+	if (hooked("pread") && at && off == atoll(at)) {
+		char link[64], path[4096];
+		ssize_t k;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		k = readlink(link, path, sizeof(path) - 1);
+		if (k > 0) {
+			path[k] = '\0';
+			act_on(path);
+		}
+	}
+	return real(fd, buf, size, off);
 }

@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -438,32 +437,6 @@ def test_concurrent_pushes_lose_nothing(tmp_path):
             assert G.git("merge-base", "--is-ancestor", head, remote,
                          cwd=bare, check=False).returncode == 0, (rnd, h)
     G.git("fsck", "--strict", "--no-dangling", cwd=bare)
-
-
-@pytest.fixture(scope="module")
-def open_shim(tmp_path_factory):
-    """Built once: a function giving the environment that runs crdtfs under
-    open_shim.c, which acts (SHIM_* variables: sleep_ms, run, run_every,
-    log; on="rename" for renames) at each open of a path ending in
-    `match`."""
-    shim = tmp_path_factory.mktemp("shim") / "open_shim.so"
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                       "open_shim.c")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler is needed to build the test's shim"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra",
-                    "-Werror", "-o", str(shim), src, "-ldl"], check=True)
-    asan = os.environ.get("ASAN_OPTIONS", "")
-
-    def env(match, **acts):
-        e = {"LD_PRELOAD": str(shim), "SHIM_MATCH": match,
-             # A sanitizer build wants its runtime first; the shim only
-             # wraps open() and rename(), which it passes on unchanged.
-             "ASAN_OPTIONS": (asan + ":" if asan else "") +
-                             "verify_asan_link_order=0"}
-        e.update({"SHIM_" + k.upper(): str(v) for k, v in acts.items()})
-        return e
-    return env
 
 
 def test_simultaneous_first_pushes_lose_nothing(tmp_path, open_shim):
