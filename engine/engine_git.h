@@ -36,6 +36,7 @@ typedef struct {
 	size_t unchanged; /* entries kept byte for byte */
 	size_t removed;   /* entries of the old host file not in the source */
 	int written;      /* 1 when the host file was (re)written */
+	int source_errors; /* 1 when the source had errors (see below) */
 	char stamp[40];   /* the stamp given to added/changed entries, or "" */
 } engine_prepare_stats;
 
@@ -71,9 +72,12 @@ typedef struct {
  * the old host file it does not list are kept rather than removed (it
  * may be truncated); a stamp more than 5 minutes ahead of
  * the wall clock in the backing directory is reported as a warning.
+ * The source may be a regular file or a pipe; host files are regular
+ * files, never followed through a symlink.
  * @param stats optional; filled on success
- * @return 0, -EINVAL (bad host name, bad `now`), -ENOENT (no source),
- *         -ENOMEM, or -errno of a failed read or write
+ * @return 0, -EINVAL (bad host name), -ENOMEM, or another -errno after
+ *         an error naming the file (or CRDTFS_NOW) was added to probs:
+ *         nothing was written
  */
 int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
                    engine_problems *probs) CRDTFS_MUST_CHECK;

@@ -121,11 +121,21 @@ static int list_take(prep_list *l, prep_entry *e)
 	return 0;
 }
 
+/* What read_whole() reads: a host file or the tool's memory file. */
+enum { READ_HOST_FILE, READ_SOURCE };
+/* read_whole()'s error for a file of another kind (a directory, a FIFO). */
+#define NOT_READABLE_KIND ENODEV
+
 /*
- * Read a whole file.  *out is NUL-terminated and owned by the caller.
- * @return 0, or -errno (-ENOENT when it does not exist)
+ * Read a whole file.  *out is NUL-terminated and owned by the caller.  A
+ * host file, as in the merge, is a regular file and never a symlink, and
+ * opening one never waits (a FIFO would); the source may also be a pipe
+ * (`tool export | crdtfs prepare /dev/stdin`).
+ * @return 0, or -errno: -ENOENT when it does not exist, -ELOOP for a
+ *         symlinked host file, -EISDIR, -NOT_READABLE_KIND for another
+ *         kind
  */
-static int read_whole(const char *path, char **out, size_t *outlen)
+static int read_whole(const char *path, int what, char **out, size_t *outlen)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -135,15 +145,17 @@ static int read_whole(const char *path, char **out, size_t *outlen)
 
 	*out = NULL;
 	*outlen = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC |
+	                (what == READ_HOST_FILE ? O_NOFOLLOW | O_NONBLOCK : 0));
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EINVAL;
+	if (!S_ISREG(st.st_mode) &&
+	    !(what == READ_SOURCE && S_ISFIFO(st.st_mode))) {
+		r = S_ISDIR(st.st_mode) ? -EISDIR : -NOT_READABLE_KIND;
 		goto out;
 	}
 	cap = (size_t)st.st_size + 1;
@@ -182,6 +194,33 @@ out:
 	free(buf);
 	close(fd);
 	return r;
+}
+
+/*
+ * Say in probs why `file` could not be read or written (every failure of
+ * a prepare but a bad host name or a lack of memory is an error naming
+ * its file).
+ * @return r, or -ENOMEM
+ */
+static int cannot(engine_problems *probs, const char *what,
+                  const char *file, int r)
+{
+	const char *why = r == -ELOOP ? "a symlink (host files are never "
+					"followed)" :
+			  r == -NOT_READABLE_KIND ? "not a regular file" :
+						    strerror(-r);
+
+	if (r == -ENOMEM ||
+	    engine_problems_add(probs, ENGINE_ERROR, file, 0, 0,
+	                        "cannot %s: %s; nothing written", what,
+	                        why) < 0)
+		return -ENOMEM;
+	return r;
+}
+
+static int cannot_read(engine_problems *probs, const char *file, int r)
+{
+	return cannot(probs, "read", file, r);
 }
 
 static int is_blank(char c)
@@ -825,7 +864,7 @@ static int scan_backing_max(prep_old *o, const char *backing, const char *own,
 	*names_out = NULL;
 	d = opendir(backing);
 	if (!d)
-		return -errno;
+		return cannot_read(o->probs, backing, -errno);
 	engine_problems_init(&quiet);
 	while ((de = readdir(d)) != NULL) {
 		struct stat st;
@@ -836,7 +875,7 @@ static int scan_backing_max(prep_old *o, const char *backing, const char *own,
 		    strcmp(de->d_name, own) == 0)
 			continue;
 		fd = openat(dirfd(d), de->d_name,
-		            O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			continue; /* raced with a rename, or a symlink */
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -1162,7 +1201,11 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	if (opts->now) {
 		if (engine__time_parse(&now, opts->now, strlen(opts->now)) <
 		    0) {
-			r = -EINVAL;
+			r = engine_problems_add(
+			        probs, ENGINE_ERROR, "CRDTFS_NOW", 0, 0,
+			        "\"%s\" is not an RFC 3339 timestamp; "
+			        "nothing written", opts->now);
+			r = r < 0 ? r : -EDOM;
 			goto out;
 		}
 	} else {
@@ -1177,10 +1220,11 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		goto out;
 
 	/* The host file as it is now; absent is fine. */
-	r = read_whole(path, &obuf, &olen);
-	if (r == -ENOENT) {
+	r = read_whole(path, READ_HOST_FILE, &obuf, &olen);
+	if (r == -ENOENT && access(opts->backing, X_OK) == 0) {
 		r = 0;
 	} else if (r < 0) {
+		r = cannot_read(probs, r == -ENOENT ? opts->backing : path, r);
 		goto out;
 	} else {
 		have_old = 1;
@@ -1219,9 +1263,11 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	format_time(src.stamp_text, &src.stamp);
 
 	/* The source, entry by entry. */
-	r = read_whole(opts->source, &sbuf, &slen);
-	if (r < 0)
+	r = read_whole(opts->source, READ_SOURCE, &sbuf, &slen);
+	if (r < 0) {
+		r = cannot_read(probs, opts->source, r);
 		goto out;
+	}
 	src.host = opts->host;
 	src.name = opts->source;
 	src.old = &old;
@@ -1232,6 +1278,7 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	if (r < 0)
 		goto out;
 	if (has_error(probs, nprob)) {
+		src.st.source_errors = 1;
 		if ((r = keep_unlisted(&old, &src)) < 0)
 			goto out;
 	} else {
@@ -1251,8 +1298,10 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	if (!have_old || nlen != olen || memcmp(nbuf, obuf, olen) != 0) {
 		r = engine__replace_file_bytes(path, 0644, nbuf, nlen, NULL, NULL,
 					       NULL);
-		if (r < 0)
+		if (r < 0) {
+			r = cannot(probs, "write", path, r);
 			goto out;
+		}
 		src.st.written = 1;
 	}
 	src.st.entries = src.out.count;

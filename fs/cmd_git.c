@@ -58,8 +58,12 @@ static const char prepare_usage[] =
         "memory file SOURCE (a JSON array, or JSON Lines as the MCP memory\n"
         "server writes).  Adds _crdt_metadata to new entries and re-stamps only\n"
         "entries whose content changed; an unchanged SOURCE changes no byte.\n"
+        "SOURCE may be a pipe (/dev/stdin).\n"
         "  --host NAME  host name (default: this machine's hostname)\n"
         "  -q, --quiet  print nothing but problems\n"
+        "Exit status: 0 done; 1 SOURCE has errors (its valid entries were\n"
+        "taken, none removed) or nothing could be written (the error names\n"
+        "the file); 2 usage.\n"
         "Environment: CRDTFS_NOW=<RFC 3339 time> replaces the wall clock (a\n"
         "test hook; stamps still never go backwards).\n";
 
@@ -112,29 +116,24 @@ int fs_cmd_prepare(int argc, char **argv)
 	r = engine_prepare(&o, &st, &probs);
 	print_problems("prepare", &probs);
 	engine_problems_dispose(&probs);
-	if (r == -EINVAL && o.now) {
-		fprintf(stderr,
-		        "crdtfs prepare: bad host name \"%s\" or bad CRDTFS_NOW \"%s\"\n",
-		        o.host, o.now);
-		return FS_EXIT_FAIL;
-	}
 	if (r == -EINVAL) {
 		fprintf(stderr,
 		        "crdtfs prepare: bad host name \"%s\" (a file-name part, not starting with a dot)\n",
 		        o.host);
 		return FS_EXIT_FAIL;
 	}
-	if (r < 0) {
-		fprintf(stderr, "crdtfs prepare: %s: %s\n",
-		        r == -ENOENT ? o.source : o.backing, strerror(-r));
+	/* Any other failure but a lack of memory is a problem printed above. */
+	if (r == -ENOMEM)
+		fprintf(stderr, "crdtfs prepare: %s\n", strerror(-r));
+	if (r < 0)
 		return FS_EXIT_FAIL;
-	}
 	if (!quiet)
 		printf("memory-%s.json: %zu entries: %zu added, %zu changed, %zu unchanged, %zu removed; %s%s%s\n",
 		       o.host, st.entries, st.added, st.changed, st.unchanged,
 		       st.removed, st.written ? "written" : "not rewritten",
 		       st.stamp[0] ? ", stamp " : "", st.stamp);
-	return FS_EXIT_OK;
+	/* A cron job must notice a source it could not fully read. */
+	return st.source_errors ? FS_EXIT_FAIL : FS_EXIT_OK;
 }
 
 /* ---- sync ---- */

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import socket
+import stat
 import sys
 import threading
 import time
@@ -184,13 +185,50 @@ def test_prepare_bad_source_entries_reported(tmp_path):
                    '[1,2]\n'
                    '{"type":"entity","name":"c","entityType":"t",'
                    '"observations":[]}\n')
-    p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    # exit 1, so that a cron job notices; the valid entries are taken
+    p = G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0))
+    assert p.returncode == 1
     assert "m.jsonl:2:" in p.stderr and "m.jsonl:3:" in p.stderr
     names = [o["name"] for _, o in G.host_lines(back / "memory-h1.json")]
     assert sorted(names) == ["a", "c"]
     # Unusable host names are refused.
     for bad in ("", ".hidden", "a/b"):
         assert G.crdtfs("prepare", "--host", bad, src, back).returncode == 1
+
+
+def test_prepare_failures_name_the_file_and_write_nothing(tmp_path):
+    back = tmp_path / "b"
+    back.mkdir()
+    src = tmp_path / "m.jsonl"
+    src.write_text('{"type":"entity","name":"a","entityType":"t",'
+                   '"observations":[]}\n')
+    p = G.crdtfs("prepare", "--host", "h1", src, tmp_path / "none")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", (
+        "crdtfs prepare: %s: error: cannot read: No such file or "
+        "directory; nothing written\n" % (tmp_path / "none")))
+    p = G.crdtfs("prepare", "--host", "h1", tmp_path, back)
+    assert (p.returncode, p.stderr) == (1, (
+        "crdtfs prepare: %s: error: cannot read: Is a directory; nothing "
+        "written\n" % tmp_path))
+    p = G.crdtfs("prepare", "--host", "h1", src, back, now="yesterday")
+    assert (p.returncode, p.stderr) == (1, (
+        "crdtfs prepare: CRDTFS_NOW: error: \"yesterday\" is not an RFC "
+        "3339 timestamp; nothing written\n"))
+    # a FIFO among the host files is skipped without waiting for a writer
+    os.mkfifo(back / "memory-other.json")
+    # the source through a pipe
+    p = G.run([G.CRDTFS, "prepare", "--host", "h1", "/dev/stdin", back],
+              input=src.read_text(), timeout=20)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.startswith("memory-h1.json: 1 entries: 1 added")
+    # the host's own file a FIFO: refused, without waiting, left alone
+    os.rename(back / "memory-h1.json", back / "kept")
+    os.rename(back / "memory-other.json", back / "memory-h1.json")
+    p = G.crdtfs("prepare", "--host", "h1", src, back, timeout=20)
+    assert (p.returncode, p.stderr) == (1, (
+        "crdtfs prepare: %s: error: cannot read: not a regular file; "
+        "nothing written\n" % (back / "memory-h1.json")))
+    assert stat.S_ISFIFO(os.lstat(back / "memory-h1.json").st_mode)
 
 
 # ---------------------------------------------------------------- sync

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "desc.h"
@@ -38,6 +39,27 @@ static const char *get(const char *name)
 	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
 	return buf;
+}
+
+/* The last problem as text; static buffer. */
+static const char *last_problem(const engine_problems *p)
+{
+	static char buf[1024];
+
+	buf[0] = '\0';
+	if (p->count)
+		engine_problem_format(&p->items[p->count - 1], buf, sizeof(buf));
+	return buf;
+}
+
+static int ends_with(const char *s, const char *end)
+{
+	size_t n = strlen(s), m = strlen(end);
+
+	if (n >= m && strcmp(s + n - m, end) == 0)
+		return 1;
+	printf("# \"%s\" does not end with \"%s\"\n", s, end);
+	return 0;
 }
 
 static int prepare(const char *src, const char *now, engine_prepare_stats *st,
@@ -359,10 +381,12 @@ static void test_engine_prepare__damaged_source_never_deletes(void)
 	write_file("m.jsonl", abc);
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.entries, 3);
+	ASSERT_EQ_INT(st.source_errors, 0);
 	snprintf(before, sizeof(before), "%s", get("memory-h1.json"));
 
 	write_file("m.jsonl", "garbage");
 	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.source_errors, 1);
 	ASSERT_EQ_INT(st.written, 0);
 	ASSERT_EQ_INT(st.removed, 0);
 	ASSERT_EQ_STR(get("memory-h1.json"), before);
@@ -504,14 +528,105 @@ static void test_engine_prepare__errors(void)
 	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
 	o.host = "a/b";
 	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
+	ASSERT_EQ_INT((int)p.count, 0);
 	o.host = "h1";
 	o.now = "yesterday";
-	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EINVAL);
+	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -EDOM);
+	ASSERT_EQ_STR(last_problem(&p), "CRDTFS_NOW: error: \"yesterday\" is "
+	              "not an RFC 3339 timestamp; nothing written");
 	o.now = T0;
 	ASSERT_EQ_INT(prepare("nope.jsonl", T0, &st, &p), -ENOENT);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/nope.jsonl: error: cannot "
+	                      "read: No such file or directory; nothing "
+	                      "written"));
+	o.backing = "/nonexistent/backing";
+	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), -ENOENT);
+	ASSERT_EQ_STR(last_problem(&p), "/nonexistent/backing: error: cannot "
+	              "read: No such file or directory; nothing written");
+	o.backing = tmpdir;
+	ASSERT_EQ_INT(prepare(".", T0, &st, &p), -EISDIR);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/.: error: cannot read: Is a "
+	                      "directory; nothing written"));
+	ASSERT_EQ_STR(get("memory-h1.json"), "(missing)");
 	/* An empty source gives an empty host file. */
 	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), 0);
 	ASSERT_EQ_STR(get("memory-h1.json"), "[]\n");
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
+/* A path in tmpdir, in one of two static buffers used in turn. */
+static const char *in_dir(const char *name)
+{
+	static char path[2][256];
+	static int turn;
+
+	turn = !turn;
+	snprintf(path[turn], sizeof(path[turn]), "%s/%s", tmpdir, name);
+	return path[turn];
+}
+
+/*
+ * Host files that are not regular files: never followed, never opened in
+ * a way that waits (a FIFO with no writer used to hang the prepare), and
+ * the host's own one never replaced.  The source may be a pipe.
+ */
+static void test_engine_prepare__files_of_other_kinds(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+	char target[64];
+	int fds[2];
+	pid_t pid;
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("m.jsonl", "{\"id\":\"x\"}\n");
+	/* another host's file is a FIFO: skipped */
+	ASSERT_EQ_INT(mkfifo(in_dir("memory-other.json"), 0644), 0);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.added, 1);
+	ASSERT_EQ_INT((int)p.count, 0);
+	/* the host's own file is a FIFO, then a symlink: refused */
+	ASSERT_EQ_INT(rename(in_dir("memory-h1.json"), in_dir("kept.json")), 0);
+	ASSERT_EQ_INT(rename(in_dir("memory-other.json"),
+	                     in_dir("memory-h1.json")), 0);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), -ENODEV);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/memory-h1.json: error: "
+	                      "cannot read: not a regular file; nothing "
+	                      "written"));
+	ASSERT_EQ_INT(unlink(in_dir("memory-h1.json")), 0);
+	ASSERT_EQ_INT(symlink("kept.json", in_dir("memory-h1.json")), 0);
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), -ELOOP);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/memory-h1.json: error: "
+	                      "cannot read: a symlink (host files are never "
+	                      "followed); nothing written"));
+	ASSERT_EQ_INT(readlink(in_dir("memory-h1.json"), target,
+	                       sizeof(target)), 9);
+	ASSERT_EQ_INT(unlink(in_dir("memory-h1.json")), 0);
+	/* the source is a pipe */
+	ASSERT_EQ_INT(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0) {
+		static const char more[] = "{\"id\":\"x\"}\n{\"id\":\"y\"}\n";
+
+		close(fds[0]);
+		_exit(write(fds[1], more, sizeof(more) - 1) ==
+		      (ssize_t)sizeof(more) - 1 ? 0 : 1);
+	}
+	close(fds[1]);
+	ASSERT_EQ_INT(rename(in_dir("kept.json"), in_dir("memory-h1.json")), 0);
+	{
+		char source[64];
+		engine_prepare_opts o = { "h1", source, tmpdir, T0 };
+
+		snprintf(source, sizeof(source), "/proc/self/fd/%d", fds[0]);
+		ASSERT_EQ_INT(engine_prepare(&o, &st, &p), 0);
+	}
+	close(fds[0]);
+	waitpid(pid, NULL, 0);
+	ASSERT_EQ_INT(st.added, 1);
+	ASSERT_EQ_INT(st.unchanged, 1);
 	engine_problems_dispose(&p);
 	remove_dir();
 }
@@ -529,6 +644,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__messages_are_one_line),
 	TEST(test_engine_prepare__numbers_as_written),
 	TEST(test_engine_prepare__errors),
+	TEST(test_engine_prepare__files_of_other_kinds),
 };
 
 HARNESS_MAIN(cases)
