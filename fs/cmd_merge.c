@@ -183,6 +183,10 @@ int fs_cmd_merge(int argc, char **argv)
 	}
 	if (descriptor && target)
 		return usage_error("merge", "--descriptor and --target exclude each other");
+	/* Its descriptor is BACKING/NAME.merge.json, never a file elsewhere. */
+	if (target && (!*target || strchr(target, '/') ||
+		       strcmp(target, ".") == 0 || strcmp(target, "..") == 0))
+		return usage_error("merge", "--target NAME: a merged file's name, not a path");
 	if (optind != argc - 1)
 		return usage_error("merge", optind == argc ? "missing BACKING" : "too many arguments");
 	backing = argv[optind];

@@ -280,13 +280,16 @@ int fs_mount_main(int argc, char **argv)
 	char *abs = NULL, *fsname = NULL;
 	const char *err;
 	int status = FS_EXIT_USAGE, mounted = 0, handlers = 0, r;
+	int backing_errno = 0;
 	struct stat st;
 
 	memset(&o, 0, sizeof(o));
 	memset(&co, 0, sizeof(co));
 	if (fuse_opt_parse(&args, &o, fs_opt_spec, fs_opt_proc) < 0)
 		goto out;
-	if (o.backing && (abs = realpath(o.backing, NULL))) {
+	if (o.backing && !(abs = realpath(o.backing, NULL)))
+		backing_errno = errno; /* reported once the options are known */
+	if (abs) {
 		if (!o.has_fsname) {
 			fsname = malloc(strlen(abs) + sizeof("fsname="));
 			if (!fsname)
@@ -329,8 +332,14 @@ int fs_mount_main(int argc, char **argv)
 	}
 	if (!abs || stat(abs, &st) || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "crdtfs: %s: %s\n", o.backing,
-		        abs && !stat(abs, &st) ? "not a directory" :
-		                                 strerror(errno));
+		        !abs ? strerror(backing_errno) :
+		        !stat(abs, &st) ? "not a directory" : strerror(errno));
+		goto out;
+	}
+	/* libfuse would mount on a file too, and hide it behind our root. */
+	if (stat(co.mountpoint, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "crdtfs: %s: not a directory (MOUNTPOINT must "
+		                "be one)\n", co.mountpoint);
 		goto out;
 	}
 

@@ -642,6 +642,10 @@ case("usage-unknown-option", {}, b"", args=["--frobnicate"], status=2,
      no_oracle=True, stderr=["..."])
 case("usage-missing-dir", {}, b"", args=["{nobacking}", "/nonexistent/x"],
      status=1, no_oracle=True, stderr=["/nonexistent/x"])
+case("usage-target-is-a-path", {"memory-a.json": arr(_ok1),
+                                "sub/x.json.merge.json":
+                                b'{"target":"x.json","sources":["*.json"]}'},
+     b"", args=["--target", "sub/x.json"], status=2, no_oracle=True)
 
 
 # ---- problems as the binary reports them (checked: file:line:column and the
@@ -838,6 +842,8 @@ STDERR = {
     "usage-unknown-option": [
         "crdtfs merge: ...--frobnicate...unknown option"],
     "usage-missing-dir": ["cannot open backing directory /nonexistent/x"],
+    "usage-target-is-a-path": [
+        "crdtfs merge: --target NAME: a merged file's name, not a path"],
 }
 CHECK = {
     "descriptor-custom": ["exit 1", "notes-a.jsonl:3:1: warning: ...~blob:"],
@@ -882,6 +888,9 @@ READMES = {
     "trailing-comma": "a trailing comma stops the array (entries before it "
                       "are kept); a leading comma loses everything",
     "usage-missing-dir": "a BACKING that does not exist",
+    "usage-target-is-a-path": "--target names a merged file in BACKING, "
+                              "never a descriptor elsewhere: usage error, "
+                              "exit 2",
     "usage-no-backing": "no BACKING: usage error, exit 2",
     "usage-unknown-option": "an unknown option: usage error, exit 2",
 }

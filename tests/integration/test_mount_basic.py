@@ -296,7 +296,24 @@ def test_backing_not_a_directory(tmp_path, mnt):
     assert len(p.stderr.decode().strip().splitlines()) == 1
     p = run_cli("-f", str(tmp_path / "missing"), mnt)
     assert p.returncode == 2
+    assert p.stderr.decode() == "crdtfs: %s: No such file or directory\n" % (
+        tmp_path / "missing")
     assert not util.is_mounted(mnt)
+
+
+def test_mountpoint_not_a_directory(tmp_path):
+    """libfuse mounts on a file too; the host file there would vanish
+    behind the mount's root (and from the merge, as unreadable)."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=1)
+    target = os.path.join(b, "memory-a.json")
+    try:
+        p = run_cli(b, target)  # in the background, were it to mount
+        assert not util.is_mounted(target)
+    finally:
+        if util.is_mounted(target):
+            util.fusermount_u(target, lazy=True)
+    assert (p.returncode, p.stderr.decode()) == (2, (
+        "crdtfs: %s: not a directory (MOUNTPOINT must be one)\n" % target))
 
 
 def test_help(tmp_path):
