@@ -52,6 +52,8 @@ typedef struct {
 	unsigned long column;  /* 1-based byte column; 0 when none */
 	engine_severity severity;
 	char *message;         /* owned; no trailing newline */
+	size_t stands_for;     /* problems it counts for: 1, or N for a line
+				  "... and N more problems in this file" */
 } engine_problem;
 
 typedef struct {
@@ -71,6 +73,9 @@ int engine_problems_add(engine_problems *p, engine_severity severity,
 			const char *file, unsigned long line,
 			unsigned long column, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
+
+/** Problems p counts, those a summary line stands for included. */
+size_t engine_problems_total(const engine_problems *p);
 
 /** Append copies of every problem in `from`. @return 0 or -ENOMEM */
 int engine_problems_extend(engine_problems *p, const engine_problems *from);
@@ -97,7 +102,8 @@ typedef struct engine_view engine_view;
 typedef struct {
 	const char *name;   /* relative to the backing root; lives with view */
 	size_t entries;     /* complete valid entries scanned in this source */
-	size_t problems;    /* problems reported for this source */
+	size_t problems;    /* problems found in this source (all of them,
+			       listed or not) */
 	int unreadable;     /* it could not be opened or read to the end:
 			       entries of it may be missing */
 } engine_source_info;

@@ -154,6 +154,12 @@ int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
 		      engine__entry_fn fn, void *fn_ctx, engine_problems *probs,
 		      const engine__scan_mark *from, engine__scan_mark *mark);
 
+/**
+ * Append "... and `more` `what` in this file", counting as `more` problems
+ * (engine_problems_total).  @return 0 or -ENOMEM
+ */
+int engine__problems_add_more(engine_problems *p, engine_severity severity,
+			      const char *file, size_t more, const char *what);
 /** The first n problems of `from` appended to p.  @return 0 or -ENOMEM */
 int engine__problems_extend_n(engine_problems *p, const engine_problems *from,
 			      size_t n);

@@ -34,7 +34,7 @@ void engine_problems_dispose(engine_problems *p)
 /* Append a problem whose strings are already owned; frees them on failure. */
 static int problems_push(engine_problems *p, engine_severity severity,
 			 char *file, unsigned long line, unsigned long column,
-			 char *message)
+			 char *message, size_t stands_for)
 {
 	engine_problem *pr;
 
@@ -56,6 +56,7 @@ static int problems_push(engine_problems *p, engine_severity severity,
 	pr->column = column;
 	pr->severity = severity;
 	pr->message = message;
+	pr->stands_for = stands_for;
 	return 0;
 fail:
 	free(file);
@@ -92,7 +93,28 @@ int engine_problems_add(engine_problems *p, engine_severity severity,
 	if (n < 0)
 		message = NULL;
 	return problems_push(p, severity, strdup(file ? file : "?"), line,
-			     column, one_line(message));
+			     column, one_line(message), 1);
+}
+
+int engine__problems_add_more(engine_problems *p, engine_severity severity,
+			      const char *file, size_t more, const char *what)
+{
+	char *message = NULL;
+
+	if (asprintf(&message, "... and %zu more %s in this file", more,
+		     what) < 0)
+		message = NULL;
+	return problems_push(p, severity, strdup(file ? file : "?"), 0, 0,
+			     message, more);
+}
+
+size_t engine_problems_total(const engine_problems *p)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < p->count; i++)
+		n += p->items[i].stands_for;
+	return n;
 }
 
 int engine__problems_extend_n(engine_problems *p, const engine_problems *from,
@@ -105,7 +127,7 @@ int engine__problems_extend_n(engine_problems *p, const engine_problems *from,
 		const engine_problem *f = &from->items[i];
 
 		r = problems_push(p, f->severity, strdup(f->file), f->line,
-				  f->column, strdup(f->message));
+				  f->column, strdup(f->message), f->stands_for);
 		if (r < 0)
 			return r;
 	}

@@ -1751,9 +1751,8 @@ int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
 	s->fn_ctx = fn_ctx;
 	r = scan_run(s);
 	if (r >= 0 && s->more)
-		engine_problems_add(probs, ENGINE_ERROR, name, 0, 0,
-		                    "... and %zu more problems in this file",
-		                    s->more);
+		engine__problems_add_more(probs, ENGINE_ERROR, name, s->more,
+		                          "problems");
 	if (r >= 0)
 		r = s->ioerr ? s->ioerr : s->err ? s->err : s->count;
 out:

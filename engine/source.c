@@ -412,10 +412,9 @@ static int source_scan_into(engine__source *s, const desc_descriptor *desc,
 			       on_entry, &c, &s->problems, from,
 			       marks ? &s->mark : NULL);
 	if (rc != -ENOMEM && c.warnings > SOURCE_MAX_WARNINGS)
-		(void)engine_problems_add(
-			&s->problems, ENGINE_WARNING, s->name, 0, 0,
-			"... and %zu more warnings in this file",
-			c.warnings - SOURCE_MAX_WARNINGS);
+		(void)engine__problems_add_more(
+			&s->problems, ENGINE_WARNING, s->name,
+			c.warnings - SOURCE_MAX_WARNINGS, "warnings");
 	return rc;
 }
 

@@ -231,7 +231,7 @@ engine_source_info engine_view_source(const engine_view *v, size_t i)
 {
 	engine_source_info info = { v->sources[i]->name,
 				    v->sources[i]->nrecords,
-				    v->sources[i]->problems.count,
+				    engine_problems_total(&v->sources[i]->problems),
 				    v->sources[i]->unreadable };
 	return info;
 }

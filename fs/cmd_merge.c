@@ -214,7 +214,7 @@ int fs_cmd_merge(int argc, char **argv)
 	print_problems(stderr, engine_view_problems(view));
 	if (strict && engine_view_problems(view)->count) {
 		fprintf(stderr, "crdtfs merge: %zu problems; --strict: nothing written\n",
-			engine_view_problems(view)->count);
+			engine_problems_total(engine_view_problems(view)));
 		goto out;
 	}
 	if ((rc = engine_view_write(view, STDOUT_FILENO)) < 0) {
@@ -255,7 +255,10 @@ static int print_once(seen_line **seen, const char *line)
 	return 1;
 }
 
-/* Merge one target and print its problems; returns problems printed. */
+/*
+ * Merge one target and print its problems; returns how many problems the
+ * lines printed stand for ("... and N more" counts N).
+ */
 static size_t check_target(seen_line **seen, const desc_descriptor *desc,
 			   int backing_fd, const char *backing,
 			   size_t *entries)
@@ -276,7 +279,8 @@ static size_t check_target(seen_line **seen, const desc_descriptor *desc,
 	p = engine_view_problems(view);
 	for (i = 0; i < p->count; i++) {
 		engine_problem_format(&p->items[i], line, sizeof(line));
-		count += print_once(seen, line) > 0;
+		if (print_once(seen, line) > 0)
+			count += p->items[i].stands_for;
 	}
 	for (i = 0; i < engine_view_nsources(view); i++)
 		*entries += engine_view_source(view, i).entries;

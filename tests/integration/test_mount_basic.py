@@ -69,6 +69,34 @@ def test_root_listing_and_hidden_git(backing, mount):
     d.stop()
 
 
+def test_problem_counts_are_totals(tmp_path, mount):
+    """Only the first 20 problems of a file are listed; every count (the
+    status file's per source, check's summary, --strict's) is the total."""
+    b = tmp_path / "b"
+    b.mkdir()
+    lines = []
+    for i in range(30):
+        lines.append(json.dumps(util.entry("a-%d" % i, util.ts(i))))
+        lines.append("{bad %d}" % i)
+    (b / "memory-a.json").write_text("\n".join(lines) + "\n")
+    d = mount(str(b))
+    t = util.status_target(util.read_status(d.mnt))
+    assert [(s["entries"], s["problems"]) for s in t["sources"]] == [(30, 30)]
+    assert t["problems"][-1]["message"] == \
+        "... and 10 more problems in this file"
+    d.stop()
+    p = subprocess.run([util.CRDTFS, "check", str(b)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.decode() == \
+        "crdtfs check: 1 targets, 30 entries scanned, 30 problems\n"
+    p = subprocess.run([util.CRDTFS, "merge", "--strict", str(b)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.decode().endswith(
+        "crdtfs merge: 30 problems; --strict: nothing written\n")
+
 def test_shadowed_backing_file(backing, mount):
     util.write_file(os.path.join(backing, MERGED), b"stale real file\n")
     d = mount(backing)

@@ -120,6 +120,7 @@ typedef struct {
 	size_t nents;
 	char **probs; /* owned, formatted problems */
 	size_t nprobs;
+	size_t total; /* problems they count for (engine_problems_total) */
 	int stop_after; /* the callback fails after this many; 0: never */
 } result;
 
@@ -150,6 +151,7 @@ static void result_take_problems(result *res, engine_problems *pr)
 		res->probs[i] = strdup(buf);
 	}
 	res->nprobs = pr->count;
+	res->total = engine_problems_total(pr);
 	engine_problems_dispose(pr);
 }
 
@@ -1091,6 +1093,8 @@ static void test_engine_scan__problem_limit(void)
 			              "f: error: ... and 9 more problems in "
 			              "this file");
 		}
+		/* the summary line counts for the problems it stands for */
+		ASSERT_EQ_INT(res.total, 29);
 		result_free(&res);
 	}
 }
@@ -1686,7 +1690,7 @@ static void test_engine_scan__problem_names_escaped(void)
 	/* A control character in a file name would act on the terminal
 	 * the problem is printed to. */
 	engine_problem pr = { (char *)"memory-\033[2J\x7f.json", 3, 1,
-			      ENGINE_ERROR, (char *)"bad" };
+			      ENGINE_ERROR, (char *)"bad", 1 };
 	char buf[64], small[12];
 
 	engine_problem_format(&pr, buf, sizeof(buf));
