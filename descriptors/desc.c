@@ -649,6 +649,19 @@ out:
 	return r;
 }
 
+int desc_byte_column(const char *text, size_t len, int position, int column)
+{
+	size_t end = position > 0 ? (size_t)position : 0, start;
+
+	if (column <= 0)
+		return column;
+	if (end > len)
+		end = len;
+	for (start = end; start > 0 && text[start - 1] != '\n'; start--)
+		;
+	return (int)(end - start);
+}
+
 /*
  * Parse with JSON_REJECT_DUPLICATES (a duplicated field is ambiguous);
  * jansson's syntax errors keep their line and column, validation errors
@@ -672,7 +685,10 @@ int desc_parse(desc_descriptor **out, const char *text, size_t len,
 		if (err) {
 			fail(err, origin, "invalid JSON: %s", jerr.text);
 			err->line = jerr.line > 0 ? jerr.line : 0;
-			err->column = jerr.column > 0 ? jerr.column : 0;
+			err->column = desc_byte_column(text, len, jerr.position,
+						       jerr.column);
+			if (err->column < 0)
+				err->column = 0;
 		}
 		return -EINVAL;
 	}

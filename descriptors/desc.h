@@ -85,6 +85,15 @@ typedef struct {
 } desc_error;
 
 /**
+ * The byte column of a jansson error, which jansson counts in characters:
+ * crdtfs reports every position in bytes.  `position` and `column` are the
+ * json_error_t's (bytes read, characters read on the line, both as far as
+ * the token that failed).
+ * @return the 1-based byte column, or `column` when it is not positive
+ */
+int desc_byte_column(const char *text, size_t len, int position, int column);
+
+/**
  * Build the built-in default descriptor for `unified-memory.json`.
  * @param out set to a new descriptor on success, NULL on failure
  * @return 0, or -ENOMEM

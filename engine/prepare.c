@@ -283,9 +283,9 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
 		                         JSON_DECODE_INT_AS_REAL,
 		                 NULL);
 	if (!obj) {
+		int bc = desc_byte_column(raw, len, jerr.position, jerr.column);
 		unsigned long el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
-		unsigned long ec =
-		        jerr.column > 0 ? (unsigned long)jerr.column : 1;
+		unsigned long ec = bc > 0 ? (unsigned long)bc : 1;
 
 		return engine_problems_add(probs, ENGINE_ERROR, name,
 		                           line + el - 1,

@@ -407,6 +407,16 @@ static void test_desc__syntax_error(void)
 	ASSERT_EQ_INT(err.column, 21);
 	ASSERT_TRUE(strncmp(err.text, "invalid JSON: ", 14) == 0);
 	printf("# syntax: %s\n", err.text);
+	/* in bytes, as every position crdtfs reports: "é" is 2, "€" 3 */
+	{
+		const char *wide = "{\"target\": \"t.json\",\n"
+		                   "\"sources\": [\"\xc3\xa9\xe2\x82\xac\" \"b\"]}";
+
+		ASSERT_EQ_INT(desc_parse(&d, wide, strlen(wide), "w", &err),
+		              -EINVAL);
+		ASSERT_EQ_INT(err.line, 2);
+		ASSERT_EQ_INT(err.column, 23); /* the '"' closing "b" */
+	}
 
 	ASSERT_EQ_INT(desc_parse(&d, dup, strlen(dup), "d", &err), -EINVAL);
 	ASSERT_EQ_INT(err.line, 2);

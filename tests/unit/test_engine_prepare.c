@@ -454,6 +454,25 @@ static void test_engine_prepare__nesting_limit_of_the_merge(void)
 	remove_dir();
 }
 
+/* Positions are in bytes, as the merge's: "é" is 2 bytes, "€" 3. */
+static void test_engine_prepare__error_columns_in_bytes(void)
+{
+	engine_prepare_stats st;
+	engine_problems p;
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("m.jsonl", "{\"id\":\"a\"}\n"
+	                      "{\"id\":\"\xc3\xa9\xe2\x82\xac\", x}\n");
+	ASSERT_EQ_INT(prepare("m.jsonl", T0, &st, &p), 0);
+	ASSERT_EQ_INT((int)p.count, 1);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/m.jsonl:2:16: error: invalid "
+	                      "entry skipped: string or '}' expected near "
+	                      "'x'"));
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
 /* A message quoting raw input stays one line (jansson's "near '...'"). */
 static void test_engine_prepare__messages_are_one_line(void)
 {
@@ -644,6 +663,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__messages_are_one_line),
 	TEST(test_engine_prepare__numbers_as_written),
 	TEST(test_engine_prepare__errors),
+	TEST(test_engine_prepare__error_columns_in_bytes),
 	TEST(test_engine_prepare__files_of_other_kinds),
 };
 
