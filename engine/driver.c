@@ -10,12 +10,47 @@
 #include "engine_i.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int write_view(void *ctx, int fd)
 {
 	return engine_view_write(ctx, fd);
+}
+
+/* DESC_FORMAT_JSONL when the file's first non-blank byte is '{', -1 when
+ * it has none (or cannot be read), else DESC_FORMAT_JSON. */
+static int format_of(const char *path)
+{
+	char buf[4096];
+	ssize_t n, i;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (i = 0; i < n; i++) {
+			if (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' ||
+			    buf[i] == '\r')
+				continue;
+			close(fd);
+			return buf[i] == '{' ? DESC_FORMAT_JSONL :
+					       DESC_FORMAT_JSON;
+		}
+	}
+	close(fd);
+	return -1;
+}
+
+desc_format engine_merged_format(const char *ours, const char *theirs)
+{
+	int f = format_of(ours);
+
+	if (f < 0)
+		f = format_of(theirs);
+	return f < 0 ? DESC_FORMAT_JSON : (desc_format)f;
 }
 
 int engine_merge_driver(const char *ancestor, const char *ours,
@@ -30,6 +65,7 @@ int engine_merge_driver(const char *ancestor, const char *ours,
 	(void)ancestor; /* a join needs no ancestor (see engine_git.h) */
 	if ((r = desc_default(&desc)) < 0)
 		return r;
+	desc->format = engine_merged_format(ours, theirs);
 	r = engine_merge_paths(&v, desc, paths, 2);
 	if (r == 0)
 		r = engine_problems_extend(probs, engine_view_problems(v));

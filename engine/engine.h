@@ -222,6 +222,14 @@ void engine_merge_invalidate(engine_merge *m, const char *name);
 const desc_descriptor *engine_merge_descriptor(const engine_merge *m);
 
 /**
+ * The format of the CRDT merge of two versions of a host file: that of
+ * `ours` (JSON Lines when its first non-blank byte is '{'), or of `theirs`
+ * when ours is empty: a tool that appends lines to its file must still
+ * find lines after a merge, not an array.
+ */
+desc_format engine_merged_format(const char *ours, const char *theirs);
+
+/**
  * One-shot merge of explicit files (paths as given, relative to the
  * current directory) by `desc`, e.g. for a git merge driver.  The file
  * names take the role of sources; the globs of `desc` are not used.

@@ -1184,6 +1184,7 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 	if ((r = blob_to_tmp(c, a, names[0], &paths[0])) < 0 ||
 	    (r = blob_to_tmp(c, b, names[1], &paths[1])) < 0)
 		goto out;
+	c->desc->format = engine_merged_format(paths[0], paths[1]);
 	r = engine_merge_paths(&v, c->desc, (const char *const *)paths, 2);
 	if (r < 0) {
 		r = fail_msg(c, r, "cannot merge %s", path);

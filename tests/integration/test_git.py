@@ -315,6 +315,40 @@ def test_sync_same_file_changed_on_both_sides_crdt_merged(tmp_path):
         assert G.git("status", "--porcelain", cwd=h).stdout == ""
 
 
+
+def test_sync_merge_keeps_a_json_lines_host_file_in_lines(tmp_path):
+    """A tool that appends lines to its JSON Lines host file must still
+    append to lines after a sync merged the file: written as an array,
+    the next line landed after its ']' and was lost everywhere."""
+    bare, (h1, h2) = _two_hosts(tmp_path)
+    shared = "memory-shared.json"
+
+    def append(h, uid, t):
+        with open(os.path.join(h, shared), "a") as f:
+            f.write(json.dumps({"v": uid, "_crdt_metadata": {
+                "host": "h1", "timestamp": now_at(t), "version": 1,
+                "unique_id": uid}}) + "\n")
+
+    append(h1, "x1", 1)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    append(h1, "x2", 2)
+    append(h2, "y1", 3)
+    G.ok(G.crdtfs("sync", h1))
+    p = G.ok(G.crdtfs("sync", h2))
+    assert "CRDT" in p.stdout
+    G.ok(G.crdtfs("sync", h1))
+    for h in (h1, h2):
+        text = open(os.path.join(h, shared)).read()
+        assert [json.loads(line)["v"] for line in text.splitlines()] == \
+            ["x1", "x2", "y1"]
+    append(h1, "x3", 4)
+    p = G.ok(G.crdtfs("check", h1))
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    got = json.loads(G.ok(G.crdtfs("merge", h2)).stdout)
+    assert [e["v"] for e in got] == ["x1", "x2", "y1", "x3"]
+
 def test_sync_offline_keeps_local_commit(tmp_path):
     bare, (h1, h2) = _two_hosts(tmp_path)
     src = tmp_path / "s.jsonl"
@@ -972,6 +1006,24 @@ def test_merge_driver_damaged_input(tmp_path):
     # A file that cannot be read at all fails the driver.
     assert G.crdtfs("merge-driver", o, a, tmp_path / "missing").returncode \
         == 1
+
+
+def test_merge_driver_keeps_json_lines(tmp_path):
+    o, a, b = (tmp_path / n for n in ("o", "a", "b"))
+    o.write_text("")
+    line = ('{"k":%d,"_crdt_metadata":{"host":"a","timestamp":'
+            '"2026-01-0%dT00:00:00Z","version":1,"unique_id":"u%d"}}\n')
+    a.write_text(line % (1, 1, 1))
+    b.write_text(line % (2, 2, 2))
+    G.ok(G.crdtfs("merge-driver", o, a, b))
+    assert a.read_text() == line % (1, 1, 1) + line % (2, 2, 2)
+    # an empty ours takes the format of theirs; arrays stay arrays
+    a.write_text("")
+    G.ok(G.crdtfs("merge-driver", o, a, b))
+    assert a.read_text() == line % (2, 2, 2)
+    a.write_text("[\n" + line % (1, 1, 1) + "]\n")
+    G.ok(G.crdtfs("merge-driver", o, a, b))
+    assert json.loads(a.read_text())[1]["k"] == 2
 
 
 # ---------------------------------------------------------------- 10 hosts
