@@ -1225,6 +1225,18 @@ out:
 	return r;
 }
 
+/*
+ * Is a tree entry a host file's?  A regular file only: a symlink named
+ * like one is never a host file (as in the merge) and git merges it like
+ * any other file.
+ */
+static int host_file_entry(const git_tree_entry *e)
+{
+	git_filemode_t m = git_tree_entry_filemode(e);
+
+	return m == GIT_FILEMODE_BLOB || m == GIT_FILEMODE_BLOB_EXECUTABLE;
+}
+
 static const git_oid *tree_blob(const git_tree *t, const char *name)
 {
 	const git_tree_entry *e;
@@ -1232,7 +1244,7 @@ static const git_oid *tree_blob(const git_tree *t, const char *name)
 	if (!t)
 		return NULL;
 	e = git_tree_entry_byname(t, name);
-	if (!e || git_tree_entry_type(e) != GIT_OBJECT_BLOB)
+	if (!e || !host_file_entry(e))
 		return NULL;
 	return git_tree_entry_id(e);
 }
@@ -1263,7 +1275,7 @@ static int memory_names(const git_tree *a, const git_tree *b, char ***out,
 			const char *nm = git_tree_entry_name(e);
 			char **nn;
 
-			if (!is_memory_name(nm))
+			if (!is_memory_name(nm) || !host_file_entry(e))
 				continue;
 			for (j = 0; j < cnt; j++)
 				if (strcmp(names[j], nm) == 0)
@@ -1506,11 +1518,18 @@ static int index_add_stat(sync_ctx *c, const char *path, const git_oid *id,
 
 /* What a work-tree file may hold when the sync replaces or removes it. */
 typedef struct {
+	git_repository *repo;
+	const char *path;   /* in the work tree: its attributes apply */
 	const git_oid *old; /* the version the sync started from, or NULL */
 	const git_oid *new; /* the version it writes, or NULL */
 } expected_blob;
 
-/* engine__check_fn: the displaced file holds `old` or `new` (or none). */
+/*
+ * engine__check_fn: the displaced file holds `old` or `new` (or none).
+ * Hashed as git would stage it, through the filters of `path` (with
+ * `text=auto` a CRLF file is committed with LF: its raw bytes never hash
+ * as the blob).
+ */
 static int holds_expected(void *ctx, const char *displaced)
 {
 	const expected_blob *x = ctx;
@@ -1518,7 +1537,8 @@ static int holds_expected(void *ctx, const char *displaced)
 
 	if (!displaced)
 		return !x->old;
-	if (git_odb_hashfile(&cur, displaced, GIT_OBJECT_BLOB) < 0)
+	if (git_repository_hashfile(&cur, x->repo, displaced, GIT_OBJECT_BLOB,
+	                            x->path) < 0)
 		return 0;
 	return (x->old && git_oid_equal(&cur, x->old)) ||
 	       (x->new && git_oid_equal(&cur, x->new));
@@ -1532,7 +1552,7 @@ static int holds_expected(void *ctx, const char *displaced)
 static int update_file(sync_ctx *c, const char *path, const git_oid *old,
                        const git_oid *new, struct stat *st)
 {
-	expected_blob x = { old, new };
+	expected_blob x = { c->repo, path, old, new };
 	git_blob *blob = NULL;
 	char *dst = NULL;
 	int r;
@@ -1606,6 +1626,7 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		const git_diff_delta *d = git_diff_get_delta(diff, i);
 		const char *p = d->new_file.path;
 		expected_blob x = {
+			c->repo, p,
 			d->old_file.mode ? &d->old_file.id : NULL,
 			d->new_file.mode ? &d->new_file.id : NULL
 		};

@@ -11,6 +11,7 @@ overrides the seed) and bounded; it prints its seed and figures.
 import concurrent.futures
 import json
 import os
+import pathlib
 import random
 import shutil
 import socket
@@ -348,6 +349,57 @@ def test_sync_merge_keeps_a_json_lines_host_file_in_lines(tmp_path):
     G.ok(G.crdtfs("sync", h2))
     got = json.loads(G.ok(G.crdtfs("merge", h2)).stdout)
     assert [e["v"] for e in got] == ["x1", "x2", "y1", "x3"]
+
+
+def _line(uid, host, t, end="\n"):
+    return json.dumps({"v": uid, "_crdt_metadata": {
+        "host": host, "timestamp": now_at(t), "version": 1,
+        "unique_id": uid}}) + end
+
+
+def test_sync_merges_past_a_committed_symlink_named_like_a_host_file(
+        tmp_path):
+    """`git add` of a symlink memory-link.json: it is no host file (the
+    merge never follows one), and a merging sync leaves it to git instead
+    of failing every time on it."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / "memory-h1.json").write_text(_line("x", "h1", 1))
+    os.symlink("memory-h1.json", h1 / "memory-link.json")
+    G.git("add", "memory-link.json", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    with open(h1 / "memory-h1.json", "a") as f:
+        f.write(_line("y", "h1", 2))
+    (h2 / "memory-h2.json").write_text(_line("z", "h2", 3))
+    G.ok(G.crdtfs("sync", h1))
+    p = G.ok(G.crdtfs("sync", h2))
+    assert "merged" in p.stdout and p.stderr == ""
+    assert os.readlink(h2 / "memory-link.json") == "memory-h1.json"
+    tree = G.git("ls-tree", "main", cwd=bare).stdout
+    assert "120000 blob" in tree and "memory-link.json" in tree
+    assert "memory-h2.json" in tree
+
+
+def test_sync_with_text_auto_and_a_crlf_host_file(tmp_path):
+    """With `* text=auto` git commits a CRLF host file with LF: the sync's
+    check that a file still holds what was committed must hash it the same
+    way, else every sync that updates it fails as 'changed'."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / ".gitattributes").write_text("* text=auto\n")
+    G.git("add", ".gitattributes", cwd=h1)
+    (h1 / "memory-h1.json").write_text(_line("x", "h1", 1, "\r\n"),
+                                       newline="")
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    with open(h2 / "memory-h1.json", "a") as f:
+        f.write(_line("w", "h2", 4))
+    G.ok(G.crdtfs("sync", h2))
+    p = G.ok(G.crdtfs("sync", h1))
+    assert "work tree updated" in p.stdout
+    got = json.loads(G.ok(G.crdtfs("merge", h1)).stdout)
+    assert [e["v"] for e in got] == ["x", "w"]
 
 def test_sync_offline_keeps_local_commit(tmp_path):
     bare, (h1, h2) = _two_hosts(tmp_path)
