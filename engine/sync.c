@@ -325,6 +325,12 @@ static int sync_open(sync_ctx *c)
 		return fail_msg(c, -ENOTDIR,
 		                "%s: not the top of a git work tree",
 		                o->backing);
+	/* libgit2 1.5 finds no merge base past a shallow boundary. */
+	if (git_repository_is_shallow(c->repo) == 1)
+		return fail_msg(c, -EINVAL,
+		                "%s is a shallow clone, which sync cannot merge: "
+		                "run `git fetch --unshallow` there first",
+		                o->backing);
 	if (git_repository_index(&c->index, c->repo) < 0)
 		return git_fail(c, -EIO, "cannot read the index");
 
@@ -520,7 +526,10 @@ static int stage_and_commit(sync_ctx *c)
 		return git_fail(c, -EIO, "cannot read the index");
 	git_status_options_init(&so, GIT_STATUS_OPTIONS_VERSION);
 	so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+	/* Ignored too: a host file is synced whatever .gitignore says (a
+	 * `*.json` rule would otherwise keep a new host out, silently). */
 	so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED |
+	           GIT_STATUS_OPT_INCLUDE_IGNORED |
 	           GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
 	so.pathspec.strings = specs;
 	so.pathspec.count = 2;
@@ -534,7 +543,8 @@ static int stage_and_commit(sync_ctx *c)
 
 		if (!d || !(e->status &
 		            (GIT_STATUS_WT_NEW | GIT_STATUS_WT_MODIFIED |
-		             GIT_STATUS_WT_DELETED | GIT_STATUS_WT_TYPECHANGE)))
+		             GIT_STATUS_WT_DELETED | GIT_STATUS_WT_TYPECHANGE |
+		             GIT_STATUS_IGNORED)))
 			continue;
 		path = d->new_file.path ? d->new_file.path : d->old_file.path;
 		if (!is_managed(path))

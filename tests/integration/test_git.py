@@ -401,6 +401,39 @@ def test_sync_with_text_auto_and_a_crlf_host_file(tmp_path):
     got = json.loads(G.ok(G.crdtfs("merge", h1)).stdout)
     assert [e["v"] for e in got] == ["x", "w"]
 
+
+def test_sync_commits_a_host_file_that_gitignore_matches(tmp_path):
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / "memory-h1.json").write_text(_line("x", "h1", 1))
+    (h1 / ".gitignore").write_text("*.json\n!memory-h1.json\n")
+    G.git("add", ".gitignore", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    (h2 / "memory-h2.json").write_text(_line("z", "h2", 2))
+    (h2 / "scratch.json").write_text("{}\n")  # ignored, not a host file
+    p = G.ok(G.crdtfs("sync", h2))
+    assert "committed" in p.stdout
+    names = G.git("ls-tree", "--name-only", "main", cwd=bare).stdout.split()
+    assert "memory-h2.json" in names and "scratch.json" not in names
+    G.ok(G.crdtfs("sync", h1))
+    got = json.loads(G.ok(G.crdtfs("merge", h1)).stdout)
+    assert [e["v"] for e in got] == ["x", "z"]
+
+
+def test_sync_of_a_shallow_clone_says_so(tmp_path):
+    bare, (h1,) = _two_hosts(tmp_path, 1)
+    for t in range(2):
+        with open(os.path.join(h1, "memory-h1.json"), "a") as f:
+            f.write(_line("x%d" % t, "h1", t))
+        G.ok(G.crdtfs("sync", h1))
+    sh = tmp_path / "shallow"
+    G.git("clone", "-q", "--depth", "1", "file://%s" % bare, str(sh))
+    p = G.crdtfs("sync", sh)
+    assert (p.returncode, p.stderr) == (1, (
+        "crdtfs sync: %s is a shallow clone, which sync cannot merge: run "
+        "`git fetch --unshallow` there first\n" % sh))
+
 def test_sync_offline_keeps_local_commit(tmp_path):
     bare, (h1, h2) = _two_hosts(tmp_path)
     src = tmp_path / "s.jsonl"
