@@ -288,14 +288,23 @@ static int open_remote(sync_ctx *c, const char *name)
 	ro.repository = c->repo;
 	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
 	           GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
-	if (git_remote_create_with_opts(&c->remote, url, &ro) < 0 ||
+	/*
+	 * A local remote by its path from the work tree, as git resolves a
+	 * relative one: libgit2 would take it from the current directory
+	 * (a mount's daemon runs in /).
+	 */
+	c->fetch_path = local_remote_path(url, workdir);
+	c->local_path = local_remote_path(pushurl ? pushurl : url, workdir);
+	if (git_remote_create_with_opts(&c->remote,
+	                                c->fetch_path ? c->fetch_path : url,
+	                                &ro) < 0 ||
 	    (pushurl &&
-	     git_remote_create_with_opts(&c->push_remote, pushurl, &ro) < 0)) {
+	     git_remote_create_with_opts(&c->push_remote,
+	                                 c->local_path ? c->local_path : pushurl,
+	                                 &ro) < 0)) {
 		r = git_fail(c, -EINVAL, "bad remote URL");
 		goto out;
 	}
-	c->fetch_path = local_remote_path(url, workdir);
-	c->local_path = local_remote_path(pushurl ? pushurl : url, workdir);
 	r = 0;
 out:
 	free(url);

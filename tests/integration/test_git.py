@@ -434,6 +434,27 @@ def test_sync_of_a_shallow_clone_says_so(tmp_path):
         "crdtfs sync: %s is a shallow clone, which sync cannot merge: run "
         "`git fetch --unshallow` there first\n" % sh))
 
+
+def test_sync_with_a_relative_remote_path_from_any_directory(tmp_path):
+    """`git remote add origin ../remote.git` is relative to the work tree;
+    a fetch of more than 64 commits goes through libgit2, which took the
+    path from the current directory (a mount's daemon runs in /)."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    G.git("remote", "set-url", "origin", "../remote.git", cwd=h1)
+    (h1 / "memory-h1.json").write_text(_line("x", "h1", 1))
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    for i in range(65):
+        with open(h2 / "memory-h2.json", "a") as f:
+            f.write(_line("y%d" % i, "h2", 2 + i))
+        G.git("add", "memory-h2.json", cwd=h2)
+        G.git("commit", "-q", "-m", "c%d" % i, cwd=h2)
+    G.ok(G.crdtfs("sync", h2))
+    p = G.ok(G.run([G.CRDTFS, "sync", h1], cwd="/"))
+    assert "fast-forwarded" in p.stdout
+    assert len(json.loads(G.ok(G.crdtfs("merge", h1)).stdout)) == 66
+
 def test_sync_offline_keeps_local_commit(tmp_path):
     bare, (h1, h2) = _two_hosts(tmp_path)
     src = tmp_path / "s.jsonl"
