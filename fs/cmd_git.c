@@ -120,7 +120,7 @@ int fs_cmd_prepare(int argc, char **argv)
 		fprintf(stderr,
 		        "crdtfs prepare: bad host name \"%s\" (a file-name part, not starting with a dot)\n",
 		        o.host);
-		return FS_EXIT_FAIL;
+		return FS_EXIT_USAGE;
 	}
 	/* Any other failure but a lack of memory is a problem printed above. */
 	if (r == -ENOMEM)

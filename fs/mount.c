@@ -336,6 +336,12 @@ int fs_mount_main(int argc, char **argv)
 		        !stat(abs, &st) ? "not a directory" : strerror(errno));
 		goto out;
 	}
+	/* %u takes "-1" as 4294967295: a year is the most that means anything. */
+	if (o.sync > FS_SYNC_MAX_SECONDS) {
+		fprintf(stderr, "crdtfs: -o sync=SECONDS: at most %u\n",
+		        FS_SYNC_MAX_SECONDS);
+		goto out;
+	}
 	/* libfuse would mount on a file too, and hide it behind our root. */
 	if (stat(co.mountpoint, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "crdtfs: %s: not a directory (MOUNTPOINT must "

@@ -43,6 +43,8 @@
 #define FS_LOOKUP_GATE 16
 /* Most pending invalidated names per target before "everything". */
 #define FS_PENDING_MAX 1024
+/* The longest -o sync period: a year. */
+#define FS_SYNC_MAX_SECONDS 31536000u
 
 struct fs_ctx;
 
@@ -156,7 +158,7 @@ struct fs_note {
 /* Options parsed from the command line. */
 struct fs_opts {
 	char *backing; /* owned: as given */
-	unsigned sync; /* -o sync=SECONDS, 0: off */
+	unsigned sync; /* -o sync=SECONDS, 0: off; <= FS_SYNC_MAX_SECONDS */
 	char *remote;  /* -o remote=NAME, owned */
 	int has_fsname;
 	int has_subtype;

@@ -194,7 +194,7 @@ def test_prepare_bad_source_entries_reported(tmp_path):
     assert sorted(names) == ["a", "c"]
     # Unusable host names are refused.
     for bad in ("", ".hidden", "a/b"):
-        assert G.crdtfs("prepare", "--host", bad, src, back).returncode == 1
+        assert G.crdtfs("prepare", "--host", bad, src, back).returncode == 2
 
 
 def test_prepare_failures_name_the_file_and_write_nothing(tmp_path):
