@@ -517,6 +517,31 @@ static int stage_path(sync_ctx *c, const char *path)
 	return git_fail(c, -EIO, what);
 }
 
+static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
+                        const char *label, int report);
+
+/*
+ * A host file about to be committed with errors: say so while it is here
+ * to fix.  Past a grammar error no merge reads its entries, and another
+ * host merging it keeps only what it can read.  @return 0 or -errno
+ */
+static int report_damaged_commit(sync_ctx *c, const char *path)
+{
+	const git_index_entry *e = git_index_get_bypath(c->index, path, 0);
+	git_oid id;
+	int r;
+
+	if (!e || !is_memory_name(path))
+		return 0;
+	git_oid_cpy(&id, &e->id);
+	if ((r = blob_damaged(c, path, &id, path, 1)) <= 0)
+		return r;
+	return engine_problems_add(c->probs, ENGINE_WARNING, path, 0, 0,
+	                           "committed with the errors above: what "
+	                           "they hide reaches no merge until the file "
+	                           "is fixed");
+}
+
 static int stage_and_commit(sync_ctx *c)
 {
 	git_status_options so;
@@ -558,7 +583,8 @@ static int stage_and_commit(sync_ctx *c)
 		path = d->new_file.path ? d->new_file.path : d->old_file.path;
 		if (!is_managed(path))
 			continue;
-		if ((r = stage_path(c, path)) < 0)
+		if ((r = stage_path(c, path)) < 0 ||
+		    (r = report_damaged_commit(c, path)) < 0)
 			goto out;
 		if (!first)
 			first = path;

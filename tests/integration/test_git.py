@@ -455,6 +455,27 @@ def test_sync_with_a_relative_remote_path_from_any_directory(tmp_path):
     assert "fast-forwarded" in p.stdout
     assert len(json.loads(G.ok(G.crdtfs("merge", h1)).stdout)) == 66
 
+
+def test_sync_says_when_it_commits_a_damaged_host_file(tmp_path):
+    """Past a grammar error no merge reads a host file's entries (another
+    host merging it keeps what it can read): say so while it can be
+    fixed."""
+    bare, (h1,) = _two_hosts(tmp_path, 1)
+    with open(os.path.join(h1, "memory-h1.json"), "w") as f:
+        f.write("[\n" + _line("u1", "h1", 1) + "]\n" + _line("u2", "h1", 2))
+    p = G.ok(G.crdtfs("sync", h1))
+    assert "committed" in p.stdout
+    assert p.stderr == (
+        "crdtfs sync: memory-h1.json:4:1: error: invalid JSON: unexpected "
+        "'{' after the end of the JSON array\n"
+        "crdtfs sync: memory-h1.json: warning: committed with the errors "
+        "above: what they hide reaches no merge until the file is fixed\n")
+    # a clean commit says nothing
+    with open(os.path.join(h1, "memory-h1.json"), "w") as f:
+        f.write(_line("u1", "h1", 1) + _line("u2", "h1", 2))
+    p = G.ok(G.crdtfs("sync", h1))
+    assert "committed" in p.stdout and p.stderr == ""
+
 def test_sync_offline_keeps_local_commit(tmp_path):
     bare, (h1, h2) = _two_hosts(tmp_path)
     src = tmp_path / "s.jsonl"
