@@ -304,6 +304,7 @@ struct fs_syncer {
 	void (*changed)(void *ctx);
 	void *ctx;
 	int stop;                   /* guarded by lock; read atomically too */
+	int halted;                 /* the thread was joined */
 	int poked;                  /* guarded by lock */
 	struct timespec first_poke; /* guarded by lock; CLOCK_MONOTONIC */
 	struct timespec last_poke;  /* guarded by lock; CLOCK_MONOTONIC */
@@ -474,15 +475,23 @@ void fs_syncer_poke(fs_syncer *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void fs_syncer_stop(fs_syncer *s)
+void fs_syncer_halt(fs_syncer *s)
 {
-	if (!s)
+	if (!s || s->halted)
 		return;
 	pthread_mutex_lock(&s->lock);
 	__atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->thread, NULL);
+	s->halted = 1;
+}
+
+void fs_syncer_stop(fs_syncer *s)
+{
+	if (!s)
+		return;
+	fs_syncer_halt(s);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s->backing);

@@ -38,7 +38,10 @@ int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 		    const char *remote, void (*changed)(void *ctx), void *ctx);
 /** A host file was written through the mount: sync soon (coalesced). */
 void fs_syncer_poke(fs_syncer *s);
-/** Stop and join the thread; NULL is fine. */
+/** Stop and join the thread, cancelling a sync in progress; later pokes
+ * do nothing.  NULL is fine. */
+void fs_syncer_halt(fs_syncer *s);
+/** Halt, then free; NULL is fine. */
 void fs_syncer_stop(fs_syncer *s);
 
 /*

@@ -413,8 +413,13 @@ int fs_mount_main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if ((r = fs_stop_start(ctx, se)) < 0) {
+		fprintf(stderr, "crdtfs: starting threads: %s\n", strerror(-r));
+		goto out;
+	}
 	status = fs_loop(se, &co) == 0 ? FS_EXIT_OK : FS_EXIT_FAIL;
 out:
+	fs_stop_finish();
 	if (ctx) {
 		fs_watch_stop(ctx);
 		fs_syncer_stop(ctx->syncer);

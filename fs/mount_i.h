@@ -366,6 +366,17 @@ void fs_watch_drain(struct fs_ctx *ctx);
 /** Recompute the watched directories from the target set. */
 void fs_watch_rescan(struct fs_ctx *ctx);
 
+/* ---- stop.c ---- */
+
+/**
+ * From now on SIGTERM, SIGINT and SIGHUP first stop the notifier, watcher
+ * and syncer while the loop still answers, then end the loop run by the
+ * calling thread.  @return 0 or -errno
+ */
+int fs_stop_start(struct fs_ctx *ctx, struct fuse_session *se);
+/** After the loop: join the stopper, restore the default handlers. */
+void fs_stop_finish(void);
+
 /** Queue notify_inval_inode for backing inode key (deduplicated). */
 void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key);
 /**

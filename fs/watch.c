@@ -23,7 +23,7 @@
  * unmount in progress).
  *
  * Both threads block the termination signals, so SIGTERM always lands on
- * a FUSE worker (whose read() it interrupts) and ends the loop.
+ * a FUSE worker or the loop's thread (see stop.c).
  */
 #include "mount_i.h"
 
@@ -157,10 +157,12 @@ static void *fs_notify_main(void *arg)
 		batch = ctx->notes;
 		ctx->notes = NULL;
 		pthread_mutex_unlock(&ctx->nlock);
-		/* uthash iterates in insertion order: a FIFO. */
+		/* uthash iterates in insertion order: a FIFO.  Once stopping,
+		 * the rest is dropped: each can wait on writes in flight. */
 		HASH_ITER(hh, batch, n, tmp) {
 			HASH_DEL(batch, n);
-			fs_note_send(ctx, n);
+			if (!__atomic_load_n(&ctx->nstop, __ATOMIC_ACQUIRE))
+				fs_note_send(ctx, n);
 			fs_note_free(n);
 		}
 		pthread_mutex_lock(&ctx->nlock);
@@ -533,7 +535,7 @@ void fs_watch_stop(struct fs_ctx *ctx)
 		ctx->watch_running = 0;
 	}
 	pthread_mutex_lock(&ctx->nlock);
-	ctx->nstop = 1;
+	__atomic_store_n(&ctx->nstop, 1, __ATOMIC_RELEASE);
 	pthread_cond_signal(&ctx->ncond);
 	pthread_mutex_unlock(&ctx->nlock);
 	if (ctx->notify_running) {

@@ -2,8 +2,9 @@
 /*
  * open_shim.c - an LD_PRELOAD shim for the tests that acts on every
  * open(2) of a path ending in $SHIM_MATCH (with $SHIM_ON=rename: every
- * rename(2) or renameat2(2) to such a path; with $SHIM_ON=pread: every
- * pread(2) of such a file at offset $SHIM_OFFSET), just before the call:
+ * rename(2) or renameat2(2) to such a path; with $SHIM_ON=pread or
+ * pwrite: every pread(2) or pwrite(2) of such a file, at offset
+ * $SHIM_OFFSET only when that is set), just before the call:
  *   SHIM_SLEEP_MS  sleep that long;
  *   SHIM_RUN       run this shell command (without the shim), the first
  *                  time only in each process, or every time if
@@ -31,6 +32,7 @@ typedef int (*open_fn)(const char *, int, ...);
 typedef int (*rename_fn)(const char *, const char *);
 typedef int (*renameat2_fn)(int, const char *, int, const char *, unsigned);
 typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 
 static int hooked(const char *call)
 {
@@ -133,22 +135,37 @@ int renameat2(int fromfd, const char *from, int tofd, const char *to,
 	return real(fromfd, from, tofd, to, flags);
 }
 
-/* With 64-bit file offsets, every pread() is a call to pread64(). */
+/* A positional read or write of fd at off: act on its path. */
+static void act_on_fd(const char *call, int fd, off_t off)
+{
+	const char *at = getenv("SHIM_OFFSET");
+	char link[64], path[4096];
+	ssize_t k;
+
+	if (!hooked(call) || (at && off != atoll(at)))
+		return;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	k = readlink(link, path, sizeof(path) - 1);
+	if (k > 0) {
+		path[k] = '\0';
+		act_on(path);
+	}
+}
+
+/* With 64-bit file offsets, every pread() is a call to pread64(), and
+ * every pwrite() one to pwrite64(). */
 ssize_t pread64(int fd, void *buf, size_t size, off_t off)
 {
 	pread_fn real = (pread_fn)dlsym(RTLD_NEXT, "pread64");
-	const char *at = getenv("SHIM_OFFSET");
 
-	if (hooked("pread") && at && off == atoll(at)) {
-		char link[64], path[4096];
-		ssize_t k;
+	act_on_fd("pread", fd, off);
+	return real(fd, buf, size, off);
+}
 
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		k = readlink(link, path, sizeof(path) - 1);
-		if (k > 0) {
-			path[k] = '\0';
-			act_on(path);
-		}
-	}
+ssize_t pwrite64(int fd, const void *buf, size_t size, off_t off)
+{
+	pwrite_fn real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
+
+	act_on_fd("pwrite", fd, off);
 	return real(fd, buf, size, off);
 }

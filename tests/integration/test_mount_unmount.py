@@ -6,6 +6,7 @@ signals.  The daemon must exit 0 and never hang.
 
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -104,6 +105,65 @@ def test_unmount_with_open_idle_handle(backing, mount):
     assert head + f.read() == util.cli_merge(backing)
     f.close()
     assert d.proc.wait(30) == 0
+    d.stopped = True
+    d._reader.join(5)
+    d.check_output()
+
+
+def test_sigterm_while_a_notification_waits_on_a_write(tmp_path, mount,
+                                                       open_shim):
+    """A write through the mount keeps its pages locked until the daemon
+    answers it, and a cache notification for that file (here for an
+    outside write) waits on those locks.  SIGTERM then must not end the
+    request loop first: that write, still queued, would never be
+    answered, the notifier never return, and the daemon hang for good
+    (its thread asleep in the kernel cannot be killed).  One worker
+    thread, kept busy 2 s by a write to another file (the shim), leaves
+    the write queued while the signal comes."""
+    b = tmp_path / "b"
+    b.mkdir()
+    for h in "xw":
+        (b / ("memory-%s.json" % h)).write_bytes(
+            util.dumps_jsonl([util.entry(h + "-0", util.ts(0))]))
+    env = dict(os.environ)
+    env.update(open_shim("memory-x.json", on="pwrite", sleep_ms=2000))
+    d = mount(str(b), "-o", "max_threads=1", env=env)
+    line = util.dumps_jsonl([util.entry("w-1", util.ts(1))])
+    fds = {h: os.open(os.path.join(d.mnt, "memory-%s.json" % h),
+                      os.O_WRONLY | os.O_APPEND) for h in "xw"}
+    done = {}
+
+    def write(h):
+        try:
+            done[h] = os.write(fds[h], line)
+        except OSError as e:
+            done[h] = e
+
+    ts = [threading.Thread(target=write, args=(h,)) for h in "xw"]
+    ts[0].start()
+    time.sleep(0.3)  # the one worker is in the write of x
+    ts[1].start()
+    time.sleep(0.3)  # the write of w is queued, its pages locked
+    with open(b / "memory-w.json", "ab") as f:
+        f.write(b"\n")  # outside: the notifier waits on those pages
+    time.sleep(0.3)
+    d.proc.send_signal(signal.SIGTERM)
+    try:
+        code = d.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        code = "hung"
+        util.abort_connection(d.conn)  # frees the daemon and the writers
+    for t in ts:
+        t.join(30)
+    for fd in fds.values():
+        try:
+            os.close(fd)
+        except OSError:  # the flush after the daemon is gone
+            pass
+    util.fusermount_u(d.mnt)
+    assert code == 0
+    assert not any(t.is_alive() for t in ts)
+    assert done == {"x": len(line), "w": len(line)}  # both answered
     d.stopped = True
     d._reader.join(5)
     d.check_output()

@@ -8,6 +8,7 @@ status 0, and fail on daemon output nobody expected.
 The binary comes from $CRDTFS (meson sets it), else `crdtfs` on PATH.
 """
 
+import ctypes
 import json
 import os
 import re
@@ -63,6 +64,39 @@ def fuse_test_marker():
     return pytest.mark.uses_fuse
 
 
+def fuse_connection(path):
+    """The FUSE connection number (device minor) of the mount at `path`,
+    or None."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4].replace("\\040", " ") == path:
+                return fields[2].split(":")[1]
+    return None
+
+
+def abort_connection(conn):
+    """Last resort for a daemon stuck in the kernel (a thread in D state
+    cannot be killed): abort its FUSE connection through fusectl, which
+    fails every request waiting on it."""
+    ctl = "/sys/fs/fuse/connections"
+    libc = ctypes.CDLL(None, use_errno=True)
+    # mount(2) itself: mount(8) may stat the stuck mount and hang too
+    ours = not os.listdir(ctl) and libc.mount(b"fusectl", ctl.encode(),
+                                              b"fusectl", 0, None) == 0
+    try:
+        fd = os.open(os.path.join(ctl, conn, "abort"), os.O_WRONLY)
+        try:
+            os.write(fd, b"1")
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    if ours:
+        libc.umount2(ctl.encode(), 0)
+
+
 def is_mounted(path):
     """True when `path` is a mount point in /proc/self/mountinfo."""
     path = os.path.realpath(path)
@@ -108,6 +142,7 @@ class Daemon:
         self.lines = []
         self.allowed = []
         self.stopped = False
+        self.conn = None  # FUSE connection number, once mounted
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=env,
                                      **popen_args)
@@ -134,6 +169,7 @@ class Daemon:
                 pytest.fail("crdtfs exited with %s before mounting:\n%s" %
                             (self.proc.returncode, "\n".join(self.lines)))
             if is_mounted(self.mnt):
+                self.conn = fuse_connection(self.mnt)
                 return
             time.sleep(0.02)
         pytest.fail("%s not mounted after %ss" % (self.mnt, timeout))
@@ -171,7 +207,11 @@ class Daemon:
                 self.proc.wait(1)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(5)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    abort_connection(self.conn)
+                    self.proc.wait(10)
         self._reader.join(5)
 
 
