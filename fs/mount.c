@@ -11,9 +11,10 @@
  * `crdtfs BACKING MNT -o ...`, which parses the same way.
  *
  * The loop is multithreaded (fuse_session_loop_mt) unless -s.  SIGTERM,
- * SIGINT, SIGHUP or an unmount end it; the watcher, notifier and syncer
- * threads are joined, the session is unmounted and destroyed, and every
- * inode, handle and target is freed before exit status 0.
+ * SIGINT, SIGHUP or an unmount end it (a signal only after the watcher,
+ * notifier and syncer have stopped: stop.c); the threads are joined, the
+ * session is unmounted and destroyed, and every inode, handle and target
+ * is freed before exit status 0.
  *
  * Exit statuses: 0 clean exit, 1 mount or runtime failure, 2 usage error
  * (one line on stderr saying why).
