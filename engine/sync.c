@@ -517,24 +517,30 @@ static int stage_path(sync_ctx *c, const char *path)
 	return git_fail(c, -EIO, what);
 }
 
-static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
+static int file_damaged(sync_ctx *c, const char *path, const char *file,
                         const char *label, int report);
 
 /*
  * A host file about to be committed with errors: say so while it is here
  * to fix.  Past a grammar error no merge reads its entries, and another
- * host merging it keeps only what it can read.  @return 0 or -errno
+ * host merging it keeps only what it can read.  The work-tree file is
+ * scanned, still in the page cache from staging, rather than the blob
+ * inflated back to disk: a save racing the commit can only make the
+ * warning describe the newer bytes.  @return 0 or -errno
  */
 static int report_damaged_commit(sync_ctx *c, const char *path)
 {
-	const git_index_entry *e = git_index_get_bypath(c->index, path, 0);
-	git_oid id;
+	char *full;
 	int r;
 
-	if (!e || !is_memory_name(path))
+	if (!is_memory_name(path) ||
+	    !git_index_get_bypath(c->index, path, 0))
 		return 0;
-	git_oid_cpy(&id, &e->id);
-	if ((r = blob_damaged(c, path, &id, path, 1)) <= 0)
+	if (asprintf(&full, "%s%s", git_repository_workdir(c->repo), path) < 0)
+		return -ENOMEM;
+	r = file_damaged(c, path, full, path, 1);
+	free(full);
+	if (r <= 0)
 		return r;
 	return engine_problems_add(c->probs, ENGINE_WARNING, path, 0, 0,
 	                           "committed with the errors above: what "
@@ -1162,31 +1168,24 @@ static int need_desc(sync_ctx *c)
 }
 
 /*
- * Does blob `id` of host file `path` have errors (damaged input)?  When
- * `report`, errors are reported under `label`.  @return 1, 0, or -errno
+ * Does `file`, a version of host file `path`, have errors (damaged
+ * input)?  When `report`, errors are reported under `label`.
+ * @return 1, 0, or -errno
  */
-static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
+static int file_damaged(sync_ctx *c, const char *path, const char *file,
                         const char *label, int report)
 {
 	engine_view *v = NULL;
-	char *tmp = NULL, *name = NULL;
 	int r;
 
 	if ((r = need_desc(c)) < 0)
 		return r;
-	if (asprintf(&name, "check-%s", path) < 0)
-		return -ENOMEM;
-	r = blob_to_tmp(c, id, name, &tmp);
-	free(name);
+	r = engine_merge_paths(&v, c->desc, &file, 1);
 	if (r < 0)
-		goto out;
-	r = engine_merge_paths(&v, c->desc, (const char *const *)&tmp, 1);
-	if (r < 0) {
-		r = fail_msg(c, r, "cannot merge %s", path);
-		goto out;
-	}
+		return fail_msg(c, r, "cannot merge %s", path);
 	if (report) {
-		r = relabel_problems(c, v, &tmp, &label, 1, 1) > 0;
+		r = relabel_problems(c, v, (char *const *)&file, &label, 1,
+		                     1) > 0;
 	} else {
 		const engine_problems *p = engine_view_problems(v);
 		size_t i;
@@ -1196,8 +1195,23 @@ static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
 			if (p->items[i].severity == ENGINE_ERROR)
 				r = 1;
 	}
-out:
 	engine_view_unref(v);
+	return r;
+}
+
+/* file_damaged() of blob `id` of host file `path`. */
+static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
+                        const char *label, int report)
+{
+	char *tmp = NULL, *name = NULL;
+	int r;
+
+	if (asprintf(&name, "check-%s", path) < 0)
+		return -ENOMEM;
+	r = blob_to_tmp(c, id, name, &tmp);
+	free(name);
+	if (r == 0)
+		r = file_damaged(c, path, tmp, label, report);
 	if (tmp)
 		unlink(tmp);
 	free(tmp);
