@@ -40,6 +40,7 @@ enum {
 	FS_KEY_SUBTYPE,
 	FS_KEY_ALLOW_OTHER,
 	FS_KEY_DEFAULT_PERMISSIONS,
+	FS_KEY_MAX_READ,
 };
 
 static const struct fuse_opt fs_opt_spec[] = {
@@ -49,6 +50,7 @@ static const struct fuse_opt fs_opt_spec[] = {
 	FUSE_OPT_KEY("subtype=", FS_KEY_SUBTYPE),
 	FUSE_OPT_KEY("allow_other", FS_KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("default_permissions", FS_KEY_DEFAULT_PERMISSIONS),
+	FUSE_OPT_KEY("max_read=", FS_KEY_MAX_READ),
 	FUSE_OPT_END
 };
 
@@ -92,6 +94,11 @@ static int fs_opt_proc(void *data, const char *arg, int key,
 		return 1;
 	case FS_KEY_DEFAULT_PERMISSIONS:
 		o->has_default_permissions = 1;
+		return 1;
+	case FS_KEY_MAX_READ:
+		/* Read as libfuse reads it; libfuse still owns the option. */
+		if (sscanf(arg + strlen("max_read="), "%u", &o->max_read) != 1)
+			o->max_read = 0;
 		return 1;
 	default:
 		return 1;
@@ -377,6 +384,7 @@ int fs_mount_main(int argc, char **argv)
 		fprintf(stderr, "crdtfs: %s: %s\n", abs, strerror(-r));
 		goto out;
 	}
+	ctx->max_read = o.max_read;
 	se = fuse_session_new(&args, fs_ops_table(), sizeof(*fs_ops_table()),
 	                      ctx);
 	if (!se) {

@@ -164,6 +164,7 @@ struct fs_opts {
 	int has_subtype;
 	int allow_other;
 	int has_default_permissions;
+	unsigned max_read;
 };
 
 /* Everything a mount owns; fuse_req_userdata() of every request. */
@@ -175,6 +176,7 @@ struct fs_ctx {
 	gid_t gid;
 	struct timespec started; /* mount time */
 	int debug;
+	unsigned max_read; /* -o max_read=N, 0: the kernel's */
 	/* The mountpoint's parent directory and name there: when it lies in
 	 * the backing tree the mount hides that entry, never reaching into
 	 * itself (a walk would hold the mount busy, or deadlock with -s). */

@@ -436,7 +436,11 @@ void fs_inodes_free(struct fs_ctx *ctx)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs_ctx *ctx = userdata;
+
+	/* libfuse refuses the INIT unless this repeats -o max_read. */
+	if (ctx->max_read)
+		conn->max_read = ctx->max_read;
 	/* Generated files must never be owned by the kernel's cache. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/* Splicing requests in costs a pipe round trip per READ. */
