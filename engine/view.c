@@ -18,12 +18,12 @@
  * rewritten in place under the view makes the read fail with EIO rather
  * than return a mix of two generations.
  *
- * That state (windows, place inside an entry, batch queues) lives in a
- * cursor, and a reader holds up to one cursor per CPU: the kernel keeps
- * a few readahead READs of one open file in flight, and each takes a free
- * cursor (preferably the one whose last read ended where it starts), so
- * they run on several FUSE threads at once instead of queueing behind one
- * lock (a cold `cat` of the 100 MB corpus through the mount: 170 ms of
+ * That state (windows, place inside an entry) lives in a cursor; the
+ * batch queues of one read belong to the reading thread.  A reader holds
+ * up to one cursor per CPU: the kernel keeps a few readahead READs of one
+ * open file in flight, and each takes a free cursor (preferably the one
+ * whose last read ended where it starts), so they run on several FUSE
+ * threads at once instead of queueing behind one lock (a cold `cat` of the 100 MB corpus through the mount: 170 ms of
  * streaming with one cursor, 110 ms with two on 2 vCPUs).  All cursors
  * read the same view: one reader, one generation.
  */
@@ -296,6 +296,25 @@ typedef struct {
 } window;
 
 /*
+ * What one read() queues and does together: reads for engine__read_batch,
+ * then the pretty-printed entries to canonicalise from their raw bytes.
+ * Every read empties it, so it belongs to the thread, not to the cursor:
+ * an open file read once and left open holds none of it (with one per
+ * cursor, each open file that had been read kept about 0.7 MB).
+ */
+typedef struct {
+	engine__big ops;          /* engine__read_op[nops] */
+	size_t nops;
+	engine__big deferred;     /* deferred_canon[ndeferred] */
+	size_t ndeferred;
+	engine__big raw;          /* raw bytes of deferred entries */
+	size_t raw_len;
+	engine__big canon_tmp;    /* READER_DEFER_MAX bytes, on first use
+				     (a big array: faulted in at once, or
+				     pooled pages already touched) */
+} read_scratch;
+
+/*
  * The state of one stream of reads through a view: a reader holds a few,
  * so that concurrent reads of one open file (the kernel's readahead keeps
  * several READs in flight) run on several threads at once.  A cursor is
@@ -312,16 +331,7 @@ typedef struct {
 	uint64_t pend_start;      /* canonical offset of pend[0] */
 	size_t pend_len;          /* canonical bytes in pend */
 	char *pend;               /* owned, READER_CANON_CHUNK bytes */
-	/* Reads queued by one read(), done together by engine__read_batch. */
-	engine__big ops;          /* engine__read_op[nops] */
-	size_t nops;
-	engine__big deferred;     /* deferred_canon[ndeferred] */
-	size_t ndeferred;
-	engine__big raw;          /* raw bytes of deferred entries */
-	size_t raw_len;
-	engine__big canon_tmp;    /* READER_DEFER_MAX bytes, on first use
-				     (a big array: faulted in at once, or
-				     pooled pages already touched) */
+	read_scratch *q;          /* the reading thread's, during a read */
 } cursor;
 
 struct engine_reader {
@@ -358,10 +368,6 @@ static void cursor_free(cursor *c)
 		free(c->win[i].buf);
 	free(c->win);
 	free(c->pend);
-	engine__big_free(&c->canon_tmp);
-	engine__big_free(&c->ops);
-	engine__big_free(&c->deferred);
-	engine__big_free(&c->raw);
 	free(c);
 }
 
@@ -502,11 +508,12 @@ static int window_get(cursor *c, uint32_t src, uint64_t off,
 static int queue_read(cursor *c, int fd, char *dst, size_t len,
 		      uint64_t off)
 {
+	read_scratch *q = c->q;
 	engine__read_op *op;
 
-	if (engine__big_reserve(&c->ops, (c->nops + 1) * sizeof(*op)) < 0)
+	if (engine__big_reserve(&q->ops, (q->nops + 1) * sizeof(*op)) < 0)
 		return -ENOMEM;
-	op = (engine__read_op *)c->ops.base + c->nops++;
+	op = (engine__read_op *)q->ops.base + q->nops++;
 	op->fd = fd;
 	op->dst = dst;
 	op->len = len;
@@ -546,26 +553,27 @@ static int defer_pretty(cursor *c, const engine__slot *s,
 			const engine__record *r, char *out, uint64_t from,
 			size_t len)
 {
+	read_scratch *q = c->q;
 	deferred_canon *d;
 	int rc;
 
 	window_touch(c, s->src);
-	if (c->raw_len + r->raw_len > READER_RAW_BATCH &&
+	if (q->raw_len + r->raw_len > READER_RAW_BATCH &&
 	    (rc = flush_queued(c)) < 0)
 		return rc;
-	if (engine__big_reserve(&c->deferred,
-				(c->ndeferred + 1) * sizeof(*d)) < 0 ||
-	    engine__big_reserve(&c->raw, c->raw_len + r->raw_len) < 0)
+	if (engine__big_reserve(&q->deferred,
+				(q->ndeferred + 1) * sizeof(*d)) < 0 ||
+	    engine__big_reserve(&q->raw, q->raw_len + r->raw_len) < 0)
 		return -ENOMEM;
-	d = (deferred_canon *)c->deferred.base + c->ndeferred++;
-	d->raw_off = c->raw_len;
+	d = (deferred_canon *)q->deferred.base + q->ndeferred++;
+	d->raw_off = q->raw_len;
 	d->raw_len = r->raw_len;
 	d->out = out;
 	d->from = from;
 	d->len = len;
 	d->fd = c->win[s->src].fd;
 	d->off = r->offset;
-	c->raw_len += r->raw_len;
+	q->raw_len += r->raw_len;
 	return 0;
 }
 
@@ -573,34 +581,33 @@ static int defer_pretty(cursor *c, const engine__slot *s,
  * queues are empty after. */
 static int flush_queued(cursor *c)
 {
-	deferred_canon *d = c->deferred.base;
+	read_scratch *q = c->q;
+	deferred_canon *d = q->deferred.base;
+	char *raw = q->raw.base;
 	size_t i;
 	int rc;
 
-	for (i = 0; i < c->ndeferred; i++)
-		if ((rc = queue_read(c, d[i].fd, (char *)c->raw.base +
-						 d[i].raw_off,
+	for (i = 0; i < q->ndeferred; i++)
+		if ((rc = queue_read(c, d[i].fd, raw + d[i].raw_off,
 				     d[i].raw_len, d[i].off)) < 0)
 			return rc;
-	if ((rc = engine__read_batch(c->ops.base, c->nops)) < 0)
+	if ((rc = engine__read_batch(q->ops.base, q->nops)) < 0)
 		return rc;
-	if (c->ndeferred &&
-	    engine__big_reserve(&c->canon_tmp, READER_DEFER_MAX) < 0)
+	if (q->ndeferred &&
+	    engine__big_reserve(&q->canon_tmp, READER_DEFER_MAX) < 0)
 		return -ENOMEM;
-	for (i = 0; i < c->ndeferred; i++) {
+	for (i = 0; i < q->ndeferred; i++) {
 		engine__canon st = { 0 };
-		size_t n = engine__canon_chunk(&st,
-					       (char *)c->raw.base +
-						       d[i].raw_off,
+		size_t n = engine__canon_chunk(&st, raw + d[i].raw_off,
 					       d[i].raw_len,
-					       c->canon_tmp.base);
+					       q->canon_tmp.base);
 
 		if (d[i].from + d[i].len > n)
 			return -EIO; /* bytes changed under the layout */
-		memcpy(d[i].out, (char *)c->canon_tmp.base + d[i].from,
+		memcpy(d[i].out, (char *)q->canon_tmp.base + d[i].from,
 		       d[i].len);
 	}
-	c->nops = c->ndeferred = c->raw_len = 0;
+	q->nops = q->ndeferred = q->raw_len = 0;
 	return 0;
 }
 
@@ -769,7 +776,8 @@ static int cursor_attempt(cursor *c, char *buf, uint64_t offset,
 	size_t i;
 	int rc;
 
-	c->nops = c->ndeferred = c->raw_len = 0;
+	/* A failed read may have left reads queued. */
+	c->q->nops = c->q->ndeferred = c->q->raw_len = 0;
 	rc = read_range(c, buf, offset, len);
 	/* Only now, after the bytes were read, is the check meaningful. */
 	for (i = 0; i < v->nsources; i++) {
@@ -840,10 +848,53 @@ static void reader_give(engine_reader *r, int i, uint64_t end)
 	pthread_mutex_unlock(&r->lock);
 }
 
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+static __thread read_scratch *scratch;
+
+static void scratch_free(void *p)
+{
+	read_scratch *q = p;
+
+	engine__big_free(&q->ops);
+	engine__big_free(&q->deferred);
+	engine__big_free(&q->raw);
+	engine__big_free(&q->canon_tmp);
+	free(q);
+}
+
+/* The key only makes a thread's scratch die with the thread. */
+static void scratch_key_init(void)
+{
+	(void)pthread_key_create(&scratch_key, scratch_free);
+}
+
+/* The calling thread's scratch, made on first use.  NULL: ENOMEM */
+static read_scratch *scratch_get(void)
+{
+	if (!scratch) {
+		(void)pthread_once(&scratch_once, scratch_key_init);
+		if (!(scratch = calloc(1, sizeof(*scratch))))
+			return NULL;
+		(void)pthread_setspecific(scratch_key, scratch);
+	}
+	return scratch;
+}
+
+void engine_reader_thread_done(void)
+{
+	if (!scratch)
+		return;
+	(void)pthread_setspecific(scratch_key, NULL);
+	scratch_free(scratch);
+	scratch = NULL;
+}
+
 ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
 			   uint64_t offset)
 {
 	const engine_view *v = r->view;
+	read_scratch *q;
 	size_t len;
 	int rc, i, moved = 0;
 
@@ -852,8 +903,11 @@ ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
 	len = size;
 	if (len > v->size - offset)
 		len = (size_t)(v->size - offset);
+	if (!(q = scratch_get()))
+		return -ENOMEM;
 
 	i = reader_take(r, offset);
+	r->cur[i]->q = q;
 	rc = cursor_attempt(r->cur[i], buf, offset, len, &moved);
 	/*
 	 * A source preserved while this read was in flight: the bytes read
