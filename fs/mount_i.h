@@ -226,6 +226,19 @@ struct fs_ctx {
 	fs_syncer *syncer; /* NULL when not syncing */
 };
 
+static inline struct fs_ctx *fs_ctx_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Every node id is a pointer to its fs_inode, the root's excepted. */
+static inline struct fs_inode *fs_inode_of(fuse_req_t req, fuse_ino_t ino)
+{
+	if (ino == FUSE_ROOT_ID)
+		return &fs_ctx_of(req)->root;
+	return (struct fs_inode *)(uintptr_t)ino;
+}
+
 /* ---- ops.c ---- */
 
 /** The low-level operations table of the mount. */
@@ -252,6 +265,25 @@ void fs_thread_buf_release(void);
 /** Link / unlink a handle in ctx->handles. */
 void fs_handle_link(struct fs_ctx *ctx, struct fs_handle *h);
 void fs_handle_unlink(struct fs_ctx *ctx, struct fs_handle *h);
+
+/* ---- xattr.c: extended attributes of backing files, passed through ---- */
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                 size_t size);
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                 const char *value, size_t size, int flags);
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* ---- creds.c ---- */
+/** Before a request thread makes a node: umask 0 for the thread (the
+ * kernel applied the caller's). */
+void fs_creds_thread_init(void);
+/**
+ * Hand the node `name` in dirfd, which the daemon just made (fd: the node
+ * open, or -1), to the caller when the daemon runs as root for another
+ * user.  @return 0 or -errno
+ */
+int fs_creds_own(fuse_req_t req, int dirfd, const char *name, int fd);
 
 /* ---- virtual.c ---- */
 

@@ -23,8 +23,9 @@
  * kind of VM a fresh 128 KiB allocation per request costs more than the
  * copy (perf-notes.md).
  *
- * Not implemented on purpose: xattrs (ENOSYS, which the kernel turns into
- * EOPNOTSUPP for good), mknod, locks (the kernel keeps them local),
+ * Nodes are made with the caller's mode and, for other users of a root
+ * daemon, owner (creds.c); extended attributes pass through (xattr.c).
+ * Not implemented on purpose: locks (the kernel keeps them local),
  * writeback caching.
  */
 #include "mount_i.h"
@@ -88,18 +89,6 @@ void fs_thread_buf_release(void)
 
 /* ---- small accessors ---- */
 
-static struct fs_ctx *fs_ctx_of(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-static struct fs_inode *fs_inode_of(fuse_req_t req, fuse_ino_t ino)
-{
-	if (ino == FUSE_ROOT_ID)
-		return &fs_ctx_of(req)->root;
-	return (struct fs_inode *)(uintptr_t)ino;
-}
-
 static struct fs_handle *fs_handle_of(struct fuse_file_info *fi)
 {
 	return (struct fs_handle *)(uintptr_t)fi->fh;
@@ -113,6 +102,18 @@ static int fs_is_root(fuse_ino_t ino)
 static void fs_proc_path(char *buf, size_t size, int fd)
 {
 	snprintf(buf, size, "/proc/self/fd/%d", fd);
+}
+
+/*
+ * Flags to open a backing file with for an open through the mount.  The
+ * kernel honoured O_NOFOLLOW when it walked the path, and does O_DIRECT
+ * itself (it sends the caller's reads and writes straight to the daemon);
+ * on the backing file O_DIRECT would ask for aligned buffers, which
+ * libfuse's are not, and writes failed with EINVAL.
+ */
+static int fs_backing_flags(const struct fuse_file_info *fi)
+{
+	return fi->flags & ~(O_NOFOLLOW | O_DIRECT);
 }
 
 void fs_handle_link(struct fs_ctx *ctx, struct fs_handle *h)
@@ -704,6 +705,7 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, r);
 		return;
 	}
+	fs_creds_thread_init();
 	r = link          ? symlinkat(link, dir->fd, name) :
 	    S_ISDIR(mode) ? mkdirat(dir->fd, name, mode & 07777) :
 	                    mknodat(dir->fd, name, mode, rdev);
@@ -711,6 +713,9 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, errno);
 		return;
 	}
+	/* Made, whoever owns it: a backing filesystem without chown (vfat)
+	 * leaves it the daemon's, as before. */
+	(void)fs_creds_own(req, dir->fd, name, -1);
 	fs_reply_created(req, ctx, dir, name);
 }
 
@@ -858,12 +863,23 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
 	struct fs_handle *h;
+	struct stat st;
 	char proc[64];
-	int flags = fi->flags & ~O_NOFOLLOW;
+	int flags = fs_backing_flags(fi);
 	int fd, err, tok = 0;
 
 	if (in->kind != FS_KIND_BACKING) {
 		fs_virtual_open(req, in, fi);
+		return;
+	}
+	/*
+	 * Deleted or replaced (an editor's or git's rename) outside, where no
+	 * notification told the kernel (only the root is watched): its entry
+	 * may name the old file for FS_PASS_TIMEOUT, and writes would go to a
+	 * file nobody will see.  ESTALE makes the kernel look the name up.
+	 */
+	if (fstat(in->fd, &st) == 0 && st.st_nlink == 0) {
+		fuse_reply_err(req, ESTALE);
 		return;
 	}
 	h = calloc(1, sizeof(*h));
@@ -899,7 +915,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs_inode *dir = fs_inode_of(req, parent);
 	struct fuse_entry_param e;
 	struct fs_handle *h;
-	int fd, r;
+	int fd, flags, r;
 
 	if ((r = fs_check_new_name(req, parent, name, EACCES))) {
 		fuse_reply_err(req, r);
@@ -912,7 +928,17 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	h->kind = FS_H_FILE;
 	h->fd = -1;
-	fd = openat(dir->fd, name, (fi->flags | O_CREAT) & ~O_NOFOLLOW, mode);
+	fs_creds_thread_init();
+	/*
+	 * O_EXCL first: only a file this call made is handed to the caller.
+	 * One made outside since the kernel last looked is opened as it is.
+	 */
+	flags = fs_backing_flags(fi) & ~O_CREAT;
+	fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL, mode);
+	if (fd >= 0)
+		(void)fs_creds_own(req, dir->fd, name, fd);
+	else if (errno == EEXIST && !(fi->flags & O_EXCL))
+		fd = openat(dir->fd, name, flags, mode);
 	if (fd < 0) {
 		fuse_reply_err(req, errno);
 		fs_handle_free(h);
@@ -1046,6 +1072,38 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		r = errno;
 	fs_mod_done(ctx, tok, r ? NULL : h->path);
 	fuse_reply_err(req, r);
+}
+
+/*
+ * SEEK_DATA and SEEK_HOLE (the kernel does the other whences itself): a
+ * backing file's own; a merged or status file has no holes.
+ */
+static void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                     struct fuse_file_info *fi)
+{
+	struct fs_handle *h = fs_handle_of(fi);
+	off_t size, r;
+
+	(void)ino;
+	if (h->kind == FS_H_FILE) {
+		r = lseek(h->fd, off, whence);
+		if (r < 0)
+			fuse_reply_err(req, errno);
+		else
+			fuse_reply_lseek(req, r);
+		return;
+	}
+	if (h->kind == FS_H_DIR || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	size = h->kind == FS_H_GEN ?
+	               (off_t)engine_view_size(engine_reader_view(h->reader)) :
+	               (off_t)h->len;
+	if (off < 0 || off >= size)
+		fuse_reply_err(req, ENXIO);
+	else
+		fuse_reply_lseek(req, whence == SEEK_DATA ? off : size);
 }
 
 /* ---- directories ---- */
@@ -1306,6 +1364,11 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.release = fs_release,
 	.fsync = fs_fsync,
 	.fallocate = fs_fallocate,
+	.lseek = fs_lseek,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.setxattr = fs_setxattr,
+	.removexattr = fs_removexattr,
 	.opendir = fs_opendir,
 	.readdir = fs_readdir,
 	.readdirplus = fs_readdirplus,

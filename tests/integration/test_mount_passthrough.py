@@ -271,3 +271,161 @@ def test_more_files_than_the_soft_fd_limit(tmp_path, mount):
     t = util.status_target(util.read_status(d.mnt))
     assert t["error"] == "Too many open files"
     d.stop()
+
+
+# Run with umask 002 in DIR: make a file, a directory and a FIFO, and print
+# their modes.
+UMASK_MAKE = r"""
+import json, os, stat, sys
+d = sys.argv[1]
+os.umask(0o002)
+os.close(os.open(os.path.join(d, "f"), os.O_CREAT | os.O_WRONLY, 0o666))
+os.mkdir(os.path.join(d, "dir"), 0o777)
+os.mkfifo(os.path.join(d, "fifo"), 0o666)
+print(json.dumps([stat.S_IMODE(os.lstat(os.path.join(d, n)).st_mode)
+                  for n in ("f", "dir", "fifo")]))
+"""
+
+
+def test_modes_follow_the_callers_umask(backing, mount, tmp_path):
+    """The kernel applies the caller's umask; the daemon's own (022) must
+    not apply again: with umask 002, 0664 files and 0775 directories, as
+    on the backing filesystem itself."""
+    d = mount(backing)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    os.mkdir(os.path.join(backing, "sub"))
+
+    def modes(where):
+        p = subprocess.run(["/usr/bin/python3", "-c", UMASK_MAKE, where],
+                           stdout=subprocess.PIPE, check=True, timeout=60)
+        return p.stdout
+
+    want = modes(str(plain))
+    assert want == b"[436, 509, 436]\n"  # 0664, 0775, 0664
+    assert modes(os.path.join(d.mnt, "sub")) == want
+    d.stop()
+
+
+def test_o_direct_reads_and_writes(backing, mount):
+    """O_DIRECT through the mount is the kernel's to do; the backing file
+    was opened with it too, and writes from libfuse's unaligned buffers
+    failed with EINVAL."""
+    import mmap
+    d = mount(backing)
+    p = os.path.join(d.mnt, "direct.bin")
+    buf = mmap.mmap(-1, 8192)  # page-aligned, as O_DIRECT wants
+    buf.write(b"0123456789abcdef" * 512)
+    fd = os.open(p, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o644)
+    try:
+        assert os.write(fd, buf) == 8192
+    finally:
+        os.close(fd)
+    assert read(os.path.join(backing, "direct.bin")) == buf[:]
+    fd = os.open(p, os.O_RDONLY | os.O_DIRECT)
+    try:
+        back = mmap.mmap(-1, 8192)
+        assert os.readv(fd, [back]) == 8192
+        assert back[:] == buf[:]
+    finally:
+        os.close(fd)
+    d.stop()
+
+
+def test_seek_data_and_hole(backing, mount):
+    """SEEK_DATA/SEEK_HOLE answer as the backing file does (the kernel's
+    fallback said a file has no holes); a merged file has none."""
+    d = mount(backing)
+    b = os.path.join(backing, "sparse.bin")
+    with open(b, "wb") as f:
+        f.write(b"x" * 4096)
+        f.seek(1 << 20)
+        f.write(b"y" * 4096)
+    fd, fdb = os.open(os.path.join(d.mnt, "sparse.bin"), os.O_RDONLY), \
+        os.open(b, os.O_RDONLY)
+    try:
+        want = [os.lseek(fdb, 0, os.SEEK_HOLE),
+                os.lseek(fdb, 5000, os.SEEK_DATA)]
+        assert want[0] < 1 << 20  # the backing filesystem keeps holes
+        assert [os.lseek(fd, 0, os.SEEK_HOLE),
+                os.lseek(fd, 5000, os.SEEK_DATA)] == want
+    finally:
+        os.close(fd)
+        os.close(fdb)
+    merged = os.path.join(d.mnt, MERGED)
+    size = os.path.getsize(merged)
+    fd = os.open(merged, os.O_RDONLY)
+    try:
+        assert os.lseek(fd, 7, os.SEEK_DATA) == 7
+        assert os.lseek(fd, 7, os.SEEK_HOLE) == size
+        with pytest.raises(OSError) as ei:
+            os.lseek(fd, size, os.SEEK_DATA)
+        assert ei.value.errno == errno.ENXIO
+    finally:
+        os.close(fd)
+    d.stop()
+
+
+def test_extended_attributes(backing, mount):
+    """xattrs pass through to backing files and directories (cp -a into
+    the mount dropped them without a word); a symlink and the merged file
+    have none."""
+    d = mount(backing)
+    m = d.mnt
+    f, sub = os.path.join(m, "memory-a.json"), os.path.join(m, "sub")
+    os.mkdir(sub)
+    os.setxattr(f, "user.origin", b"laptop")
+    os.setxattr(sub, "user.tag", b"")
+    assert os.getxattr(os.path.join(backing, "memory-a.json"),
+                       "user.origin") == b"laptop"
+    assert os.getxattr(f, "user.origin") == b"laptop"
+    assert os.listxattr(sub) == ["user.tag"]
+    with pytest.raises(OSError) as ei:
+        os.setxattr(f, "user.origin", b"x", os.XATTR_CREATE)
+    assert ei.value.errno == errno.EEXIST
+    os.removexattr(f, "user.origin")
+    with pytest.raises(OSError) as ei:
+        os.getxattr(f, "user.origin")
+    assert ei.value.errno == errno.ENODATA
+    os.symlink("memory-a.json", os.path.join(m, "link"))
+    with pytest.raises(OSError) as ei:
+        os.setxattr(os.path.join(m, "link"), "user.x", b"1",
+                    follow_symlinks=False)
+    assert ei.value.errno in (errno.ENOTSUP, errno.EPERM)
+    merged = os.path.join(m, MERGED)
+    assert os.listxattr(merged) == []
+    with pytest.raises(OSError) as ei:
+        os.getxattr(merged, "user.x")
+    assert ei.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as ei:
+        os.setxattr(merged, "user.x", b"1")
+    assert ei.value.errno in (errno.ENOTSUP, errno.EACCES, errno.EPERM)
+    # cp -a keeps them on the way in
+    src = os.path.join(backing, "..", "tagged")
+    write_file(src, b"t\n")
+    os.setxattr(src, "user.k", b"v")
+    subprocess.run(["cp", "-a", src, os.path.join(m, "sub", "tagged")],
+                   check=True, timeout=30)
+    assert os.getxattr(os.path.join(backing, "sub", "tagged"),
+                       "user.k") == b"v"
+    d.stop()
+
+
+def test_open_after_an_outside_rename_in_a_subdirectory(backing, mount):
+    """Subdirectories are not watched, so the kernel may still hold the
+    replaced file's entry; an open that starts after the outside rename
+    must reach the new file (an append went to the deleted one and was
+    lost)."""
+    d = mount(backing)
+    os.mkdir(os.path.join(backing, "sub"))
+    write_file(os.path.join(backing, "sub", "log"), b"old\n")
+    p = os.path.join(d.mnt, "sub", "log")
+    assert read(p) == b"old\n"  # the kernel now knows sub/log
+    tmp = os.path.join(backing, "sub", ".log.tmp")
+    write_file(tmp, b"new\n")
+    os.rename(tmp, os.path.join(backing, "sub", "log"))
+    with open(p, "ab") as f:
+        f.write(b"appended\n")
+    assert read(os.path.join(backing, "sub", "log")) == b"new\nappended\n"
+    assert read(p) == b"new\nappended\n"
+    d.stop()

@@ -145,3 +145,66 @@ def test_unprivileged_mount(user_tree, mount):
     assert d.proc.wait(30) == 0, "\n".join(d.lines)
     d.check_output()
     assert not util.is_mounted(mnt)
+
+
+# Run as the user in DIR: make a file (mode 0o4755 asked), a directory, a
+# symlink and a FIFO in DIR/shared (sticky, world-writable) and a file in
+# DIR/team (setgid, group 4321); print (uid, gid, mode) of each, then
+# delete the file again (only its owner may, in a sticky directory).
+MAKE = r"""
+import json, os, stat, sys
+d = sys.argv[1]
+os.umask(0o022)
+s, t = os.path.join(d, "shared"), os.path.join(d, "team")
+os.close(os.open(os.path.join(s, "f"), os.O_CREAT | os.O_WRONLY, 0o4755))
+os.mkdir(os.path.join(s, "d"), 0o777)
+os.symlink("f", os.path.join(s, "l"))
+os.mkfifo(os.path.join(s, "p"), 0o666)
+os.close(os.open(os.path.join(t, "g"), os.O_CREAT | os.O_WRONLY, 0o644))
+out = {}
+for p in ("shared/f", "shared/d", "shared/l", "shared/p", "team/g"):
+    st = os.lstat(os.path.join(d, p))
+    out[p] = [st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)]
+os.unlink(os.path.join(s, "f"))
+out["deleted"] = not os.path.exists(os.path.join(s, "f"))
+print(json.dumps(out))
+"""
+
+
+def test_other_users_own_what_they_make_on_a_root_mount(tmp_path, mount):
+    """With allow_other, a root daemon serves everyone: what another user
+    makes is theirs (their group, or a setgid directory's), exactly as on
+    the backing filesystem itself; it used to belong to root, and they
+    could not even delete it."""
+    if os.getuid() != 0:
+        pytest.skip("switching to another user needs root")
+    user = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="crdtfs-owner-")
+    try:
+        os.chmod(base, 0o755)
+        plain, backing = os.path.join(base, "plain"), os.path.join(base, "b")
+        for d in (plain, backing):
+            util.make_backing(d)
+            os.mkdir(os.path.join(d, "shared"))
+            os.chmod(os.path.join(d, "shared"), 0o1777)
+            os.mkdir(os.path.join(d, "team"))
+            os.chown(os.path.join(d, "team"), 0, 4321)
+            os.chmod(os.path.join(d, "team"), 0o2777)
+        mnt = os.path.join(base, "mnt")
+        d = mount(backing, "-o", "allow_other", mountpoint=mnt)
+        want = json.loads(as_user(user, MAKE, plain))
+        assert want["shared/f"][:2] == [user.pw_uid, user.pw_gid]
+        assert want["team/g"][1] == 4321
+        assert json.loads(as_user(user, MAKE, mnt)) == want
+        # and so on the backing filesystem too
+        st = os.lstat(os.path.join(backing, "shared", "d"))
+        assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+        assert read_merged(mnt) == util.cli_merge(backing)
+        d.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def read_merged(mnt):
+    with open(os.path.join(mnt, util.MERGED), "rb") as f:
+        return f.read()
