@@ -5,7 +5,8 @@
  *
  * Options are the usual FUSE ones (-f, -d, -s, -o opt,...; parsed with
  * fuse_opt_parse and fuse_parse_cmdline like passthrough_ll.c) plus
- * `-o sync=SECONDS` and `-o remote=NAME` for the background git sync.
+ * `-o sync=SECONDS` and `-o remote=NAME` for the background git sync and
+ * `-o xattr` (xattr.c).
  * `fsname` defaults to the absolute BACKING path and `subtype` to crdtfs;
  * `allow_other` brings `default_permissions` with it.  mount.fuse3 runs
  * `crdtfs BACKING MNT -o ...`, which parses the same way.
@@ -46,6 +47,7 @@ enum {
 static const struct fuse_opt fs_opt_spec[] = {
 	{ "sync=%u", offsetof(struct fs_opts, sync), 0 },
 	{ "remote=%s", offsetof(struct fs_opts, remote), 0 },
+	{ "xattr", offsetof(struct fs_opts, xattr), 1 },
 	FUSE_OPT_KEY("fsname=", FS_KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", FS_KEY_SUBTYPE),
 	FUSE_OPT_KEY("allow_other", FS_KEY_ALLOW_OTHER),
@@ -67,6 +69,8 @@ static const char fs_usage[] =
         "    -o remote=NAME         git remote to sync with (default origin)\n"
         "    -o fsname=NAME         default: the absolute BACKING path\n"
         "    -o allow_other         implies -o default_permissions\n"
+        "    -o xattr               pass extended attributes through (each\n"
+        "                           write then costs the kernel one more call)\n"
         "\n";
 
 /* Keys of fs_opt_spec; the first non-option argument is BACKING. */
@@ -385,6 +389,7 @@ int fs_mount_main(int argc, char **argv)
 		goto out;
 	}
 	ctx->max_read = o.max_read;
+	ctx->xattr = o.xattr;
 	se = fuse_session_new(&args, fs_ops_table(), sizeof(*fs_ops_table()),
 	                      ctx);
 	if (!se) {

@@ -165,6 +165,7 @@ struct fs_opts {
 	int allow_other;
 	int has_default_permissions;
 	unsigned max_read;
+	int xattr;     /* -o xattr */
 };
 
 /* Everything a mount owns; fuse_req_userdata() of every request. */
@@ -177,6 +178,7 @@ struct fs_ctx {
 	struct timespec started; /* mount time */
 	int debug;
 	unsigned max_read; /* -o max_read=N, 0: the kernel's */
+	int xattr;         /* -o xattr: pass extended attributes through */
 	/* The mountpoint's parent directory and name there: when it lies in
 	 * the backing tree the mount hides that entry, never reaching into
 	 * itself (a walk would hold the mount busy, or deadlock with -s). */

@@ -431,6 +431,8 @@ def daemon_pid(mnt):
 
 
 def test_xattr_not_supported(backing, mount):
+    """Off unless -o xattr: the kernel would ask for security.capability
+    before every write."""
     d = mount(backing)
     p = os.path.join(d.mnt, "memory-a.json")
     with pytest.raises(OSError) as ei:
