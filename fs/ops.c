@@ -105,6 +105,21 @@ static void fs_proc_path(char *buf, size_t size, int fd)
 }
 
 /*
+ * The st_ino shown for a backing file.  Every file of the mount has the
+ * mount's st_dev, so a file of another filesystem mounted inside BACKING
+ * could show the st_ino of an unrelated one, and tar, rsync -H and cp -a
+ * would take the two for hard links (one came back with the other's
+ * bytes).  Those get their number mixed with their device, off the
+ * virtual files' range (top bit set).
+ */
+static ino_t fs_shown_ino(const struct fs_ctx *ctx, dev_t dev, ino_t ino)
+{
+	if (dev == ctx->root.key.dev)
+		return ino;
+	return (ino ^ ((uint64_t)dev * 0x9E3779B97F4A7C15ULL)) & ~(1ULL << 63);
+}
+
+/*
  * Flags to open a backing file with for an open through the mount.  The
  * kernel honoured O_NOFOLLOW when it walked the path, and does O_DIRECT
  * itself (it sends the caller's reads and writes straight to the daemon);
@@ -280,6 +295,7 @@ static int fs_do_lookup(struct fs_ctx *ctx, struct fs_inode *dir,
 	memset(&key, 0, sizeof(key));
 	key.dev = e->attr.st_dev;
 	key.ino = e->attr.st_ino;
+	e->attr.st_ino = fs_shown_ino(ctx, key.dev, key.ino);
 
 	pthread_mutex_lock(&ctx->ilock);
 	HASH_FIND(hh, ctx->inodes, &key, sizeof(key), in);
@@ -469,10 +485,12 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
 			fuse_reply_attr(req, &st, timeout);
 		return;
 	}
-	if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
+	if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
 		fuse_reply_err(req, errno);
-	else
-		fuse_reply_attr(req, &st, timeout);
+		return;
+	}
+	st.st_ino = fs_shown_ino(ctx, st.st_dev, st.st_ino);
+	fuse_reply_attr(req, &st, timeout);
 }
 
 /*

@@ -429,3 +429,29 @@ def test_open_after_an_outside_rename_in_a_subdirectory(backing, mount):
     assert read(os.path.join(backing, "sub", "log")) == b"new\nappended\n"
     assert read(p) == b"new\nappended\n"
     d.stop()
+
+
+def test_a_filesystem_mounted_inside_backing_has_its_own_inode_numbers(
+        backing, mount):
+    """Every file of the mount shows one st_dev, so a file of a filesystem
+    mounted inside BACKING must not show a bare st_ino that a file of the
+    backing filesystem may have too: tar and rsync -H would take them for
+    hard links."""
+    if os.getuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    sub = os.path.join(backing, "sub")
+    os.mkdir(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "crdtfs-test",
+                    sub], check=True, timeout=30)
+    try:
+        write_file(os.path.join(sub, "f"), b"on tmpfs\n")
+        d = mount(backing)
+        raw = os.stat(os.path.join(sub, "f"))
+        shown = os.stat(os.path.join(d.mnt, "sub", "f"))
+        assert shown.st_ino != raw.st_ino
+        assert os.stat(os.path.join(d.mnt, "memory-a.json")).st_ino == \
+            os.stat(os.path.join(backing, "memory-a.json")).st_ino
+        assert read(os.path.join(d.mnt, "sub", "f")) == b"on tmpfs\n"
+        d.stop()
+    finally:
+        subprocess.run(["umount", "-l", sub], timeout=30)
