@@ -18,7 +18,9 @@
  * get a private copy (fs_preserve).
  *
  * Pass-through files use 1 s attribute and entry timeouts and keep_cache=0;
- * outside changes are pushed to the kernel by watch.c.  Replies to READ
+ * outside changes in the backing root are pushed to the kernel by watch.c
+ * (subdirectories are not watched: there an open of a file replaced from
+ * outside gets ESTALE, and the kernel looks the name up again).  Replies to READ
  * come from a per-thread buffer that lives as long as the thread: on this
  * kind of VM a fresh 128 KiB allocation per request costs more than the
  * copy (perf-notes.md).
