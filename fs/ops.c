@@ -20,15 +20,15 @@
  * Pass-through files use 1 s attribute and entry timeouts and keep_cache=0;
  * outside changes in the backing root are pushed to the kernel by watch.c
  * (subdirectories are not watched: there an open of a file replaced from
- * outside gets ESTALE, and the kernel looks the name up again).  Replies to READ
- * come from a per-thread buffer that lives as long as the thread: on this
- * kind of VM a fresh 128 KiB allocation per request costs more than the
- * copy (perf-notes.md).
+ * outside gets ESTALE, and the kernel looks the name up again).  Replies
+ * to READ come from a per-thread buffer that lives as long as the thread:
+ * on this kind of VM a fresh 128 KiB allocation per request costs more
+ * than the copy (perf-notes.md).
  *
  * Nodes are made with the caller's mode and, for other users of a root
- * daemon, owner (creds.c); extended attributes pass through (xattr.c).
- * Not implemented on purpose: locks (the kernel keeps them local),
- * writeback caching.
+ * daemon, owner (creds.c); extended attributes pass through with -o xattr
+ * (xattr.c).  Not implemented on purpose: locks (the kernel keeps them
+ * local), writeback caching.
  */
 #include "mount_i.h"
 
