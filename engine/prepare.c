@@ -264,11 +264,27 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
                      void *ctx, engine_problems *probs)
 {
 	json_error_t jerr;
+	const char *nul;
 	json_t *obj;
 	int r;
 
 	while (len && is_blank(raw[len - 1]))
 		len--;
+	/* jansson takes a NUL right after a number as its end; the merge
+	 * takes no NUL outside a string, and inside one it is escaped. */
+	if ((nul = memchr(raw, '\0', len))) {
+		size_t at = (size_t)(nul - raw), ls = 0, k;
+		unsigned long el = 0;
+
+		for (k = 0; k < at; k++)
+			if (raw[k] == '\n') {
+				el++;
+				ls = k + 1;
+			}
+		return engine_problems_add(probs, ENGINE_ERROR, name, line + el,
+		                           (el ? 1 : col) + at - ls,
+		                           "invalid entry skipped: NUL byte");
+	}
 	/* In the host file's array the entry is one level deeper, and the
 	 * merge skips what passes ENGINE__MAX_DEPTH there. */
 	if (nesting_depth(raw, len) > ENGINE__MAX_DEPTH - 1)
@@ -314,7 +330,7 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 	char *stack;
 	size_t depth = 0, start = 0, lstart = 0;
 	unsigned long line = 1, sline = 0, scol = 0;
-	int in_str = 0, esc = 0, have = 0, r = 0;
+	int in_str = 0, esc = 0, have = 0, after_comma = 0, r = 0;
 
 	stack = malloc(ENGINE__MAX_DEPTH + 1);
 	if (!stack)
@@ -344,6 +360,7 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 			continue;
 		if (depth == 1 && !have && c != ',' && c != ']') {
 			have = 1;
+			after_comma = 0;
 			start = i;
 			sline = line;
 			scol = i - lstart + 1;
@@ -380,9 +397,18 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 					r = emit_span(buf + start, i - start,
 					              sline, scol, name, fn,
 					              ctx, probs);
+				else if (after_comma)
+					r = engine_problems_add(
+					        probs, ENGINE_ERROR, name, line,
+					        i - lstart + 1,
+					        "invalid JSON: trailing comma "
+					        "before ']'");
 				have = 0;
-				for (i++; r >= 0 && i < len; i++)
-					if (!is_blank(buf[i])) {
+				for (i++; r >= 0 && i < len; i++) {
+					if (buf[i] == '\n') {
+						line++;
+						lstart = i + 1;
+					} else if (!is_blank(buf[i])) {
 						r = engine_problems_add(
 						        probs, ENGINE_WARNING,
 						        name, line,
@@ -390,6 +416,7 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 						        "data after the array ignored");
 						break;
 					}
+				}
 				goto out;
 			}
 			break;
@@ -407,6 +434,7 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 				if (r < 0)
 					goto out;
 				have = 0;
+				after_comma = 1;
 			}
 			break;
 		default:
@@ -1177,9 +1205,10 @@ static int keep_unlisted(prep_old *old, prep_src *s)
 	if (!kept)
 		return 0;
 	return engine_problems_add(s->probs, ENGINE_WARNING, s->name, 0, 0,
-	                           "the file has errors: %zu entries it no "
-	                           "longer lists are kept, not removed",
-	                           kept);
+	                           "the file has errors: %zu %s it no "
+	                           "longer lists %s kept, not removed",
+	                           kept, kept == 1 ? "entry" : "entries",
+	                           kept == 1 ? "is" : "are");
 }
 
 int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,

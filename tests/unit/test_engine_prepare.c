@@ -52,6 +52,25 @@ static const char *last_problem(const engine_problems *p)
 	return buf;
 }
 
+/* Does some problem of p, formatted, end with `end`? */
+static int has_problem(const engine_problems *p, const char *end)
+{
+	char buf[1024];
+	size_t i, m = strlen(end);
+
+	for (i = 0; i < p->count; i++) {
+		size_t n;
+
+		engine_problem_format(&p->items[i], buf, sizeof(buf));
+		n = strlen(buf);
+		if (n >= m && strcmp(buf + n - m, end) == 0)
+			return 1;
+		printf("# problem %zu: %s\n", i, buf);
+	}
+	printf("# none ends with \"%s\"\n", end);
+	return 0;
+}
+
 static int ends_with(const char *s, const char *end)
 {
 	size_t n = strlen(s), m = strlen(end);
@@ -473,6 +492,60 @@ static void test_engine_prepare__error_columns_in_bytes(void)
 	remove_dir();
 }
 
+/*
+ * What the merge reports in an array, prepare reports too, at the same
+ * place: a trailing comma (it was taken silently, and the entries the
+ * source no longer listed were removed), a raw NUL after a number (jansson
+ * takes it for the number's end), data after the array (on its own line).
+ */
+static void test_engine_prepare__array_errors_as_the_merge_sees_them(void)
+{
+	static const char nul[] = "[{\"id\":\"x\",\"n\":1\0}]";
+	engine_prepare_stats st;
+	engine_problems p;
+	char path[256];
+	FILE *f;
+
+	make_dir();
+	engine_problems_init(&p);
+	write_file("m.json", "[{\"id\":\"x\"},{\"id\":\"y\"}]");
+	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.entries, 2);
+
+	write_file("m.json", "[{\"id\":\"x\"},]");
+	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.source_errors, 1);
+	ASSERT_EQ_INT(st.removed, 0);
+	ASSERT_TRUE(strstr(get("memory-h1.json"), "\"id:y\"") != NULL);
+	ASSERT_TRUE(has_problem(&p, "/m.json:1:13: error: invalid JSON: "
+	                            "trailing comma before ']'"));
+	ASSERT_TRUE(ends_with(last_problem(&p), "/m.json: warning: the file "
+	                      "has errors: 1 entry it no longer lists is "
+	                      "kept, not removed"));
+	engine_problems_dispose(&p);
+	engine_problems_init(&p);
+
+	snprintf(path, sizeof(path), "%s/m.json", tmpdir);
+	f = fopen(path, "w");
+	ASSERT_TRUE(f != NULL);
+	fwrite(nul, 1, sizeof(nul) - 1, f);
+	fclose(f);
+	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
+	ASSERT_EQ_INT(st.source_errors, 1);
+	ASSERT_TRUE(has_problem(&p, "/m.json:1:17: error: invalid entry "
+	                            "skipped: NUL byte"));
+	engine_problems_dispose(&p);
+	engine_problems_init(&p);
+
+	write_file("m.json", "[{\"id\":\"x\"},{\"id\":\"y\"}]\n\n\n   xyz\n");
+	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
+	ASSERT_EQ_INT((int)p.count, 1);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/m.json:4:4: warning: data "
+	                      "after the array ignored"));
+	engine_problems_dispose(&p);
+	remove_dir();
+}
+
 /* A message quoting raw input stays one line (jansson's "near '...'"). */
 static void test_engine_prepare__messages_are_one_line(void)
 {
@@ -664,6 +737,7 @@ static const harness_case cases[] = {
 	TEST(test_engine_prepare__numbers_as_written),
 	TEST(test_engine_prepare__errors),
 	TEST(test_engine_prepare__error_columns_in_bytes),
+	TEST(test_engine_prepare__array_errors_as_the_merge_sees_them),
 	TEST(test_engine_prepare__files_of_other_kinds),
 };
 
