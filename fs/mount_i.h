@@ -41,6 +41,9 @@
 /* ... and after this many, holds new writes through the mount back until
  * it has built one (a writer that never pauses must not starve readers). */
 #define FS_LOOKUP_GATE 16
+/* How long after its LOOKUP a generation still expects its OPEN: writes
+ * through the mount preserve its sources for it (seconds). */
+#define FS_OPEN_GRACE 1.0
 /* Most pending invalidated names per target before "everything". */
 #define FS_PENDING_MAX 1024
 /* The longest -o sync period: a year. */
@@ -80,6 +83,8 @@ struct fs_inode {
 	unsigned nopen;           /* open readers; ilock */
 	int lost;                 /* a source was rewritten while nothing
 				     could read it: refuse OPEN; ilock */
+	double looked_up;         /* CLOCK_MONOTONIC seconds of the last
+				     LOOKUP that handed it out; ilock */
 	struct fs_inode *gprev;   /* ctx->gens; ilock */
 	struct fs_inode *gnext;   /* ctx->gens; ilock */
 };
@@ -227,6 +232,14 @@ struct fs_ctx {
 
 	fs_syncer *syncer; /* NULL when not syncing */
 };
+
+static inline double fs_mono_seconds(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 static inline struct fs_ctx *fs_ctx_of(fuse_req_t req)
 {

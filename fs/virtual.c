@@ -431,6 +431,7 @@ void fs_preserve(struct fs_ctx *ctx, dev_t dev, ino_t ino)
 {
 	engine_view **views = NULL, **p;
 	size_t n = 0, cap = 0, i;
+	double now = fs_mono_seconds();
 	struct fs_inode *g;
 	int r;
 
@@ -441,11 +442,15 @@ void fs_preserve(struct fs_ctx *ctx, dev_t dev, ino_t ino)
 		/*
 		 * The current generation counts even without readers: a
 		 * LOOKUP may have handed it out and its OPEN may not have
-		 * arrived yet.  An older one without readers is not worth
-		 * a copy: an OPEN of it that still comes (LOOKUP raced a
-		 * newer one) is refused, see fs_virtual_open().
+		 * arrived yet; so does an older one handed out just now
+		 * (another LOOKUP made a newer one current before this
+		 * OPEN came: under load, the retried OPEN often lost the
+		 * same race again, and the caller got ESTALE).  Any other
+		 * without readers is not worth a copy: an OPEN of it that
+		 * still comes is refused, see fs_virtual_open().
 		 */
-		if (!g->nopen && g->target->cur != g) {
+		if (!g->nopen && g->target->cur != g &&
+		    now - g->looked_up > FS_OPEN_GRACE) {
 			g->lost = 1;
 			continue;
 		}
@@ -637,6 +642,7 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 	if (g &&
 	    engine_view_generation(g->view) == engine_view_generation(view)) {
 		g->nlookup++;
+		g->looked_up = fs_mono_seconds();
 	} else if (fresh) {
 		g = fresh;
 		fresh = NULL;
@@ -645,6 +651,7 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 		g->nlookup = 1;
 		g->target = fs_target_ref(t);
 		g->view = view;
+		g->looked_up = fs_mono_seconds();
 		view = NULL;
 		g->gprev = NULL;
 		g->gnext = ctx->gens;
