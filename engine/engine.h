@@ -176,13 +176,6 @@ engine_view *engine_reader_view(const engine_reader *r);
 ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
 			   uint64_t offset);
 
-/**
- * Free the calling thread's read scratch: a read queues its work in
- * buffers of the thread's own, kept for its next read and freed when the
- * thread ends.  For a thread that lives on without reading again.
- */
-void engine_reader_thread_done(void);
-
 /* ---- merges: one per descriptor, incremental ---- */
 
 typedef struct engine_merge engine_merge;

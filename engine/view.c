@@ -19,7 +19,7 @@
  * than return a mix of two generations.
  *
  * That state (windows, place inside an entry) lives in a cursor; the
- * batch queues of one read belong to the reading thread.  A reader holds
+ * batch queues of one read are borrowed for that read.  A reader holds
  * up to one cursor per CPU: the kernel keeps a few readahead READs of one
  * open file in flight, and each takes a free cursor (preferably the one
  * whose last read ended where it starts), so they run on several FUSE
@@ -298,9 +298,11 @@ typedef struct {
 /*
  * What one read() queues and does together: reads for engine__read_batch,
  * then the pretty-printed entries to canonicalise from their raw bytes.
- * Every read empties it, so it belongs to the thread, not to the cursor:
- * an open file read once and left open holds none of it (with one per
- * cursor, each open file that had been read kept about 0.7 MB).
+ * Every read empties it, so a read borrows one from a small shared pool
+ * rather than each cursor (or thread) owning one: there are as many as
+ * reads ever ran at once, and an open file read once and left open holds
+ * none (with one per cursor, each open file that had been read kept about
+ * 0.7 MB).
  */
 typedef struct {
 	engine__big ops;          /* engine__read_op[nops] */
@@ -331,7 +333,7 @@ typedef struct {
 	uint64_t pend_start;      /* canonical offset of pend[0] */
 	size_t pend_len;          /* canonical bytes in pend */
 	char *pend;               /* owned, READER_CANON_CHUNK bytes */
-	read_scratch *q;          /* the reading thread's, during a read */
+	read_scratch *q;          /* borrowed for the read in progress */
 } cursor;
 
 struct engine_reader {
@@ -848,14 +850,17 @@ static void reader_give(engine_reader *r, int i, uint64_t end)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static pthread_key_t scratch_key;
-static __thread read_scratch *scratch;
+/* Scratch kept for later reads: about what 2 CPUs ever run at once. */
+#define READER_SCRATCH_POOL 4
 
-static void scratch_free(void *p)
+static struct {
+	pthread_mutex_t lock;
+	read_scratch *free[READER_SCRATCH_POOL];
+	size_t n;
+} scratch_pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void scratch_free(read_scratch *q)
 {
-	read_scratch *q = p;
-
 	engine__big_free(&q->ops);
 	engine__big_free(&q->deferred);
 	engine__big_free(&q->raw);
@@ -863,31 +868,28 @@ static void scratch_free(void *p)
 	free(q);
 }
 
-/* The key only makes a thread's scratch die with the thread. */
-static void scratch_key_init(void)
+/* A scratch for one read: a pooled one, else a new one.  NULL: ENOMEM */
+static read_scratch *scratch_take(void)
 {
-	(void)pthread_key_create(&scratch_key, scratch_free);
+	read_scratch *q = NULL;
+
+	pthread_mutex_lock(&scratch_pool.lock);
+	if (scratch_pool.n)
+		q = scratch_pool.free[--scratch_pool.n];
+	pthread_mutex_unlock(&scratch_pool.lock);
+	return q ? q : calloc(1, sizeof(*q));
 }
 
-/* The calling thread's scratch, made on first use.  NULL: ENOMEM */
-static read_scratch *scratch_get(void)
+static void scratch_give(read_scratch *q)
 {
-	if (!scratch) {
-		(void)pthread_once(&scratch_once, scratch_key_init);
-		if (!(scratch = calloc(1, sizeof(*scratch))))
-			return NULL;
-		(void)pthread_setspecific(scratch_key, scratch);
+	pthread_mutex_lock(&scratch_pool.lock);
+	if (scratch_pool.n < READER_SCRATCH_POOL) {
+		scratch_pool.free[scratch_pool.n++] = q;
+		q = NULL;
 	}
-	return scratch;
-}
-
-void engine_reader_thread_done(void)
-{
-	if (!scratch)
-		return;
-	(void)pthread_setspecific(scratch_key, NULL);
-	scratch_free(scratch);
-	scratch = NULL;
+	pthread_mutex_unlock(&scratch_pool.lock);
+	if (q)
+		scratch_free(q);
 }
 
 ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
@@ -903,7 +905,7 @@ ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
 	len = size;
 	if (len > v->size - offset)
 		len = (size_t)(v->size - offset);
-	if (!(q = scratch_get()))
+	if (!(q = scratch_take()))
 		return -ENOMEM;
 
 	i = reader_take(r, offset);
@@ -916,6 +918,8 @@ ssize_t engine_reader_read(engine_reader *r, char *buf, size_t size,
 	 */
 	if (rc == -EIO && moved)
 		rc = cursor_attempt(r->cur[i], buf, offset, len, &moved);
+	r->cur[i]->q = NULL;
 	reader_give(r, i, rc < 0 ? UINT64_MAX : offset + len);
+	scratch_give(q);
 	return rc < 0 ? rc : (ssize_t)len;
 }

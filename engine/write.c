@@ -261,7 +261,6 @@ static int write_serial(const engine_view *v, int fd, size_t chunk,
 	rc = 0;
 out:
 	engine_reader_free(r);
-	engine_reader_thread_done();
 	free(buf);
 	return rc;
 }
