@@ -21,6 +21,7 @@ static const char usage_text[] =
 	"\n"
 	"Mount options: -f (foreground), -d (debug), -s (single-threaded),\n"
 	"  -o allow_other, -o fsname=NAME, -o sync=SECONDS[,remote=NAME],\n"
+	"  -o xattr (pass extended attributes through),\n"
 	"  and the usual FUSE options (see mount.fuse3(8)).\n"
 	"Run `crdtfs COMMAND --help` for a command's options.\n";
 
