@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * creds.c - a node made through the mount gets the mode and the owner it
- * would get if the caller made it on the backing filesystem itself.
+ * creds.c - a node made through the mount is made as the caller would make
+ * it on the backing filesystem itself.
  *
  * Mode: the kernel applied the caller's umask before the request reached
  * the daemon (crdtfs does not ask for FUSE_CAP_DONT_MASK), so the daemon's
@@ -13,17 +13,23 @@
  *
  * Owner: a daemon running as root serves other users only with
  * allow_other, and what they made belonged to root (they could not even
- * delete it).  It is handed to them: to the group of a setgid directory,
- * else to their own group.
+ * delete it).  The call that makes the node now runs with the caller's
+ * filesystem identity (fsuid, fsgid and supplementary groups, set for the
+ * thread alone, as mergerfs does), so the backing filesystem decides the
+ * owner, the group (a setgid directory's), set-group-ID and the caller's
+ * right to make it.  Making it as root and handing it over afterwards
+ * would give away whatever a racing rename put at the name in between.
  */
 #include "mount_i.h"
 
 #include <errno.h>
 #include <sched.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-void fs_creds_thread_init(void)
+static void fs_creds_umask(void)
 {
 	static __thread int done;
 
@@ -35,39 +41,40 @@ void fs_creds_thread_init(void)
 		umask(0);
 }
 
-int fs_creds_own(fuse_req_t req, int dirfd, const char *name, int fd)
+int fs_creds_enter(fuse_req_t req, struct fs_creds *c)
 {
 	const struct fuse_ctx *who = fuse_req_ctx(req);
-	struct stat dir, st;
-	gid_t gid;
-	int r;
+	gid_t groups[FS_CREDS_MAX_GROUPS];
+	int n;
 
+	fs_creds_umask();
+	c->switched = 0;
 	if (geteuid() != 0 || who->uid == 0)
 		return 0;
-	if (fstat(dirfd, &dir) < 0)
+	c->fsuid = geteuid();
+	c->fsgid = getegid();
+	if ((c->ngroups = getgroups(FS_CREDS_MAX_GROUPS, c->groups)) < 0)
 		return -errno;
-	gid = (dir.st_mode & S_ISGID) ? (gid_t)-1 : who->gid;
-	r = fd >= 0 ? fstat(fd, &st) :
-		      fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW);
-	if (r < 0)
+	n = fuse_req_getgroups(req, FS_CREDS_MAX_GROUPS, groups);
+	if (n < 0)
+		n = 0; /* the caller's own group only, then */
+	if (n > FS_CREDS_MAX_GROUPS)
+		n = FS_CREDS_MAX_GROUPS;
+	/* The system call itself: glibc's setgroups() changes every thread. */
+	if (syscall(SYS_setgroups, (size_t)n, groups) < 0)
 		return -errno;
-	r = fd >= 0 ? fchown(fd, who->uid, gid) :
-		      fchownat(dirfd, name, who->uid, gid, AT_SYMLINK_NOFOLLOW);
-	if (r < 0)
-		return -errno;
-	/*
-	 * chown drops set-user-ID (and set-group-ID) from a file; the caller
-	 * may keep set-user-ID on a file of its own, and set-group-ID for its
-	 * own group.
-	 */
-	if (S_ISREG(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID))) {
-		mode_t mode = st.st_mode & 07777;
-
-		if (gid != who->gid)
-			mode &= ~S_ISGID;
-		r = fd >= 0 ? fchmod(fd, mode) : fchmodat(dirfd, name, mode, 0);
-		if (r < 0)
-			return -errno;
-	}
+	(void)setfsgid(who->gid);
+	(void)setfsuid(who->uid);
+	c->switched = 1;
 	return 0;
+}
+
+void fs_creds_leave(const struct fs_creds *c)
+{
+	if (!c->switched)
+		return;
+	/* The filesystem capabilities come back with fsuid 0, first. */
+	(void)setfsuid(c->fsuid);
+	(void)setfsgid(c->fsgid);
+	(void)syscall(SYS_setgroups, (size_t)c->ngroups, c->groups);
 }

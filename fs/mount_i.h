@@ -290,15 +290,25 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* ---- creds.c ---- */
-/** Before a request thread makes a node: umask 0 for the thread (the
- * kernel applied the caller's). */
-void fs_creds_thread_init(void);
+#define FS_CREDS_MAX_GROUPS 256
+
+/* A thread's filesystem identity while it makes a node for a caller. */
+struct fs_creds {
+	int switched; /* to the caller's; the rest is what to restore */
+	uid_t fsuid;
+	gid_t fsgid;
+	int ngroups;
+	gid_t groups[FS_CREDS_MAX_GROUPS];
+};
+
 /**
- * Hand the node `name` in dirfd, which the daemon just made (fd: the node
- * open, or -1), to the caller when the daemon runs as root for another
- * user.  @return 0 or -errno
+ * Before the call that makes a node for req: umask 0 for the thread (the
+ * kernel applied the caller's) and, when the daemon runs as root for
+ * another user, the caller's fsuid, fsgid and groups.  Every successful
+ * enter is followed by fs_creds_leave().  @return 0 or -errno
  */
-int fs_creds_own(fuse_req_t req, int dirfd, const char *name, int fd);
+int fs_creds_enter(fuse_req_t req, struct fs_creds *c);
+void fs_creds_leave(const struct fs_creds *c);
 
 /* ---- virtual.c ---- */
 

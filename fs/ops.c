@@ -721,21 +721,26 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs_inode *dir = fs_inode_of(req, parent);
 	int r;
 
+	struct fs_creds cr;
+	int err;
+
 	if ((r = fs_check_new_name(req, parent, name, EEXIST))) {
 		fuse_reply_err(req, r);
 		return;
 	}
-	fs_creds_thread_init();
+	if ((r = fs_creds_enter(req, &cr)) < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
 	r = link          ? symlinkat(link, dir->fd, name) :
 	    S_ISDIR(mode) ? mkdirat(dir->fd, name, mode & 07777) :
 	                    mknodat(dir->fd, name, mode, rdev);
+	err = errno;
+	fs_creds_leave(&cr);
 	if (r) {
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
 		return;
 	}
-	/* Made, whoever owns it: a backing filesystem without chown (vfat)
-	 * leaves it the daemon's, as before. */
-	(void)fs_creds_own(req, dir->fd, name, -1);
 	fs_reply_created(req, ctx, dir, name);
 }
 
@@ -935,7 +940,8 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs_inode *dir = fs_inode_of(req, parent);
 	struct fuse_entry_param e;
 	struct fs_handle *h;
-	int fd, flags, r;
+	struct fs_creds cr;
+	int fd, err, r;
 
 	if ((r = fs_check_new_name(req, parent, name, EACCES))) {
 		fuse_reply_err(req, r);
@@ -948,19 +954,16 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	h->kind = FS_H_FILE;
 	h->fd = -1;
-	fs_creds_thread_init();
-	/*
-	 * O_EXCL first: only a file this call made is handed to the caller.
-	 * One made outside since the kernel last looked is opened as it is.
-	 */
-	flags = fs_backing_flags(fi) & ~O_CREAT;
-	fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL, mode);
-	if (fd >= 0)
-		(void)fs_creds_own(req, dir->fd, name, fd);
-	else if (errno == EEXIST && !(fi->flags & O_EXCL))
-		fd = openat(dir->fd, name, flags, mode);
+	if ((r = fs_creds_enter(req, &cr)) < 0) {
+		fuse_reply_err(req, -r);
+		fs_handle_free(h);
+		return;
+	}
+	fd = openat(dir->fd, name, fs_backing_flags(fi) | O_CREAT, mode);
+	err = errno;
+	fs_creds_leave(&cr);
 	if (fd < 0) {
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
 		fs_handle_free(h);
 		return;
 	}

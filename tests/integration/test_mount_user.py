@@ -199,6 +199,25 @@ def test_other_users_own_what_they_make_on_a_root_mount(tmp_path, mount):
         # and so on the backing filesystem too
         st = os.lstat(os.path.join(backing, "shared", "d"))
         assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+        # write access through a supplementary group only: the node is
+        # made with the caller's groups, as on the backing filesystem
+        for where in (plain, mnt):
+            os.makedirs(os.path.join(backing, "grp"), exist_ok=True)
+            os.makedirs(os.path.join(plain, "grp"), exist_ok=True)
+            for g in (os.path.join(backing, "grp"),
+                      os.path.join(plain, "grp")):
+                os.chown(g, 0, 4321)
+                os.chmod(g, 0o770)
+            p = subprocess.run(
+                ["/usr/bin/python3", "-c",
+                 "import os, sys; os.mkdir(sys.argv[1], 0o755)",
+                 os.path.join(where, "grp", "mine")],
+                stderr=subprocess.PIPE, timeout=60, user=user.pw_uid,
+                group=user.pw_gid, extra_groups=[4321])
+            assert p.returncode == 0, p.stderr.decode()
+        for top in (plain, backing):
+            st = os.stat(os.path.join(top, "grp", "mine"))
+            assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
         assert read_merged(mnt) == util.cli_merge(backing)
         d.stop()
     finally:
