@@ -1293,7 +1293,11 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			struct stat st;
 
 			memset(&st, 0, sizeof(st));
-			st.st_ino = d->ino;
+			/* As stat shows it: entries are on the directory's
+			 * device (a mountpoint's is the covered one's). */
+			st.st_ino = d->virt ? d->ino :
+			                      fs_shown_ino(ctx, dir->key.dev,
+			                                   d->ino);
 			st.st_mode = (mode_t)d->type << 12;
 			entsize = fuse_add_direntry(req, p, rem, d->name, &st,
 			                            i + 1);

@@ -452,6 +452,14 @@ def test_a_filesystem_mounted_inside_backing_has_its_own_inode_numbers(
         assert os.stat(os.path.join(d.mnt, "memory-a.json")).st_ino == \
             os.stat(os.path.join(backing, "memory-a.json")).st_ino
         assert read(os.path.join(d.mnt, "sub", "f")) == b"on tmpfs\n"
+        # readdir says what stat says, past the first batch of entries too
+        for i in range(300):
+            write_file(os.path.join(sub, "g%03d" % i), b"")
+        ents = [(e.name, e.inode())
+                for e in os.scandir(os.path.join(d.mnt, "sub"))]
+        assert len(ents) == 301
+        for name, ino in ents:
+            assert ino == os.lstat(os.path.join(d.mnt, "sub", name)).st_ino
         d.stop()
     finally:
         subprocess.run(["umount", "-l", sub], timeout=30)
