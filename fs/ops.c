@@ -879,6 +879,26 @@ static void fs_reply_open(fuse_req_t req, struct fs_handle *h,
 }
 
 /*
+ * Was the file of `in` replaced (an editor's or git's rename) outside,
+ * where no notification told the kernel (only the root is watched)?  Its
+ * entry may name the old file for FS_PASS_TIMEOUT, and writes would go to
+ * a file nobody will see; ESTALE makes the kernel look the name up.  A
+ * deleted file whose name is gone is opened as it is: a reopen through
+ * /proc/PID/fd of a file unlinked while open is one.
+ */
+static int fs_replaced(struct fs_ctx *ctx, struct fs_inode *in,
+                       const char *path)
+{
+	struct stat st, now;
+
+	if (!path || fstat(in->fd, &st) < 0 || st.st_nlink > 0)
+		return 0;
+	return fstatat(ctx->backing_fd, *path ? path : ".", &now,
+	               AT_SYMLINK_NOFOLLOW) == 0 &&
+	       (now.st_dev != st.st_dev || now.st_ino != st.st_ino);
+}
+
+/*
  * Open a backing file.  Opening for writing or with O_TRUNC preserves
  * what open readers of merged files need first; O_TRUNC marks the path
  * changed before the reply.
@@ -888,23 +908,12 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *in = fs_inode_of(req, ino);
 	struct fs_handle *h;
-	struct stat st;
 	char proc[64];
 	int flags = fs_backing_flags(fi);
 	int fd, err, tok = 0;
 
 	if (in->kind != FS_KIND_BACKING) {
 		fs_virtual_open(req, in, fi);
-		return;
-	}
-	/*
-	 * Deleted or replaced (an editor's or git's rename) outside, where no
-	 * notification told the kernel (only the root is watched): its entry
-	 * may name the old file for FS_PASS_TIMEOUT, and writes would go to a
-	 * file nobody will see.  ESTALE makes the kernel look the name up.
-	 */
-	if (fstat(in->fd, &st) == 0 && st.st_nlink == 0) {
-		fuse_reply_err(req, ESTALE);
 		return;
 	}
 	h = calloc(1, sizeof(*h));
@@ -915,6 +924,11 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->kind = FS_H_FILE;
 	h->fd = -1;
 	h->path = fs_inode_path(ctx, in);
+	if (fs_replaced(ctx, in, h->path)) {
+		fuse_reply_err(req, ESTALE);
+		fs_handle_free(h);
+		return;
+	}
 	/* ATOMIC_O_TRUNC: the truncation happens here, not in setattr. */
 	if (flags & O_TRUNC)
 		tok = fs_mod_start(ctx, in, h->path);

@@ -428,6 +428,16 @@ def test_open_after_an_outside_rename_in_a_subdirectory(backing, mount):
         f.write(b"appended\n")
     assert read(os.path.join(backing, "sub", "log")) == b"new\nappended\n"
     assert read(p) == b"new\nappended\n"
+    # a file unlinked while open is still reopened through /proc/self/fd
+    q = os.path.join(d.mnt, "sub", "scratch")
+    write_file(q, b"kept\n")
+    fd = os.open(q, os.O_RDONLY)
+    try:
+        os.unlink(q)
+        with open("/proc/self/fd/%d" % fd, "rb") as f:
+            assert f.read() == b"kept\n"
+    finally:
+        os.close(fd)
     d.stop()
 
 
