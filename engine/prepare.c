@@ -330,7 +330,7 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 	char *stack;
 	size_t depth = 0, start = 0, lstart = 0;
 	unsigned long line = 1, sline = 0, scol = 0;
-	int in_str = 0, esc = 0, have = 0, after_comma = 0, r = 0;
+	int in_str = 0, esc = 0, have = 0, after_comma = 0, closed = 0, r = 0;
 
 	stack = malloc(ENGINE__MAX_DEPTH + 1);
 	if (!stack)
@@ -346,6 +346,14 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 		if (c == '\n') {
 			line++;
 			lstart = i + 1;
+		}
+		if (closed) { /* past the array's ']' */
+			if (is_blank(c))
+				continue;
+			r = engine_problems_add(probs, ENGINE_WARNING, name,
+			                        line, i - lstart + 1,
+			                        "data after the array ignored");
+			goto out;
 		}
 		if (in_str) {
 			if (esc)
@@ -403,21 +411,10 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 					        i - lstart + 1,
 					        "invalid JSON: trailing comma "
 					        "before ']'");
+				if (r < 0)
+					goto out;
 				have = 0;
-				for (i++; r >= 0 && i < len; i++) {
-					if (buf[i] == '\n') {
-						line++;
-						lstart = i + 1;
-					} else if (!is_blank(buf[i])) {
-						r = engine_problems_add(
-						        probs, ENGINE_WARNING,
-						        name, line,
-						        i - lstart + 1,
-						        "data after the array ignored");
-						break;
-					}
-				}
-				goto out;
+				closed = 1;
 			}
 			break;
 		case ',':
@@ -441,6 +438,8 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 			break;
 		}
 	}
+	if (closed)
+		goto out;
 	r = engine_problems_add(probs, ENGINE_ERROR, name, line, i - lstart + 1,
 	                        "unexpected end of file inside the array%s",
 	                        have ? "; the last entry is incomplete" : "");

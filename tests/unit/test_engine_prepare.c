@@ -503,8 +503,6 @@ static void test_engine_prepare__array_errors_as_the_merge_sees_them(void)
 	static const char nul[] = "[{\"id\":\"x\",\"n\":1\0}]";
 	engine_prepare_stats st;
 	engine_problems p;
-	char path[256];
-	FILE *f;
 
 	make_dir();
 	engine_problems_init(&p);
@@ -525,11 +523,7 @@ static void test_engine_prepare__array_errors_as_the_merge_sees_them(void)
 	engine_problems_dispose(&p);
 	engine_problems_init(&p);
 
-	snprintf(path, sizeof(path), "%s/m.json", tmpdir);
-	f = fopen(path, "w");
-	ASSERT_TRUE(f != NULL);
-	fwrite(nul, 1, sizeof(nul) - 1, f);
-	fclose(f);
+	write_bytes("m.json", nul, sizeof(nul) - 1);
 	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.source_errors, 1);
 	ASSERT_TRUE(has_problem(&p, "/m.json:1:17: error: invalid entry "

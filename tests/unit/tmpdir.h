@@ -31,8 +31,9 @@ static inline void remove_dir(void)
 		printf("# cleanup of %s failed\n", tmpdir);
 }
 
-/* Write `text` to tmpdir/name, replacing it. */
-static inline void write_file(const char *name, const char *text)
+/* Write `len` bytes to tmpdir/name, replacing it. */
+static inline void write_bytes(const char *name, const char *data,
+                               size_t len)
 {
 	char path[256];
 	FILE *f;
@@ -42,8 +43,14 @@ static inline void write_file(const char *name, const char *text)
 	ASSERT_TRUE(f != NULL);
 	if (!f)
 		return;
-	fputs(text, f);
+	ASSERT_TRUE(fwrite(data, 1, len, f) == len);
 	fclose(f);
+}
+
+/* Write `text` to tmpdir/name, replacing it. */
+static inline void write_file(const char *name, const char *text)
+{
+	write_bytes(name, text, strlen(text));
 }
 
 #endif
