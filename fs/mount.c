@@ -18,7 +18,8 @@
  * is freed before exit status 0.
  *
  * Exit statuses: 0 clean exit, 1 mount or runtime failure, 2 usage error
- * (one line on stderr saying why).
+ * (one line on stderr saying why).  Without -f the command returns once
+ * the mount answers (daemon.c), with 1 and the reason if it never did.
  */
 #include "mount_i.h"
 
@@ -289,6 +290,7 @@ int fs_mount_main(int argc, char **argv)
 	struct fs_opts o;
 	struct fuse_session *se = NULL;
 	struct fs_ctx *ctx = NULL;
+	struct fs_daemon daemon;
 	char *abs = NULL, *fsname = NULL;
 	const char *err;
 	int status = FS_EXIT_USAGE, mounted = 0, handlers = 0, r;
@@ -297,6 +299,8 @@ int fs_mount_main(int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	memset(&co, 0, sizeof(co));
+	memset(&daemon, 0, sizeof(daemon));
+	daemon.ready_fd = -1;
 	if (fuse_opt_parse(&args, &o, fs_opt_spec, fs_opt_proc) < 0)
 		goto out;
 	if (o.backing && !(abs = realpath(o.backing, NULL)))
@@ -400,10 +404,12 @@ int fs_mount_main(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
 	handlers = 1;
+	if (!co.foreground)
+		fs_daemon_prepare(&daemon, co.mountpoint);
 	if (fuse_session_mount(se, co.mountpoint) != 0)
 		goto out;
 	mounted = 1;
-	if (fuse_daemonize(co.foreground) != 0)
+	if (co.foreground ? fuse_daemonize(1) : fs_daemon_fork(&daemon, se))
 		goto out;
 	/* Threads start after daemonizing: they would not survive fork. */
 	if ((r = fs_watch_start(ctx)) < 0) {
@@ -427,7 +433,8 @@ int fs_mount_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if ((r = fs_stop_start(ctx, se)) < 0) {
+	if ((r = fs_stop_start(ctx, se)) < 0 ||
+	    (r = fs_daemon_probe_start(&daemon)) < 0) {
 		fprintf(stderr, "crdtfs: starting threads: %s\n", strerror(-r));
 		goto out;
 	}
@@ -445,6 +452,7 @@ out:
 		fuse_remove_signal_handlers(se);
 	if (se)
 		fuse_session_destroy(se);
+	fs_daemon_finish(&daemon); /* after the session: its requests fail */
 	if (ctx) {
 		fs_ctx_dispose(ctx);
 		free(ctx);

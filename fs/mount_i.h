@@ -445,6 +445,35 @@ void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key);
 void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
                      const char *name);
 
+/* ---- daemon.c ---- */
+
+/** Going to the background: the parent exits once the mount answers. */
+struct fs_daemon {
+	char *mountpoint;  /* absolute, for the probe */
+	dev_t dev_before;  /* the mountpoint's device before mounting */
+	int ready_fd;      /* the child's end of the pipe to the parent */
+	pthread_t probe;
+	int probing;
+};
+
+/** Before mounting: note the mountpoint and its device. */
+void fs_daemon_prepare(struct fs_daemon *d, const char *mountpoint);
+/**
+ * After mounting: fork.  The parent never returns: it exits 0 once the
+ * child's probe saw the mount answer, or with the child's status if the
+ * child ended first.  The child returns 0 in a session of its own, stdio
+ * still on the terminal.  @return 0, or -1 (said why) if fork failed
+ */
+int fs_daemon_fork(struct fs_daemon *d, struct fuse_session *se);
+/**
+ * Just before the loop: a thread that waits for the mount to answer, then
+ * moves stdio to /dev/null and releases the parent (a no-op in the
+ * foreground).  @return 0 or -errno
+ */
+int fs_daemon_probe_start(struct fs_daemon *d);
+/** After the session is destroyed: join the probe, free. */
+void fs_daemon_finish(struct fs_daemon *d);
+
 /* ---- status.c ---- */
 
 /**

@@ -10,6 +10,8 @@
  *                  time only in each process, or every time if
  *                  $SHIM_RUN_EVERY is set, or the first $SHIM_RUN_TIMES;
  *   SHIM_LOG       append the path to this file.
+ * With $SHIM_ON=pthread_create, every pthread_create(3) fails with EAGAIN
+ * instead, as when the user's process limit is reached.
  *
  * Why: some races need a writer or another process to act in a window of
  * microseconds (between libgit2's check of a ref and its lock, between a
@@ -19,7 +21,9 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,4 +172,16 @@ ssize_t pwrite64(int fd, const void *buf, size_t size, off_t off)
 
 	act_on_fd("pwrite", fd, off);
 	return real(fd, buf, size, off);
+}
+
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                   void *(*start)(void *), void *arg)
+{
+	typedef int (*create_fn)(pthread_t *, const pthread_attr_t *,
+	                         void *(*)(void *), void *);
+	create_fn real = (create_fn)dlsym(RTLD_NEXT, "pthread_create");
+
+	if (hooked("pthread_create"))
+		return EAGAIN;
+	return real(thread, attr, start, arg);
 }

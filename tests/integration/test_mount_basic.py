@@ -353,6 +353,50 @@ def test_help(tmp_path):
     assert "BACKING" in out and "MOUNTPOINT" in out
 
 
+
+def test_background_mount_returns_once_it_answers(backing, tmp_path):
+    """Without -f the command returns when the mount answers: exit 0,
+    nothing said, the terminal's pipes let go (a daemon keeping them
+    would hold this run() until its timeout), and the files there."""
+    m = str(tmp_path / "mnt")
+    os.mkdir(m)
+    pid = None
+    try:
+        p = subprocess.run([util.CRDTFS, backing, m], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30)
+        assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
+        assert util.is_mounted(m)
+        assert read(os.path.join(m, MERGED)) == util.cli_merge(backing)
+        pid = daemon_pid(m)
+        assert pid
+        assert [os.readlink("/proc/%d/fd/%d" % (pid, fd))
+                for fd in range(3)] == ["/dev/null"] * 3
+    finally:
+        util.fusermount_u(m)
+    wait_gone(pid)
+
+
+def test_background_mount_that_cannot_start_says_so(backing, tmp_path,
+                                                    open_shim):
+    """A failure after the fork (here: no thread can start) reaches the
+    terminal with exit status 1, and leaves nothing mounted."""
+    m = str(tmp_path / "mnt")
+    os.mkdir(m)
+    env = dict(os.environ)
+    env.update(open_shim("-", on="pthread_create"))
+    try:
+        p = subprocess.run([util.CRDTFS, backing, m], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=30)
+        mounted = util.is_mounted(m)
+    finally:
+        if util.is_mounted(m):
+            util.fusermount_u(m, lazy=True)
+    assert (p.returncode, p.stderr.decode(), mounted) == (
+        1, "crdtfs: starting threads: Resource temporarily unavailable\n",
+        False)
+
+
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -407,7 +451,11 @@ def test_mount_fuse3_route(tmp_path, backing, route):
         util.fusermount_u(str(m))
         if linked:
             os.unlink(linked)
-    # the daemon (not our child) goes away after the unmount
+    wait_gone(pid)
+
+
+def wait_gone(pid):
+    """The daemon (not our child) goes away after the unmount."""
     deadline = time.monotonic() + 30
     while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
         time.sleep(0.05)
