@@ -166,10 +166,12 @@ static int parse_uint(const char *s, unsigned *out)
 	return 0;
 }
 
-static void print_sync_result(const engine_sync_result *res)
+/* What a sync did, in one line without the "crdtfs sync: " prefix. */
+static void format_sync_result(const engine_sync_result *res, char *buf,
+                               size_t size)
 {
 	/* The head's id in 12 digits, or the whole of "(no commit yet)". */
-	printf("crdtfs sync: %s%s%s%s%s%s%s -> %s at %.*s\n",
+	snprintf(buf, size, "%s%s%s%s%s%s%s -> %s at %.*s",
 	       res->committed ? "committed; " : "",
 	       res->fast_forward ? "fast-forwarded; " : "",
 	       res->merged ? "merged; " : "",
@@ -179,6 +181,14 @@ static void print_sync_result(const engine_sync_result *res)
 	       res->rejected ? " (after rejected pushes)" : "", res->upstream,
 	       res->head[0] ? 12 : 15,
 	       res->head[0] ? res->head : "(no commit yet)");
+}
+
+static void print_sync_result(const engine_sync_result *res)
+{
+	char line[512];
+
+	format_sync_result(res, line, sizeof(line));
+	printf("crdtfs sync: %s\n", line);
 }
 
 int fs_cmd_sync(int argc, char **argv)
@@ -309,6 +319,8 @@ struct fs_syncer {
 	struct timespec first_poke; /* guarded by lock; CLOCK_MONOTONIC */
 	struct timespec last_poke;  /* guarded by lock; CLOCK_MONOTONIC */
 	char last_error[512];       /* only the sync thread touches it */
+	/* What the status file shows (a daemon's stderr is /dev/null). */
+	fs_sync_snapshot last;      /* guarded by lock */
 };
 
 static struct timespec ts_add_ms(struct timespec t, long ms)
@@ -343,6 +355,41 @@ static int syncer_cancelled(void *ctx)
 	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE);
 }
 
+/* Keep what this sync did (r: its return) for fs_syncer_snapshot(). */
+static void syncer_note(fs_syncer *s, int r, const engine_sync_result *res,
+                        engine_problems *probs)
+{
+	fs_sync_snapshot *l = &s->last;
+
+	pthread_mutex_lock(&s->lock);
+	l->runs++;
+	l->failed_in_a_row = r == 0 ? 0 : l->failed_in_a_row + 1;
+	l->last_end = time(NULL);
+	l->result[0] = l->error[0] = '\0';
+	if (r == 0)
+		format_sync_result(res, l->result, sizeof(l->result));
+	else
+		snprintf(l->error, sizeof(l->error), "%s%s", res->error,
+		         r == -EHOSTUNREACH ? " (local commit kept)" : "");
+	/* Swapped, not copied: the caller disposes of the old list. */
+	engine_problems_dispose(&l->problems);
+	l->problems = *probs;
+	engine_problems_init(probs);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int fs_syncer_snapshot(fs_syncer *s, fs_sync_snapshot *out)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	*out = s->last;
+	engine_problems_init(&out->problems);
+	r = engine_problems_extend(&out->problems, &s->last.problems);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
 static void syncer_run_once(fs_syncer *s)
 {
 	engine_sync_opts o;
@@ -358,6 +405,8 @@ static void syncer_run_once(fs_syncer *s)
 	engine_problems_init(&probs);
 	r = s->git->sync(&o, &res, &probs);
 	print_problems("sync", &probs);
+	if (r != -ECANCELED)
+		syncer_note(s, r, &res, &probs);
 	engine_problems_dispose(&probs);
 	if (r == 0) {
 		s->last_error[0] = '\0';
@@ -439,6 +488,9 @@ int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 		goto fail;
 	}
 	s->seconds = seconds;
+	s->last.seconds = seconds;
+	s->last.remote = s->remote;
+	engine_problems_init(&s->last.problems);
 	s->changed = changed;
 	s->ctx = ctx;
 	pthread_mutex_init(&s->lock, NULL);
@@ -494,6 +546,7 @@ void fs_syncer_stop(fs_syncer *s)
 	fs_syncer_halt(s);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
+	engine_problems_dispose(&s->last.problems);
 	free(s->backing);
 	free(s->remote);
 	free(s);

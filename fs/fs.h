@@ -8,6 +8,10 @@
 #ifndef CRDTFS_FS_FS_H
 #define CRDTFS_FS_FS_H
 
+#include <time.h>
+
+#include "engine.h"
+
 /** `crdtfs merge [--descriptor FILE | --target NAME] [--strict] BACKING` */
 int fs_cmd_merge(int argc, char **argv);
 /** `crdtfs check BACKING` */
@@ -43,6 +47,24 @@ void fs_syncer_poke(fs_syncer *s);
 void fs_syncer_halt(fs_syncer *s);
 /** Halt, then free; NULL is fine. */
 void fs_syncer_stop(fs_syncer *s);
+
+/** What the background syncs did, as the status file shows it. */
+typedef struct {
+	unsigned seconds;      /* the period */
+	const char *remote;    /* NULL: the branch's own; lives with the syncer */
+	unsigned long runs;    /* syncs that ended (not cancelled) */
+	unsigned long failed_in_a_row;
+	time_t last_end;       /* when the last one ended; 0: none yet */
+	char result[512];      /* what the last one did, if it succeeded */
+	char error[544];       /* why the last one failed, if it did */
+	engine_problems problems; /* the last one's notes (owned) */
+} fs_sync_snapshot;
+
+/**
+ * Copy the syncer's state into *out; the caller disposes of
+ * out->problems.  @return 0 or -ENOMEM (the problems then incomplete)
+ */
+int fs_syncer_snapshot(fs_syncer *s, fs_sync_snapshot *out);
 
 /*
  * The git module, crdtfs-git.so (git_load.c): loaded on first use, next

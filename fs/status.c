@@ -8,11 +8,14 @@
  * and problem counts, every problem found in the sources (file, line,
  * column, severity, message), and whether a real backing file of the same
  * name is shadowed.  Invalid descriptors are listed with their problems.
+ * With `-o sync`, what the background syncs did: when the last one
+ * ended, what it did or why it failed, and its notes (a daemon's stderr
+ * goes nowhere).
  *
  * Rendering refreshes every merge, so reading the status file is also a
  * way to bring the merged files up to date.  The bytes depend only on the
- * state (no clock), so lookup, getattr and open agree on the size when
- * nothing changes in between.
+ * state (no clock; the last sync's end is state), so lookup, getattr and
+ * open agree on the size when nothing changes in between.
  */
 #include "mount_i.h"
 
@@ -130,6 +133,46 @@ static json_t *fs_json_target(struct fs_ctx *ctx, struct fs_target *t)
 	return o;
 }
 
+/* A time as RFC 3339 UTC, or null for none. */
+static json_t *fs_json_time(time_t t)
+{
+	struct tm tm;
+	char buf[32];
+
+	if (t == 0 || !gmtime_r(&t, &tm) ||
+	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return json_null();
+	return json_string(buf);
+}
+
+static json_t *fs_json_text(const char *s)
+{
+	return s[0] ? fs_json_str(s) : json_null();
+}
+
+/* The background sync's state (-o sync), or null when not syncing. */
+static json_t *fs_json_sync(struct fs_ctx *ctx)
+{
+	fs_sync_snapshot snap;
+	json_t *o;
+
+	if (!ctx->syncer)
+		return json_null();
+	/* Out of memory: the notes are cut short, the rest holds. */
+	(void)fs_syncer_snapshot(ctx->syncer, &snap);
+	o = json_pack("{s:I, s:o, s:I, s:I, s:o, s:o, s:o, s:o}",
+	              "every_seconds", (json_int_t)snap.seconds,
+	              "remote", fs_json_str(snap.remote),
+	              "runs", (json_int_t)snap.runs,
+	              "failed_in_a_row", (json_int_t)snap.failed_in_a_row,
+	              "last_finished", fs_json_time(snap.last_end),
+	              "last_result", fs_json_text(snap.result),
+	              "last_error", fs_json_text(snap.error),
+	              "last_problems", fs_json_problems(&snap.problems));
+	engine_problems_dispose(&snap.problems);
+	return o;
+}
+
 /* Remember the rendered bytes; their mtime moves only when they change. */
 static void status_stamp(struct fs_ctx *ctx, const char *buf, size_t len,
                          struct timespec *changed)
@@ -193,6 +236,7 @@ int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len,
 	}
 	free(set);
 	json_object_set_new(root, "targets", targets);
+	json_object_set_new(root, "sync", fs_json_sync(ctx));
 
 	s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
 	if (!s)

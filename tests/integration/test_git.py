@@ -8,6 +8,7 @@ never by asking crdtfs.  The ten-host run is seeded (CRDTFS_TEST_SEED
 overrides the seed) and bounded; it prints its seed and figures.
 """
 
+import calendar
 import concurrent.futures
 import json
 import os
@@ -1314,6 +1315,51 @@ def test_mount_background_sync(tmp_path, mount):
     G.ok(G.crdtfs("sync", h2))
     wait_for(lambda: "from-h2" in open(os.path.join(
         mnt, "unified-memory.json")).read(), "the pull to reach the view")
+    d.stop()
+
+
+@_fuse_mark
+def test_status_file_says_what_the_background_sync_did(tmp_path, mount):
+    """A daemon's stderr is /dev/null: the status file is where a failing
+    background sync says why, and a working one what it did."""
+    _, (h1,) = _two_hosts(tmp_path, n=1)
+
+    def sync_state(d):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            st = _mutil.read_status(d.mnt)["sync"]
+            if st["runs"] >= 1:
+                return st
+            time.sleep(0.05)
+        pytest.fail("no sync ended\n" + "\n".join(d.lines))
+
+    def ended_now(st):
+        t = calendar.timegm(time.strptime(st["last_finished"],
+                                          "%Y-%m-%dT%H:%M:%SZ"))
+        return abs(t - time.time()) < 60
+
+    d = mount(h1, "-o", "sync=3600,remote=nope")
+    d.allow(r'^crdtfs sync: no remote named "nope"')
+    st = sync_state(d)
+    assert ended_now(st)
+    del st["last_finished"]
+    assert st == {"every_seconds": 3600, "remote": "nope", "runs": 1,
+                  "failed_in_a_row": 1, "last_result": None,
+                  "last_error": 'no remote named "nope" (git remote add ...)',
+                  "last_problems": []}
+    d.stop()
+
+    G.write_jsonl(tmp_path / "s.jsonl", entity("a", ["1"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", tmp_path / "s.jsonl", h1,
+                  now=now_at(0)))
+    d = mount(h1, "-o", "sync=3600")
+    d.allow(r"^crdtfs sync: committed; pushed -> origin/main at ")
+    st = sync_state(d)
+    head = G.git("rev-parse", "HEAD", cwd=h1).stdout.strip()
+    assert ended_now(st)
+    assert (st["remote"], st["failed_in_a_row"], st["last_error"],
+            st["last_result"]) == (
+        None, 0, None, "committed; pushed -> origin/main at " + head[:12])
     d.stop()
 
 

@@ -126,6 +126,7 @@ def test_status_file(tmp_path, mount):
                   for s in t["sources"]) == [("memory-a.json", 5, 0),
                                              ("memory-b.json", 5, 0)]
     assert t["problems"] == []
+    assert st["sync"] is None  # no -o sync
     # read-only, exact size, stable when nothing changed
     p = os.path.join(d.mnt, STATUS)
     assert os.stat(p).st_mode & 0o777 == 0o444
