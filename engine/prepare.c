@@ -1073,8 +1073,10 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
 		if (old)
 			old->used = 1;
-		if (old && old->len == e->len &&
-		    memcmp(old->bytes, e->bytes, e->len) == 0)
+		if (!old)
+			s->st.added++;
+		else if (old->len == e->len &&
+		         memcmp(old->bytes, e->bytes, e->len) == 0)
 			s->st.unchanged++;
 		else
 			s->st.changed++;

@@ -252,6 +252,9 @@ static void test_engine_prepare__identities(void)
 	    " \"timestamp\": \"2020-01-01T00:00:00Z\"}} ]");
 	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.entries, 5);
+	/* An entry that brings its metadata is new here all the same. */
+	ASSERT_EQ_INT(st.added, 5);
+	ASSERT_EQ_INT(st.changed, 0);
 	out = get("memory-h1.json");
 	/* Carried metadata kept as it is (and sorted first: oldest). */
 	{
