@@ -371,7 +371,7 @@ static void syncer_note(fs_syncer *s, int r, const engine_sync_result *res,
 	else
 		snprintf(l->error, sizeof(l->error), "%s%s", res->error,
 		         r == -EHOSTUNREACH ? " (local commit kept)" : "");
-	/* Swapped, not copied: the caller disposes of the old list. */
+	/* Moved, not copied: the caller is left an empty list. */
 	engine_problems_dispose(&l->problems);
 	l->problems = *probs;
 	engine_problems_init(probs);
