@@ -52,10 +52,12 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -633,6 +635,16 @@ static int stage_and_commit(sync_ctx *c)
 		r = -ENOMEM;
 		goto out;
 	}
+	/*
+	 * The index first: its lock is how another git says it is at work
+	 * (`git commit` holds it while its editor is open), and a commit
+	 * made under it would move the branch from under that git, whose
+	 * own commit then fails and loses the message typed.
+	 */
+	if (git_index_write(c->index) < 0) {
+		r = git_fail(c, -EIO, "cannot write the index");
+		goto out;
+	}
 	if (git_tree_lookup(&tree, c->repo, &tree_id) < 0 ||
 	    git_commit_create(&commit_id, c->repo, c->branch_ref, c->sig,
 	                      c->sig, NULL, msg, tree, parent ? 1 : 0,
@@ -641,6 +653,8 @@ static int stage_and_commit(sync_ctx *c)
 		goto out;
 	}
 	c->res->committed = 1;
+	r = 0;
+	goto out;
 write_index:
 	if (git_index_write(c->index) < 0)
 		r = git_fail(c, -EIO, "cannot write the index");
@@ -670,13 +684,16 @@ static char *objects_dir(git_repository *repo)
 /*
  * Hard-link the loose object `id` of src_objs into dst_objs, as
  * `git clone --local` does: objects never change, and this skips
- * inflating and deflating megabytes.  @return 0 linked (or there
- * already), 1 not possible (packed, other file system), -1 error
+ * inflating and deflating megabytes.  Not when the object's mode lacks a
+ * permission bit in `need` (a shared remote's readers would be locked
+ * out of it).  @return 0 linked (or there already), 1 not possible
+ * (packed, other file system, mode), -1 error
  */
 static int link_loose(const char *src_objs, const char *dst_objs,
-                      const git_oid *id)
+                      const git_oid *id, mode_t need)
 {
 	char hex[GIT_OID_HEXSZ + 1], *src = NULL, *dst = NULL;
+	struct stat st;
 	int r = 1;
 
 	git_oid_tostr(hex, sizeof(hex), id);
@@ -685,8 +702,10 @@ static int link_loose(const char *src_objs, const char *dst_objs,
 		r = -1;
 		goto out;
 	}
+	if (need && (stat(src, &st) < 0 || (st.st_mode & need) != need))
+		goto out;
 	/* A missing fan-out directory is left to the git_odb_write()
-	 * fallback, which creates it with the repository's permissions. */
+	 * fallback, which creates it under the remote's umask. */
 	if (link(src, dst) == 0 || errno == EEXIST)
 		r = 0;
 out:
@@ -700,6 +719,7 @@ typedef struct {
 	git_odb *dst;         /* borrowed */
 	const char *src_objs; /* loose object dirs, for link_loose() */
 	const char *dst_objs;
+	mode_t need;          /* mode bits a linked object must have */
 } sync_copy;
 
 /* Copy one object unless dst has it. */
@@ -711,7 +731,7 @@ static int copy_object(const sync_copy *cp, const git_oid *id)
 
 	if (git_odb_exists(cp->dst, id))
 		return 0;
-	r = link_loose(cp->src_objs, cp->dst_objs, id);
+	r = link_loose(cp->src_objs, cp->dst_objs, id, cp->need);
 	if (r <= 0) {
 		/* The odb caches what exists: tell it about the link. */
 		if (r == 0)
@@ -764,7 +784,7 @@ static int copy_tree(git_repository *repo, const sync_copy *cp,
  * megabytes-large host file.
  */
 static int copy_commits_loose(git_repository *repo, git_repository *rr,
-                              git_revwalk *walk)
+                              git_revwalk *walk, mode_t need)
 {
 	git_odb *src = NULL, *dst = NULL;
 	git_commit *cm = NULL;
@@ -782,6 +802,7 @@ static int copy_commits_loose(git_repository *repo, git_repository *rr,
 	}
 	cp.src = src;
 	cp.dst = dst;
+	cp.need = need;
 	while ((r = git_revwalk_next(&id, walk)) == 0) {
 		if (git_commit_lookup(&cm, repo, &id) < 0 ||
 		    copy_tree(repo, &cp, git_commit_tree_id(cm)) < 0 ||
@@ -975,7 +996,7 @@ static int fetch_local(sync_ctx *c)
 	(void)git_revwalk_push(walk, &c->remote_oid);
 	hide_ref(walk, c->repo, rr, c->tracking_ref);
 	hide_ref(walk, c->repo, rr, c->branch_ref);
-	if (copy_commits_loose(rr, c->repo, walk) < 0) {
+	if (copy_commits_loose(rr, c->repo, walk, 0) < 0) {
 		r = git_fail(c, -EHOSTUNREACH, "remote unreachable (copying)");
 		goto out;
 	}
@@ -1000,6 +1021,7 @@ static int sync_fetch(sync_ctx *c)
 	git_odb *odb = NULL;
 	char *spec = NULL;
 	git_strarray specs;
+	struct stat st;
 	size_t n, i;
 	int r, w;
 
@@ -1008,6 +1030,12 @@ static int sync_fetch(sync_ctx *c)
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
 	git_remote_init_callbacks(&cb, GIT_REMOTE_CALLBACKS_VERSION);
 	set_callbacks(c, &cb);
+	/* A path that is there but no directory is a mistake to fix, not
+	 * a remote to wait for (a missing one may be a drive not mounted). */
+	if (c->fetch_path && stat(c->fetch_path, &st) == 0 &&
+	    !S_ISDIR(st.st_mode))
+		return fail_msg(c, -EINVAL, "remote %s is not a directory, so "
+		                "not a git repository", c->fetch_path);
 	if (c->fetch_path && access(c->fetch_path, R_OK | X_OK) < 0)
 		return fail_msg(c, -EHOSTUNREACH, "remote unreachable: %s: %s",
 		                c->fetch_path, strerror(errno));
@@ -1900,6 +1928,63 @@ out:
  * id we fetched.
  * @return 0, -EAGAIN (the branch moved: rejected), -EHOSTUNREACH, -errno
  */
+/*
+ * The umask under which git would write into a repository whose
+ * core.sharedRepository is `v`, for a user whose umask is `cur`
+ * (git's calc_shared_perm): "group" (or "true", "1") gives the group
+ * what the owner gets; "all" ("world", "everybody", "2") also lets others
+ * read; "0xxx" gives files mode xxx and directories x where r.  Anything
+ * else ("umask", "false", "0") leaves `cur`.
+ */
+static mode_t shared_umask(const char *v, mode_t cur)
+{
+	unsigned long mode;
+	char *end;
+
+	if (!strcasecmp(v, "group") || !strcasecmp(v, "true") ||
+	    !strcmp(v, "1"))
+		return cur & ~(mode_t)070;
+	if (!strcasecmp(v, "all") || !strcasecmp(v, "world") ||
+	    !strcasecmp(v, "everybody") || !strcmp(v, "2"))
+		return cur & ~(mode_t)075;
+	if (v[0] != '0' || !v[1])
+		return cur;
+	mode = strtoul(v, &end, 8);
+	/* git refuses a mode without rw for the owner */
+	if (*end || mode > 0777 || (mode & 0600) != 0600)
+		return cur;
+	return (~(mode_t)mode & 0666) | ((~(mode_t)mode & 0444) >> 2);
+}
+
+/*
+ * Write into a shared remote (core.sharedRepository) with the permissions
+ * git gives its files, or other users of the remote cannot read what this
+ * push wrote, nor write into the object directories it made.  The umask
+ * is set for this thread alone: it first gets a filesystem context of its
+ * own (in a mount the request threads share the process's umask).  The
+ * remote's setgid directories give new ones their group.
+ * @return 1 when *saved is the umask to restore, else 0; *need: the mode
+ *         bits an object must have to be hard-linked into the remote
+ */
+static int shared_begin(git_repository *rr, mode_t *saved, mode_t *need)
+{
+	char *v = NULL;
+	mode_t want;
+
+	*need = 0;
+	if (config_string(rr, "core.sharedRepository", &v) < 0)
+		return 0;
+	*saved = umask(022);
+	umask(*saved); /* only read so far, and put back at once */
+	want = shared_umask(v, *saved);
+	free(v);
+	if (want == *saved || unshare(CLONE_FS) < 0)
+		return 0;
+	*saved = umask(want);
+	*need = 0444 & ~want;
+	return 1;
+}
+
 static int push_local(sync_ctx *c, const git_oid *head)
 {
 	git_repository *rr = NULL;
@@ -1907,7 +1992,8 @@ static int push_local(sync_ctx *c, const git_oid *head)
 	git_revwalk *walk = NULL;
 	git_reference *rhead = NULL, *resolved = NULL;
 	char *packdir = NULL;
-	int r;
+	mode_t saved_umask = 0, need = 0;
+	int r, shared = 0;
 
 	if (git_repository_open_ext(&rr, c->local_path,
 	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
@@ -1919,6 +2005,7 @@ static int push_local(sync_ctx *c, const git_oid *head)
 		        c->local_path);
 		goto out;
 	}
+	shared = shared_begin(rr, &saved_umask, &need);
 	/* Count the commits to send. */
 	if (git_revwalk_new(&walk, c->repo) < 0 ||
 	    git_revwalk_push(walk, head) < 0 ||
@@ -1945,10 +2032,11 @@ static int push_local(sync_ctx *c, const git_oid *head)
 			goto out;
 		}
 		if (ncommits <= SYNC_LOOSE_MAX_COMMITS) {
-			if (copy_commits_loose(c->repo, rr, walk) < 0) {
-				r = git_fail(
-				        c, -EHOSTUNREACH,
-				        "remote unreachable (writing objects)");
+			/* The remote was reached: this is no network
+			 * failure to wait out, but (say) its permissions. */
+			if (copy_commits_loose(c->repo, rr, walk, need) < 0) {
+				r = git_fail(c, -EIO,
+				             "cannot write objects into the remote");
 				goto out;
 			}
 			goto update_ref;
@@ -1966,8 +2054,8 @@ static int push_local(sync_ctx *c, const git_oid *head)
 			goto out;
 		}
 		if (git_packbuilder_write(pb, packdir, 0, NULL, NULL) < 0) {
-			r = git_fail(c, -EHOSTUNREACH,
-			             "remote unreachable (writing the pack)");
+			r = git_fail(c, -EIO,
+			             "cannot write the pack into the remote");
 			goto out;
 		}
 	}
@@ -1992,6 +2080,8 @@ update_ref:
 		(void)git_repository_set_head(rr, c->merge_ref);
 	r = 0;
 out:
+	if (shared)
+		umask(saved_umask);
 	git_reference_free(rhead);
 	git_reference_free(resolved);
 	git_revwalk_free(walk);

@@ -818,8 +818,13 @@ def test_stale_lock_is_named_with_its_cure(tmp_path, lock):
         "unique_id": "x", "timestamp": now_at(1), "version": 1,
         "host": "h0"}}]) + "\n")
     (tmp_path / lock).write_text("")
+    head = G.git("rev-parse", "HEAD", cwd=h0).stdout
     p = G.crdtfs("sync", "--attempts", "2", h0)
     assert p.returncode == 1, p.stderr
+    if lock.startswith("h0/"):
+        # Nothing committed under a local lock: a `git commit` waiting in
+        # its editor with index.lock held would fail to move the branch.
+        assert G.git("rev-parse", "HEAD", cwd=h0).stdout == head
     assert ("%s exists (" % (tmp_path / lock)) in p.stderr
     assert p.stderr.rstrip().endswith(
         "another git is at work there, or one was killed; "
@@ -828,6 +833,67 @@ def test_stale_lock_is_named_with_its_cure(tmp_path, lock):
     G.ok(G.crdtfs("sync", h0))
     assert G.git("show", "main:memory-h0.json", cwd=bare).stdout == \
         hf.read_text()
+
+
+def _modes(repo):
+    """Modes of a repository's loose objects, their directories and its
+    branch, by path: what other users of a shared remote depend on."""
+    out = {}
+    objs = os.path.join(repo, "objects")
+    for d in os.listdir(objs):
+        if len(d) != 2:
+            continue
+        out[d] = os.stat(os.path.join(objs, d)).st_mode
+        for f in os.listdir(os.path.join(objs, d)):
+            out[d + "/" + f] = os.stat(os.path.join(objs, d, f)).st_mode
+    ref = os.path.join(repo, "refs", "heads", "main")
+    out["main"] = os.stat(ref).st_mode
+    return out
+
+
+@pytest.mark.parametrize("shared", ["group", "all", "0640", "0660"])
+@pytest.mark.parametrize("mask", [0o077, 0o022],
+                         ids=["umask077", "umask022"])
+def test_push_into_a_shared_remote_sets_the_modes_git_would(tmp_path, shared,
+                                                            mask):
+    # A local push wrote with the pusher's umask alone: in a remote made
+    # with `git init --shared=group` another member of the group could
+    # not read the objects, nor add objects to the directories it made.
+    # The oracle: `git push` of the same commit, under the same umask,
+    # into a remote made the same way.
+    remotes = []
+    for name in ("crdtfs.git", "git.git"):
+        G.git("init", "-q", "--bare", "--shared=" + shared, "-b", "main",
+              str(tmp_path / name))
+        remotes.append(str(tmp_path / name))
+    h0 = G.make_clone(remotes[0], tmp_path / "h0", "h0")
+    (tmp_path / "h0" / "memory-h0.json").write_text(json.dumps([{
+        "x": 1, "_crdt_metadata": {"unique_id": "x", "timestamp": now_at(1),
+                                   "version": 1, "host": "h0"}}]) + "\n")
+    old = os.umask(mask)
+    try:
+        G.ok(G.crdtfs("sync", h0))
+        G.git("push", "-q", remotes[1], "main", cwd=h0)
+    finally:
+        os.umask(old)
+    ours, gits = _modes(remotes[0]), _modes(remotes[1])
+    assert len(ours) >= 7  # three objects in their directories, the branch
+    assert {k: oct(v) for k, v in ours.items()} == \
+        {k: oct(v) for k, v in gits.items()}
+
+
+def test_a_remote_that_is_a_file_is_named(tmp_path):
+    # It said "remote unreachable ... Permission denied" with exit 3, which
+    # tells a cron job to wait for the network.
+    h0 = tmp_path / "h0"
+    G.git("init", "-q", "-b", "main", str(h0))
+    (tmp_path / "remote").write_text("not a repository\n")
+    G.git("remote", "add", "origin", str(tmp_path / "remote"), cwd=h0)
+    (h0 / "memory-h0.json").write_text("[]\n")
+    p = G.crdtfs("sync", h0)
+    assert (p.returncode, p.stderr) == (1, (
+        "crdtfs sync: remote %s is not a directory, so not a git "
+        "repository\n" % (tmp_path / "remote")))
 
 
 def test_untracked_file_in_the_way_is_named(tmp_path):
