@@ -35,8 +35,11 @@
  *   It fetches from a local remote the same way: libgit2's local fetch
  *   builds a pack with a delta search that costs ~0.3 s per changed
  *   multi-megabyte host file (measured: 0.7 s vs 0.1 s for a 10-host sync).
- *   Other remotes (ssh, https, git) go through libgit2's transports, where
- *   the server's receive-pack does the compare-and-swap (and runs hooks).
+ *   It writes there under the umask git would use for the remote's
+ *   core.sharedRepository (libgit2 ignores the setting), and runs no
+ *   hooks.  Other remotes (ssh, https, git) go through libgit2's
+ *   transports, where the server's receive-pack does the compare-and-swap
+ *   (and runs hooks).
  * - A rejected push (compare-and-swap lost, non-fast-forward, hook) leads
  *   to fetch + integrate + push again after 50 ms * 2^(n-1) (capped at 5 s)
  *   with equal jitter, bounded by attempts and seconds.
