@@ -1926,12 +1926,6 @@ out:
 /* ---- 4. push ---- */
 
 /*
- * Push to a local bare repository: copy the missing objects (loose when
- * few, else as a pack), then move its branch by compare-and-swap from the
- * id we fetched.
- * @return 0, -EAGAIN (the branch moved: rejected), -EHOSTUNREACH, -errno
- */
-/*
  * The umask under which git would write into a repository whose
  * core.sharedRepository is `v`, for a user whose umask is `cur`
  * (git's calc_shared_perm): "group" (or "true", "1") gives the group
@@ -1977,17 +1971,25 @@ static int shared_begin(git_repository *rr, mode_t *saved, mode_t *need)
 	*need = 0;
 	if (config_string(rr, "core.sharedRepository", &v) < 0)
 		return 0;
-	*saved = umask(022);
-	umask(*saved); /* only read so far, and put back at once */
+	if (unshare(CLONE_FS) < 0) {
+		free(v);
+		return 0;
+	}
+	*saved = umask(0); /* this thread's own now: read, then set */
 	want = shared_umask(v, *saved);
 	free(v);
-	if (want == *saved || unshare(CLONE_FS) < 0)
-		return 0;
-	*saved = umask(want);
-	*need = 0444 & ~want;
+	umask(want);
+	if (want != *saved)
+		*need = 0444 & ~want;
 	return 1;
 }
 
+/*
+ * Push to a local bare repository: copy the missing objects (loose when
+ * few, else as a pack), then move its branch by compare-and-swap from the
+ * id we fetched.
+ * @return 0, -EAGAIN (the branch moved: rejected), -EHOSTUNREACH, -errno
+ */
 static int push_local(sync_ctx *c, const git_oid *head)
 {
 	git_repository *rr = NULL;
