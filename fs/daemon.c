@@ -14,7 +14,9 @@
  * holds every request until INIT is done, and fails them all when INIT
  * was refused); then it lets go of the terminal and tells the parent,
  * which exits 0.  If the child ends first, the parent exits with the
- * child's status, after the child has said why on the terminal.
+ * child's status, after the child has said why on the terminal.  A
+ * signal to the waiting parent (Ctrl-C, timeout, mount -a giving up) is
+ * passed on to the child, which stops as it would later.
  */
 #include "mount_i.h"
 
@@ -40,22 +42,53 @@ void fs_daemon_prepare(struct fs_daemon *d, const char *mountpoint)
 		d->dev_before = st.st_dev;
 }
 
-/* The parent: wait for the child's word, then exit with it. */
+static pid_t waited_child;
+static volatile sig_atomic_t passed_on; /* the last signal passed on */
+
+static void pass_on(int sig)
+{
+	int saved = errno;
+
+	passed_on = sig;
+	kill(waited_child, sig);
+	errno = saved;
+}
+
+/*
+ * The parent: exit 0 on the child's word that the mount answers, else
+ * (the child closed the pipe without it) with the child's status: 0 when
+ * the mount ended cleanly (unmounted at once), 128 + the signal when that
+ * was because a signal was passed on.
+ */
 static _Noreturn void parent_wait(pid_t child, int ready_fd)
 {
-	char ok = 1;
+	struct sigaction sa;
+	char word;
 	ssize_t n;
 	int status;
 
+	waited_child = child;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = pass_on;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	do
-		n = read(ready_fd, &ok, 1);
+		n = read(ready_fd, &word, 1);
 	while (n < 0 && errno == EINTR);
-	if (n == 1 && ok == 0)
+	/* A signal passed on stops the daemon even if it answered since. */
+	if (n == 1 && !passed_on)
 		_exit(FS_EXIT_OK);
 	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 		;
-	if (n == 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+	/* Stopped cleanly because we were told to: as if killed by it. */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && passed_on)
+		_exit(128 + passed_on);
+	if (WIFEXITED(status))
 		_exit(WEXITSTATUS(status));
+	fprintf(stderr, "crdtfs: the daemon was killed by signal %d (%s)\n",
+	        WTERMSIG(status), strsignal(WTERMSIG(status)));
 	_exit(FS_EXIT_FAIL);
 }
 
@@ -107,27 +140,42 @@ static void leave_terminal(void)
 		close(null);
 }
 
+/* Errors that say no daemon answers on the connection. */
+static int connection_error(int e)
+{
+	return e == ENOTCONN || e == ECONNREFUSED || e == ECONNABORTED ||
+	       e == ENODEV;
+}
+
 /*
  * Does the mount answer?  An O_PATH descriptor of the mountpoint is on the
- * new mount if its device changed; fstatfs() then sends a STATFS, which
- * the kernel holds until INIT is answered (a cheap request: it merges
- * nothing, so mounting stays lazy).
+ * new mount if its device changed; fstat() and fstatfs() then send
+ * requests, which the kernel holds until INIT is answered and fails with
+ * a connection error when INIT was refused (cheap requests: they merge
+ * nothing, so mounting stays lazy).  Any other answer, an error included,
+ * came from this daemon.  What cannot be told (the mountpoint will not
+ * open) counts as answering: a mount that works is never given up.
+ * @return 1 it answers; 0 it does not, with *why the connection error, or
+ *         0 when the mount is gone already (the loop's end tells why)
  */
-static int mount_answers(const struct fs_daemon *d)
+static int mount_answers(const struct fs_daemon *d, int *why)
 {
 	struct stat st;
 	struct statfs sf;
-	int fd, r = 0;
+	int fd, r = 1;
 
-	if (!d->mountpoint)
-		return -ENOENT;
-	fd = open(d->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || fstatfs(fd, &sf) < 0)
-		r = -errno;
-	else if (st.st_dev == d->dev_before)
-		r = -ENOTCONN; /* the mount is already gone */
+	*why = 0;
+	if (!d->mountpoint ||
+	    (fd = open(d->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return 1;
+	if (fstat(fd, &st) < 0 || fstatfs(fd, &sf) < 0) {
+		if (connection_error(errno)) {
+			*why = errno;
+			r = 0;
+		}
+	} else if (st.st_dev == d->dev_before) {
+		r = 0;
+	}
 	close(fd);
 	return r;
 }
@@ -135,22 +183,21 @@ static int mount_answers(const struct fs_daemon *d)
 static void *probe_main(void *arg)
 {
 	struct fs_daemon *d = arg;
-	int r = mount_answers(d);
-	char word = r == 0 ? 0 : 1;
+	char word = 0;
+	int why, answers = mount_answers(d, &why);
 
-	if (r < 0)
+	if (why)
 		fprintf(stderr, "crdtfs: %s: the mount did not start: %s\n",
-		        d->mountpoint ? d->mountpoint : "MOUNTPOINT",
-		        strerror(-r));
-	else
+		        d->mountpoint, strerror(why));
+	if (answers) {
 		leave_terminal();
-	while (write(d->ready_fd, &word, 1) < 0 && errno == EINTR)
-		;
+		while (write(d->ready_fd, &word, 1) < 0 && errno == EINTR)
+			;
+	}
+	/* Without the word, the parent waits for this process's status:
+	 * refused at INIT or unmounted, the loop ends by itself. */
 	close(d->ready_fd);
 	d->ready_fd = -1;
-	/* Refused at INIT, the loop ends by itself; otherwise end it. */
-	if (r < 0 && r != -ECONNREFUSED && r != -ENOTCONN)
-		kill(getpid(), SIGTERM);
 	return NULL;
 }
 

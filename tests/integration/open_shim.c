@@ -10,6 +10,9 @@
  *                  time only in each process, or every time if
  *                  $SHIM_RUN_EVERY is set, or the first $SHIM_RUN_TIMES;
  *   SHIM_LOG       append the path to this file.
+ * With $SHIM_ON=fstatvfs the same acts on every fstatvfs(3) of such a
+ * directory (a hung or failing file system under BACKING), which then
+ * fails with errno $SHIM_ERRNO when that is set.
  * With $SHIM_ON=pthread_create, every pthread_create(3) fails with EAGAIN
  * instead, as when the user's process limit is reached.
  *
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -184,4 +188,18 @@ int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 	if (hooked("pthread_create"))
 		return EAGAIN;
 	return real(thread, attr, start, arg);
+}
+
+int fstatvfs64(int fd, struct statvfs64 *buf)
+{
+	typedef int (*statvfs_fn)(int, struct statvfs64 *);
+	statvfs_fn real = (statvfs_fn)dlsym(RTLD_NEXT, "fstatvfs64");
+	const char *fail = getenv("SHIM_ERRNO");
+
+	act_on_fd("fstatvfs", fd, 0);
+	if (hooked("fstatvfs") && fail) {
+		errno = atoi(fail);
+		return -1;
+	}
+	return real(fd, buf);
 }

@@ -398,6 +398,57 @@ def test_background_mount_that_cannot_start_says_so(backing, tmp_path,
         False)
 
 
+
+def test_background_mount_whose_statfs_fails_still_starts(backing, tmp_path,
+                                                          open_shim):
+    """The wait for the mount to answer sends a STATFS: an error from the
+    backing file system in reply is an answer all the same (the mount had
+    been taken down as "did not start")."""
+    m = str(tmp_path / "mnt")
+    os.mkdir(m)
+    env = dict(os.environ)
+    env.update(open_shim(os.path.basename(backing), on="fstatvfs",
+                         errno=errno.EIO))
+    try:
+        p = subprocess.run([util.CRDTFS, backing, m], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=30)
+        assert (p.returncode, p.stderr) == (0, b"")
+        assert read(os.path.join(m, MERGED)) == util.cli_merge(backing)
+    finally:
+        util.fusermount_u(m)
+
+
+def test_signal_to_a_waiting_background_mount_stops_it(backing, tmp_path,
+                                                       open_shim):
+    """Ctrl-C, `timeout` or `mount -a` giving up signal the command while
+    it waits for the mount to answer (here: STATFS hangs 3 s, as on a
+    hung NFS under BACKING).  The signal reaches the daemon, which stops;
+    the command exits 128 + the signal, with nothing left mounted."""
+    m = str(tmp_path / "mnt")
+    os.mkdir(m)
+    env = dict(os.environ)
+    env.update(open_shim(os.path.basename(backing), on="fstatvfs",
+                         sleep_ms=3000))
+    p = subprocess.Popen([util.CRDTFS, backing, m], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not util.is_mounted(m) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert util.is_mounted(m)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        assert p.returncode == 128 + signal.SIGTERM, p.stderr.read()
+        assert not util.is_mounted(m)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if util.is_mounted(m):
+            util.fusermount_u(m)
+
+
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
