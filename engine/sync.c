@@ -1972,16 +1972,46 @@ static int shared_begin(git_repository *rr, mode_t *saved, mode_t *need)
 	if (config_string(rr, "core.sharedRepository", &v) < 0)
 		return 0;
 	if (unshare(CLONE_FS) < 0) {
+		/* Written as the umask has it; linked only if all may read. */
 		free(v);
+		*need = 0444;
 		return 0;
 	}
 	*saved = umask(0); /* this thread's own now: read, then set */
 	want = shared_umask(v, *saved);
 	free(v);
 	umask(want);
-	if (want != *saved)
-		*need = 0444 & ~want;
+	/* Also when the umask is already right: the local object may have
+	 * been written under another. */
+	*need = 0444 & ~want;
 	return 1;
+}
+
+/*
+ * A write into a local remote that was reached failed: its permissions or
+ * space (exit 1: to be fixed) or, say, a network file system gone (exit
+ * 3: to be waited out, the local commit kept).  errno is often another
+ * call's by now, so libgit2's message, which quotes strerror() of the
+ * failing call, is read too.
+ */
+static int remote_write_fail(sync_ctx *c, const char *what)
+{
+	static const int fixable[] = { EACCES, EPERM, EROFS, ENOSPC, EDQUOT };
+	const git_error *ge = git_error_last();
+	const char *m = ge && ge->message ? ge->message : "";
+	int e = errno, fix = 0;
+	char msg[96];
+	size_t i;
+
+	for (i = 0; i < sizeof(fixable) / sizeof(*fixable); i++)
+		fix |= e == fixable[i] || strstr(m, strerror(fixable[i]));
+	if (fix) {
+		snprintf(msg, sizeof(msg), "cannot write %s into the remote",
+		         what);
+		return git_fail(c, -EIO, msg);
+	}
+	snprintf(msg, sizeof(msg), "remote unreachable (writing %s)", what);
+	return git_fail(c, -EHOSTUNREACH, msg);
 }
 
 /*
@@ -2037,11 +2067,8 @@ static int push_local(sync_ctx *c, const git_oid *head)
 			goto out;
 		}
 		if (ncommits <= SYNC_LOOSE_MAX_COMMITS) {
-			/* The remote was reached: this is no network
-			 * failure to wait out, but (say) its permissions. */
 			if (copy_commits_loose(c->repo, rr, walk, need) < 0) {
-				r = git_fail(c, -EIO,
-				             "cannot write objects into the remote");
+				r = remote_write_fail(c, "objects");
 				goto out;
 			}
 			goto update_ref;
@@ -2059,8 +2086,7 @@ static int push_local(sync_ctx *c, const git_oid *head)
 			goto out;
 		}
 		if (git_packbuilder_write(pb, packdir, 0, NULL, NULL) < 0) {
-			r = git_fail(c, -EIO,
-			             "cannot write the pack into the remote");
+			r = remote_write_fail(c, "the pack");
 			goto out;
 		}
 	}

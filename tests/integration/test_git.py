@@ -17,6 +17,7 @@ import random
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -880,6 +881,65 @@ def test_push_into_a_shared_remote_sets_the_modes_git_would(tmp_path, shared,
     assert sum("/" in k for k in ours) >= 3  # blob, tree and commit
     assert {k: oct(v) for k, v in ours.items()} == \
         {k: oct(v) for k, v in gits.items()}
+
+
+@pytest.mark.parametrize("shared,mask", [("group", 0o007), ("0640", 0o027)],
+                         ids=["group-umask007", "0640-umask027"])
+def test_push_into_a_shared_remote_never_links_a_private_object(tmp_path,
+                                                                shared, mask):
+    # Objects committed here under umask 077 are private (0400).  A push
+    # into an older remote, whose object directories exist, hard-links
+    # loose objects: linked as they are, the group could not read them.
+    # The umask of the push itself is what the remote asks for, so only
+    # the check of each object's mode keeps them out.
+    remotes = []
+    for name in ("crdtfs.git", "git.git"):
+        r = tmp_path / name
+        G.git("init", "-q", "--bare", "--shared=" + shared, "-b", "main",
+              str(r))
+        for i in range(256):
+            os.mkdir(r / "objects" / ("%02x" % i))
+            os.chmod(r / "objects" / ("%02x" % i), 0o2770)
+        remotes.append(str(r))
+    h0 = G.make_clone(remotes[0], tmp_path / "h0", "h0")
+    (tmp_path / "h0" / "memory-h0.json").write_text("[]\n")
+    old = os.umask(0o077)
+    try:
+        G.git("add", "memory-h0.json", cwd=h0)
+        G.git("commit", "-qm", "private objects", cwd=h0)
+        os.umask(mask)
+        G.ok(G.crdtfs("sync", h0))
+        G.git("push", "-q", remotes[1], "main", cwd=h0)
+    finally:
+        os.umask(old)
+    ours, gits = _modes(remotes[0]), _modes(remotes[1])
+    assert sum("/" in k for k in ours) >= 3  # blob, tree and commit
+    assert {k: oct(v) for k, v in ours.items()} == \
+        {k: oct(v) for k, v in gits.items()}
+
+
+def test_a_remote_it_cannot_write_is_to_fix_not_to_wait_out(tmp_path):
+    # Exit 3 means "unreachable: try later", which a cron job does for
+    # ever; a remote that was reached but refuses the objects (here a
+    # read-only file system; permissions and a full disk alike) is exit 1.
+    if os.getuid() != 0:
+        pytest.skip("needs root for a read-only bind mount")
+    bare = G.make_bare(tmp_path / "remote.git")
+    ro = tmp_path / "ro.git"
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", bare, str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)],
+                       check=True)
+        h0 = G.make_clone(str(ro), tmp_path / "h0", "h0")
+        (tmp_path / "h0" / "memory-h0.json").write_text("[]\n")
+        p = G.crdtfs("sync", h0)
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.startswith(
+        "crdtfs sync: cannot write objects into the remote: ")
+    assert p.stderr.endswith(": Read-only file system\n")
 
 
 def test_a_remote_that_is_a_file_is_named(tmp_path):
