@@ -140,21 +140,46 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from)
 }
 
 /*
+ * Length of the UTF-8 sequence at p (2 to 4) when it is valid and not a
+ * C1 control character (U+0080-U+009F, which terminals may obey as
+ * escapes), else 0.  Stops at a NUL, which is no continuation byte.
+ */
+static size_t utf8_printable_len(const unsigned char *p)
+{
+	unsigned c = p[0];
+	size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2, i;
+
+	if (c < 0xC2 || c > 0xF4 || (c == 0xC2 && p[1] < 0xA0))
+		return 0;
+	for (i = 1; i < n; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) ||
+	    (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F))
+		return 0; /* overlong, surrogate, past U+10FFFF */
+	return n;
+}
+
+/*
  * Copy `s` into out (NUL-terminated, cut to size) with control characters
- * as \xHH: a file name is printed to a terminal, where an escape sequence
- * in it would act.
+ * and bytes that are not UTF-8 as \xHH: a file name is printed to a
+ * terminal, where an escape sequence in it would act.  Never cuts a
+ * character or an escape in two.
  */
 static void copy_escaped(char *out, size_t size, const char *s)
 {
-	size_t n = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0, k;
 
-	for (; *s && n + 1 < size; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c >= 0x20 && c != 0x7f) {
-			out[n++] = (char)c;
-		} else if (n + 5 < size) {
-			snprintf(out + n, 5, "\\x%02x", c);
+	while (*p) {
+		k = *p < 0x80 ? (*p >= 0x20 && *p != 0x7f) :
+		                utf8_printable_len(p);
+		if (k && n + k < size) {
+			memcpy(out + n, p, k);
+			n += k;
+			p += k;
+		} else if (!k && n + 5 < size) {
+			snprintf(out + n, 5, "\\x%02x", *p++);
 			n += 4;
 		} else {
 			break;

@@ -1697,6 +1697,16 @@ static void test_engine_scan__problem_names_escaped(void)
 	ASSERT_EQ_STR(buf, "memory-\\x1b[2J\\x7f.json:3:1: error: bad");
 	engine_problem_format(&pr, small, sizeof(small));
 	ASSERT_EQ_STR(small, "memory-"); /* never half an escape */
+
+	/* Bytes that are not UTF-8, and C1 controls (U+009B is CSI), too;
+	 * characters pass whole or not at all. */
+	pr.file = (char *)"m-\xff-\xc2\x9b-\xc3\xa9-\xe2\x82\xac-\xed\xa0\x80";
+	engine_problem_format(&pr, buf, sizeof(buf));
+	ASSERT_EQ_STR(buf, "m-\\xff-\\xc2\\x9b-\xc3\xa9-\xe2\x82\xac-"
+	                   "\\xed\\xa0\\x80:3:1: error: bad");
+	pr.file = (char *)"memory-\xe2\x82\xac";
+	engine_problem_format(&pr, small, 10);
+	ASSERT_EQ_STR(small, "memory-");
 }
 
 static const harness_case cases[] = {
