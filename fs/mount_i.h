@@ -354,9 +354,11 @@ void fs_gen_forget(struct fs_ctx *ctx, struct fs_inode *in, uint64_t n);
 
 /**
  * Virtual entries of the root for readdir: appends owned fs_dirent items
- * (the status file and every target) to *ents.  @return 0 or -ENOMEM
+ * (the status file and, unless status_only, every target) to *ents.
+ * @return 0 or -ENOMEM
  */
-int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents, size_t *n,
+int fs_virtual_dirents(struct fs_ctx *ctx, int status_only,
+                       struct fs_dirent **ents, size_t *n,
                        size_t *cap);
 
 /**

@@ -1182,9 +1182,10 @@ static int fs_dir_snapshot(struct fs_ctx *ctx, struct fs_inode *in,
 	struct fs_dirent *ents = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
+	struct stat st;
 	DIR *dp;
 	int root = in == &ctx->root;
-	int fd, r = 0;
+	int fd, gone, r = 0;
 
 	fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -1197,6 +1198,10 @@ static int fs_dir_snapshot(struct fs_ctx *ctx, struct fs_inode *in,
 	}
 	if (root)
 		fs_targets_ensure(ctx);
+	/* A deleted directory lists nothing, not even "." and "..".  The
+	 * root of a mount whose BACKING was deleted lists only the status
+	 * file, which says so: no lookup would find a merged file. */
+	gone = root && fstat(fd, &st) == 0 && st.st_nlink == 0;
 	for (;;) {
 		errno = 0;
 		de = readdir(dp);
@@ -1213,7 +1218,7 @@ static int fs_dir_snapshot(struct fs_ctx *ctx, struct fs_inode *in,
 	}
 	closedir(dp);
 	if (r == 0 && root)
-		r = fs_virtual_dirents(ctx, &ents, &n, &cap);
+		r = fs_virtual_dirents(ctx, gone, &ents, &n, &cap);
 	if (r < 0) {
 		fs_dirents_free(ents, n);
 		return r;

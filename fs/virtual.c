@@ -891,8 +891,8 @@ void fs_virtual_release(struct fs_ctx *ctx, struct fs_handle *h)
 	pthread_mutex_unlock(&ctx->ilock);
 }
 
-int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents, size_t *n,
-                       size_t *cap)
+int fs_virtual_dirents(struct fs_ctx *ctx, int status_only,
+                       struct fs_dirent **ents, size_t *n, size_t *cap)
 {
 	struct fs_dirent *p;
 	size_t i, need;
@@ -909,7 +909,7 @@ int fs_virtual_dirents(struct fs_ctx *ctx, struct fs_dirent **ents, size_t *n,
 		*ents = p;
 		*cap = need;
 	}
-	for (i = 0; i <= ctx->ntargets; i++) {
+	for (i = status_only ? ctx->ntargets : 0; i <= ctx->ntargets; i++) {
 		const char *name = i < ctx->ntargets ? ctx->targets[i]->name :
 		                                       FS_STATUS_NAME;
 

@@ -69,6 +69,22 @@ def test_root_listing_and_hidden_git(backing, mount):
     d.stop()
 
 
+def test_backing_deleted_while_mounted(tmp_path, mount):
+    """The root lists what a deleted directory does (nothing) but the
+    status file, which says what happened; merged files are listed no
+    more (they showed with "?" attributes, as no lookup found them)."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=2)
+    d = mount(b)
+    assert read(os.path.join(d.mnt, MERGED)) == util.cli_merge(b)
+    shutil.rmtree(b)
+    assert os.listdir(d.mnt) == [STATUS]
+    with pytest.raises(FileNotFoundError):
+        os.stat(os.path.join(d.mnt, MERGED))
+    st = util.read_status(d.mnt)
+    assert util.status_target(st)["error"] == "No such file or directory"
+    d.stop()
+
+
 def test_problem_counts_are_totals(tmp_path, mount):
     """Only the first 20 problems of a file are listed; every count (the
     status file's per source, check's summary, --strict's) is the total."""
