@@ -852,6 +852,22 @@ def _modes(repo):
     return out
 
 
+def _push_both_ways(h0, remotes, mask):
+    """crdtfs sync of h0 into its remote remotes[0], and `git push` of the
+    same branch into remotes[1], both under umask `mask`; then the modes
+    in both must be the same (git's are the oracle)."""
+    old = os.umask(mask)
+    try:
+        G.ok(G.crdtfs("sync", h0))
+        G.git("push", "-q", remotes[1], "main", cwd=h0)
+    finally:
+        os.umask(old)
+    ours, gits = _modes(remotes[0]), _modes(remotes[1])
+    assert sum("/" in k for k in ours) >= 3  # blob, tree and commit
+    assert {k: oct(v) for k, v in ours.items()} == \
+        {k: oct(v) for k, v in gits.items()}
+
+
 @pytest.mark.parametrize("shared", ["group", "all", "0640", "0660"])
 @pytest.mark.parametrize("mask", [0o077, 0o022],
                          ids=["umask077", "umask022"])
@@ -871,16 +887,7 @@ def test_push_into_a_shared_remote_sets_the_modes_git_would(tmp_path, shared,
     (tmp_path / "h0" / "memory-h0.json").write_text(json.dumps([{
         "x": 1, "_crdt_metadata": {"unique_id": "x", "timestamp": now_at(1),
                                    "version": 1, "host": "h0"}}]) + "\n")
-    old = os.umask(mask)
-    try:
-        G.ok(G.crdtfs("sync", h0))
-        G.git("push", "-q", remotes[1], "main", cwd=h0)
-    finally:
-        os.umask(old)
-    ours, gits = _modes(remotes[0]), _modes(remotes[1])
-    assert sum("/" in k for k in ours) >= 3  # blob, tree and commit
-    assert {k: oct(v) for k, v in ours.items()} == \
-        {k: oct(v) for k, v in gits.items()}
+    _push_both_ways(h0, remotes, mask)
 
 
 @pytest.mark.parametrize("shared,mask", [("group", 0o007), ("0640", 0o027)],
@@ -907,15 +914,9 @@ def test_push_into_a_shared_remote_never_links_a_private_object(tmp_path,
     try:
         G.git("add", "memory-h0.json", cwd=h0)
         G.git("commit", "-qm", "private objects", cwd=h0)
-        os.umask(mask)
-        G.ok(G.crdtfs("sync", h0))
-        G.git("push", "-q", remotes[1], "main", cwd=h0)
     finally:
         os.umask(old)
-    ours, gits = _modes(remotes[0]), _modes(remotes[1])
-    assert sum("/" in k for k in ours) >= 3  # blob, tree and commit
-    assert {k: oct(v) for k, v in ours.items()} == \
-        {k: oct(v) for k, v in gits.items()}
+    _push_both_ways(h0, remotes, mask)
 
 
 def test_a_remote_it_cannot_write_is_to_fix_not_to_wait_out(tmp_path):
