@@ -164,6 +164,42 @@ int engine__problems_add_more(engine_problems *p, engine_severity severity,
 int engine__problems_extend_n(engine_problems *p, const engine_problems *from,
 			      size_t n);
 
+/*
+ * Length of the valid UTF-8 sequence at p (2 to 4), or 0 when it is not
+ * valid (no overlong form, surrogate or code point past U+10FFFF).  It
+ * reads a byte only while the ones before it fit, so a NUL ends a
+ * NUL-terminated string safely; in the scanner it may read up to 3 bytes
+ * past p, which the padding allows, and a sequence cut by the sentinel is
+ * 0 (the slow path tells the two apart).
+ */
+static inline int engine__utf8_len(const unsigned char *p)
+{
+	unsigned c = p[0];
+
+	if (c < 0xC2)
+		return 0;
+	if (c < 0xE0)
+		return (p[1] & 0xC0) == 0x80 ? 2 : 0;
+	if (c < 0xF0) {
+		unsigned lo = c == 0xE0 ? 0xA0 : 0x80;
+		unsigned hi = c == 0xED ? 0x9F : 0xBF;
+
+		if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80)
+			return 0;
+		return 3;
+	}
+	if (c < 0xF5) {
+		unsigned lo = c == 0xF0 ? 0x90 : 0x80;
+		unsigned hi = c == 0xF4 ? 0x8F : 0xBF;
+
+		if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80 ||
+		    (p[3] & 0xC0) != 0x80)
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
 /* ---- 64-byte versions of the hot loops (cpu.c) ---- */
 
 /*

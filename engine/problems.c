@@ -140,24 +140,14 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from)
 }
 
 /*
- * Length of the UTF-8 sequence at p (2 to 4) when it is valid and not a
- * C1 control character (U+0080-U+009F, which terminals may obey as
- * escapes), else 0.  Stops at a NUL, which is no continuation byte.
+ * Length of the printable UTF-8 character at p (2 to 4), else 0: invalid,
+ * or a C1 control (U+0080-U+009F), which terminals may obey as escapes.
  */
 static size_t utf8_printable_len(const unsigned char *p)
 {
-	unsigned c = p[0];
-	size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2, i;
-
-	if (c < 0xC2 || c > 0xF4 || (c == 0xC2 && p[1] < 0xA0))
+	if (p[0] == 0xC2 && p[1] < 0xA0)
 		return 0;
-	for (i = 1; i < n; i++)
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-	if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) ||
-	    (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F))
-		return 0; /* overlong, surrogate, past U+10FFFF */
-	return n;
+	return (size_t)engine__utf8_len(p);
 }
 
 /*

@@ -685,40 +685,6 @@ static const unsigned char *scan_string_run_wide(const unsigned char *p,
 #endif
 
 /*
- * Length of the valid UTF-8 sequence at p (2 to 4), or 0 when it is not
- * valid or not wholly before the sentinel (the caller then takes the slow
- * path, which tells the two apart).  May read up to 3 bytes past p, which
- * the padding allows.
- */
-static inline int scan_utf8_len(const unsigned char *p)
-{
-	unsigned c = p[0];
-
-	if (c < 0xC2)
-		return 0;
-	if (c < 0xE0)
-		return (p[1] & 0xC0) == 0x80 ? 2 : 0;
-	if (c < 0xF0) {
-		unsigned lo = c == 0xE0 ? 0xA0 : 0x80;
-		unsigned hi = c == 0xED ? 0x9F : 0xBF;
-
-		if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80)
-			return 0;
-		return 3;
-	}
-	if (c < 0xF5) {
-		unsigned lo = c == 0xF0 ? 0x90 : 0x80;
-		unsigned hi = c == 0xF4 ? 0x8F : 0xBF;
-
-		if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80 ||
-		    (p[3] & 0xC0) != 0x80)
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
-/*
  * The UTF-8 sequence at p, byte by byte: across a chunk boundary, or
  * invalid (reported; p is left after the lead byte, or at the byte that
  * broke the sequence when it is not a continuation byte).
@@ -965,7 +931,7 @@ static inline __attribute__((always_inline)) int scan_string(scanner *s,
 			int n;
 
 			/* Runs of non-ASCII text (CJK...) stay here. */
-			while ((n = scan_utf8_len(p)) != 0) {
+			while ((n = engine__utf8_len(p)) != 0) {
 				if (capture)
 					scan_cap_append(s, p, (size_t)n);
 				p += n;
