@@ -228,6 +228,25 @@ static int is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/*
+ * Line and column of raw[at], where raw[0] is at line `line`, column
+ * `col` (columns count bytes from 1).
+ */
+static void position_of(const char *raw, size_t at, unsigned long line,
+                        unsigned long col, unsigned long *l, unsigned long *c)
+{
+	size_t k, lstart = 0;
+
+	for (k = 0; k < at; k++)
+		if (raw[k] == '\n') {
+			line++;
+			lstart = k + 1;
+			col = 1;
+		}
+	*l = line;
+	*c = col + at - lstart;
+}
+
 /* Index of the quote that ends the string opening at raw[i] (or len). */
 static size_t string_end(const char *raw, size_t len, size_t i)
 {
@@ -273,16 +292,10 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
 	/* jansson takes a NUL right after a number as its end; the merge
 	 * takes no NUL outside a string, and inside one it is escaped. */
 	if ((nul = memchr(raw, '\0', len))) {
-		size_t at = (size_t)(nul - raw), ls = 0, k;
-		unsigned long el = 0;
+		unsigned long nl, nc;
 
-		for (k = 0; k < at; k++)
-			if (raw[k] == '\n') {
-				el++;
-				ls = k + 1;
-			}
-		return engine_problems_add(probs, ENGINE_ERROR, name, line + el,
-		                           (el ? 1 : col) + at - ls,
+		position_of(raw, (size_t)(nul - raw), line, col, &nl, &nc);
+		return engine_problems_add(probs, ENGINE_ERROR, name, nl, nc,
 		                           "invalid entry skipped: NUL byte");
 	}
 	/* In the host file's array the entry is one level deeper, and the
@@ -328,18 +341,15 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
                        prep_span_fn fn, void *ctx, engine_problems *probs)
 {
 	char *stack;
-	size_t depth = 0, start = 0, lstart = 0;
-	unsigned long line = 1, sline = 0, scol = 0;
+	size_t depth = 0, start = 0, lstart;
+	unsigned long line, col, sline = 0, scol = 0;
 	int in_str = 0, esc = 0, have = 0, after_comma = 0, closed = 0, r = 0;
 
 	stack = malloc(ENGINE__MAX_DEPTH + 1);
 	if (!stack)
 		return -ENOMEM;
-	for (size_t k = 0; k < i; k++)
-		if (buf[k] == '\n') {
-			line++;
-			lstart = k + 1;
-		}
+	position_of(buf, i, 1, 1, &line, &col);
+	lstart = i - (col - 1);
 	for (; i < len; i++) {
 		char c = buf[i];
 
