@@ -183,6 +183,14 @@ static void format_sync_result(const engine_sync_result *res, char *buf,
 	       res->head[0] ? res->head : "(no commit yet)");
 }
 
+/* Why a sync failed (r: its return), in one line without the prefix. */
+static void format_sync_error(int r, const engine_sync_result *res, char *buf,
+                              size_t size)
+{
+	snprintf(buf, size, "%s%s", res->error[0] ? res->error : strerror(-r),
+	         r == -EHOSTUNREACH ? " (local commit kept)" : "");
+}
+
 static void print_sync_result(const engine_sync_result *res)
 {
 	char line[512];
@@ -207,6 +215,7 @@ int fs_cmd_sync(int argc, char **argv)
 	engine_sync_opts o;
 	engine_sync_result res;
 	engine_problems probs;
+	char line[sizeof(res.error) + 32];
 	int c, r, quiet = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -254,14 +263,9 @@ int fs_cmd_sync(int argc, char **argv)
 			print_sync_result(&res);
 		return FS_EXIT_OK;
 	}
-	if (r == -EHOSTUNREACH) {
-		fprintf(stderr, "crdtfs sync: %s (local commit kept)\n",
-		        res.error);
-		return FS_EXIT_OFFLINE;
-	}
-	fprintf(stderr, "crdtfs sync: %s\n",
-	        res.error[0] ? res.error : strerror(-r));
-	return FS_EXIT_FAIL;
+	format_sync_error(r, &res, line, sizeof(line));
+	fprintf(stderr, "crdtfs sync: %s\n", line);
+	return r == -EHOSTUNREACH ? FS_EXIT_OFFLINE : FS_EXIT_FAIL;
 }
 
 /* ---- merge driver ---- */
@@ -318,7 +322,6 @@ struct fs_syncer {
 	int poked;                  /* guarded by lock */
 	struct timespec first_poke; /* guarded by lock; CLOCK_MONOTONIC */
 	struct timespec last_poke;  /* guarded by lock; CLOCK_MONOTONIC */
-	char last_error[512];       /* only the sync thread touches it */
 	/* What the status file shows (a daemon's stderr is /dev/null). */
 	fs_sync_snapshot last;      /* guarded by lock */
 };
@@ -355,27 +358,32 @@ static int syncer_cancelled(void *ctx)
 	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE);
 }
 
-/* Keep what this sync did (r: its return) for fs_syncer_snapshot(). */
-static void syncer_note(fs_syncer *s, int r, const engine_sync_result *res,
-                        engine_problems *probs)
+/*
+ * Keep what this sync did (r: its return; error: why it failed, or "")
+ * for fs_syncer_snapshot().
+ * @return 1 when it failed as the sync before it did, else 0
+ */
+static int syncer_note(fs_syncer *s, int r, const engine_sync_result *res,
+                       const char *error, engine_problems *probs)
 {
 	fs_sync_snapshot *l = &s->last;
+	int again;
 
 	pthread_mutex_lock(&s->lock);
+	again = r != 0 && strcmp(l->error, error) == 0;
 	l->runs++;
 	l->failed_in_a_row = r == 0 ? 0 : l->failed_in_a_row + 1;
 	l->last_end = time(NULL);
-	l->result[0] = l->error[0] = '\0';
+	l->result[0] = '\0';
 	if (r == 0)
 		format_sync_result(res, l->result, sizeof(l->result));
-	else
-		snprintf(l->error, sizeof(l->error), "%s%s", res->error,
-		         r == -EHOSTUNREACH ? " (local commit kept)" : "");
+	snprintf(l->error, sizeof(l->error), "%s", error);
 	/* Moved, not copied: the caller is left an empty list. */
 	engine_problems_dispose(&l->problems);
 	l->problems = *probs;
 	engine_problems_init(probs);
 	pthread_mutex_unlock(&s->lock);
+	return again;
 }
 
 int fs_syncer_snapshot(fs_syncer *s, fs_sync_snapshot *out)
@@ -395,7 +403,8 @@ static void syncer_run_once(fs_syncer *s)
 	engine_sync_opts o;
 	engine_sync_result res;
 	engine_problems probs;
-	int r;
+	char error[sizeof(s->last.error)] = "";
+	int r, again = 0;
 
 	memset(&o, 0, sizeof(o));
 	o.backing = s->backing;
@@ -405,19 +414,18 @@ static void syncer_run_once(fs_syncer *s)
 	engine_problems_init(&probs);
 	r = s->git->sync(&o, &res, &probs);
 	print_problems("sync", &probs);
+	if (r != 0)
+		format_sync_error(r, &res, error, sizeof(error));
 	if (r != -ECANCELED)
-		syncer_note(s, r, &res, &probs);
+		again = syncer_note(s, r, &res, error, &probs);
 	engine_problems_dispose(&probs);
 	if (r == 0) {
-		s->last_error[0] = '\0';
 		if (res.committed || res.merged || res.fast_forward)
 			print_sync_result(&res);
 		fflush(stdout);
-	} else if (r != -ECANCELED && strcmp(s->last_error, res.error) != 0) {
+	} else if (r != -ECANCELED && !again) {
 		/* Say it once, not every period while it lasts. */
-		fprintf(stderr, "crdtfs sync: %s%s\n", res.error,
-		        r == -EHOSTUNREACH ? " (local commit kept)" : "");
-		snprintf(s->last_error, sizeof(s->last_error), "%s", res.error);
+		fprintf(stderr, "crdtfs sync: %s\n", error);
 	}
 	if (res.pulled && s->changed)
 		s->changed(s->ctx);
