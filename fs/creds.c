@@ -51,8 +51,6 @@ int fs_creds_enter(fuse_req_t req, struct fs_creds *c)
 	c->switched = 0;
 	if (geteuid() != 0 || who->uid == 0)
 		return 0;
-	c->fsuid = geteuid();
-	c->fsgid = getegid();
 	if ((c->ngroups = getgroups(FS_CREDS_MAX_GROUPS, c->groups)) < 0)
 		return -errno;
 	n = fuse_req_getgroups(req, FS_CREDS_MAX_GROUPS, groups);
@@ -73,8 +71,9 @@ void fs_creds_leave(const struct fs_creds *c)
 {
 	if (!c->switched)
 		return;
-	/* The filesystem capabilities come back with fsuid 0, first. */
-	(void)setfsuid(c->fsuid);
-	(void)setfsgid(c->fsgid);
+	/* Back to the daemon's: setfsuid and setfsgid left euid and egid
+	 * alone.  The filesystem capabilities come back with fsuid 0. */
+	(void)setfsuid(geteuid());
+	(void)setfsgid(getegid());
 	(void)syscall(SYS_setgroups, (size_t)c->ngroups, c->groups);
 }

@@ -35,8 +35,6 @@ void fs_daemon_prepare(struct fs_daemon *d, const char *mountpoint)
 {
 	struct stat st;
 
-	memset(d, 0, sizeof(*d));
-	d->ready_fd = -1;
 	d->mountpoint = realpath(mountpoint, NULL);
 	if (d->mountpoint && stat(d->mountpoint, &st) == 0)
 		d->dev_before = st.st_dev;

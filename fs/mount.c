@@ -290,7 +290,7 @@ int fs_mount_main(int argc, char **argv)
 	struct fs_opts o;
 	struct fuse_session *se = NULL;
 	struct fs_ctx *ctx = NULL;
-	struct fs_daemon daemon;
+	struct fs_daemon daemon = { .ready_fd = -1 };
 	char *abs = NULL, *fsname = NULL;
 	const char *err;
 	int status = FS_EXIT_USAGE, mounted = 0, handlers = 0, r;
@@ -299,8 +299,6 @@ int fs_mount_main(int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	memset(&co, 0, sizeof(co));
-	memset(&daemon, 0, sizeof(daemon));
-	daemon.ready_fd = -1;
 	if (fuse_opt_parse(&args, &o, fs_opt_spec, fs_opt_proc) < 0)
 		goto out;
 	if (o.backing && !(abs = realpath(o.backing, NULL)))

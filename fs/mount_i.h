@@ -294,9 +294,7 @@ void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* A thread's filesystem identity while it makes a node for a caller. */
 struct fs_creds {
-	int switched; /* to the caller's; the rest is what to restore */
-	uid_t fsuid;
-	gid_t fsgid;
+	int switched; /* to the caller's; the groups are what to restore */
 	int ngroups;
 	gid_t groups[FS_CREDS_MAX_GROUPS];
 };
@@ -458,7 +456,8 @@ struct fs_daemon {
 	int probing;
 };
 
-/** Before mounting: note the mountpoint and its device. */
+/** Before mounting: note the mountpoint and its device (d starts as
+ * { .ready_fd = -1 }, which is also all a foreground mount needs). */
 void fs_daemon_prepare(struct fs_daemon *d, const char *mountpoint);
 /**
  * After mounting: fork.  The parent never returns: it exits 0 once the

@@ -719,10 +719,8 @@ static void fs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_inode *dir = fs_inode_of(req, parent);
-	int r;
-
 	struct fs_creds cr;
-	int err;
+	int r, err;
 
 	if ((r = fs_check_new_name(req, parent, name, EEXIST))) {
 		fuse_reply_err(req, r);
