@@ -76,6 +76,7 @@ struct fs_inode {
 	/* Owned, relative to the root ("" for the root), the last name
 	 * looked up; NULL when unknown; ilock. */
 	char *path;
+	int wd; /* > 0: a directory's watch it holds (fs_watch_hold); ilock */
 	UT_hash_handle hh; /* ctx->inodes; ilock */
 	/* FS_KIND_GEN */
 	struct fs_target *target; /* owned reference; immutable */
@@ -141,12 +142,19 @@ struct fs_handle {
 	int served; /* readdir was answered at least once */
 };
 
-/* One inotify watch on a backing directory. */
+/*
+ * One inotify watch on a backing directory: the root, a directory a source
+ * pattern reaches into, or one the kernel holds (fs_watch_hold), or both.
+ */
 struct fs_watch {
 	int wd;             /* key */
-	char *path;         /* owned, relative ("" for the root) */
+	int fd;             /* owned O_PATH fd of the directory */
+	char *path;         /* owned, relative ("" for the root); NULL when
+			       watched only because the kernel holds it */
 	struct fs_ikey key; /* the directory */
-	int seen;           /* mark for the rescan */
+	int seen;           /* wanted by the root or a source pattern (the
+			       mark of a rescan) */
+	unsigned held;      /* inodes of the kernel's that hold it */
 	UT_hash_handle hh;
 };
 
@@ -216,10 +224,12 @@ struct fs_ctx {
 	atomic_int targets_loaded;     /* the set was loaded at least once */
 
 	pthread_mutex_t wlock;
-	int inotify_fd;           /* non-blocking; -1 before init */
-	struct fs_watch *watches; /* by wd; wlock */
-	int watch_rescan;         /* rescan the watch set; wlock */
-	int wake_fd;              /* eventfd that stops the watcher */
+	int inotify_fd;            /* non-blocking; -1 before init */
+	struct fs_watch *watches;  /* by wd; wlock */
+	unsigned watches_held;     /* watches with held > 0; wlock */
+	unsigned watches_held_max; /* at most this many; set at init */
+	int watch_rescan;          /* rescan the watch set; wlock */
+	int wake_fd;               /* eventfd that stops the watcher */
 	pthread_t watch_thread;
 	int watch_running;
 
@@ -424,6 +434,15 @@ void fs_watch_free(struct fs_ctx *ctx);
 void fs_watch_drain(struct fs_ctx *ctx);
 /** Recompute the watched directories from the target set. */
 void fs_watch_rescan(struct fs_ctx *ctx);
+/**
+ * Watch the directory open as O_PATH `dirfd` while a kernel node holds it
+ * (call with no lock held).
+ * @return the watch descriptor to release, or 0 when not watched (no
+ *         inotify, or too many directories watched already)
+ */
+int fs_watch_hold(struct fs_ctx *ctx, int dirfd);
+/** Drop a hold taken by fs_watch_hold() for directory `key`. */
+void fs_watch_release(struct fs_ctx *ctx, int wd, const struct fs_ikey *key);
 
 /* ---- stop.c ---- */
 

@@ -278,7 +278,7 @@ static int fs_do_lookup(struct fs_ctx *ctx, struct fs_inode *dir,
 	struct fs_inode *in;
 	struct fs_ikey key;
 	char *path, *old = NULL;
-	int fd, r = 0;
+	int fd, r = 0, created = 0;
 
 	memset(e, 0, sizeof(*e));
 	e->attr_timeout = FS_PASS_TIMEOUT;
@@ -321,6 +321,7 @@ static int fs_do_lookup(struct fs_ctx *ctx, struct fs_inode *dir,
 			HASH_ADD(hh, ctx->inodes, key, sizeof(in->key), in);
 			fd = -1;
 			path = NULL;
+			created = 1;
 		}
 	}
 	pthread_mutex_unlock(&ctx->ilock);
@@ -329,6 +330,14 @@ static int fs_do_lookup(struct fs_ctx *ctx, struct fs_inode *dir,
 		close(fd);
 	free(path);
 	free(old);
+	/* Before the reply: no FORGET can come for it until then. */
+	if (created && S_ISDIR(e->attr.st_mode)) {
+		int wd = fs_watch_hold(ctx, in->fd);
+
+		pthread_mutex_lock(&ctx->ilock);
+		in->wd = wd;
+		pthread_mutex_unlock(&ctx->ilock);
+	}
 	if (r == 0)
 		e->ino = (fuse_ino_t)(uintptr_t)in;
 	return r;
@@ -357,6 +366,8 @@ static void fs_forget_one(struct fs_ctx *ctx, fuse_ino_t ino, uint64_t n)
 	}
 	pthread_mutex_unlock(&ctx->ilock);
 	if (dead) {
+		if (in->wd > 0)
+			fs_watch_release(ctx, in->wd, &in->key);
 		close(in->fd);
 		free(in->path);
 		free(in);

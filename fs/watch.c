@@ -3,10 +3,14 @@
  * watch.c - noticing changes made outside the mount, and telling the
  * kernel to drop what it cached.
  *
- * One non-blocking inotify fd watches the backing root and every
- * directory a source pattern reaches into (pattern `hosts/NAME` watches
- * `hosts`).  A watcher thread drains it whenever it is readable; LOOKUP of
- * a merged name also drains it synchronously first.  The kernel queues an
+ * One non-blocking inotify fd watches the backing root, every directory a
+ * source pattern reaches into (pattern `hosts/NAME` watches `hosts`), and
+ * every other directory the kernel holds a node of, from its LOOKUP to its
+ * FORGET: an outside change below the root then reaches the kernel's
+ * caches at once, not after their 1 s timeout, and a file deleted outside
+ * is forgotten by the kernel, so its O_PATH fd is closed and its space
+ * freed.  A watcher thread drains it whenever it is readable; LOOKUP of a
+ * merged name also drains it synchronously first.  The kernel queues an
  * inotify event before the writer's write() returns, so a drain at LOOKUP
  * sees every completed outside write without sleeping.  Each event marks
  * the targets the file is a source of (virtual.c), and queues cache
@@ -46,8 +50,14 @@
 	(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |              \
 	 IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
 	 IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
-/* Most directories watched besides the root. */
+/* Most directories watched for source patterns besides the root. */
 #define FS_WATCH_MAX 4096
+/*
+ * Most directories watched because the kernel holds them: at most this,
+ * and at most a quarter of the user's inotify watches, which editors and
+ * other tools share.
+ */
+#define FS_WATCH_HELD_MAX 8192
 /* Deepest directory level a source pattern may reach into. */
 #define FS_WATCH_DEPTH 16
 
@@ -173,55 +183,129 @@ static void *fs_notify_main(void *arg)
 
 /* ---- the watch set ---- */
 
-/* Watch backing directory `rel` (wlock held).  @return 0 or -errno */
-static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
+/* Drop w from the table and free it (wlock held; its inotify watch is
+ * already gone or removed by the caller). */
+static void fs_watch_forget(struct fs_ctx *ctx, struct fs_watch *w)
+{
+	if (w->held)
+		ctx->watches_held--;
+	HASH_DEL(ctx->watches, w);
+	close(w->fd);
+	free(w->path);
+	free(w);
+}
+
+/*
+ * Watch the directory open as O_PATH `fd`, which this takes over (wlock
+ * held).  A directory already watched keeps its watch: inotify gives one
+ * watch descriptor per inode.
+ * @return the watch, or NULL with errno set
+ */
+static struct fs_watch *fs_watch_fd(struct fs_ctx *ctx, int fd)
 {
 	struct fs_watch *w;
 	struct stat st;
-	char fdpath[64];
-	char *abs, *copy;
-	int wd;
+	char at[64];
+	int wd, err;
 
-	if (fstatat(ctx->backing_fd, *rel ? rel : ".", &st,
-	            AT_SYMLINK_NOFOLLOW) ||
-	    !S_ISDIR(st.st_mode))
-		return -ENOTDIR;
+	if (fstat(fd, &st)) {
+		err = errno;
+		goto fail;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		err = ENOTDIR;
+		goto fail;
+	}
 	/*
-	 * Through the backing fd, not the BACKING path: the mount may sit
-	 * on top of its own backing directory.
+	 * Through the fd, not a path: the mount may sit on top of its own
+	 * backing directory.  The "/." follows the fd's magic link, which
+	 * IN_DONT_FOLLOW would otherwise watch in its place.
 	 */
-	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", ctx->backing_fd);
-	abs = fs_join(fdpath, *rel ? rel : ".");
-	if (!abs)
-		return -ENOMEM;
-	wd = inotify_add_watch(ctx->inotify_fd, abs, FS_WATCH_MASK);
-	free(abs);
-	if (wd < 0)
-		return -errno;
+	snprintf(at, sizeof(at), "/proc/self/fd/%d/.", fd);
+	wd = inotify_add_watch(ctx->inotify_fd, at, FS_WATCH_MASK);
+	if (wd < 0) {
+		err = errno;
+		goto fail;
+	}
 	HASH_FIND_INT(ctx->watches, &wd, w);
 	if (w) {
-		w->seen = 1;
-		if (strcmp(w->path, rel) != 0 && (copy = strdup(rel))) {
-			free(w->path);
-			w->path = copy;
-		}
-		w->key.dev = st.st_dev;
-		w->key.ino = st.st_ino;
-		return 0;
+		close(fd);
+		return w;
 	}
-	w = calloc(1, sizeof(*w));
-	if (!w || !(w->path = strdup(rel))) {
-		free(w);
+	if (!(w = calloc(1, sizeof(*w)))) {
 		inotify_rm_watch(ctx->inotify_fd, wd);
-		return -ENOMEM;
+		err = ENOMEM;
+		goto fail;
 	}
 	w->wd = wd;
-	w->seen = 1;
-	memset(&w->key, 0, sizeof(w->key));
+	w->fd = fd;
 	w->key.dev = st.st_dev;
 	w->key.ino = st.st_ino;
 	HASH_ADD_INT(ctx->watches, wd, w);
-	return 0;
+	return w;
+fail:
+	close(fd);
+	errno = err;
+	return NULL;
+}
+
+/* Watch backing directory `rel` for a source pattern, or the root for
+ * "" (wlock held).  @return 0 or -errno */
+static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
+{
+	struct fs_watch *w;
+	char *copy;
+	int fd;
+
+	fd = openat(ctx->backing_fd, *rel ? rel : ".",
+	            O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (!(w = fs_watch_fd(ctx, fd)))
+		return -errno;
+	w->seen = 1;
+	if ((!w->path || strcmp(w->path, rel) != 0) && (copy = strdup(rel))) {
+		free(w->path);
+		w->path = copy;
+	}
+	return w->path ? 0 : -ENOMEM;
+}
+
+int fs_watch_hold(struct fs_ctx *ctx, int dirfd)
+{
+	struct fs_watch *w;
+	int fd, wd = 0;
+
+	if (ctx->inotify_fd < 0)
+		return 0;
+	pthread_mutex_lock(&ctx->wlock);
+	if (ctx->watches_held < ctx->watches_held_max &&
+	    (fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)) >= 0 &&
+	    (w = fs_watch_fd(ctx, fd))) {
+		if (w->held++ == 0)
+			ctx->watches_held++;
+		wd = w->wd;
+	}
+	pthread_mutex_unlock(&ctx->wlock);
+	return wd;
+}
+
+void fs_watch_release(struct fs_ctx *ctx, int wd, const struct fs_ikey *key)
+{
+	struct fs_watch *w;
+
+	pthread_mutex_lock(&ctx->wlock);
+	HASH_FIND_INT(ctx->watches, &wd, w);
+	/* Gone already when the directory was deleted (IN_IGNORED). */
+	if (w && w->held && w->key.dev == key->dev && w->key.ino == key->ino &&
+	    --w->held == 0) {
+		ctx->watches_held--;
+		if (!w->seen) {
+			inotify_rm_watch(ctx->inotify_fd, w->wd);
+			fs_watch_forget(ctx, w);
+		}
+	}
+	pthread_mutex_unlock(&ctx->wlock);
 }
 
 /*
@@ -350,10 +434,14 @@ static void fs_watch_rescan_locked(struct fs_ctx *ctx)
 	HASH_ITER(hh, ctx->watches, w, tmp) {
 		if (w->seen)
 			continue;
+		if (w->held) {
+			/* Still watched for the kernel: no source dir now. */
+			free(w->path);
+			w->path = NULL;
+			continue;
+		}
 		inotify_rm_watch(ctx->inotify_fd, w->wd);
-		HASH_DEL(ctx->watches, w);
-		free(w->path);
-		free(w);
+		fs_watch_forget(ctx, w);
 	}
 }
 
@@ -384,14 +472,15 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 	if (!w)
 		return;
 	if (ev->mask & IN_IGNORED) {
-		HASH_DEL(ctx->watches, w);
-		free(w->path);
-		free(w);
+		fs_watch_forget(ctx, w);
 		ctx->watch_rescan = 1;
 		return;
 	}
 	if (!ev->len || !ev->name[0]) {
-		if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+		/* The directory itself: chmod'ed, deleted or moved. */
+		if (ev->mask & IN_ATTRIB)
+			fs_notify_inode(ctx, &w->key);
+		if ((ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) && w->path)
 			ctx->watch_rescan = 1;
 		return;
 	}
@@ -399,25 +488,29 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 	 * Names the mount serves in the root (`.git`, targets, status) hide
 	 * the backing files of the same name: nothing to tell the kernel.
 	 */
-	if (!*w->path && fs_name_served(ctx, ev->name))
+	if (w->path && !*w->path && fs_name_served(ctx, ev->name))
 		return;
-	parent = *w->path ? &w->key : NULL;
+	parent = w->path && !*w->path ? NULL : &w->key;
 	if (ev->mask & IN_ISDIR) {
 		if (ev->mask &
 		    (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
-			ctx->watch_rescan = 1;
+			if (w->path)
+				ctx->watch_rescan = 1;
 			fs_notify_entry(ctx, parent, ev->name);
 		}
 		return;
 	}
-	path = fs_join(w->path, ev->name);
-	if (!path) {
-		fs_invalidate_all(ctx);
-		return;
+	/* Only a directory a source pattern reaches into holds sources. */
+	if (w->path) {
+		if (!(path = fs_join(w->path, ev->name))) {
+			fs_invalidate_all(ctx);
+			return;
+		}
+		(void)fs_sources_changed(ctx, path);
+		free(path);
 	}
-	(void)fs_sources_changed(ctx, path);
 	if ((ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) &&
-	    fstatat(ctx->backing_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	    fstatat(w->fd, ev->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		struct fs_ikey key;
 
 		memset(&key, 0, sizeof(key));
@@ -427,7 +520,6 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 	}
 	if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
 		fs_notify_entry(ctx, parent, ev->name);
-	free(path);
 }
 
 void fs_watch_drain(struct fs_ctx *ctx)
@@ -482,6 +574,21 @@ static void *fs_watch_main(void *arg)
 
 /* ---- lifetime ---- */
 
+/* How many directories the kernel holds may be watched. */
+static unsigned fs_watch_held_budget(void)
+{
+	FILE *f = fopen("/proc/sys/fs/inotify/max_user_watches", "re");
+	unsigned long limit = 0;
+
+	if (f) {
+		if (fscanf(f, "%lu", &limit) != 1)
+			limit = 0;
+		fclose(f);
+	}
+	limit /= 4;
+	return limit < FS_WATCH_HELD_MAX ? (unsigned)limit : FS_WATCH_HELD_MAX;
+}
+
 int fs_watch_init(struct fs_ctx *ctx)
 {
 	int r;
@@ -492,6 +599,7 @@ int fs_watch_init(struct fs_ctx *ctx)
 	ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ctx->wake_fd < 0)
 		return -errno;
+	ctx->watches_held_max = fs_watch_held_budget();
 	pthread_mutex_lock(&ctx->wlock);
 	r = fs_watch_add(ctx, "");
 	pthread_mutex_unlock(&ctx->wlock);
@@ -552,11 +660,8 @@ void fs_watch_free(struct fs_ctx *ctx)
 {
 	struct fs_watch *w, *tmp;
 
-	HASH_ITER(hh, ctx->watches, w, tmp) {
-		HASH_DEL(ctx->watches, w);
-		free(w->path);
-		free(w);
-	}
+	HASH_ITER(hh, ctx->watches, w, tmp)
+		fs_watch_forget(ctx, w);
 	if (ctx->inotify_fd >= 0)
 		close(ctx->inotify_fd);
 	if (ctx->wake_fd >= 0)

@@ -8,6 +8,7 @@ import ctypes
 import errno
 import os
 import resource
+import shutil
 import socket
 import stat
 import subprocess
@@ -412,10 +413,10 @@ def test_extended_attributes(backing, mount):
 
 
 def test_open_after_an_outside_rename_in_a_subdirectory(backing, mount):
-    """Subdirectories are not watched, so the kernel may still hold the
-    replaced file's entry; an open that starts after the outside rename
-    must reach the new file (an append went to the deleted one and was
-    lost)."""
+    """The kernel may still hold the replaced file's entry (the watch's
+    notification is on its way); an open that starts after the outside
+    rename must reach the new file (an append went to the deleted one and
+    was lost)."""
     d = mount(backing)
     os.mkdir(os.path.join(backing, "sub"))
     write_file(os.path.join(backing, "sub", "log"), b"old\n")
@@ -438,6 +439,83 @@ def test_open_after_an_outside_rename_in_a_subdirectory(backing, mount):
             assert f.read() == b"kept\n"
     finally:
         os.close(fd)
+    d.stop()
+
+
+def held_deleted(pid, name):
+    """The daemon's fds on a deleted file called `name`."""
+    fds = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except FileNotFoundError:
+            continue
+        if target.endswith("/" + name + " (deleted)"):
+            fds.append(target)
+    return fds
+
+
+def test_a_file_deleted_outside_in_a_subdirectory_frees_its_space(
+        backing, mount):
+    """The daemon holds an O_PATH fd for every file the kernel has looked
+    up, until the kernel forgets it.  A file deleted outside in a
+    subdirectory was never forgotten (the kernel still cached its name), so
+    its blocks stayed in use until the mount ended; every directory the
+    kernel holds is watched now, and the kernel is told the name is gone."""
+    d = mount(backing)
+    for sub in ("sub", os.path.join("sub", "deeper")):
+        os.mkdir(os.path.join(backing, sub))
+        write_file(os.path.join(backing, sub, "big"), b"x" * (1 << 20))
+        assert os.stat(os.path.join(d.mnt, sub, "big")).st_size == 1 << 20
+    assert len(held_deleted(d.pid, "big")) == 0
+    os.unlink(os.path.join(backing, "sub", "big"))
+    os.unlink(os.path.join(backing, "sub", "deeper", "big"))
+    deadline = time.monotonic() + 10
+    while held_deleted(d.pid, "big") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert held_deleted(d.pid, "big") == []
+    assert os.listdir(os.path.join(d.mnt, "sub")) == ["deeper"]
+    d.stop()
+
+
+def test_outside_changes_in_subdirectories_reach_the_mount(backing, mount):
+    """Appends, chmods and whole directories replaced outside, below the
+    root, as the mount sees them; the directory watch follows a directory
+    deleted and made again under the same name."""
+    d = mount(backing)
+    sub = os.path.join(backing, "sub")
+    os.mkdir(sub)
+    write_file(os.path.join(sub, "log"), b"one\n")
+    m = os.path.join(d.mnt, "sub")
+    assert read(os.path.join(m, "log")) == b"one\n"
+    with open(os.path.join(sub, "log"), "ab") as f:
+        f.write(b"two\n")
+    os.chmod(sub, 0o700)
+
+    def seen():
+        return (os.stat(os.path.join(m, "log")).st_size == 8 and
+                read(os.path.join(m, "log")) == b"one\ntwo\n" and
+                stat.S_IMODE(os.stat(m).st_mode) == 0o700)
+    deadline = time.monotonic() + 5
+    while not seen() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen()
+    shutil.rmtree(sub)
+    os.mkdir(sub)
+    write_file(os.path.join(sub, "fresh"), b"new\n")
+    deadline = time.monotonic() + 5
+    while (time.monotonic() < deadline and
+           not os.path.exists(os.path.join(m, "fresh"))):
+        time.sleep(0.05)
+    assert os.listdir(m) == ["fresh"]
+    assert read(os.path.join(m, "fresh")) == b"new\n"
+    with open(os.path.join(sub, "fresh"), "ab") as f:
+        f.write(b"more\n")
+    deadline = time.monotonic() + 5
+    while (time.monotonic() < deadline and
+           read(os.path.join(m, "fresh")) != b"new\nmore\n"):
+        time.sleep(0.05)
+    assert read(os.path.join(m, "fresh")) == b"new\nmore\n"
     d.stop()
 
 
