@@ -82,6 +82,8 @@ struct fs_inode {
 	struct fs_target *target; /* owned reference; immutable */
 	engine_view *view;        /* owned reference; immutable */
 	unsigned nopen;           /* open readers; ilock */
+	int cache_dropped;        /* no page cache kept since its last OPEN
+				     (fs_target_retire); ilock */
 	int lost;                 /* a source was rewritten while nothing
 				     could read it: refuse OPEN; ilock */
 	double looked_up;         /* CLOCK_MONOTONIC seconds of the last
@@ -148,7 +150,6 @@ struct fs_handle {
  */
 struct fs_watch {
 	int wd;             /* key */
-	int fd;             /* owned O_PATH fd of the directory */
 	char *path;         /* owned, relative ("" for the root); NULL when
 			       watched only because the kernel holds it */
 	struct fs_ikey key; /* the directory */
@@ -160,11 +161,15 @@ struct fs_watch {
 
 /* One queued kernel cache notification (deduplicated by text key). */
 struct fs_note {
-	char *key;         /* owned, hash key */
-	int entry;         /* 1: inval_entry, 0: inval_inode */
-	int root;          /* parent/inode is the root */
-	struct fs_ikey ik; /* the inode, or the parent directory */
-	char *name;        /* owned entry name (entry only) */
+	char *key;           /* owned, hash key */
+	int entry;           /* 1: inval_entry, 0: inval_inode */
+	int root;            /* parent/inode is the root */
+	struct fs_ikey ik;   /* the inode, or the parent directory */
+	char *name;          /* owned entry name (entry only), or target name
+				(gen only) */
+	int gen;             /* 1: inval_inode of generation `generation` of
+				target `name` */
+	uint64_t generation; /* gen only */
 	UT_hash_handle hh;
 };
 
@@ -275,6 +280,9 @@ fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key);
 /** Is `name` in backing directory `dir` the mountpoint itself? */
 int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_ikey *dir,
                      const char *name);
+
+/** A new fd (O_PATH) of live backing inode `key`, or -1. */
+int fs_inode_dup_fd(struct fs_ctx *ctx, const struct fs_ikey *key);
 
 /** Free every inode and handle still held at unmount. */
 void fs_inodes_free(struct fs_ctx *ctx);
@@ -417,6 +425,13 @@ int fs_target_view(struct fs_target *t, engine_view **out);
 struct fs_target *fs_target_ref(struct fs_target *t);
 void fs_target_unref(struct fs_target *t);
 
+/**
+ * Node id of generation `generation` of target `target` while the kernel
+ * holds it and nothing has it open, else 0.
+ */
+fuse_ino_t fs_gen_resolve(struct fs_ctx *ctx, const char *target,
+                          uint64_t generation);
+
 /** Fixed inode number for a virtual name (top bit set). */
 uint64_t fs_virtual_ino(const char *name);
 
@@ -463,6 +478,12 @@ void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key);
  */
 void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
                      const char *name);
+/**
+ * Queue notify_inval_inode for generation `generation` of target `target`,
+ * sent only if nothing has it open by then (deduplicated).
+ */
+void fs_notify_gen_cache(struct fs_ctx *ctx, const char *target,
+                         uint64_t generation);
 
 /* ---- daemon.c ---- */
 

@@ -259,6 +259,19 @@ fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key)
 	return id;
 }
 
+int fs_inode_dup_fd(struct fs_ctx *ctx, const struct fs_ikey *key)
+{
+	struct fs_inode *in;
+	int fd = -1;
+
+	pthread_mutex_lock(&ctx->ilock);
+	HASH_FIND(hh, ctx->inodes, key, sizeof(*key), in);
+	if (in && in->nlookup > 0)
+		fd = fcntl(in->fd, F_DUPFD_CLOEXEC, 0);
+	pthread_mutex_unlock(&ctx->ilock);
+	return fd;
+}
+
 int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_ikey *dir,
                      const char *name)
 {

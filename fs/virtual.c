@@ -390,6 +390,43 @@ out:
 	pthread_mutex_unlock(&t->plock);
 }
 
+/*
+ * A source of t changed, so its current generation gives way to a new one
+ * at the next lookup, and the kernel then frees the old one's page cache
+ * inside that lookup, on the caller's time: about 5 ms for a 69 MB merged
+ * file read whole, most of the lookup.  Unless something has it open, drop
+ * that cache now, from the notifier thread.  Called with tlock held.
+ */
+static void fs_target_retire(struct fs_ctx *ctx, struct fs_target *t)
+{
+	struct fs_inode *g;
+
+	pthread_mutex_lock(&ctx->ilock);
+	g = t->cur;
+	if (g && !g->nopen && !g->cache_dropped) {
+		g->cache_dropped = 1;
+		fs_notify_gen_cache(ctx, t->name,
+		                    engine_view_generation(g->view));
+	}
+	pthread_mutex_unlock(&ctx->ilock);
+}
+
+fuse_ino_t fs_gen_resolve(struct fs_ctx *ctx, const char *target,
+                          uint64_t generation)
+{
+	struct fs_inode *g;
+	fuse_ino_t id = 0;
+
+	pthread_mutex_lock(&ctx->ilock);
+	for (g = ctx->gens; g && !id; g = g->gnext)
+		if (g->nlookup > 0 && !g->nopen &&
+		    engine_view_generation(g->view) == generation &&
+		    strcmp(g->target->name, target) == 0)
+			id = (fuse_ino_t)(uintptr_t)g;
+	pthread_mutex_unlock(&ctx->ilock);
+	return id;
+}
+
 int fs_sources_changed(struct fs_ctx *ctx, const char *path)
 {
 	size_t i;
@@ -403,6 +440,7 @@ int fs_sources_changed(struct fs_ctx *ctx, const char *path)
 
 		if (desc_is_source(t->desc, path)) {
 			fs_target_pend(t, path);
+			fs_target_retire(ctx, t);
 			n++;
 		}
 	}
@@ -652,6 +690,7 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 		g->target = fs_target_ref(t);
 		g->view = view;
 		g->looked_up = fs_mono_seconds();
+		g->cache_dropped = 1; /* nothing read yet */
 		view = NULL;
 		g->gprev = NULL;
 		g->gnext = ctx->gens;
@@ -815,8 +854,10 @@ void fs_virtual_open(fuse_req_t req, struct fs_inode *in,
 		pthread_mutex_lock(&ctx->ilock);
 		lost = in->lost;
 		current = in->target->cur == in;
-		if (!lost)
+		if (!lost) {
 			in->nopen++;
+			in->cache_dropped = 0;
+		}
 		pthread_mutex_unlock(&ctx->ilock);
 		if (lost || ((!current || fs_target_pending(in->target)) &&
 		             !engine_view_intact(in->view)))

@@ -85,31 +85,20 @@ static void fs_note_free(struct fs_note *n)
 	free(n);
 }
 
-static void fs_note_queue(struct fs_ctx *ctx, int entry,
-                          const struct fs_ikey *ik, const char *name)
+/* Queue n under its key unless the same one is pending; takes n. */
+static void fs_note_add(struct fs_ctx *ctx, struct fs_note *n,
+                        const char *prefix, const char *name)
 {
-	struct fs_note *n, *dup;
-	char key[96];
-	size_t kl, nl = name ? strlen(name) : 0;
+	struct fs_note *dup;
+	size_t kl = strlen(prefix), nl = name ? strlen(name) : 0;
 
-	n = calloc(1, sizeof(*n));
-	if (!n)
-		return;
-	n->entry = entry;
-	n->root = ik == NULL;
-	if (ik)
-		n->ik = *ik;
-	snprintf(key, sizeof(key), "%c:%lu:%lu:", entry ? 'e' : 'i',
-	         ik ? (unsigned long)ik->dev : 0UL,
-	         ik ? (unsigned long)ik->ino : 0UL);
-	kl = strlen(key);
 	n->key = malloc(kl + nl + 1);
 	n->name = name ? strdup(name) : NULL;
 	if (!n->key || (name && !n->name)) {
 		fs_note_free(n);
 		return;
 	}
-	memcpy(n->key, key, kl);
+	memcpy(n->key, prefix, kl);
 	memcpy(n->key + kl, name ? name : "", nl + 1);
 
 	pthread_mutex_lock(&ctx->nlock);
@@ -124,6 +113,24 @@ static void fs_note_queue(struct fs_ctx *ctx, int entry,
 	pthread_mutex_unlock(&ctx->nlock);
 }
 
+static void fs_note_queue(struct fs_ctx *ctx, int entry,
+                          const struct fs_ikey *ik, const char *name)
+{
+	struct fs_note *n = calloc(1, sizeof(*n));
+	char key[96];
+
+	if (!n)
+		return;
+	n->entry = entry;
+	n->root = ik == NULL;
+	if (ik)
+		n->ik = *ik;
+	snprintf(key, sizeof(key), "%c:%lu:%lu:", entry ? 'e' : 'i',
+	         ik ? (unsigned long)ik->dev : 0UL,
+	         ik ? (unsigned long)ik->ino : 0UL);
+	fs_note_add(ctx, n, key, name);
+}
+
 void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key)
 {
 	fs_note_queue(ctx, 0, key, NULL);
@@ -135,12 +142,29 @@ void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
 	fs_note_queue(ctx, 1, parent, name);
 }
 
+void fs_notify_gen_cache(struct fs_ctx *ctx, const char *target,
+                         uint64_t generation)
+{
+	struct fs_note *n = calloc(1, sizeof(*n));
+	char key[48];
+
+	if (!n)
+		return;
+	n->gen = 1;
+	n->generation = generation;
+	snprintf(key, sizeof(key), "g:%llu:", (unsigned long long)generation);
+	fs_note_add(ctx, n, key, target);
+}
+
 static void fs_note_send(struct fs_ctx *ctx, struct fs_note *n)
 {
 	fuse_ino_t id;
 	int r;
 
-	id = n->root ? FUSE_ROOT_ID : fs_inode_resolve(ctx, &n->ik);
+	if (n->gen)
+		id = fs_gen_resolve(ctx, n->name, n->generation);
+	else
+		id = n->root ? FUSE_ROOT_ID : fs_inode_resolve(ctx, &n->ik);
 	if (!id)
 		return;
 	if (n->entry)
@@ -148,9 +172,10 @@ static void fs_note_send(struct fs_ctx *ctx, struct fs_note *n)
 		                                     strlen(n->name));
 	else
 		r = fuse_lowlevel_notify_inval_inode(ctx->se, id, 0, 0);
-	if (r < 0 && r != -ENOENT && r != -EBADF && r != -ENODEV && ctx->debug)
+	/* ENOENT, EBADF and ENODEV are benign (see the top). */
+	if (ctx->debug)
 		fuse_log(FUSE_LOG_DEBUG, "crdtfs: notify %s: %s\n", n->key,
-		         strerror(-r));
+		         r < 0 ? strerror(-r) : "sent");
 }
 
 static void *fs_notify_main(void *arg)
@@ -190,14 +215,14 @@ static void fs_watch_forget(struct fs_ctx *ctx, struct fs_watch *w)
 	if (w->held)
 		ctx->watches_held--;
 	HASH_DEL(ctx->watches, w);
-	close(w->fd);
 	free(w->path);
 	free(w);
 }
 
 /*
- * Watch the directory open as O_PATH `fd`, which this takes over (wlock
- * held).  A directory already watched keeps its watch: inotify gives one
+ * Watch the directory open as O_PATH `fd` (wlock held; the caller keeps
+ * the fd: a watch owns none, so it costs no descriptor and pins no
+ * mount).  A directory already watched keeps its watch: inotify gives one
  * watch descriptor per inode.
  * @return the watch, or NULL with errno set
  */
@@ -206,15 +231,13 @@ static struct fs_watch *fs_watch_fd(struct fs_ctx *ctx, int fd)
 	struct fs_watch *w;
 	struct stat st;
 	char at[64];
-	int wd, err;
+	int wd;
 
-	if (fstat(fd, &st)) {
-		err = errno;
-		goto fail;
-	}
+	if (fstat(fd, &st))
+		return NULL;
 	if (!S_ISDIR(st.st_mode)) {
-		err = ENOTDIR;
-		goto fail;
+		errno = ENOTDIR;
+		return NULL;
 	}
 	/*
 	 * Through the fd, not a path: the mount may sit on top of its own
@@ -222,31 +245,21 @@ static struct fs_watch *fs_watch_fd(struct fs_ctx *ctx, int fd)
 	 * IN_DONT_FOLLOW would otherwise watch in its place.
 	 */
 	snprintf(at, sizeof(at), "/proc/self/fd/%d/.", fd);
-	wd = inotify_add_watch(ctx->inotify_fd, at, FS_WATCH_MASK);
-	if (wd < 0) {
-		err = errno;
-		goto fail;
-	}
+	if ((wd = inotify_add_watch(ctx->inotify_fd, at, FS_WATCH_MASK)) < 0)
+		return NULL;
 	HASH_FIND_INT(ctx->watches, &wd, w);
-	if (w) {
-		close(fd);
+	if (w)
 		return w;
-	}
 	if (!(w = calloc(1, sizeof(*w)))) {
 		inotify_rm_watch(ctx->inotify_fd, wd);
-		err = ENOMEM;
-		goto fail;
+		errno = ENOMEM;
+		return NULL;
 	}
 	w->wd = wd;
-	w->fd = fd;
 	w->key.dev = st.st_dev;
 	w->key.ino = st.st_ino;
 	HASH_ADD_INT(ctx->watches, wd, w);
 	return w;
-fail:
-	close(fd);
-	errno = err;
-	return NULL;
 }
 
 /* Watch backing directory `rel` for a source pattern, or the root for
@@ -255,14 +268,17 @@ static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
 {
 	struct fs_watch *w;
 	char *copy;
-	int fd;
+	int fd, err;
 
 	fd = openat(ctx->backing_fd, *rel ? rel : ".",
 	            O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (!(w = fs_watch_fd(ctx, fd)))
-		return -errno;
+	w = fs_watch_fd(ctx, fd);
+	err = errno;
+	close(fd);
+	if (!w)
+		return -err;
 	w->seen = 1;
 	if ((!w->path || strcmp(w->path, rel) != 0) && (copy = strdup(rel))) {
 		free(w->path);
@@ -274,17 +290,22 @@ static int fs_watch_add(struct fs_ctx *ctx, const char *rel)
 int fs_watch_hold(struct fs_ctx *ctx, int dirfd)
 {
 	struct fs_watch *w;
-	int fd, wd = 0;
+	int wd = 0;
 
 	if (ctx->inotify_fd < 0)
 		return 0;
 	pthread_mutex_lock(&ctx->wlock);
-	if (ctx->watches_held < ctx->watches_held_max &&
-	    (fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)) >= 0 &&
-	    (w = fs_watch_fd(ctx, fd))) {
-		if (w->held++ == 0)
-			ctx->watches_held++;
-		wd = w->wd;
+	if ((w = fs_watch_fd(ctx, dirfd))) {
+		if (w->held == 0 && !w->seen &&
+		    ctx->watches_held >= ctx->watches_held_max) {
+			/* Past the budget: only directories watched already. */
+			inotify_rm_watch(ctx->inotify_fd, w->wd);
+			fs_watch_forget(ctx, w);
+		} else {
+			if (w->held++ == 0)
+				ctx->watches_held++;
+			wd = w->wd;
+		}
 	}
 	pthread_mutex_unlock(&ctx->wlock);
 	return wd;
@@ -456,12 +477,34 @@ void fs_watch_rescan(struct fs_ctx *ctx)
 
 /* ---- events ---- */
 
+/*
+ * Stat `name` in watched directory w, whose backing path is `path` when it
+ * is the root's or a source pattern's.  A watch owns no fd (it would cost
+ * one per directory and pin a file system mounted there), so a directory
+ * watched only for the kernel is reached through its inode's fd, taken
+ * under ilock (wlock -> ilock is the lock order).  @return 0 or -1
+ */
+static int fs_watch_child_stat(struct fs_ctx *ctx, const struct fs_watch *w,
+                               const char *path, const char *name,
+                               struct stat *st)
+{
+	int dfd, r;
+
+	if (path)
+		return fstatat(ctx->backing_fd, path, st, AT_SYMLINK_NOFOLLOW);
+	if ((dfd = fs_inode_dup_fd(ctx, &w->key)) < 0)
+		return -1;
+	r = fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW);
+	close(dfd);
+	return r;
+}
+
 static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 {
 	const struct fs_ikey *parent;
 	struct fs_watch *w;
 	struct stat st;
-	char *path;
+	char *path = NULL;
 
 	if (ev->mask & IN_Q_OVERFLOW) {
 		fs_invalidate_all(ctx);
@@ -472,8 +515,9 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 	if (!w)
 		return;
 	if (ev->mask & IN_IGNORED) {
+		if (w->path)
+			ctx->watch_rescan = 1;
 		fs_watch_forget(ctx, w);
-		ctx->watch_rescan = 1;
 		return;
 	}
 	if (!ev->len || !ev->name[0]) {
@@ -507,10 +551,9 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 			return;
 		}
 		(void)fs_sources_changed(ctx, path);
-		free(path);
 	}
 	if ((ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) &&
-	    fstatat(w->fd, ev->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	    fs_watch_child_stat(ctx, w, path, ev->name, &st) == 0) {
 		struct fs_ikey key;
 
 		memset(&key, 0, sizeof(key));
@@ -520,6 +563,7 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 	}
 	if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
 		fs_notify_entry(ctx, parent, ev->name);
+	free(path);
 }
 
 void fs_watch_drain(struct fs_ctx *ctx)
