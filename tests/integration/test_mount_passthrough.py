@@ -529,6 +529,40 @@ def test_outside_changes_in_subdirectories_reach_the_kernel_at_once(
     d.stop()
 
 
+def inotify_watches(pid):
+    """How many inotify watches process `pid` holds."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fdinfo" % pid):
+        try:
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                n += sum(line.startswith("inotify wd:") for line in f)
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def test_directories_past_the_watch_budget_still_work(tmp_path, mount):
+    """At most 8192 directories, and a quarter of the user's inotify
+    watches (which editors and other tools share), are watched for the
+    kernel; past that a directory is served without a watch."""
+    with open("/proc/sys/fs/inotify/max_user_watches") as f:
+        budget = min(8192, int(f.read()) // 4)
+    b = str(tmp_path / "b")
+    os.makedirs(b)
+    for i in range(budget + 50):
+        os.mkdir(os.path.join(b, "d%05d" % i))
+    write_file(os.path.join(b, "d%05d" % (budget + 49), "last"), b"x\n")
+    d = mount(b)
+    assert inotify_watches(d.pid) == 1  # the root
+    for i in range(budget + 50):
+        os.stat(os.path.join(d.mnt, "d%05d" % i))
+    assert inotify_watches(d.pid) == budget + 1
+    last = os.path.join(d.mnt, "d%05d" % (budget + 49))
+    assert os.listdir(last) == ["last"]
+    assert read(os.path.join(last, "last")) == b"x\n"
+    d.stop()
+
+
 def test_a_filesystem_mounted_inside_backing_has_its_own_inode_numbers(
         backing, mount):
     """Every file of the mount shows one st_dev, so a file of a filesystem
