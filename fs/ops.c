@@ -18,9 +18,10 @@
  * get a private copy (fs_preserve).
  *
  * Pass-through files use 1 s attribute and entry timeouts and keep_cache=0;
- * outside changes in the backing root are pushed to the kernel by watch.c
- * (subdirectories are not watched: there an open of a file replaced from
- * outside gets ESTALE, and the kernel looks the name up again).  Replies
+ * outside changes are pushed to the kernel by watch.c, in the root and in
+ * every directory the kernel holds up to a budget (past it, and before the
+ * watcher has told the kernel, an open of a file replaced from outside gets
+ * ESTALE, and the kernel looks the name up again).  Replies
  * to READ come from a per-thread buffer that lives as long as the thread:
  * on this kind of VM a fresh 128 KiB allocation per request costs more
  * than the copy (perf-notes.md).
@@ -902,8 +903,9 @@ static void fs_reply_open(fuse_req_t req, struct fs_handle *h,
 
 /*
  * Was the file of `in` replaced (an editor's or git's rename) outside,
- * where no notification told the kernel (only the root is watched)?  Its
- * entry may name the old file for FS_PASS_TIMEOUT, and writes would go to
+ * with no notification to the kernel yet (the watcher's is on its way, or
+ * the directory is past the watch budget)?  Its entry may name the old
+ * file for FS_PASS_TIMEOUT, and writes would go to
  * a file nobody will see; ESTALE makes the kernel look the name up.  A
  * deleted file whose name is gone is opened as it is: a reopen through
  * /proc/PID/fd of a file unlinked while open is one.
