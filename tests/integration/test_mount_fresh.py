@@ -435,15 +435,6 @@ def test_many_outside_writes_then_open(backing, mount):
     d.stop()
 
 
-def wait_for_line(d, text, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(text in line for line in d.lines):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_a_superseded_generation_drops_its_page_cache_at_once(backing,
                                                               mount):
     """A lookup that replaces a generation read whole made the kernel free
@@ -463,7 +454,7 @@ def test_a_superseded_generation_drops_its_page_cache_at_once(backing,
     with open(host, "r+b") as f:  # in place: the same inode
         f.write(util.dumps_pretty(entries))
     # Nothing touches the mount until the notifier has dropped it.
-    assert wait_for_line(d, "crdtfs: notify g:%d:%s: sent" % (gen, MERGED))
+    assert d.wait_for_line("crdtfs: notify g:%d:%s: sent" % (gen, MERGED))
 
     with open(m, "rb") as f:
         data = f.read()
@@ -476,8 +467,8 @@ def test_a_superseded_generation_drops_its_page_cache_at_once(backing,
             h.write(util.dumps_pretty(entries))
         # The host file's own notification comes after the generation's
         # would have (one FIFO queue, queued in that order).
-        assert wait_for_line(d, "crdtfs: notify i:%d:%d:: sent" %
-                             (st.st_dev, st.st_ino))
+        assert d.wait_for_line("crdtfs: notify i:%d:%d:: sent" %
+                               (st.st_dev, st.st_ino))
         assert not any("g:%d:" % gen2 in line for line in d.lines)
     assert read(m) == util.cli_merge(backing)
     d.stop()

@@ -489,14 +489,8 @@ def test_outside_changes_in_subdirectories_reach_the_kernel_at_once(
     d.allow(r"^\s*unique: \d+, error: ")
 
     def notified(kind, st, name=""):
-        text = "crdtfs: notify %s:%d:%d:%s: sent" % (kind, st.st_dev,
-                                                      st.st_ino, name)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if any(text in line for line in d.lines):
-                return True
-            time.sleep(0.02)
-        return False
+        return d.wait_for_line("crdtfs: notify %s:%d:%d:%s: sent" %
+                               (kind, st.st_dev, st.st_ino, name))
 
     sub = os.path.join(backing, "sub")
     os.mkdir(sub)

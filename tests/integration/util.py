@@ -174,6 +174,15 @@ class Daemon:
             time.sleep(0.02)
         pytest.fail("%s not mounted after %ss" % (self.mnt, timeout))
 
+    def wait_for_line(self, text, timeout=10):
+        """Has the daemon printed a line holding `text` (within timeout)?"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return True
+            time.sleep(0.02)
+        return False
+
     def bad_lines(self):
         return [l for l in self.lines if BAD_OUTPUT.search(l) and
                 not any(a.search(l) for a in self.allowed)]
