@@ -7,9 +7,9 @@
  * source pattern reaches into (pattern `hosts/NAME` watches `hosts`), and
  * every other directory the kernel holds a node of, from its LOOKUP to its
  * FORGET: an outside change below the root then reaches the kernel's
- * caches at once, not after their 1 s timeout, and a file deleted outside
- * is forgotten by the kernel, so its O_PATH fd is closed and its space
- * freed.  A watcher thread drains it whenever it is readable; LOOKUP of a
+ * caches within milliseconds, not after their 1 s timeout, and a file
+ * deleted outside is forgotten by the kernel, so its O_PATH fd is closed
+ * and its space freed.  A watcher thread drains it whenever it is readable; LOOKUP of a
  * merged name also drains it synchronously first.  The kernel queues an
  * inotify event before the writer's write() returns, so a drain at LOOKUP
  * sees every completed outside write without sleeping.  Each event marks
