@@ -462,13 +462,14 @@ def test_a_superseded_generation_drops_its_page_cache_at_once(backing,
         gen2 = util.status_target(util.read_status(d.mnt))["generation"]
         assert gen2 > gen
         st = os.stat(host)
+        mark = len(d.lines)
         entries.append(util.entry("new-2", util.ts(100002)))
         with open(host, "r+b") as h:
             h.write(util.dumps_pretty(entries))
         # The host file's own notification comes after the generation's
         # would have (one FIFO queue, queued in that order).
         assert d.wait_for_line("crdtfs: notify i:%d:%d:: sent" %
-                               (st.st_dev, st.st_ino))
+                               (st.st_dev, st.st_ino), mark)
         assert not any("g:%d:" % gen2 in line for line in d.lines)
     assert read(m) == util.cli_merge(backing)
     d.stop()

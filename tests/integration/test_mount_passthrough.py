@@ -462,10 +462,12 @@ def test_a_file_deleted_outside_in_a_subdirectory_frees_its_space(
     subdirectory was never forgotten (the kernel still cached its name), so
     its blocks stayed in use until the mount ended; every directory the
     kernel holds is watched now, and the kernel is told the name is gone."""
-    d = mount(backing)
-    for sub in ("sub", os.path.join("sub", "deeper")):
+    subs = ("sub", os.path.join("sub", "deeper"))
+    for sub in subs:  # before the mount: no notification races the stat
         os.mkdir(os.path.join(backing, sub))
         write_file(os.path.join(backing, sub, "big"), b"x" * (1 << 20))
+    d = mount(backing)
+    for sub in subs:
         assert os.stat(os.path.join(d.mnt, sub, "big")).st_size == 1 << 20
     assert len(held_deleted(d.pid, "big")) == 0
     os.unlink(os.path.join(backing, "sub", "big"))
@@ -485,40 +487,56 @@ def test_outside_changes_in_subdirectories_reach_the_kernel_at_once(
     append, a chmod, and an append and a delete in a directory deleted and
     made again under the same name.  `-d` logs each notification sent;
     nothing here touches the mount while waiting for one."""
+    sub = os.path.join(backing, "sub")
+    marker = os.path.join(backing, "marker")
+    os.mkdir(sub)  # before the mount: no notification races the lookups
+    write_file(os.path.join(sub, "log"), b"one\n")
+    write_file(marker, b"")
     d = mount(backing, "-d")
     d.allow(r"^\s*unique: \d+, error: ")
 
-    def notified(kind, st, name=""):
+    def notified(since, kind, st, name=""):
+        # since: an inode number may come back, so only lines printed
+        # after the change count
         return d.wait_for_line("crdtfs: notify %s:%d:%d:%s: sent" %
-                               (kind, st.st_dev, st.st_ino, name))
+                               (kind, st.st_dev, st.st_ino, name), since)
 
-    sub = os.path.join(backing, "sub")
-    os.mkdir(sub)
-    write_file(os.path.join(sub, "log"), b"one\n")
+    def settle():
+        """Every notification queued so far has been sent: the queue is
+        FIFO, so once the marker's is."""
+        mark = len(d.lines)
+        with open(marker, "ab") as f:
+            f.write(b".")
+        assert notified(mark, "i", os.stat(marker))
+
     m = os.path.join(d.mnt, "sub")
+    os.stat(os.path.join(d.mnt, "marker"))
     assert read(os.path.join(m, "log")) == b"one\n"
+    mark = len(d.lines)
     with open(os.path.join(sub, "log"), "ab") as f:
         f.write(b"two\n")
-    assert notified("i", os.stat(os.path.join(sub, "log")))
+    assert notified(mark, "i", os.stat(os.path.join(sub, "log")))
     assert read(os.path.join(m, "log")) == b"one\ntwo\n"
+    mark = len(d.lines)
     os.chmod(sub, 0o700)
-    assert notified("i", os.stat(sub))
+    assert notified(mark, "i", os.stat(sub))
     assert stat.S_IMODE(os.stat(m).st_mode) == 0o700
 
     shutil.rmtree(sub)
     os.mkdir(sub)
-    deadline = time.monotonic() + 10
-    while os.stat(m).st_ino != os.stat(sub).st_ino:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
     write_file(os.path.join(sub, "fresh"), b"new\n")
+    settle()  # the root's notifications about `sub` are out of the way
+    assert os.stat(m).st_ino == os.stat(sub).st_ino
     assert read(os.path.join(m, "fresh")) == b"new\n"
+    mark = len(d.lines)
     with open(os.path.join(sub, "fresh"), "ab") as f:
         f.write(b"more\n")
-    assert notified("i", os.stat(os.path.join(sub, "fresh")))
+    assert notified(mark, "i", os.stat(os.path.join(sub, "fresh")))
     assert read(os.path.join(m, "fresh")) == b"new\nmore\n"
+    mark = len(d.lines)
+    st = os.stat(sub)
     os.unlink(os.path.join(sub, "fresh"))
-    assert notified("e", os.stat(sub), "fresh")
+    assert notified(mark, "e", st, "fresh")
     assert os.listdir(m) == []
     d.stop()
 

@@ -174,11 +174,13 @@ class Daemon:
             time.sleep(0.02)
         pytest.fail("%s not mounted after %ss" % (self.mnt, timeout))
 
-    def wait_for_line(self, text, timeout=10):
-        """Has the daemon printed a line holding `text` (within timeout)?"""
+    def wait_for_line(self, text, since=0, timeout=10):
+        """Has the daemon printed a line holding `text`, as its line
+        `since` (a len(self.lines) taken earlier) or later, within
+        timeout?"""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
+            if any(text in line for line in self.lines[since:]):
                 return True
             time.sleep(0.02)
         return False
