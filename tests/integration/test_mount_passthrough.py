@@ -501,21 +501,22 @@ def test_outside_changes_in_subdirectories_reach_the_kernel_at_once(
         return d.wait_for_line("crdtfs: notify %s:%d:%d:%s: sent" %
                                (kind, st.st_dev, st.st_ino, name), since)
 
+    def append_notified(path, data):
+        """Append outside; the kernel is told the file changed."""
+        mark = len(d.lines)
+        with open(path, "ab") as f:
+            f.write(data)
+        assert notified(mark, "i", os.stat(path))
+
     def settle():
         """Every notification queued so far has been sent: the queue is
         FIFO, so once the marker's is."""
-        mark = len(d.lines)
-        with open(marker, "ab") as f:
-            f.write(b".")
-        assert notified(mark, "i", os.stat(marker))
+        append_notified(marker, b".")
 
     m = os.path.join(d.mnt, "sub")
     os.stat(os.path.join(d.mnt, "marker"))
     assert read(os.path.join(m, "log")) == b"one\n"
-    mark = len(d.lines)
-    with open(os.path.join(sub, "log"), "ab") as f:
-        f.write(b"two\n")
-    assert notified(mark, "i", os.stat(os.path.join(sub, "log")))
+    append_notified(os.path.join(sub, "log"), b"two\n")
     assert read(os.path.join(m, "log")) == b"one\ntwo\n"
     mark = len(d.lines)
     os.chmod(sub, 0o700)
@@ -528,10 +529,7 @@ def test_outside_changes_in_subdirectories_reach_the_kernel_at_once(
     settle()  # the root's notifications about `sub` are out of the way
     assert os.stat(m).st_ino == os.stat(sub).st_ino
     assert read(os.path.join(m, "fresh")) == b"new\n"
-    mark = len(d.lines)
-    with open(os.path.join(sub, "fresh"), "ab") as f:
-        f.write(b"more\n")
-    assert notified(mark, "i", os.stat(os.path.join(sub, "fresh")))
+    append_notified(os.path.join(sub, "fresh"), b"more\n")
     assert read(os.path.join(m, "fresh")) == b"new\nmore\n"
     mark = len(d.lines)
     st = os.stat(sub)
