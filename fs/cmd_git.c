@@ -215,7 +215,7 @@ int fs_cmd_sync(int argc, char **argv)
 	engine_sync_opts o;
 	engine_sync_result res;
 	engine_problems probs;
-	char line[sizeof(res.error) + 32];
+	char line[FS_SYNC_ERROR_MAX];
 	int c, r, quiet = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -322,7 +322,9 @@ struct fs_syncer {
 	int poked;                  /* guarded by lock */
 	struct timespec first_poke; /* guarded by lock; CLOCK_MONOTONIC */
 	struct timespec last_poke;  /* guarded by lock; CLOCK_MONOTONIC */
-	/* What the status file shows (a daemon's stderr is /dev/null). */
+	/* What the status file shows (a daemon's stderr is /dev/null);
+	 * its seconds and remote are the fields above, filled in by
+	 * fs_syncer_snapshot(). */
 	fs_sync_snapshot last;      /* guarded by lock */
 };
 
@@ -392,6 +394,8 @@ int fs_syncer_snapshot(fs_syncer *s, fs_sync_snapshot *out)
 
 	pthread_mutex_lock(&s->lock);
 	*out = s->last;
+	out->seconds = s->seconds;
+	out->remote = s->remote;
 	engine_problems_init(&out->problems);
 	r = engine_problems_extend(&out->problems, &s->last.problems);
 	pthread_mutex_unlock(&s->lock);
@@ -496,8 +500,6 @@ int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 		goto fail;
 	}
 	s->seconds = seconds;
-	s->last.seconds = seconds;
-	s->last.remote = s->remote;
 	engine_problems_init(&s->last.problems);
 	s->changed = changed;
 	s->ctx = ctx;

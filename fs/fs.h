@@ -48,6 +48,9 @@ void fs_syncer_halt(fs_syncer *s);
 /** Halt, then free; NULL is fine. */
 void fs_syncer_stop(fs_syncer *s);
 
+/* A sync's error line: engine_sync_result.error (512) and a suffix. */
+#define FS_SYNC_ERROR_MAX 544
+
 /** What the background syncs did, as the status file shows it. */
 typedef struct {
 	unsigned seconds;      /* the period */
@@ -56,7 +59,7 @@ typedef struct {
 	unsigned long failed_in_a_row;
 	time_t last_end;       /* when the last one ended; 0: none yet */
 	char result[512];      /* what the last one did, if it succeeded */
-	char error[544];       /* why the last one failed, if it did */
+	char error[FS_SYNC_ERROR_MAX]; /* why the last one failed, if it did */
 	engine_problems problems; /* the last one's notes (owned) */
 } fs_sync_snapshot;
 

@@ -159,17 +159,21 @@ struct fs_watch {
 	UT_hash_handle hh;
 };
 
+enum fs_note_kind {
+	FS_NOTE_INODE, /* inval_inode of backing inode ik */
+	FS_NOTE_ENTRY, /* inval_entry of `name` in directory ik */
+	FS_NOTE_GEN    /* inval_inode of generation `generation` of target
+			  `name`, unless it is open by then */
+};
+
 /* One queued kernel cache notification (deduplicated by text key). */
 struct fs_note {
-	char *key;           /* owned, hash key */
-	int entry;           /* 1: inval_entry, 0: inval_inode */
-	int root;            /* parent/inode is the root */
-	struct fs_ikey ik;   /* the inode, or the parent directory */
-	char *name;          /* owned entry name (entry only), or target name
-				(gen only) */
-	int gen;             /* 1: inval_inode of generation `generation` of
-				target `name` */
-	uint64_t generation; /* gen only */
+	char *key;               /* owned, hash key */
+	enum fs_note_kind kind;
+	int root;                /* INODE, ENTRY: ik is the root */
+	struct fs_ikey ik;       /* INODE, ENTRY */
+	char *name;              /* owned; ENTRY, GEN */
+	uint64_t generation;     /* GEN */
 	UT_hash_handle hh;
 };
 

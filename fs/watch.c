@@ -113,7 +113,7 @@ static void fs_note_add(struct fs_ctx *ctx, struct fs_note *n,
 	pthread_mutex_unlock(&ctx->nlock);
 }
 
-static void fs_note_queue(struct fs_ctx *ctx, int entry,
+static void fs_note_queue(struct fs_ctx *ctx, enum fs_note_kind kind,
                           const struct fs_ikey *ik, const char *name)
 {
 	struct fs_note *n = calloc(1, sizeof(*n));
@@ -121,11 +121,12 @@ static void fs_note_queue(struct fs_ctx *ctx, int entry,
 
 	if (!n)
 		return;
-	n->entry = entry;
+	n->kind = kind;
 	n->root = ik == NULL;
 	if (ik)
 		n->ik = *ik;
-	snprintf(key, sizeof(key), "%c:%lu:%lu:", entry ? 'e' : 'i',
+	snprintf(key, sizeof(key),
+	         "%c:%lu:%lu:", kind == FS_NOTE_ENTRY ? 'e' : 'i',
 	         ik ? (unsigned long)ik->dev : 0UL,
 	         ik ? (unsigned long)ik->ino : 0UL);
 	fs_note_add(ctx, n, key, name);
@@ -133,13 +134,13 @@ static void fs_note_queue(struct fs_ctx *ctx, int entry,
 
 void fs_notify_inode(struct fs_ctx *ctx, const struct fs_ikey *key)
 {
-	fs_note_queue(ctx, 0, key, NULL);
+	fs_note_queue(ctx, FS_NOTE_INODE, key, NULL);
 }
 
 void fs_notify_entry(struct fs_ctx *ctx, const struct fs_ikey *parent,
                      const char *name)
 {
-	fs_note_queue(ctx, 1, parent, name);
+	fs_note_queue(ctx, FS_NOTE_ENTRY, parent, name);
 }
 
 void fs_notify_gen_cache(struct fs_ctx *ctx, const char *target,
@@ -150,7 +151,7 @@ void fs_notify_gen_cache(struct fs_ctx *ctx, const char *target,
 
 	if (!n)
 		return;
-	n->gen = 1;
+	n->kind = FS_NOTE_GEN;
 	n->generation = generation;
 	snprintf(key, sizeof(key), "g:%llu:", (unsigned long long)generation);
 	fs_note_add(ctx, n, key, target);
@@ -161,13 +162,13 @@ static void fs_note_send(struct fs_ctx *ctx, struct fs_note *n)
 	fuse_ino_t id;
 	int r;
 
-	if (n->gen)
+	if (n->kind == FS_NOTE_GEN)
 		id = fs_gen_resolve(ctx, n->name, n->generation);
 	else
 		id = n->root ? FUSE_ROOT_ID : fs_inode_resolve(ctx, &n->ik);
 	if (!id)
 		return;
-	if (n->entry)
+	if (n->kind == FS_NOTE_ENTRY)
 		r = fuse_lowlevel_notify_inval_entry(ctx->se, id, n->name,
 		                                     strlen(n->name));
 	else
@@ -576,19 +577,27 @@ void fs_watch_drain(struct fs_ctx *ctx)
 
 	if (ctx->inotify_fd < 0)
 		return;
-	pthread_mutex_lock(&ctx->wlock);
+	/*
+	 * wlock per batch, read and handled together (so batches are handled
+	 * in the order read): a long drain (an outside `rm -rf` of a large
+	 * watched tree) lets directory LOOKUPs, which take it to hold a
+	 * watch, in between.  Once a read finds nothing, every event queued
+	 * before has been handled, by this thread or another.
+	 */
 	for (;;) {
+		pthread_mutex_lock(&ctx->wlock);
 		n = read(ctx->inotify_fd, buf, sizeof(buf));
-		if (n <= 0)
-			break;
-		for (p = buf; p < buf + n; p += sizeof(*ev) + ev->len) {
+		for (p = buf; n > 0 && p < buf + n;
+		     p += sizeof(*ev) + ev->len) {
 			ev = (const struct inotify_event *)p;
 			fs_watch_event(ctx, ev);
 		}
+		if (n <= 0 && ctx->watch_rescan)
+			fs_watch_rescan_locked(ctx);
+		pthread_mutex_unlock(&ctx->wlock);
+		if (n <= 0)
+			break;
 	}
-	if (ctx->watch_rescan)
-		fs_watch_rescan_locked(ctx);
-	pthread_mutex_unlock(&ctx->wlock);
 }
 
 static void *fs_watch_main(void *arg)
