@@ -368,11 +368,15 @@ ssize_t engine__pread_full(int fd, char *buf, size_t size, uint64_t off);
 ssize_t engine__read_fd(void *ctx, char *buf, size_t size, uint64_t offset);
 
 /**
- * Read every op in full, as few syscalls as possible (io_uring when the
- * kernel allows it, pread otherwise).
+ * Read every op in full, by one io_uring submission or by pread calls,
+ * whichever this thread has measured to be cheaper (pread alone where
+ * io_uring is unavailable).
  * @return 0, -EIO when a file ended before an op's range, or -errno
  */
 int engine__read_batch(const engine__read_op *ops, size_t n);
+
+/** Batches engine__read_batch() has done each way so far (for tests). */
+void engine__read_batch_ways(unsigned long *pread, unsigned long *ring);
 
 /* ---- hashes of a file's leading bytes (blockhash.c) ---- */
 
