@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -192,14 +191,6 @@ void engine__read_batch_ways(unsigned long *pread, unsigned long *ring)
 	*ring = atomic_load(&batch_ways[BATCH_RING]);
 }
 
-static double batch_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* The way this thread's next batch goes. */
 static enum batch_way batch_choose(const thread_ring *t)
 {
@@ -255,9 +246,9 @@ int engine__read_batch(const engine__read_op *ops, size_t n)
 	if (n < BATCH_TIMED_MIN)
 		return way == BATCH_RING ? read_ring(t, ops, n) :
 					   read_each(ops, n);
-	start = batch_now_ns();
+	start = engine_mono_seconds();
 	rc = way == BATCH_RING ? read_ring(t, ops, n) : read_each(ops, n);
-	ns = (batch_now_ns() - start) / (double)n;
+	ns = (engine_mono_seconds() - start) * 1e9 / (double)n;
 	t->timed++;
 	if (rc < 0) /* stopped early: its time says nothing */
 		return rc;

@@ -242,6 +242,15 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 		       const char *const *paths, size_t npaths)
 	CRDTFS_MUST_CHECK;
 
+/** Seconds on the monotonic clock: for intervals, not dates. */
+static inline double engine_mono_seconds(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 #include "engine_git.h"
 
 #endif

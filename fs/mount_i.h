@@ -252,14 +252,6 @@ struct fs_ctx {
 	fs_syncer *syncer; /* NULL when not syncing */
 };
 
-static inline double fs_mono_seconds(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static inline struct fs_ctx *fs_ctx_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);

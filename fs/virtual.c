@@ -469,7 +469,7 @@ void fs_preserve(struct fs_ctx *ctx, dev_t dev, ino_t ino)
 {
 	engine_view **views = NULL, **p;
 	size_t n = 0, cap = 0, i;
-	double now = fs_mono_seconds();
+	double now = engine_mono_seconds();
 	struct fs_inode *g;
 	int r;
 
@@ -680,7 +680,7 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 	if (g &&
 	    engine_view_generation(g->view) == engine_view_generation(view)) {
 		g->nlookup++;
-		g->looked_up = fs_mono_seconds();
+		g->looked_up = engine_mono_seconds();
 	} else if (fresh) {
 		g = fresh;
 		fresh = NULL;
@@ -689,7 +689,7 @@ static int fs_target_lookup(struct fs_ctx *ctx, struct fs_target *t,
 		g->nlookup = 1;
 		g->target = fs_target_ref(t);
 		g->view = view;
-		g->looked_up = fs_mono_seconds();
+		g->looked_up = engine_mono_seconds();
 		g->cache_dropped = 1; /* nothing read yet */
 		view = NULL;
 		g->gprev = NULL;
