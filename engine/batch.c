@@ -11,7 +11,7 @@
  * against 0.13 s with pread; on a machine with cheap syscalls (AMD EPYC,
  * 2026-11-24) pread took 0.46 us a read and io_uring 0.60 us.  So each
  * thread times its batches and uses the cheaper way, trying the other one
- * batch in BATCH_EXPLORE to follow a change in the machine's load.  Where
+ * now and then (BATCH_EXPLORE) to follow a change in the machine's load.  Where
  * io_uring is unavailable (old kernel, disabled by sysctl, seccomp) every
  * read is a pread.
  *
@@ -32,8 +32,11 @@
 #define BATCH_DEPTH 64
 /* Batches of fewer reads are not timed: their fixed costs would count. */
 #define BATCH_TIMED_MIN 8
-/* One timed batch in this many goes the way that looked dearer. */
+/* One timed batch in this many goes the way that looked dearer; one in
+ * BATCH_EXPLORE_FAR when it looked more than 1.5 times as dear, so
+ * trying it costs at most a few percent. */
 #define BATCH_EXPLORE 32
+#define BATCH_EXPLORE_FAR 256
 
 enum batch_way { BATCH_PREAD, BATCH_RING };
 
@@ -194,7 +197,8 @@ void engine__read_batch_ways(unsigned long *pread, unsigned long *ring)
 /* The way this thread's next batch goes. */
 static enum batch_way batch_choose(const thread_ring *t)
 {
-	enum batch_way cheaper;
+	enum batch_way cheaper, dearer;
+	unsigned long every;
 
 	if (t->ns[BATCH_RING] == 0)
 		return BATCH_RING;
@@ -202,9 +206,10 @@ static enum batch_way batch_choose(const thread_ring *t)
 		return BATCH_PREAD;
 	cheaper = t->ns[BATCH_RING] <= t->ns[BATCH_PREAD] ? BATCH_RING :
 							    BATCH_PREAD;
-	if (t->timed % BATCH_EXPLORE == BATCH_EXPLORE - 1)
-		return cheaper == BATCH_RING ? BATCH_PREAD : BATCH_RING;
-	return cheaper;
+	dearer = cheaper == BATCH_RING ? BATCH_PREAD : BATCH_RING;
+	every = t->ns[dearer] > 1.5 * t->ns[cheaper] ? BATCH_EXPLORE_FAR :
+						       BATCH_EXPLORE;
+	return t->timed % every == every - 1 ? dearer : cheaper;
 }
 
 static int read_each(const engine__read_op *ops, size_t n)
@@ -242,7 +247,7 @@ int engine__read_batch(const engine__read_op *ops, size_t n)
 	if (!t || t->ok != 1 || t->broken)
 		return read_each(ops, n);
 	way = batch_choose(t);
-	atomic_fetch_add(&batch_ways[way], 1);
+	atomic_fetch_add_explicit(&batch_ways[way], 1, memory_order_relaxed);
 	if (n < BATCH_TIMED_MIN)
 		return way == BATCH_RING ? read_ring(t, ops, n) :
 					   read_each(ops, n);
