@@ -11,9 +11,9 @@
  * against 0.13 s with pread; on a machine with cheap syscalls (AMD EPYC,
  * 2026-11-24) pread took 0.46 us a read and io_uring 0.60 us.  So each
  * thread times its batches and uses the cheaper way, trying the other one
- * now and then (BATCH_EXPLORE) to follow a change in the machine's load.  Where
- * io_uring is unavailable (old kernel, disabled by sysctl, seccomp) every
- * read is a pread.
+ * now and then (BATCH_EXPLORE) to follow a change in the machine's load.
+ * Where io_uring is unavailable (old kernel, disabled by sysctl, seccomp)
+ * every read is a pread.
  *
  * One ring per thread, made on first use and torn down at thread exit, so
  * readers on different FUSE threads never share a ring.
