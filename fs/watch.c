@@ -16,7 +16,8 @@
  * the targets the file is a source of (virtual.c), and queues cache
  * notifications: inval_inode for a backing inode that changed, and
  * inval_entry for names created, removed or renamed.  IN_Q_OVERFLOW
- * invalidates everything.
+ * invalidates every target and every name and inode the kernel holds
+ * (fs_watch_overflow).
  *
  * Notifications go through a queue to a notifier thread of their own: they
  * are never sent from a request handler nor with a lock held (a handler
@@ -500,6 +501,76 @@ static int fs_watch_child_stat(struct fs_ctx *ctx, const struct fs_watch *w,
 	return r;
 }
 
+/* A backing inode the kernel holds, as the overflow needs it. */
+struct fs_held {
+	struct fs_ikey key;
+	char *path; /* owned; NULL when unknown */
+};
+
+/*
+ * Events were lost (the kernel's inotify queue overflowed): whatever
+ * they said about the names the kernel holds is unknown.  So every held
+ * backing inode is told to drop its attributes and cached data, and its
+ * last name looked up to be looked up again: a file deleted meanwhile is
+ * then forgotten (its O_PATH fd closed, its space freed) and an append
+ * shows at once, as if each event had come.  A name that did not change
+ * costs one more LOOKUP.
+ */
+static void fs_watch_overflow(struct fs_ctx *ctx)
+{
+	struct fs_held *held = NULL;
+	struct fs_inode *in, *tmp;
+	size_t n = 0, cap = 0, i;
+
+	fs_invalidate_all(ctx);
+	ctx->watch_rescan = 1;
+	pthread_mutex_lock(&ctx->ilock);
+	HASH_ITER(hh, ctx->inodes, in, tmp) {
+		struct fs_held *more;
+
+		if (in->kind != FS_KIND_BACKING)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			if (!(more = realloc(held, cap * sizeof(*held))))
+				break;
+			held = more;
+		}
+		held[n].key = in->key;
+		held[n].path = in->path ? strdup(in->path) : NULL;
+		n++;
+	}
+	pthread_mutex_unlock(&ctx->ilock);
+	if (ctx->debug)
+		fuse_log(FUSE_LOG_DEBUG,
+		         "crdtfs: inotify queue overflowed: %zu held names "
+		         "checked again\n",
+		         n);
+	for (i = 0; i < n; i++) {
+		char *slash = held[i].path ? strrchr(held[i].path, '/') : NULL;
+		struct fs_ikey parent;
+		struct stat st;
+
+		fs_notify_inode(ctx, &held[i].key);
+		if (!held[i].path || !*held[i].path) {
+			/* the root, or a name not known */
+		} else if (!slash) {
+			fs_notify_entry(ctx, NULL, held[i].path);
+		} else {
+			*slash = '\0';
+			if (fstatat(ctx->backing_fd, held[i].path, &st,
+			            AT_SYMLINK_NOFOLLOW) == 0) {
+				memset(&parent, 0, sizeof(parent));
+				parent.dev = st.st_dev;
+				parent.ino = st.st_ino;
+				fs_notify_entry(ctx, &parent, slash + 1);
+			}
+		}
+		free(held[i].path);
+	}
+	free(held);
+}
+
 static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 {
 	const struct fs_ikey *parent;
@@ -508,8 +579,7 @@ static void fs_watch_event(struct fs_ctx *ctx, const struct inotify_event *ev)
 	char *path = NULL;
 
 	if (ev->mask & IN_Q_OVERFLOW) {
-		fs_invalidate_all(ctx);
-		ctx->watch_rescan = 1;
+		fs_watch_overflow(ctx);
 		return;
 	}
 	HASH_FIND_INT(ctx->watches, &ev->wd, w);
