@@ -501,6 +501,27 @@ static int fs_watch_child_stat(struct fs_ctx *ctx, const struct fs_watch *w,
 	return r;
 }
 
+/* Queue inval_entry for `path` (relative to the root, not ""), whose
+ * parent directory is found by its current path; modifies path. */
+static void fs_notify_path(struct fs_ctx *ctx, char *path)
+{
+	char *slash = strrchr(path, '/');
+	struct fs_ikey parent;
+	struct stat st;
+
+	if (!slash) {
+		fs_notify_entry(ctx, NULL, path);
+		return;
+	}
+	*slash = '\0';
+	if (fstatat(ctx->backing_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return; /* gone: its own entry is dropped instead */
+	memset(&parent, 0, sizeof(parent));
+	parent.dev = st.st_dev;
+	parent.ino = st.st_ino;
+	fs_notify_entry(ctx, &parent, slash + 1);
+}
+
 /* A backing inode the kernel holds, as the overflow needs it. */
 struct fs_held {
 	struct fs_ikey key;
@@ -547,25 +568,9 @@ static void fs_watch_overflow(struct fs_ctx *ctx)
 		         "checked again\n",
 		         n);
 	for (i = 0; i < n; i++) {
-		char *slash = held[i].path ? strrchr(held[i].path, '/') : NULL;
-		struct fs_ikey parent;
-		struct stat st;
-
 		fs_notify_inode(ctx, &held[i].key);
-		if (!held[i].path || !*held[i].path) {
-			/* the root, or a name not known */
-		} else if (!slash) {
-			fs_notify_entry(ctx, NULL, held[i].path);
-		} else {
-			*slash = '\0';
-			if (fstatat(ctx->backing_fd, held[i].path, &st,
-			            AT_SYMLINK_NOFOLLOW) == 0) {
-				memset(&parent, 0, sizeof(parent));
-				parent.dev = st.st_dev;
-				parent.ino = st.st_ino;
-				fs_notify_entry(ctx, &parent, slash + 1);
-			}
-		}
+		if (held[i].path && *held[i].path) /* not the root */
+			fs_notify_path(ctx, held[i].path);
 		free(held[i].path);
 	}
 	free(held);
