@@ -90,7 +90,9 @@ typedef struct {
 	desc_descriptor *desc;        /* owned, lazily: the default */
 	char host[256];
 	char *branch_ref;    /* owned: refs/heads/<branch> */
+	char *remote_name;   /* owned */
 	char *merge_ref;     /* owned: the remote's branch ref */
+	int merge_guessed;   /* no branch.<b>.merge: merge_ref is ours */
 	char *tracking_ref;  /* owned: refs/remotes/<remote>/<b> */
 	char *local_path;    /* owned: local push path, or NULL */
 	char *fetch_path;    /* owned: local fetch path, or NULL */
@@ -317,6 +319,50 @@ out:
 	return r;
 }
 
+/* Sync with the remote's branch `merge` (takes it): the refs and the
+ * "<remote>/<its branch>" of the result and every message. */
+static int set_merge_ref(sync_ctx *c, char *merge)
+{
+	char *tracking;
+
+	if (asprintf(&tracking, "refs/remotes/%s/%s", c->remote_name,
+	             merge + 11) < 0) {
+		free(merge);
+		return -ENOMEM;
+	}
+	free(c->merge_ref);
+	free(c->tracking_ref);
+	c->merge_ref = merge;
+	c->tracking_ref = tracking;
+	snprintf(c->res->upstream, sizeof(c->res->upstream), "%s/%s",
+	         c->remote_name, merge + 11);
+	return 0;
+}
+
+/*
+ * With no upstream configured, a remote that has no branch of our name
+ * but a default one (its HEAD, `target`) is synced on that one: a host set
+ * up by `git init` and `git remote add` is on `master` where the others
+ * push `main`, and pushing `master` there would keep it apart for good.
+ * @return 1 adopted, 0 not, -ENOMEM
+ */
+static int adopt_remote_default(sync_ctx *c, const char *target)
+{
+	char *merge;
+	int r;
+
+	if (!c->merge_guessed || !target ||
+	    strncmp(target, "refs/heads/", 11) != 0 ||
+	    strcmp(target, c->merge_ref) == 0)
+		return 0;
+	if (!(merge = strdup(target)))
+		return -ENOMEM;
+	if ((r = set_merge_ref(c, merge)) < 0)
+		return r;
+	c->merge_guessed = 0;
+	return 1;
+}
+
 static int sync_open(sync_ctx *c)
 {
 	const engine_sync_opts *o = c->opts;
@@ -379,37 +425,26 @@ static int sync_open(sync_ctx *c)
 	}
 	free(key);
 	key = NULL;
-	if (!remote_name)
+	if (!(c->remote_name = remote_name))
 		return -ENOMEM;
-	if ((r = open_remote(c, remote_name)) < 0) {
-		free(remote_name);
+	if ((r = open_remote(c, remote_name)) < 0)
 		return r;
-	}
 
-	/* The remote branch: branch.<b>.merge when it tracks this remote. */
-	if (asprintf(&key, "branch.%s.merge", short_branch) < 0) {
-		free(remote_name);
+	/* The remote branch: branch.<b>.merge when it tracks this remote;
+	 * else ours, or the remote's default (adopt_remote_default). */
+	if (asprintf(&key, "branch.%s.merge", short_branch) < 0)
 		return -ENOMEM;
-	}
 	if (config_string(c->repo, key, &merge) < 0 ||
 	    strncmp(merge, "refs/heads/", 11) != 0) {
 		free(merge);
 		merge = strdup(c->branch_ref);
+		c->merge_guessed = 1;
 	}
 	free(key);
-	if (!merge) {
-		free(remote_name);
+	if (!merge)
 		return -ENOMEM;
-	}
-	c->merge_ref = merge;
-	r = asprintf(&c->tracking_ref, "refs/remotes/%s/%s", remote_name,
-	             merge + 11);
-	/* "<remote>/<its branch>", for the result and every message. */
-	snprintf(c->res->upstream, sizeof(c->res->upstream), "%s/%s",
-	         remote_name, merge + 11);
-	free(remote_name);
-	if (r < 0)
-		return -ENOMEM;
+	if ((r = set_merge_ref(c, merge)) < 0)
+		return r;
 
 	/* Author: git config, else crdtfs <crdtfs@HOST>. */
 	if (git_signature_default(&c->sig, c->repo) < 0) {
@@ -955,6 +990,7 @@ static void hide_ref(git_revwalk *walk, git_repository *repo,
 static int fetch_local(sync_ctx *c)
 {
 	git_repository *rr = NULL;
+	git_reference *head = NULL;
 	git_revwalk *walk = NULL;
 	git_odb *odb = NULL;
 	git_oid id;
@@ -965,6 +1001,16 @@ static int fetch_local(sync_ctx *c)
 	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
 	r = git_reference_name_to_id(&c->remote_oid, rr, c->merge_ref);
+	if (r == GIT_ENOTFOUND && c->merge_guessed &&
+	    git_reference_lookup(&head, rr, "HEAD") == 0 &&
+	    git_reference_type(head) == GIT_REFERENCE_SYMBOLIC &&
+	    git_reference_name_to_id(&id, rr,
+	                             git_reference_symbolic_target(head)) == 0) {
+		if ((r = adopt_remote_default(
+		             c, git_reference_symbolic_target(head))) < 0)
+			goto out;
+		r = git_reference_name_to_id(&c->remote_oid, rr, c->merge_ref);
+	}
 	if (r == GIT_ENOTFOUND) {
 		r = 1; /* no branch there yet */
 		goto out;
@@ -1007,8 +1053,23 @@ static int fetch_local(sync_ctx *c)
 out:
 	git_odb_free(odb);
 	git_revwalk_free(walk);
+	git_reference_free(head);
 	git_repository_free(rr);
+	git_error_clear();
 	return r;
+}
+
+/* Where the remote's refs `heads` put its branch c->merge_ref, if any. */
+static void remote_branch_oid(sync_ctx *c, const git_remote_head **heads,
+                              size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(heads[i]->name, c->merge_ref) == 0) {
+			git_oid_cpy(&c->remote_oid, &heads[i]->oid);
+			c->have_remote_oid = 1;
+		}
 }
 
 /*
@@ -1061,11 +1122,16 @@ static int sync_fetch(sync_ctx *c)
 		r = git_fail(c, -EHOSTUNREACH, "remote unreachable");
 		goto out;
 	}
-	for (i = 0; i < n; i++)
-		if (strcmp(heads[i]->name, c->merge_ref) == 0) {
-			git_oid_cpy(&c->remote_oid, &heads[i]->oid);
-			c->have_remote_oid = 1;
-		}
+	remote_branch_oid(c, heads, n);
+	for (i = 0; !c->have_remote_oid && i < n; i++) {
+		if (strcmp(heads[i]->name, "HEAD") != 0)
+			continue;
+		if ((r = adopt_remote_default(c, heads[i]->symref_target)) < 0)
+			goto out;
+		if (r == 1)
+			remote_branch_oid(c, heads, n);
+		break;
+	}
 	if (!c->have_remote_oid)
 		goto set_tracking;
 	if (git_repository_odb(&odb, c->repo) < 0) {
@@ -2203,6 +2269,7 @@ static void sync_ctx_dispose(sync_ctx *c)
 		rmdir(c->tmpdir);
 	free(c->tmpdir);
 	free(c->branch_ref);
+	free(c->remote_name);
 	free(c->merge_ref);
 	free(c->tracking_ref);
 	free(c->local_path);

@@ -1132,6 +1132,55 @@ def test_sync_result_names_the_remote_branch(tmp_path):
     assert G.git("rev-parse", "main", cwd=bare).stdout.strip() == head
 
 
+HAS_GIT_DAEMON = os.path.exists("/usr/lib/git-core/git-daemon") or \
+    bool(shutil.which("git-daemon"))
+
+
+@pytest.mark.parametrize("how", ["path", pytest.param(
+    "git-daemon", marks=pytest.mark.skipif(not HAS_GIT_DAEMON,
+                                           reason="git daemon not installed"))])
+def test_a_host_set_up_with_git_init_syncs_the_remote_default_branch(
+        tmp_path, how):
+    """A second machine set up by `git init` and `git remote add` (not a
+    clone) is on master where the remote's branch is main.  With no
+    upstream configured, sync follows the remote's default branch: it used
+    to push a master of its own, which no other host ever saw, and exit 0.
+    Through a local path and through git:// (where the remote's HEAD comes
+    from the protocol)."""
+    base = tmp_path / "srv"
+    base.mkdir()
+    bare = G.make_bare(base / "r.git")  # HEAD -> main
+    daemon = G.GitDaemon(base) if how == "git-daemon" else None
+    try:
+        url = daemon.url("r.git") if daemon else bare
+        h1 = G.make_clone(bare, tmp_path / "h1", "h1")
+        G.git("remote", "set-url", "origin", url, cwd=h1)
+        src = tmp_path / "s1.jsonl"
+        G.write_jsonl(src, entity("from-h1", ["1"]))
+        G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(0)))
+        G.ok(G.crdtfs("sync", h1))
+
+        h2 = tmp_path / "h2"
+        G.git("init", "-q", "-b", "master", str(h2))
+        G.git("config", "user.name", "h2", cwd=h2)
+        G.git("config", "user.email", "h2@example", cwd=h2)
+        G.git("remote", "add", "origin", url, cwd=h2)
+        src2 = tmp_path / "s2.jsonl"
+        G.write_jsonl(src2, entity("from-h2", ["2"]))
+        G.ok(G.crdtfs("prepare", "--host", "h2", src2, h2, now=now_at(1)))
+        p = G.ok(G.crdtfs("sync", h2))
+        assert "pushed -> origin/main " in p.stdout, p.stdout
+        assert G.git("for-each-ref", "--format=%(refname)", "refs/heads",
+                     cwd=bare).stdout.split() == ["refs/heads/main"]
+        G.ok(G.crdtfs("sync", h1))
+        v1 = G.ok(G.crdtfs("merge", h1)).stdout
+        assert v1 == G.ok(G.crdtfs("merge", h2)).stdout
+        assert "from-h1" in v1 and "from-h2" in v1
+    finally:
+        if daemon:
+            daemon.stop()
+
+
 def test_sync_of_nothing_says_so(tmp_path):
     bare = G.make_bare(tmp_path / "remote.git")
     h0 = G.make_clone(bare, tmp_path / "h0", "h0")
