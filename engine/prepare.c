@@ -8,7 +8,10 @@
  *   then the file is not rewritten at all (its mtime stays).  Entries are
  *   matched by unique_id and compared by canonical content (the entry minus
  *   `_crdt_metadata`, keys sorted, compact), so a tool that reorders keys
- *   or respaces its file does not re-stamp anything.
+ *   or respaces its file does not re-stamp anything.  An entry that
+ *   carries a stamp already is copied as it is, unless its stamp is no
+ *   newer than the host file's copy: then it is that copy (kept) or an
+ *   edit of it made here (re-stamped).
  * - Deterministic ids: unique_id depends only on the entry's logical
  *   identity (never on the host, never random), so one entity edited on
  *   two hosts is one key and last-writer-wins applies across hosts.
@@ -1050,6 +1053,30 @@ out:
 	return out;
 }
 
+static int same_content(const prep_entry *old, const prep_entry *e)
+{
+	return strcmp(old->content, e->content) == 0 &&
+	       strcmp(old->numbers, e->numbers) == 0;
+}
+
+/* Source entry e is `old` unchanged: the old bytes and metadata, as they
+ * were, go to the new host file. */
+static int keep_old(prep_src *s, prep_entry *e, prep_entry *old)
+{
+	old->used = 1;
+	e->bytes = strdup(old->bytes);
+	if (!e->bytes) {
+		entry_free(e);
+		return -ENOMEM;
+	}
+	e->len = old->len;
+	e->ts_rank = old->ts_rank;
+	e->ts = old->ts;
+	e->version = old->version;
+	s->st.unchanged++;
+	return list_take(&s->out, e);
+}
+
 static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
                            unsigned long line)
 {
@@ -1068,11 +1095,10 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	if (!e->content || !e->numbers)
 		goto fail;
 	if (json_is_object(md)) {
-		/* Already stamped by someone: copied as it is. */
+		/* Already stamped (a tool that keeps members it does not know,
+		 * a memory seeded from a merged file): copied as it is,
+		 * unless it is this host file's copy or an edit of it. */
 		if ((r = entry_meta(e, md)) < 0)
-			goto fail;
-		e->bytes = canon_dup(raw, len, &e->len);
-		if (!e->bytes)
 			goto fail;
 		if (!e->uid) {
 			r = -ENOMEM;
@@ -1081,6 +1107,23 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 				goto fail;
 		}
 		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
+		/*
+		 * Under a stamp no newer than this host file's copy, it is
+		 * that copy, or an edit made here: the tool kept the stamp
+		 * it had and changed the rest, and without a new stamp the
+		 * edit would tie with every other host's copy and could
+		 * lose.  A newer stamp is another host's later version.
+		 */
+		if (old && !old->used && meta_cmp(e, old) <= 0) {
+			if (same_content(old, e))
+				return keep_old(s, e, old);
+			r = -ENOMEM;
+			goto stamp;
+		}
+		r = -ENOMEM;
+		e->bytes = canon_dup(raw, len, &e->len);
+		if (!e->bytes)
+			goto fail;
 		if (old)
 			old->used = 1;
 		if (!old)
@@ -1106,27 +1149,18 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		goto fail;
 	e->uid_len = strlen(e->uid);
 	HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
-	if (old && !old->used && strcmp(old->content, e->content) == 0 &&
-	    strcmp(old->numbers, e->numbers) == 0) {
-		/* Unchanged: the old bytes and metadata, as they were. */
-		old->used = 1;
-		e->bytes = strdup(old->bytes);
-		if (!e->bytes)
-			goto fail;
-		e->len = old->len;
-		e->ts_rank = old->ts_rank;
-		e->ts = old->ts;
-		e->version = old->version;
-		s->st.unchanged++;
-		return list_take(&s->out, e);
-	}
+	if (old && !old->used && same_content(old, e))
+		return keep_old(s, e, old);
+stamp:
 	if (old) {
 		old->used = 1;
 		s->st.changed++;
 	} else {
 		s->st.added++;
 	}
-	e->version = old && old->version >= 0 ? old->version + 1 : 1;
+	if (old && e->version < old->version)
+		e->version = old->version;
+	e->version = e->version >= 0 ? e->version + 1 : 1;
 	e->ts_rank = 2;
 	e->ts = s->stamp;
 	e->bytes = stamped_bytes(s, obj, raw, len, e, &e->len);

@@ -109,6 +109,52 @@ def test_prepare_changed_entry_restamped(tmp_path):
     assert G.host_lines(back / "memory-h1.json")[-1][1]["name"] == "n2"
 
 
+def test_prepare_restamps_an_edit_of_an_entry_that_carries_a_stamp(tmp_path):
+    """A tool's memory seeded from a merged file carries `_crdt_metadata`,
+    and an edit there keeps the stamp it had.  prepare copied such entries
+    as they were, so the edit tied with the other host's copy on (time,
+    version, host) and could lose on the bytes; now an entry whose content
+    differs from this host file's copy, under a stamp no newer than that
+    copy's, is re-stamped like any edit.  A newer stamp (another host's
+    later version, seeded again) is still taken as it is."""
+    back = tmp_path / "b"
+    back.mkdir()
+    md = {"host": "desktop", "timestamp": "2026-01-01T00:00:00Z",
+          "version": 3, "unique_id": "X"}
+    orig = {"id": "X", "c": "orig", "_crdt_metadata": md}
+    (back / "memory-desktop.json").write_text(json.dumps([orig]) + "\n")
+    src = tmp_path / "seeded.json"
+    src.write_text(json.dumps([orig]) + "\n")
+    G.ok(G.crdtfs("prepare", "--host", "laptop", src, back, now=now_at(10)))
+
+    edited = dict(orig, c="EDITED on laptop")
+    src.write_text(json.dumps([edited]) + "\n")
+    p = G.ok(G.crdtfs("prepare", "--host", "laptop", src, back,
+                      now=now_at(20)))
+    assert "1 changed" in p.stdout
+    (raw, o), = G.host_lines(back / "memory-laptop.json")
+    assert o["c"] == "EDITED on laptop"
+    assert o["_crdt_metadata"]["host"] == "laptop"
+    assert o["_crdt_metadata"]["version"] == 4
+    assert o["_crdt_metadata"]["unique_id"] == "X"
+    assert G.ts_ns(o["_crdt_metadata"]["timestamp"]) == T0 + 20 * 10**9
+    view = json.loads(G.ok(G.crdtfs("merge", back)).stdout)
+    assert [e["c"] for e in view] == ["EDITED on laptop"]
+    # Run again on the same source: nothing to do.
+    p = G.ok(G.crdtfs("prepare", "--host", "laptop", src, back,
+                      now=now_at(30)))
+    assert "not rewritten" in p.stdout
+
+    # Another host's later version, seeded again: taken as it is.
+    later = {"id": "X", "c": "from desktop, later",
+             "_crdt_metadata": dict(md, timestamp="2026-06-01T00:00:00Z",
+                                    version=9)}
+    src.write_text(json.dumps([later]) + "\n")
+    G.ok(G.crdtfs("prepare", "--host", "laptop", src, back, now=now_at(40)))
+    (raw, o), = G.host_lines(back / "memory-laptop.json")
+    assert o == later
+
+
 def test_prepare_clock_set_back_still_increases(tmp_path):
     src, back = tmp_path / "memory.jsonl", tmp_path / "b"
     back.mkdir()
