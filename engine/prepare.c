@@ -52,6 +52,8 @@
 #define PREP_UID_LITERAL_MAX 200
 /* Stamps further ahead of the wall clock than this are reported. */
 #define PREP_FUTURE_WARN_SEC 300
+/* 10000-01-01T00:00:00Z in seconds since the epoch. */
+#define PREP_YEAR_10000 253402300800LL
 /* Name of the metadata member. */
 #define PREP_MD "_crdt_metadata"
 
@@ -1333,6 +1335,20 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 			if (r < 0)
 				goto out;
 		}
+	}
+	/* RFC 3339 years have four digits: nothing after 9999 can be
+	 * written, and the merge would rank it as invalid. */
+	if (src.stamp.sec >= PREP_YEAR_10000) {
+		char t[40];
+
+		format_time(t, &old.max);
+		r = engine_problems_add(
+		        probs, ENGINE_ERROR, old.max_file, 0, 0,
+		        "timestamp %s (UTC) leaves no later stamp that RFC 3339 "
+		        "can write (years end at 9999); fix that entry; nothing "
+		        "written", t);
+		r = r < 0 ? r : -ERANGE;
+		goto out;
 	}
 	format_time(src.stamp_text, &src.stamp);
 

@@ -118,7 +118,7 @@ int fs_cmd_prepare(int argc, char **argv)
 	engine_problems_dispose(&probs);
 	if (r == -EINVAL) {
 		fprintf(stderr,
-		        "crdtfs prepare: bad host name \"%s\" (a file-name part, not starting with a dot)\n",
+		        "crdtfs prepare: bad host name \"%s\" (a file-name part of 1 to 200 bytes, not starting with a dot)\n",
 		        o.host);
 		return FS_EXIT_USAGE;
 	}

@@ -155,6 +155,28 @@ def test_prepare_restamps_an_edit_of_an_entry_that_carries_a_stamp(tmp_path):
     assert o == later
 
 
+def test_prepare_refuses_a_stamp_past_year_9999(tmp_path):
+    """The merge accepts 9999-12-31T23:59:59-23:59, which is in year 10000
+    in UTC; a stamp later than that cannot be written in RFC 3339, and
+    prepare wrote `10000-...Z`, which the merge ranks as invalid (so every
+    later edit from that host lost).  Now it says so and writes nothing."""
+    back = tmp_path / "b"
+    back.mkdir()
+    md = {"host": "a", "timestamp": "9999-12-31T23:59:59-23:59",
+          "version": 1, "unique_id": "k"}
+    (back / "memory-a.json").write_text(
+        json.dumps([{"id": "a", "_crdt_metadata": md}]) + "\n")
+    src = tmp_path / "s.jsonl"
+    G.write_jsonl(src, entity("n", ["1"]))
+    p = G.crdtfs("prepare", "--host", "z", src, back)
+    assert p.returncode == 1
+    assert "crdtfs prepare: memory-a.json: error: timestamp " \
+           "10000-01-01T23:58:59.000000000Z (UTC) leaves no later stamp " \
+           "that RFC 3339 can write (years end at 9999); fix that entry; " \
+           "nothing written\n" in p.stderr
+    assert not (back / "memory-z.json").exists()
+
+
 def test_prepare_clock_set_back_still_increases(tmp_path):
     src, back = tmp_path / "memory.jsonl", tmp_path / "b"
     back.mkdir()
