@@ -27,6 +27,7 @@ typedef struct {
 	const char *backing; /* backing directory; the host file goes here */
 	const char *now;     /* RFC 3339 time used instead of the wall clock
 				(a test hook: CRDTFS_NOW); NULL: real clock */
+	int allow_empty;     /* an empty SOURCE empties the host file */
 } engine_prepare_opts;
 
 typedef struct {
@@ -50,7 +51,7 @@ typedef struct {
  * itself when at most 200 bytes without control characters, else `sha1:`
  * + the SHA-1 hex of the identity: the same logical entry has the same
  * unique_id on every host.  An identity repeated inside one source gets
- * `#2`, `#3`... in source order.
+ * `dup2:`, `dup3:`... in source order.
  *
  * An entry whose canonical content (the entry minus `_crdt_metadata`,
  * keys sorted, compact) equals that of the same unique_id in the current
@@ -59,7 +60,9 @@ typedef struct {
  * all with one stamp from the hybrid logical clock: the maximum of the
  * wall clock, the newest valid timestamp in any memory-*.json in the
  * backing directory + 1 ns (this host's file included).  Source entries
- * that already carry a `_crdt_metadata` object are copied as they are.
+ * that already carry a `_crdt_metadata` object are copied as they are,
+ * unless their stamp is no newer than the host file's copy: then they are
+ * that copy, or an edit of it (re-stamped).
  * Entries no longer in the source leave the host file (it mirrors the
  * source; there are no tombstones).
  *
@@ -70,7 +73,9 @@ typedef struct {
  * Bad entries in the source or the old host file are skipped and
  * reported in `probs` (non-NULL); when the source has errors, entries of
  * the old host file it does not list are kept rather than removed (it
- * may be truncated); a stamp more than 5 minutes ahead of
+ * may be truncated), and so are all of them when the source is empty
+ * (no byte but blanks: the trace of a tool that died after truncating
+ * it; a deliberate empty memory is `[]`) unless `allow_empty`; a stamp more than 5 minutes ahead of
  * the wall clock in the backing directory is reported as a warning.
  * The source may be a regular file or a pipe; host files are regular
  * files, never followed through a symlink.

@@ -1221,6 +1221,17 @@ static char *render(const prep_list *l, size_t *outlen)
 	return out;
 }
 
+/* Nothing but blanks (or nothing at all)? */
+static int all_blank(const char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!is_blank(buf[i]))
+			return 0;
+	return 1;
+}
+
 /* Is any of the problems from index `from` on an error? */
 static int has_error(const engine_problems *probs, size_t from)
 {
@@ -1367,6 +1378,14 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	                  probs);
 	if (r < 0)
 		goto out;
+	if (!opts->allow_empty && all_blank(sbuf, slen) && old.table) {
+		r = engine_problems_add(
+		        probs, ENGINE_ERROR, opts->source, 0, 0,
+		        "empty: taken for a tool that died rewriting it, not for "
+		        "an empty memory (that is `[]`; --allow-empty takes it)");
+		if (r < 0)
+			goto out;
+	}
 	if (has_error(probs, nprob)) {
 		src.st.source_errors = 1;
 		if ((r = keep_unlisted(&old, &src)) < 0)

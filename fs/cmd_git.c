@@ -53,14 +53,18 @@ static int usage_error(const char *cmd, const char *reason)
 /* ---- prepare ---- */
 
 static const char prepare_usage[] =
-        "usage: crdtfs prepare [--host NAME] [-q] SOURCE [BACKING]\n"
+        "usage: crdtfs prepare [--host NAME] [--allow-empty] [-q] SOURCE [BACKING]\n"
         "Write BACKING/memory-NAME.json (BACKING defaults to .) from a tool's\n"
         "memory file SOURCE (a JSON array, or JSON Lines as the MCP memory\n"
         "server writes).  Adds _crdt_metadata to new entries and re-stamps only\n"
         "entries whose content changed; an unchanged SOURCE changes no byte.\n"
         "SOURCE may be a pipe (/dev/stdin).\n"
-        "  --host NAME  host name (default: this machine's hostname)\n"
-        "  -q, --quiet  print nothing but problems\n"
+        "  --host NAME    host name (default: this machine's hostname)\n"
+        "  --allow-empty  an empty SOURCE (no byte but blanks) empties the\n"
+        "                 host file; without it, it counts as an error (a\n"
+        "                 tool that died after truncating it) and nothing\n"
+        "                 is removed ([] is always an empty memory)\n"
+        "  -q, --quiet    print nothing but problems\n"
         "Exit status: 0 done; 1 SOURCE has errors (its valid entries were\n"
         "taken, none removed) or nothing could be written (the error names\n"
         "the file); 2 usage.\n"
@@ -71,11 +75,12 @@ int fs_cmd_prepare(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "host", required_argument, NULL, 'H' },
+		{ "allow-empty", no_argument, NULL, 'E' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	engine_prepare_opts o = { NULL, NULL, ".", NULL };
+	engine_prepare_opts o = { NULL, NULL, ".", NULL, 0 };
 	engine_prepare_stats st;
 	engine_problems probs;
 	char host[256];
@@ -85,6 +90,9 @@ int fs_cmd_prepare(int argc, char **argv)
 		switch (c) {
 		case 'H':
 			o.host = optarg;
+			break;
+		case 'E':
+			o.allow_empty = 1;
 			break;
 		case 'q':
 			quiet = 1;

@@ -155,6 +155,37 @@ def test_prepare_restamps_an_edit_of_an_entry_that_carries_a_stamp(tmp_path):
     assert o == later
 
 
+def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
+    """A tool that dies after truncating its memory file leaves it empty,
+    and prepare emptied the host file with it and exited 0.  An empty
+    source (no byte but blanks) is now an error that removes nothing,
+    unless --allow-empty; `[]` is still an empty memory."""
+    src, back = tmp_path / "memory.jsonl", tmp_path / "b"
+    back.mkdir()
+    G.write_jsonl(src, entity("a", ["1"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    hf = back / "memory-h1.json"
+    before = hf.read_bytes()
+    for empty in (b"", b"\n  \n"):
+        src.write_bytes(empty)
+        p = G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(10))
+        assert p.returncode == 1
+        assert "%s: error: empty: taken for a tool that died rewriting " \
+               "it, not for an empty memory (that is `[]`; --allow-empty " \
+               "takes it)\n" % src in p.stderr
+        assert "0 removed; not rewritten" in p.stdout
+        assert hf.read_bytes() == before
+    G.ok(G.crdtfs("prepare", "--host", "h1", "--allow-empty", src, back,
+                  now=now_at(20)))
+    assert hf.read_bytes() == b"[]\n"
+    G.write_jsonl(src, entity("a", ["1"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(30)))
+    src.write_text("[]\n")
+    p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(40)))
+    assert "1 removed; written" in p.stdout
+    assert hf.read_bytes() == b"[]\n"
+
+
 def test_prepare_refuses_a_stamp_past_year_9999(tmp_path):
     """The merge accepts 9999-12-31T23:59:59-23:59, which is in year 10000
     in UTC; a stamp later than that cannot be written in RFC 3339, and

@@ -85,7 +85,7 @@ static int prepare(const char *src, const char *now, engine_prepare_stats *st,
                    engine_problems *probs)
 {
 	char source[256];
-	engine_prepare_opts o = { "h1", source, tmpdir, now };
+	engine_prepare_opts o = { "h1", source, tmpdir, now, 0 };
 
 	snprintf(source, sizeof(source), "%s/%s", tmpdir, src);
 	return engine_prepare(&o, st, probs);
@@ -607,7 +607,7 @@ static void test_engine_prepare__errors(void)
 	engine_prepare_stats st;
 	engine_problems p;
 	char source[128];
-	engine_prepare_opts o = { ".bad", source, NULL, NULL };
+	engine_prepare_opts o = { ".bad", source, NULL, NULL, 0 };
 
 	make_dir();
 	engine_problems_init(&p);
@@ -707,7 +707,7 @@ static void test_engine_prepare__files_of_other_kinds(void)
 	ASSERT_EQ_INT(rename(in_dir("kept.json"), in_dir("memory-h1.json")), 0);
 	{
 		char source[64];
-		engine_prepare_opts o = { "h1", source, tmpdir, T0 };
+		engine_prepare_opts o = { "h1", source, tmpdir, T0, 0 };
 
 		snprintf(source, sizeof(source), "/proc/self/fd/%d", fds[0]);
 		ASSERT_EQ_INT(engine_prepare(&o, &st, &p), 0);
