@@ -266,6 +266,20 @@ static char *local_remote_path(const char *url, const char *workdir)
  * syncing every minute cannot afford; the refspecs are explicit here
  * anyway.  url.<base>.insteadOf is not applied (same leak).
  */
+/* Does local path `path` (may be NULL) name this repository's work tree
+ * or its .git?  A remote "" or "." does: syncing with it moves nothing. */
+static int is_this_repository(sync_ctx *c, const char *path)
+{
+	char rp[PATH_MAX], rw[PATH_MAX], rg[PATH_MAX];
+
+	if (!path || !realpath(path, rp))
+		return 0;
+	return (realpath(git_repository_workdir(c->repo), rw) &&
+	        strcmp(rp, rw) == 0) ||
+	       (realpath(git_repository_path(c->repo), rg) &&
+	        strcmp(rp, rg) == 0);
+}
+
 static int open_remote(sync_ctx *c, const char *name)
 {
 	git_remote_create_options ro;
@@ -302,6 +316,13 @@ static int open_remote(sync_ctx *c, const char *name)
 	 */
 	c->fetch_path = local_remote_path(url, workdir);
 	c->local_path = local_remote_path(pushurl ? pushurl : url, workdir);
+	if (is_this_repository(c, c->fetch_path) ||
+	    is_this_repository(c, c->local_path)) {
+		r = fail_msg(c, -EINVAL,
+		             "remote \"%s\" is this repository itself: "
+		             "nothing would leave it", name);
+		goto out;
+	}
 	if (git_remote_create_with_opts(&c->remote,
 	                                c->fetch_path ? c->fetch_path : url,
 	                                &ro) < 0 ||

@@ -1056,6 +1056,20 @@ def test_a_remote_that_is_a_file_is_named(tmp_path):
         "repository\n" % (tmp_path / "remote")))
 
 
+@pytest.mark.parametrize("url", ["", ".", "{h0}/.git", "file://{h0}"])
+def test_a_remote_that_is_this_repository_is_named(tmp_path, url):
+    # It committed, "pushed -> origin/master" and exited 0: nothing left
+    # the machine.
+    h0 = tmp_path / "h0"
+    G.git("init", "-q", "-b", "main", str(h0))
+    G.git("remote", "add", "origin", url.format(h0=h0), cwd=h0)
+    (h0 / "memory-h0.json").write_text("[]\n")
+    p = G.crdtfs("sync", h0)
+    assert (p.returncode, p.stderr) == (1, (
+        'crdtfs sync: remote "origin" is this repository itself: nothing '
+        'would leave it\n'))
+
+
 def test_untracked_file_in_the_way_is_named(tmp_path):
     # A file the remote brings (notes.txt) already exists here, untracked
     # (a sync killed while checking it out leaves it so).  Sync refuses to
