@@ -19,11 +19,14 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -49,6 +52,9 @@ static int usage_error(const char *cmd, const char *reason)
 	        cmd);
 	return FS_EXIT_USAGE;
 }
+
+/* statfs f_type of every FUSE file system (linux/magic.h). */
+#define FS_FUSE_SUPER_MAGIC 0x65735546
 
 /* ---- prepare ---- */
 
@@ -207,6 +213,19 @@ static void print_sync_result(const engine_sync_result *res)
 	printf("crdtfs sync: %s\n", line);
 }
 
+/* Is `dir` the root of a crdtfs mount (FUSE, serving the status file)? */
+static int is_crdtfs_mount(const char *dir)
+{
+	struct statfs sf;
+	struct stat st;
+	char path[PATH_MAX];
+
+	if (statfs(dir, &sf) < 0 || sf.f_type != FS_FUSE_SUPER_MAGIC)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, FS_STATUS_NAME);
+	return stat(path, &st) == 0;
+}
+
 int fs_cmd_sync(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -257,6 +276,15 @@ int fs_cmd_sync(int argc, char **argv)
 	if (argc - optind != 1)
 		return usage_error("sync", "expected BACKING");
 	o.backing = argv[optind];
+	if (is_crdtfs_mount(o.backing)) {
+		fprintf(stderr,
+		        "crdtfs sync: %s is a crdtfs mount, which hides .git: "
+		        "sync its backing directory (a mount over the backing "
+		        "directory itself leaves it out of reach: mount "
+		        "elsewhere)\n",
+		        o.backing);
+		return FS_EXIT_FAIL;
+	}
 	if (!(git = fs_git_module(&err))) {
 		fprintf(stderr, "crdtfs sync: %s\n", err);
 		return FS_EXIT_FAIL;

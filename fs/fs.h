@@ -48,6 +48,9 @@ void fs_syncer_halt(fs_syncer *s);
 /** Halt, then free; NULL is fine. */
 void fs_syncer_stop(fs_syncer *s);
 
+/* Name of the status file in the mount root. */
+#define FS_STATUS_NAME ".crdtfs-status.json"
+
 /* A sync's error line: engine_sync_result.error (512) and a suffix. */
 #define FS_SYNC_ERROR_MAX 544
 

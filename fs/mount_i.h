@@ -30,8 +30,6 @@
 #include "engine.h"
 #include "fs.h"
 
-/* Name of the status file in the mount root. */
-#define FS_STATUS_NAME ".crdtfs-status.json"
 /* Attribute and entry timeout of pass-through files, in seconds. */
 #define FS_PASS_TIMEOUT 1.0
 /* Attribute timeout of a generation of a merged file (never changes). */

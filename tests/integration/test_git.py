@@ -1566,6 +1566,25 @@ except Exception:  # pragma: no cover
 
 
 @_fuse_mark
+@pytest.mark.parametrize("over_itself", [True, False])
+def test_sync_of_a_mount_says_it_is_one(tmp_path, mount, over_itself):
+    """The README allows mounting BACKING over itself; `crdtfs sync` on
+    it then said "not a git repository" (the mount hides .git).  Syncing
+    a mount, over itself or elsewhere, now says what it is."""
+    bk = tmp_path / "bk"
+    G.git("init", "-q", "-b", "main", str(bk))
+    (bk / "memory-a.json").write_text("[]\n")
+    mnt = str(bk) if over_itself else str(tmp_path / "mnt")
+    d = mount(str(bk), mountpoint=mnt)
+    p = G.crdtfs("sync", mnt)
+    assert (p.returncode, p.stderr) == (1, (
+        "crdtfs sync: %s is a crdtfs mount, which hides .git: sync its "
+        "backing directory (a mount over the backing directory itself "
+        "leaves it out of reach: mount elsewhere)\n" % mnt))
+    d.stop()
+
+
+@_fuse_mark
 def test_mount_background_sync(tmp_path, mount):
     bare, (h1, h2) = _two_hosts(tmp_path)
     src = tmp_path / "s.jsonl"
