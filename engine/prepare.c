@@ -503,9 +503,21 @@ static int split_entries(const char *buf, size_t len, const char *name,
 		return split_array(buf, len, i, name, fn, ctx, probs);
 	if (buf[i] == '{')
 		return split_lines(buf, len, name, fn, ctx, probs);
-	return engine_problems_add(
-	        probs, ENGINE_ERROR, name, 1, 0,
-	        "neither a JSON array nor JSON Lines; ignored");
+	/* The merge's words (scan.c), at the byte's own position. */
+	if (i == 0 && len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+		return engine_problems_add(
+		        probs, ENGINE_ERROR, name, 1, 1,
+		        "byte order mark is not allowed (save the file as "
+		        "UTF-8 without BOM); ignored");
+	{
+		unsigned long line, col;
+
+		position_of(buf, i, 1, 1, &line, &col);
+		return engine_problems_add(
+		        probs, ENGINE_ERROR, name, line, col,
+		        "neither a JSON array ('[') nor JSON Lines ('{'); "
+		        "ignored");
+	}
 }
 
 /* Raw entry bytes less insignificant whitespace; owned result. */

@@ -352,7 +352,9 @@ int fs_mount_main(int argc, char **argv)
 	}
 	/* %u takes "-1" as 4294967295: a year is the most that means anything. */
 	if (o.sync > FS_SYNC_MAX_SECONDS) {
-		fprintf(stderr, "crdtfs: -o sync=SECONDS: at most %u\n",
+		fprintf(stderr,
+		        "crdtfs: -o sync=SECONDS: a whole number of seconds "
+		        "from 0 to %u\n",
 		        FS_SYNC_MAX_SECONDS);
 		goto out;
 	}
