@@ -640,6 +640,19 @@ static void test_engine_prepare__errors(void)
 	/* An empty source gives an empty host file. */
 	ASSERT_EQ_INT(engine_prepare(&o, &st, &p), 0);
 	ASSERT_EQ_STR(get("memory-h1.json"), "[]\n");
+	/* A source of no known kind: where it goes wrong, in the merge's
+	 * words for a byte order mark. */
+	write_file("bom.json", "\xEF\xBB\xBF[]");
+	ASSERT_EQ_INT(prepare("bom.json", T0, &st, &p), 0);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/bom.json:1:1: error: byte "
+	                      "order mark is not allowed (save the file as "
+	                      "UTF-8 without BOM); ignored"));
+	write_file("odd.json", "\n  \n  x");
+	ASSERT_EQ_INT(prepare("odd.json", T0, &st, &p), 0);
+	ASSERT_TRUE(ends_with(last_problem(&p), "/odd.json:3:3: error: neither "
+	                      "a JSON array ('[') nor JSON Lines ('{'); "
+	                      "ignored"));
+	ASSERT_EQ_INT(st.source_errors, 1);
 	engine_problems_dispose(&p);
 	remove_dir();
 }
