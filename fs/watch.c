@@ -501,14 +501,24 @@ static int fs_watch_child_stat(struct fs_ctx *ctx, const struct fs_watch *w,
 	return r;
 }
 
-/* Queue inval_entry for `path` (relative to the root, not ""), whose
- * parent directory is found by its current path; modifies path. */
-static void fs_notify_path(struct fs_ctx *ctx, char *path)
+/*
+ * Queue inval_entry for `path` (relative to the root, not ""), the last
+ * name the kernel looked `key` up by, unless the name still leads there:
+ * dropping a name that did not change would cost more than a LOOKUP (the
+ * kernel unhashes a directory's entry, so a process in it sees getcwd()
+ * fail and mounts on it go).  The parent is found by its current path;
+ * modifies path.
+ */
+static void fs_notify_path(struct fs_ctx *ctx, const struct fs_ikey *key,
+                           char *path)
 {
 	char *slash = strrchr(path, '/');
 	struct fs_ikey parent;
 	struct stat st;
 
+	if (fstatat(ctx->backing_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == key->dev && st.st_ino == key->ino)
+		return;
 	if (!slash) {
 		fs_notify_entry(ctx, NULL, path);
 		return;
@@ -532,10 +542,10 @@ struct fs_held {
  * Events were lost (the kernel's inotify queue overflowed): whatever
  * they said about the names the kernel holds is unknown.  So every held
  * backing inode is told to drop its attributes and cached data, and its
- * last name looked up to be looked up again: a file deleted meanwhile is
- * then forgotten (its O_PATH fd closed, its space freed) and an append
- * shows at once, as if each event had come.  A name that did not change
- * costs one more LOOKUP.
+ * last name looked up, when it no longer leads to it, to be looked up
+ * again: a file deleted meanwhile is then forgotten (its O_PATH fd
+ * closed, its space freed) and an append shows at once, as if each event
+ * had come.
  */
 static void fs_watch_overflow(struct fs_ctx *ctx)
 {
@@ -570,7 +580,7 @@ static void fs_watch_overflow(struct fs_ctx *ctx)
 	for (i = 0; i < n; i++) {
 		fs_notify_inode(ctx, &held[i].key);
 		if (held[i].path && *held[i].path) /* not the root */
-			fs_notify_path(ctx, held[i].path);
+			fs_notify_path(ctx, &held[i].key, held[i].path);
 		free(held[i].path);
 	}
 	free(held);

@@ -488,9 +488,12 @@ def test_events_lost_to_an_inotify_overflow_are_made_up_for(backing, mount):
     mount gets a queue of 16 events (the sysctl is read when the daemon
     makes its inotify instance, and put back at once), and the daemon is
     stopped while 100 outside changes and then the delete happen, so the
-    delete's events are surely among those dropped."""
+    delete's events are surely among those dropped.  Names that did not
+    change are left alone: a process whose working directory is in one
+    keeps it (dropping the name made getcwd() fail there)."""
     sysctl = "/proc/sys/fs/inotify/max_queued_events"
     os.mkdir(os.path.join(backing, "sub"))
+    os.makedirs(os.path.join(backing, "keep", "deep"))
     write_file(os.path.join(backing, "sub", "big"), b"x" * (1 << 20))
     with open(sysctl) as f:
         saved = f.read()
@@ -503,20 +506,27 @@ def test_events_lost_to_an_inotify_overflow_are_made_up_for(backing, mount):
             f.write(saved)
     d.allow(r"^\s*unique: \d+, error: ")
     assert os.stat(os.path.join(d.mnt, "sub", "big")).st_size == 1 << 20
-    since = len(d.lines)
-    os.kill(d.pid, signal.SIGSTOP)
+    deep = os.path.join(d.mnt, "keep", "deep")
+    sleeper = subprocess.Popen(["sleep", "60"], cwd=deep)
     try:
-        for i in range(100):
-            write_file(os.path.join(backing, "flood%d" % i), b"")
-        os.unlink(os.path.join(backing, "sub", "big"))
+        since = len(d.lines)
+        os.kill(d.pid, signal.SIGSTOP)
+        try:
+            for i in range(100):
+                write_file(os.path.join(backing, "flood%d" % i), b"")
+            os.unlink(os.path.join(backing, "sub", "big"))
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
+        assert d.wait_for_line("crdtfs: inotify queue overflowed", since)
+        deadline = time.monotonic() + 10
+        while held_deleted(d.pid, "big") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert held_deleted(d.pid, "big") == []
+        assert os.listdir(os.path.join(d.mnt, "sub")) == []
+        assert os.readlink("/proc/%d/cwd" % sleeper.pid) == deep
     finally:
-        os.kill(d.pid, signal.SIGCONT)
-    assert d.wait_for_line("crdtfs: inotify queue overflowed", since)
-    deadline = time.monotonic() + 10
-    while held_deleted(d.pid, "big") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert held_deleted(d.pid, "big") == []
-    assert os.listdir(os.path.join(d.mnt, "sub")) == []
+        sleeper.kill()
+        sleeper.wait()
     d.stop()
 
 
