@@ -1026,7 +1026,59 @@ static char *dedupe_identity(prep_src *s, char *ident, size_t *len)
 	return out;
 }
 
-/* Entry bytes with fresh metadata appended (or set, for odd entries). */
+/*
+ * Remove the member `"_crdt_metadata":...` from the canonical (compact)
+ * object canon[0..*len), in place, when its key is written plainly.
+ * @return 1 removed, 0 not found
+ */
+static int strip_metadata(char *canon, size_t *len)
+{
+	static const char key[] = "\"" PREP_MD "\":";
+	size_t n = *len, i, start = 0, depth = 0;
+	int in_str = 0, at_member = 0;
+
+	for (i = 0; i < n; i++) {
+		char c = canon[i];
+
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+			continue;
+		}
+		if (depth == 1 && at_member && c == '"' && start == 0 &&
+		    n - i >= sizeof(key) - 1 &&
+		    memcmp(canon + i, key, sizeof(key) - 1) == 0)
+			start = i;
+		at_member = 0;
+		if (c == '"') {
+			in_str = 1;
+		} else if (c == '{' || c == '[') {
+			at_member = ++depth == 1;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		} else if (c == ',' && depth == 1) {
+			at_member = 1;
+		}
+		if (start && depth <= 1 && (c == ',' || (c == '}' && !depth))) {
+			/* The member is canon[start, i): take the comma before
+			 * it, or after it when it comes first. */
+			size_t from = start, to = i;
+
+			if (canon[start - 1] == ',')
+				from--;
+			else if (c == ',')
+				to++;
+			memmove(canon + from, canon + to, n - to);
+			*len = n - (to - from);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Entry bytes with fresh metadata appended, in place of any it had. */
 static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
                            size_t len, const prep_entry *e, size_t *outlen)
 {
@@ -1039,8 +1091,11 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 	               "unique_id", e->uid, e->uid_len);
 	if (!md)
 		return NULL;
-	if (json_object_get(obj, PREP_MD)) {
-		/* A non-object _crdt_metadata: rebuild the entry. */
+	canon = canon_dup(raw, len, &clen);
+	if (!canon)
+		goto out;
+	if (json_object_get(obj, PREP_MD) && !strip_metadata(canon, &clen)) {
+		/* A key written with escapes: rebuild the entry. */
 		json_t *copy = json_copy(obj);
 
 		if (copy && json_object_set(copy, PREP_MD, md) == 0)
@@ -1052,8 +1107,7 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 		goto out;
 	}
 	mds = json_dumps(md, JSON_COMPACT);
-	canon = canon_dup(raw, len, &clen);
-	if (!mds || !canon || clen < 2)
+	if (!mds || clen < 2)
 		goto out;
 	if (asprintf(&out, "%.*s%s\"" PREP_MD "\":%s}", (int)(clen - 1), canon,
 	             clen == 2 ? "" : ",", mds) < 0)

@@ -121,18 +121,22 @@ def test_prepare_restamps_an_edit_of_an_entry_that_carries_a_stamp(tmp_path):
     back.mkdir()
     md = {"host": "desktop", "timestamp": "2026-01-01T00:00:00Z",
           "version": 3, "unique_id": "X"}
-    orig = {"id": "X", "c": "orig", "_crdt_metadata": md}
+    orig = {"id": "X", "c": "orig", "w": 0.1, "_crdt_metadata": md,
+            "z": [1.50, "a,b"]}
     (back / "memory-desktop.json").write_text(json.dumps([orig]) + "\n")
     src = tmp_path / "seeded.json"
     src.write_text(json.dumps([orig]) + "\n")
     G.ok(G.crdtfs("prepare", "--host", "laptop", src, back, now=now_at(10)))
 
-    edited = dict(orig, c="EDITED on laptop")
+    edited = dict(orig, c="EDITED on laptop", w=0.2)
     src.write_text(json.dumps([edited]) + "\n")
     p = G.ok(G.crdtfs("prepare", "--host", "laptop", src, back,
                       now=now_at(20)))
     assert "1 changed" in p.stdout
     (raw, o), = G.host_lines(back / "memory-laptop.json")
+    # Written as in the source, the stamp moved to the end.
+    assert raw.startswith(b'{"id":"X","c":"EDITED on laptop","w":0.2,'
+                          b'"z":[1.5,"a,b"],"_crdt_metadata":{')
     assert o["c"] == "EDITED on laptop"
     assert o["_crdt_metadata"]["host"] == "laptop"
     assert o["_crdt_metadata"]["version"] == 4
