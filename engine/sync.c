@@ -361,15 +361,45 @@ static int set_merge_ref(sync_ctx *c, char *merge)
 }
 
 /*
- * With no upstream configured, a remote that has no branch of our name
- * but a default one (its HEAD, `target`) is synced on that one: a host set
- * up by `git init` and `git remote add` is on `master` where the others
- * push `main`, and pushing `master` there would keep it apart for good.
- * @return 1 adopted, 0 not, -ENOMEM
+ * Should a branch with no upstream follow the remote's default branch
+ * when the remote has none of its name?  Only a branch named as new
+ * repositories name theirs (main, master, init.defaultBranch) that never
+ * synced with a remote branch of its own name (no remote-tracking ref): a
+ * host set up by `git init` and `git remote add` is on `master` where the
+ * others push `main`, and pushing `master` there would keep it apart for
+ * good; a branch made on purpose (`experiment`) is pushed as itself.
+ */
+static int may_adopt(sync_ctx *c, const char *short_branch)
+{
+	char *def = NULL;
+	git_reference *ref = NULL;
+	int named;
+
+	named = strcmp(short_branch, "main") == 0 ||
+	        strcmp(short_branch, "master") == 0 ||
+	        (config_string(c->repo, "init.defaultBranch", &def) == 0 &&
+	         strcmp(short_branch, def) == 0);
+	free(def);
+	if (!named)
+		return 0;
+	if (git_reference_lookup(&ref, c->repo, c->tracking_ref) == 0) {
+		git_reference_free(ref);
+		return 0;
+	}
+	git_error_clear();
+	return 1;
+}
+
+/*
+ * Follow the remote's default branch `target` (may be NULL) instead of
+ * ours, when may_adopt() allowed it, and record it as the branch's
+ * upstream, as `git push -u` would, so that the choice holds even if a
+ * branch of our name appears there later.  @return 1 adopted, 0 not, <0
  */
 static int adopt_remote_default(sync_ctx *c, const char *target)
 {
-	char *merge;
+	git_config *cfg = NULL;
+	char *merge, *key = NULL, *cur = NULL;
 	int r;
 
 	if (!c->merge_guessed || !target ||
@@ -381,7 +411,78 @@ static int adopt_remote_default(sync_ctx *c, const char *target)
 	if ((r = set_merge_ref(c, merge)) < 0)
 		return r;
 	c->merge_guessed = 0;
-	return 1;
+	if (git_repository_config(&cfg, c->repo) == 0) {
+		if (asprintf(&key, "branch.%s.remote", c->res->branch) >= 0 &&
+		    config_string(c->repo, key, &cur) < 0)
+			(void)git_config_set_string(cfg, key, c->remote_name);
+		free(key);
+		key = NULL;
+		if (asprintf(&key, "branch.%s.merge", c->res->branch) >= 0)
+			(void)git_config_set_string(cfg, key, target);
+		free(key);
+		free(cur);
+		git_config_free(cfg);
+	}
+	git_error_clear();
+	r = engine_problems_add(c->probs, ENGINE_WARNING, c->res->branch, 0, 0,
+	                        "no upstream and no %s/%s: following %s, "
+	                        "the remote's default branch, from now on "
+	                        "(branch.%s.merge)",
+	                        c->remote_name, c->res->branch,
+	                        c->res->upstream, c->res->branch);
+	return r < 0 ? r : 1;
+}
+
+/* The default branch of a local remote: what its HEAD names if that
+ * exists, else its only branch; owned, or NULL. */
+static char *local_default(git_repository *rr)
+{
+	git_reference *head = NULL, *ref;
+	git_reference_iterator *it = NULL;
+	char *out = NULL;
+	size_t branches = 0;
+	git_oid id;
+
+	if (git_reference_lookup(&head, rr, "HEAD") == 0 &&
+	    git_reference_type(head) == GIT_REFERENCE_SYMBOLIC &&
+	    git_reference_name_to_id(&id, rr,
+	                             git_reference_symbolic_target(head)) == 0)
+		out = strdup(git_reference_symbolic_target(head));
+	git_reference_free(head);
+	if (!out && git_reference_iterator_glob_new(&it, rr,
+	                                            "refs/heads/*") == 0) {
+		while (git_reference_next(&ref, it) == 0) {
+			if (branches++ == 0)
+				out = strdup(git_reference_name(ref));
+			git_reference_free(ref);
+		}
+		git_reference_iterator_free(it);
+		if (branches != 1) {
+			free(out);
+			out = NULL;
+		}
+	}
+	git_error_clear();
+	return out;
+}
+
+/* The same from a network remote's advertised refs; borrowed, or NULL. */
+static const char *advertised_default(const git_remote_head **heads,
+                                      size_t n)
+{
+	const char *only = NULL;
+	size_t i, branches = 0;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(heads[i]->name, "HEAD") == 0 &&
+		    heads[i]->symref_target)
+			return heads[i]->symref_target;
+		if (strncmp(heads[i]->name, "refs/heads/", 11) == 0) {
+			only = heads[i]->name;
+			branches++;
+		}
+	}
+	return branches == 1 ? only : NULL;
 }
 
 static int sync_open(sync_ctx *c)
@@ -466,6 +567,8 @@ static int sync_open(sync_ctx *c)
 		return -ENOMEM;
 	if ((r = set_merge_ref(c, merge)) < 0)
 		return r;
+	if (c->merge_guessed)
+		c->merge_guessed = may_adopt(c, short_branch);
 
 	/* Author: git config, else crdtfs <crdtfs@HOST>. */
 	if (git_signature_default(&c->sig, c->repo) < 0) {
@@ -1011,7 +1114,6 @@ static void hide_ref(git_revwalk *walk, git_repository *repo,
 static int fetch_local(sync_ctx *c)
 {
 	git_repository *rr = NULL;
-	git_reference *head = NULL;
 	git_revwalk *walk = NULL;
 	git_odb *odb = NULL;
 	git_oid id;
@@ -1022,13 +1124,12 @@ static int fetch_local(sync_ctx *c)
 	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
 	r = git_reference_name_to_id(&c->remote_oid, rr, c->merge_ref);
-	if (r == GIT_ENOTFOUND && c->merge_guessed &&
-	    git_reference_lookup(&head, rr, "HEAD") == 0 &&
-	    git_reference_type(head) == GIT_REFERENCE_SYMBOLIC &&
-	    git_reference_name_to_id(&id, rr,
-	                             git_reference_symbolic_target(head)) == 0) {
-		if ((r = adopt_remote_default(
-		             c, git_reference_symbolic_target(head))) < 0)
+	if (r == GIT_ENOTFOUND && c->merge_guessed) {
+		char *def = local_default(rr);
+
+		r = adopt_remote_default(c, def);
+		free(def);
+		if (r < 0)
 			goto out;
 		r = git_reference_name_to_id(&c->remote_oid, rr, c->merge_ref);
 	}
@@ -1074,7 +1175,6 @@ static int fetch_local(sync_ctx *c)
 out:
 	git_odb_free(odb);
 	git_revwalk_free(walk);
-	git_reference_free(head);
 	git_repository_free(rr);
 	git_error_clear();
 	return r;
@@ -1107,7 +1207,7 @@ static int sync_fetch(sync_ctx *c)
 	char *spec = NULL;
 	git_strarray specs;
 	struct stat st;
-	size_t n, i;
+	size_t n;
 	int r, w;
 
 	c->have_remote_oid = 0;
@@ -1144,14 +1244,12 @@ static int sync_fetch(sync_ctx *c)
 		goto out;
 	}
 	remote_branch_oid(c, heads, n);
-	for (i = 0; !c->have_remote_oid && i < n; i++) {
-		if (strcmp(heads[i]->name, "HEAD") != 0)
-			continue;
-		if ((r = adopt_remote_default(c, heads[i]->symref_target)) < 0)
+	if (!c->have_remote_oid && c->merge_guessed) {
+		r = adopt_remote_default(c, advertised_default(heads, n));
+		if (r < 0)
 			goto out;
 		if (r == 1)
 			remote_branch_oid(c, heads, n);
-		break;
 	}
 	if (!c->have_remote_oid)
 		goto set_tracking;

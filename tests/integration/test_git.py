@@ -1262,11 +1262,14 @@ def test_a_host_set_up_with_git_init_syncs_the_remote_default_branch(
     clone) is on master where the remote's branch is main.  With no
     upstream configured, sync follows the remote's default branch: it used
     to push a master of its own, which no other host ever saw, and exit 0.
-    Through a local path and through git:// (where the remote's HEAD comes
-    from the protocol)."""
+    The remote was made with HEAD -> master, unborn: through a path the
+    first push points it at main; through git:// it stays unborn and the
+    remote's only branch is its default.  The choice is recorded as the
+    branch's upstream, so a master appearing there later changes nothing;
+    a branch made on purpose is still pushed as itself."""
     base = tmp_path / "srv"
     base.mkdir()
-    bare = G.make_bare(base / "r.git")  # HEAD -> main
+    bare = G.make_bare(base / "r.git", branch="master")
     daemon = G.GitDaemon(base) if how == "git-daemon" else None
     try:
         url = daemon.url("r.git") if daemon else bare
@@ -1287,12 +1290,35 @@ def test_a_host_set_up_with_git_init_syncs_the_remote_default_branch(
         G.ok(G.crdtfs("prepare", "--host", "h2", src2, h2, now=now_at(1)))
         p = G.ok(G.crdtfs("sync", h2))
         assert "pushed -> origin/main " in p.stdout, p.stdout
+        assert p.stderr == (
+            "crdtfs sync: master: warning: no upstream and no "
+            "origin/master: following origin/main, the remote's default "
+            "branch, from now on (branch.master.merge)\n")
+        assert G.git("config", "branch.master.merge",
+                     cwd=h2).stdout.strip() == "refs/heads/main"
         assert G.git("for-each-ref", "--format=%(refname)", "refs/heads",
                      cwd=bare).stdout.split() == ["refs/heads/main"]
         G.ok(G.crdtfs("sync", h1))
         v1 = G.ok(G.crdtfs("merge", h1)).stdout
         assert v1 == G.ok(G.crdtfs("merge", h2)).stdout
         assert "from-h1" in v1 and "from-h2" in v1
+
+        # A master appearing on the remote later: h2 stays on main.
+        G.git("push", "-q", bare, "main:master", cwd=h1)
+        G.write_jsonl(src2, entity("from-h2", ["2", "3"]))
+        G.ok(G.crdtfs("prepare", "--host", "h2", src2, h2, now=now_at(2)))
+        p = G.ok(G.crdtfs("sync", h2))
+        assert "pushed -> origin/main " in p.stdout and p.stderr == ""
+
+        # A branch made on purpose is pushed as itself.
+        G.git("checkout", "-q", "-b", "experiment", cwd=h1)
+        G.write_jsonl(src, {**entity("from-h1", ["1"]),
+                            **entity("private", ["p"])})
+        G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(3)))
+        p = G.ok(G.crdtfs("sync", h1))
+        assert "pushed -> origin/experiment " in p.stdout, p.stdout
+        assert "private" not in G.git("show", "main:memory-h1.json",
+                                      cwd=bare).stdout
     finally:
         if daemon:
             daemon.stop()
