@@ -44,8 +44,9 @@ typedef struct {
 	struct io_uring ring;
 	int ok;     /* 1: ring set up, -1: io_uring unavailable here */
 	int broken; /* a submission failed: pread from now on */
-	/* Mean nanoseconds a read of the recent timed batches, each way (0:
-	 * not timed yet), and the timed batches so far. */
+	/* Nanoseconds a read in the recent timed batches, each way (0: not
+	 * timed yet; see the end of engine__read_batch), and the timed
+	 * batches so far. */
 	double ns[2];
 	unsigned long timed;
 } thread_ring;
@@ -259,7 +260,16 @@ int engine__read_batch(const engine__read_op *ops, size_t n)
 		return rc;
 	if (ns <= 0) /* a coarse clock; 0 means "not timed" */
 		ns = 1e-3;
-	/* A moving mean over about the last 8 batches of that way. */
-	t->ns[way] = t->ns[way] == 0 ? ns : t->ns[way] + (ns - t->ns[way]) / 8;
+	/*
+	 * Down at once, up by an eighth of at most 4 times the estimate: one
+	 * slow batch (a cold cache, a preemption), the first above all, must
+	 * not make its way look dear for hundreds of batches.
+	 */
+	if (t->ns[way] == 0 || ns < t->ns[way])
+		t->ns[way] = ns;
+	else if (ns > 4 * t->ns[way])
+		t->ns[way] += 3 * t->ns[way] / 8;
+	else
+		t->ns[way] += (ns - t->ns[way]) / 8;
 	return 0;
 }
