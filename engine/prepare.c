@@ -73,7 +73,8 @@ typedef struct prep_entry {
 
 typedef struct {
 	char *id;       /* owned identity */
-	unsigned count; /* occurrences so far in the source */
+	unsigned count; /* occurrences so far in the source (in `last`: the
+			   ordinal of the last entry) */
 	UT_hash_handle hh;
 } prep_seen;
 
@@ -969,6 +970,9 @@ typedef struct {
 	const char *name;   /* source name for messages */
 	prep_old *old;      /* borrowed */
 	prep_seen *seen;    /* owned: identity -> occurrences */
+	prep_seen *last;    /* owned: a stamp's unique_id -> the ordinal of
+			       the last entry carrying it */
+	unsigned ordinal;   /* of the entry at hand, from 1 */
 	prep_list out;      /* owned: the new host file's entries */
 	engine__time stamp; /* stamp for new and changed entries */
 	char stamp_text[40];
@@ -1145,6 +1149,71 @@ static int keep_old(prep_src *s, prep_entry *e, prep_entry *old)
 	return list_take(&s->out, e);
 }
 
+/* The unique_id of a `_crdt_metadata` object, or NULL. */
+static const char *stamped_uid(json_t *md, size_t *len)
+{
+	json_t *v = json_object_get(md, "unique_id");
+
+	if (!json_is_object(md) || !json_is_string(v))
+		return NULL;
+	*len = json_string_length(v);
+	return json_string_value(v);
+}
+
+/* First pass: where each stamped unique_id is carried last. */
+static int last_stamped_cb(void *ctx, json_t *obj, const char *raw,
+                           size_t len, unsigned long line)
+{
+	prep_src *s = ctx;
+	const char *uid;
+	prep_seen *seen;
+	size_t n;
+
+	(void)raw;
+	(void)len;
+	(void)line;
+	s->ordinal++;
+	if (!(uid = stamped_uid(json_object_get(obj, PREP_MD), &n)))
+		return 0;
+	HASH_FIND(hh, s->last, uid, n, seen);
+	if (!seen) {
+		if (!(seen = calloc(1, sizeof(*seen))) ||
+		    !(seen->id = malloc(n + 1))) {
+			free(seen);
+			return -ENOMEM;
+		}
+		memcpy(seen->id, uid, n);
+		seen->id[n] = '\0';
+		HASH_ADD_KEYPTR(hh, s->last, seen->id, n, seen);
+	}
+	seen->count = s->ordinal;
+	return 0;
+}
+
+/*
+ * Is this stamped entry followed by another carrying its unique_id?  Then
+ * the last one is taken (a tool appending an update), and this one is
+ * reported and left out: two copies of one key in the host file would be
+ * left to the merge's tie-break.
+ */
+static int superseded_later(prep_src *s, json_t *md, unsigned long line)
+{
+	const char *uid;
+	prep_seen *seen;
+	size_t n;
+
+	if (!(uid = stamped_uid(md, &n)))
+		return 0;
+	HASH_FIND(hh, s->last, uid, n, seen);
+	if (!seen || seen->count == s->ordinal)
+		return 0;
+	(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name, line, 0,
+	                          "unique_id \"%.*s\" is carried again further "
+	                          "on; the last one is taken",
+	                          (int)(n < 200 ? n : 200), uid);
+	return 1;
+}
+
 static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
                            unsigned long line)
 {
@@ -1155,6 +1224,9 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	size_t ident_len;
 	int r = -ENOMEM;
 
+	s->ordinal++;
+	if (superseded_later(s, md, line))
+		return 0;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -1440,6 +1512,17 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	src.old = &old;
 	src.probs = probs;
 	nprob = probs->count;
+	{
+		engine_problems quiet; /* the second pass reports them */
+
+		engine_problems_init(&quiet);
+		r = split_entries(sbuf, slen, opts->source, last_stamped_cb,
+		                  &src, &quiet);
+		engine_problems_dispose(&quiet);
+		if (r < 0)
+			goto out;
+		src.ordinal = 0;
+	}
 	r = split_entries(sbuf, slen, opts->source, source_entry_cb, &src,
 	                  probs);
 	if (r < 0)
@@ -1490,6 +1573,11 @@ out:
 	}
 	HASH_ITER(hh, src.seen, sn, stmp) {
 		HASH_DEL(src.seen, sn);
+		free(sn->id);
+		free(sn);
+	}
+	HASH_ITER(hh, src.last, sn, stmp) {
+		HASH_DEL(src.last, sn);
 		free(sn->id);
 		free(sn);
 	}

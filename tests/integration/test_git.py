@@ -190,6 +190,34 @@ def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
     assert hf.read_bytes() == b"[]\n"
 
 
+def test_prepare_takes_the_last_of_stamped_copies_of_one_entry(tmp_path):
+    """Two entries of a source carrying one unique_id (a tool appending an
+    updated copy): both went to the host file and the merge's tie-break
+    chose, so a second run could re-stamp the stale copy and lose the
+    edit.  The last one is taken, the others reported."""
+    back = tmp_path / "b"
+    back.mkdir()
+    md = {"host": "h0", "timestamp": "2026-01-01T00:00:00Z", "version": 1,
+          "unique_id": "entity:a"}
+    first = {"type": "entity", "name": "a", "entityType": "t",
+             "observations": ["a"], "_crdt_metadata": md}
+    src = tmp_path / "s.jsonl"
+    src.write_text(json.dumps(first) + "\n")
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    second = dict(first, observations=["a", "b"])
+    src.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    for t in (10, 20):
+        p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back,
+                          now=now_at(t)))
+        assert ("%s:1: warning: unique_id \"entity:a\" is carried again "
+                "further on; the last one is taken\n" % src) in p.stderr
+        rows = G.host_lines(back / "memory-h1.json")
+        assert [o["observations"] for _, o in rows] == [["a", "b"]]
+        view = json.loads(G.ok(G.crdtfs("merge", back)).stdout)
+        assert [e["observations"] for e in view] == [["a", "b"]]
+    assert "not rewritten" in p.stdout
+
+
 def test_prepare_refuses_a_stamp_past_year_9999(tmp_path):
     """The merge accepts 9999-12-31T23:59:59-23:59, which is in year 10000
     in UTC; a stamp later than that cannot be written in RFC 3339, and
