@@ -1488,14 +1488,17 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	/* RFC 3339 years have four digits: nothing after 9999 can be
 	 * written, and the merge would rank it as invalid. */
 	if (src.stamp.sec >= PREP_YEAR_10000) {
+		int clock = !old.have_max || time_cmp(&now, &old.max) > 0;
 		char t[40];
 
-		format_time(t, &old.max);
+		format_time(t, clock ? &now : &old.max);
 		r = engine_problems_add(
-		        probs, ENGINE_ERROR, old.max_file, 0, 0,
+		        probs, ENGINE_ERROR,
+		        !clock ? old.max_file :
+		        opts->now ? "CRDTFS_NOW" : "the clock", 0, 0,
 		        "timestamp %s (UTC) leaves no later stamp that RFC 3339 "
-		        "can write (years end at 9999); fix that entry; nothing "
-		        "written", t);
+		        "can write (years end at 9999); fix %s; nothing written",
+		        t, clock ? "the clock" : "that entry");
 		r = r < 0 ? r : -ERANGE;
 		goto out;
 	}
