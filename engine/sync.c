@@ -259,13 +259,6 @@ static char *local_remote_path(const char *url, const char *workdir)
 	return out;
 }
 
-/*
- * The remote `name`, from remote.<name>.url (and .pushurl for pushing).
- * Not git_remote_lookup(): in libgit2 1.5 it leaks PCRE2 match data (about
- * 20 KiB per call) reading the multivar fetch refspecs, which a mount
- * syncing every minute cannot afford; the refspecs are explicit here
- * anyway.  url.<base>.insteadOf is not applied (same leak).
- */
 /* Does local path `path` (may be NULL) name this repository's work tree
  * or its .git?  A remote "" or "." does: syncing with it moves nothing. */
 static int is_this_repository(sync_ctx *c, const char *path)
@@ -280,6 +273,13 @@ static int is_this_repository(sync_ctx *c, const char *path)
 	        strcmp(rp, rg) == 0);
 }
 
+/*
+ * The remote `name`, from remote.<name>.url (and .pushurl for pushing).
+ * Not git_remote_lookup(): in libgit2 1.5 it leaks PCRE2 match data (about
+ * 20 KiB per call) reading the multivar fetch refspecs, which a mount
+ * syncing every minute cannot afford; the refspecs are explicit here
+ * anyway.  url.<base>.insteadOf is not applied (same leak).
+ */
 static int open_remote(sync_ctx *c, const char *name)
 {
 	git_remote_create_options ro;
