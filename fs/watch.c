@@ -16,8 +16,8 @@
  * the targets the file is a source of (virtual.c), and queues cache
  * notifications: inval_inode for a backing inode that changed, and
  * inval_entry for names created, removed or renamed.  IN_Q_OVERFLOW
- * invalidates every target and every name and inode the kernel holds
- * (fs_watch_overflow).
+ * invalidates every target and every inode the kernel holds, and the
+ * names that no longer lead to them (fs_watch_overflow).
  *
  * Notifications go through a queue to a notifier thread of their own: they
  * are never sent from a request handler nor with a lock held (a handler
