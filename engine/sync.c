@@ -371,9 +371,10 @@ static int set_merge_ref(sync_ctx *c, char *merge)
  */
 static int may_adopt(sync_ctx *c, const char *short_branch)
 {
-	char *def = NULL;
+	git_reference_iterator *it = NULL;
 	git_reference *ref = NULL;
-	int named;
+	char *def = NULL, *glob = NULL;
+	int named, synced = 1;
 
 	named = strcmp(short_branch, "main") == 0 ||
 	        strcmp(short_branch, "master") == 0 ||
@@ -382,24 +383,58 @@ static int may_adopt(sync_ctx *c, const char *short_branch)
 	free(def);
 	if (!named)
 		return 0;
-	if (git_reference_lookup(&ref, c->repo, c->tracking_ref) == 0) {
+	/* With any remote. */
+	if (asprintf(&glob, "refs/remotes/*/%s", short_branch) >= 0 &&
+	    git_reference_iterator_glob_new(&it, c->repo, glob) == 0) {
+		synced = git_reference_next(&ref, it) == 0;
 		git_reference_free(ref);
-		return 0;
+		git_reference_iterator_free(it);
 	}
+	free(glob);
 	git_error_clear();
-	return 1;
+	return !synced;
+}
+
+/*
+ * Record `target` as the upstream of the branch on remote c->remote_name,
+ * as `git push -u` would, so that the choice holds even if a branch of
+ * our name appears there later; but only for the branch's own remote (a
+ * one-off --remote changes nothing for good).  @return 1 recorded, 0 not
+ */
+static int record_upstream(sync_ctx *c, const char *target)
+{
+	git_config *cfg = NULL;
+	char *key_remote = NULL, *key_merge = NULL, *cur = NULL;
+	int configured, record = 0;
+
+	if (asprintf(&key_remote, "branch.%s.remote", c->res->branch) < 0 ||
+	    asprintf(&key_merge, "branch.%s.merge", c->res->branch) < 0)
+		goto out;
+	configured = config_string(c->repo, key_remote, &cur) == 0;
+	record = configured ? strcmp(cur, c->remote_name) == 0 :
+	                      !c->opts->remote;
+	if (record && git_repository_config(&cfg, c->repo) == 0) {
+		if (!configured)
+			(void)git_config_set_string(cfg, key_remote,
+			                            c->remote_name);
+		(void)git_config_set_string(cfg, key_merge, target);
+		git_config_free(cfg);
+	}
+out:
+	free(key_remote);
+	free(key_merge);
+	free(cur);
+	git_error_clear();
+	return record;
 }
 
 /*
  * Follow the remote's default branch `target` (may be NULL) instead of
- * ours, when may_adopt() allowed it, and record it as the branch's
- * upstream, as `git push -u` would, so that the choice holds even if a
- * branch of our name appears there later.  @return 1 adopted, 0 not, <0
+ * ours, when may_adopt() allowed it.  @return 1 adopted, 0 not, <0
  */
 static int adopt_remote_default(sync_ctx *c, const char *target)
 {
-	git_config *cfg = NULL;
-	char *merge, *key = NULL, *cur = NULL;
+	char *merge;
 	int r;
 
 	if (!c->merge_guessed || !target ||
@@ -411,25 +446,19 @@ static int adopt_remote_default(sync_ctx *c, const char *target)
 	if ((r = set_merge_ref(c, merge)) < 0)
 		return r;
 	c->merge_guessed = 0;
-	if (git_repository_config(&cfg, c->repo) == 0) {
-		if (asprintf(&key, "branch.%s.remote", c->res->branch) >= 0 &&
-		    config_string(c->repo, key, &cur) < 0)
-			(void)git_config_set_string(cfg, key, c->remote_name);
-		free(key);
-		key = NULL;
-		if (asprintf(&key, "branch.%s.merge", c->res->branch) >= 0)
-			(void)git_config_set_string(cfg, key, target);
-		free(key);
-		free(cur);
-		git_config_free(cfg);
-	}
-	git_error_clear();
-	r = engine_problems_add(c->probs, ENGINE_WARNING, c->res->branch, 0, 0,
-	                        "no upstream and no %s/%s: following %s, "
-	                        "the remote's default branch, from now on "
-	                        "(branch.%s.merge)",
-	                        c->remote_name, c->res->branch,
-	                        c->res->upstream, c->res->branch);
+	if (record_upstream(c, target))
+		r = engine_problems_add(
+		        c->probs, ENGINE_WARNING, c->res->branch, 0, 0,
+		        "no upstream and no %s/%s: following %s, the remote's "
+		        "default branch, from now on (branch.%s.merge)",
+		        c->remote_name, c->res->branch, c->res->upstream,
+		        c->res->branch);
+	else
+		r = engine_problems_add(
+		        c->probs, ENGINE_WARNING, c->res->branch, 0, 0,
+		        "no upstream and no %s/%s: following %s, the remote's "
+		        "default branch, for this sync",
+		        c->remote_name, c->res->branch, c->res->upstream);
 	return r < 0 ? r : 1;
 }
 

@@ -1352,6 +1352,39 @@ def test_a_host_set_up_with_git_init_syncs_the_remote_default_branch(
             daemon.stop()
 
 
+def test_a_one_off_remote_never_changes_the_upstream(tmp_path):
+    """Following the remote's default branch is recorded as the branch's
+    upstream only for its own remote: `--remote other` once wrote
+    branch.master.merge for `other`'s branch, and the next plain sync
+    pushed a new main to origin beside its master."""
+    origin = G.make_bare(tmp_path / "origin.git")
+    other = G.make_bare(tmp_path / "other.git")
+    for bare, name in ((origin, "o1"), (other, "x1")):
+        h = G.make_clone(bare, tmp_path / name, name)
+        (tmp_path / name / ("memory-%s.json" % name)).write_text("[]\n")
+        G.ok(G.crdtfs("sync", h))
+    h2 = tmp_path / "h2"
+    G.git("init", "-q", "-b", "master", str(h2))
+    G.git("config", "user.name", "h2", cwd=h2)
+    G.git("config", "user.email", "h2@example", cwd=h2)
+    G.git("remote", "add", "origin", origin, cwd=h2)
+    G.git("remote", "add", "other", other, cwd=h2)
+    G.git("config", "branch.master.remote", "origin", cwd=h2)
+    (h2 / "memory-h2.json").write_text("[]\n")
+    p = G.ok(G.crdtfs("sync", "--remote", "other", h2))
+    assert "pushed -> other/main " in p.stdout
+    assert p.stderr.endswith("following other/main, the remote's default "
+                             "branch, for this sync\n"), p.stderr
+    assert G.git("config", "branch.master.merge", cwd=h2,
+                 check=False).stdout == ""
+    p = G.ok(G.crdtfs("sync", h2))
+    assert "pushed -> origin/main " in p.stdout
+    assert "from now on (branch.master.merge)" in p.stderr
+    for bare in (origin, other):
+        assert G.git("for-each-ref", "--format=%(refname)", "refs/heads",
+                     cwd=bare).stdout.split() == ["refs/heads/main"]
+
+
 def test_sync_of_nothing_says_so(tmp_path):
     bare = G.make_bare(tmp_path / "remote.git")
     h0 = G.make_clone(bare, tmp_path / "h0", "h0")
