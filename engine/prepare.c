@@ -1089,6 +1089,7 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 	json_t *md;
 	char *mds = NULL, *canon = NULL, *out = NULL;
 	size_t clen;
+	int stripped;
 
 	md = json_pack("{s:s, s:s, s:I, s:s%}", "host", s->host, "timestamp",
 	               s->stamp_text, "version", (json_int_t)e->version,
@@ -1098,7 +1099,10 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 	canon = canon_dup(raw, len, &clen);
 	if (!canon)
 		goto out;
-	if (json_object_get(obj, PREP_MD) && !strip_metadata(canon, &clen)) {
+	stripped = 0;
+	while (strip_metadata(canon, &clen)) /* every copy of a key repeated */
+		stripped = 1;
+	if (json_object_get(obj, PREP_MD) && !stripped) {
 		/* A key written with escapes: rebuild the entry. */
 		json_t *copy = json_copy(obj);
 
@@ -1498,7 +1502,8 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		        opts->now ? "CRDTFS_NOW" : "the clock", 0, 0,
 		        "timestamp %s (UTC) leaves no later stamp that RFC 3339 "
 		        "can write (years end at 9999); fix %s; nothing written",
-		        t, clock ? "the clock" : "that entry");
+		        t, !clock ? "that entry" :
+		        opts->now ? "CRDTFS_NOW" : "the clock");
 		r = r < 0 ? r : -ERANGE;
 		goto out;
 	}

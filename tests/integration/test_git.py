@@ -190,6 +190,21 @@ def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
     assert hf.read_bytes() == b"[]\n"
 
 
+def test_prepare_writes_one_stamp_for_a_key_written_twice(tmp_path):
+    """A source entry with `_crdt_metadata` written twice got the new stamp
+    beside the second copy, and the merge read the first."""
+    back = tmp_path / "b"
+    back.mkdir()
+    src = tmp_path / "s.jsonl"
+    src.write_bytes(b'{"n":0.2,"_crdt_metadata":1,"_crdt_metadata":2}\n')
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    (raw, o), = G.host_lines(back / "memory-h1.json")
+    assert raw.count(b'"_crdt_metadata"') == 1
+    assert raw.startswith(b'{"n":0.2,"_crdt_metadata":{"host":"h1",')
+    p = G.ok(G.crdtfs("check", back))
+    assert "0 problems" in p.stdout + p.stderr
+
+
 def test_prepare_takes_the_last_of_stamped_copies_of_one_entry(tmp_path):
     """Two entries of a source carrying one unique_id (a tool appending an
     updated copy): both went to the host file and the merge's tie-break
