@@ -970,8 +970,9 @@ typedef struct {
 	const char *name;   /* source name for messages */
 	prep_old *old;      /* borrowed */
 	prep_seen *seen;    /* owned: identity -> occurrences */
-	prep_seen *last;    /* owned: a stamp's unique_id -> the ordinal of
-			       the last entry carrying it */
+	prep_seen *first_seen; /* owned: seen, for the first pass */
+	prep_seen *last;    /* owned: unique_id -> the ordinal of the last
+			       entry given it (entry_uid) */
 	unsigned ordinal;   /* of the entry at hand, from 1 */
 	prep_list out;      /* owned: the new host file's entries */
 	engine__time stamp; /* stamp for new and changed entries */
@@ -1001,13 +1002,13 @@ static void format_time(char out[40], const engine__time *t)
  * can spell a duplicate's identity (a suffix such as "#2" could: an
  * entity really named "x#2").
  */
-static char *dedupe_identity(prep_src *s, char *ident, size_t *len)
+static char *dedupe_identity(prep_seen **table, char *ident, size_t *len)
 {
 	prep_seen *seen = NULL;
 	char *out = NULL;
 	int n;
 
-	HASH_FIND(hh, s->seen, ident, *len, seen);
+	HASH_FIND(hh, *table, ident, *len, seen);
 	if (!seen) {
 		seen = calloc(1, sizeof(*seen));
 		if (!seen || !(seen->id = malloc(*len + 1))) {
@@ -1016,7 +1017,7 @@ static char *dedupe_identity(prep_src *s, char *ident, size_t *len)
 			return NULL;
 		}
 		memcpy(seen->id, ident, *len + 1);
-		HASH_ADD_KEYPTR(hh, s->seen, seen->id, *len, seen);
+		HASH_ADD_KEYPTR(hh, *table, seen->id, *len, seen);
 	}
 	if (++seen->count == 1)
 		return ident;
@@ -1164,55 +1165,85 @@ static const char *stamped_uid(json_t *md, size_t *len)
 	return json_string_value(v);
 }
 
-/* First pass: where each stamped unique_id is carried last. */
-static int last_stamped_cb(void *ctx, json_t *obj, const char *raw,
-                           size_t len, unsigned long line)
+/*
+ * The unique_id the second pass gives a source entry (source_entry_cb):
+ * its stamp's; else, stamped, its identity; else its identity counted in
+ * `table` (dup2:...) made a unique_id.  Owned, or NULL for no memory.
+ */
+static char *entry_uid(prep_seen **table, json_t *obj, const char *content,
+                       size_t *len)
+{
+	json_t *md = json_object_get(obj, PREP_MD);
+	const char *u;
+	char *ident, *uid;
+
+	if (json_is_object(md)) {
+		if (!(u = stamped_uid(md, len)))
+			return identity_of(obj, content, len);
+		if ((uid = malloc(*len + 1))) {
+			memcpy(uid, u, *len);
+			uid[*len] = '\0';
+		}
+		return uid;
+	}
+	ident = identity_of(obj, content, len);
+	if (!ident || !(ident = dedupe_identity(table, ident, len)))
+		return NULL;
+	uid = uid_of(ident, *len);
+	free(ident);
+	if (uid)
+		*len = strlen(uid);
+	return uid;
+}
+
+/* First pass: the ordinal of the last entry each unique_id is given. */
+static int last_uid_cb(void *ctx, json_t *obj, const char *raw, size_t len,
+                       unsigned long line)
 {
 	prep_src *s = ctx;
-	const char *uid;
+	char *content = content_of(obj), *uid = NULL;
 	prep_seen *seen;
 	size_t n;
+	int r = -ENOMEM;
 
 	(void)raw;
 	(void)len;
 	(void)line;
 	s->ordinal++;
-	if (!(uid = stamped_uid(json_object_get(obj, PREP_MD), &n)))
-		return 0;
+	if (!content || !(uid = entry_uid(&s->first_seen, obj, content, &n)))
+		goto out;
 	HASH_FIND(hh, s->last, uid, n, seen);
 	if (!seen) {
-		if (!(seen = calloc(1, sizeof(*seen))) ||
-		    !(seen->id = malloc(n + 1))) {
-			free(seen);
-			return -ENOMEM;
-		}
-		memcpy(seen->id, uid, n);
-		seen->id[n] = '\0';
+		if (!(seen = calloc(1, sizeof(*seen))))
+			goto out;
+		seen->id = uid;
+		uid = NULL;
 		HASH_ADD_KEYPTR(hh, s->last, seen->id, n, seen);
 	}
 	seen->count = s->ordinal;
-	return 0;
+	r = 0;
+out:
+	free(content);
+	free(uid);
+	return r;
 }
 
 /*
- * Is this stamped entry followed by another carrying its unique_id?  Then
- * the last one is taken (a tool appending an update), and this one is
- * reported and left out: two copies of one key in the host file would be
- * left to the merge's tie-break.
+ * Is another entry further on given this entry's unique_id?  Then the
+ * last one is taken (a tool appending an updated copy, stamped or not),
+ * and this one is reported and left out: two entries of one key in the
+ * host file would be left to the merge's tie-break.
  */
-static int superseded_later(prep_src *s, json_t *md, unsigned long line)
+static int superseded_later(prep_src *s, const char *uid, size_t n,
+                            unsigned long line)
 {
-	const char *uid;
 	prep_seen *seen;
-	size_t n;
 
-	if (!(uid = stamped_uid(md, &n)))
-		return 0;
 	HASH_FIND(hh, s->last, uid, n, seen);
 	if (!seen || seen->count == s->ordinal)
 		return 0;
 	(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name, line, 0,
-	                          "unique_id \"%.*s\" is carried again further "
+	                          "unique_id \"%.*s\" is given again further "
 	                          "on; the last one is taken",
 	                          (int)(n < 200 ? n : 200), uid);
 	return 1;
@@ -1229,8 +1260,6 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	int r = -ENOMEM;
 
 	s->ordinal++;
-	if (superseded_later(s, md, line))
-		return 0;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -1249,6 +1278,10 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 			if (!(e->uid = identity_of(obj, e->content,
 			                           &e->uid_len)))
 				goto fail;
+		}
+		if (superseded_later(s, e->uid, e->uid_len, line)) {
+			entry_free(e);
+			return 0;
 		}
 		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
 		/*
@@ -1285,13 +1318,17 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		                          "\"" PREP_MD
 		                          "\" is not an object; replaced");
 	ident = identity_of(obj, e->content, &ident_len);
-	if (!ident || !(ident = dedupe_identity(s, ident, &ident_len)))
+	if (!ident || !(ident = dedupe_identity(&s->seen, ident, &ident_len)))
 		goto fail;
 	e->uid = uid_of(ident, ident_len);
 	free(ident);
 	if (!e->uid)
 		goto fail;
 	e->uid_len = strlen(e->uid);
+	if (superseded_later(s, e->uid, e->uid_len, line)) {
+		entry_free(e);
+		return 0;
+	}
 	HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
 	if (old && !old->used && same_content(old, e))
 		return keep_old(s, e, old);
@@ -1524,7 +1561,7 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		engine_problems quiet; /* the second pass reports them */
 
 		engine_problems_init(&quiet);
-		r = split_entries(sbuf, slen, opts->source, last_stamped_cb,
+		r = split_entries(sbuf, slen, opts->source, last_uid_cb,
 		                  &src, &quiet);
 		engine_problems_dispose(&quiet);
 		if (r < 0)
@@ -1586,6 +1623,11 @@ out:
 	}
 	HASH_ITER(hh, src.last, sn, stmp) {
 		HASH_DEL(src.last, sn);
+		free(sn->id);
+		free(sn);
+	}
+	HASH_ITER(hh, src.first_seen, sn, stmp) {
+		HASH_DEL(src.first_seen, sn);
 		free(sn->id);
 		free(sn);
 	}

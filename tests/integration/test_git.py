@@ -206,10 +206,10 @@ def test_prepare_writes_one_stamp_for_a_key_written_twice(tmp_path):
 
 
 def test_prepare_takes_the_last_of_stamped_copies_of_one_entry(tmp_path):
-    """Two entries of a source carrying one unique_id (a tool appending an
-    updated copy): both went to the host file and the merge's tie-break
-    chose, so a second run could re-stamp the stale copy and lose the
-    edit.  The last one is taken, the others reported."""
+    """Two entries of a source given one unique_id (a tool appending an
+    updated copy, stamped or not): both went to the host file and the
+    merge's tie-break chose, so a second run could re-stamp the stale copy
+    and lose the edit.  The last one is taken, the others reported."""
     back = tmp_path / "b"
     back.mkdir()
     md = {"host": "h0", "timestamp": "2026-01-01T00:00:00Z", "version": 1,
@@ -224,13 +224,26 @@ def test_prepare_takes_the_last_of_stamped_copies_of_one_entry(tmp_path):
     for t in (10, 20):
         p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back,
                           now=now_at(t)))
-        assert ("%s:1: warning: unique_id \"entity:a\" is carried again "
+        assert ("%s:1: warning: unique_id \"entity:a\" is given again "
                 "further on; the last one is taken\n" % src) in p.stderr
         rows = G.host_lines(back / "memory-h1.json")
         assert [o["observations"] for _, o in rows] == [["a", "b"]]
         view = json.loads(G.ok(G.crdtfs("merge", back)).stdout)
         assert [e["observations"] for e in view] == [["a", "b"]]
     assert "not rewritten" in p.stdout
+
+    # The update appended without a stamp, after the stamped copy, and
+    # the other way round: the last is taken, and it settles.
+    third = {k: v for k, v in first.items() if k != "_crdt_metadata"}
+    third["observations"] = ["c"]
+    for lines, want in (((first, third), ["c"]), ((third, first), ["a"])):
+        src.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        for t in (30, 40, 50):
+            p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back,
+                              now=now_at(t)))
+            rows = G.host_lines(back / "memory-h1.json")
+            assert [o["observations"] for _, o in rows] == [want]
+        assert "not rewritten" in p.stdout
 
 
 def test_prepare_refuses_a_stamp_past_year_9999(tmp_path):
