@@ -506,8 +506,10 @@ def test_events_lost_to_an_inotify_overflow_are_made_up_for(backing, mount):
             f.write(saved)
     d.allow(r"^\s*unique: \d+, error: ")
     assert os.stat(os.path.join(d.mnt, "sub", "big")).st_size == 1 << 20
-    deep = os.path.join(d.mnt, "keep", "deep")
-    sleeper = subprocess.Popen(["sleep", "60"], cwd=deep)
+    keep = os.path.join(d.mnt, "keep")
+    deep = os.path.join(keep, "deep")
+    # /proc/PID/cwd says "(deleted)" only for the directory itself
+    sleepers = [subprocess.Popen(["sleep", "60"], cwd=c) for c in (keep, deep)]
     try:
         since = len(d.lines)
         os.kill(d.pid, signal.SIGSTOP)
@@ -523,10 +525,12 @@ def test_events_lost_to_an_inotify_overflow_are_made_up_for(backing, mount):
             time.sleep(0.05)
         assert held_deleted(d.pid, "big") == []
         assert os.listdir(os.path.join(d.mnt, "sub")) == []
-        assert os.readlink("/proc/%d/cwd" % sleeper.pid) == deep
+        assert [os.readlink("/proc/%d/cwd" % p.pid)
+                for p in sleepers] == [keep, deep]
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        for p in sleepers:
+            p.kill()
+            p.wait()
     d.stop()
 
 
