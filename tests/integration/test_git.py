@@ -1305,6 +1305,14 @@ def test_sync_result_names_the_remote_branch(tmp_path):
     assert G.git("rev-parse", "main", cwd=bare).stdout.strip() == head
 
 
+def _init_host(path, name):
+    """A host set up by `git init` on master (not a clone), own identity."""
+    G.git("init", "-q", "-b", "master", str(path))
+    G.git("config", "user.name", name, cwd=path)
+    G.git("config", "user.email", "%s@example" % name, cwd=path)
+    return path
+
+
 HAS_GIT_DAEMON = os.path.exists("/usr/lib/git-core/git-daemon") or \
     bool(shutil.which("git-daemon"))
 
@@ -1336,10 +1344,7 @@ def test_a_host_set_up_with_git_init_syncs_the_remote_default_branch(
         G.ok(G.crdtfs("prepare", "--host", "h1", src, h1, now=now_at(0)))
         G.ok(G.crdtfs("sync", h1))
 
-        h2 = tmp_path / "h2"
-        G.git("init", "-q", "-b", "master", str(h2))
-        G.git("config", "user.name", "h2", cwd=h2)
-        G.git("config", "user.email", "h2@example", cwd=h2)
+        h2 = _init_host(tmp_path / "h2", "h2")
         G.git("remote", "add", "origin", url, cwd=h2)
         src2 = tmp_path / "s2.jsonl"
         G.write_jsonl(src2, entity("from-h2", ["2"]))
@@ -1391,10 +1396,7 @@ def test_a_one_off_remote_never_changes_the_upstream(tmp_path):
         h = G.make_clone(bare, tmp_path / name, name)
         (tmp_path / name / ("memory-%s.json" % name)).write_text("[]\n")
         G.ok(G.crdtfs("sync", h))
-    h2 = tmp_path / "h2"
-    G.git("init", "-q", "-b", "master", str(h2))
-    G.git("config", "user.name", "h2", cwd=h2)
-    G.git("config", "user.email", "h2@example", cwd=h2)
+    h2 = _init_host(tmp_path / "h2", "h2")
     G.git("remote", "add", "origin", origin, cwd=h2)
     G.git("remote", "add", "other", other, cwd=h2)
     G.git("config", "branch.master.remote", "origin", cwd=h2)
