@@ -687,8 +687,10 @@ int desc_parse(desc_descriptor **out, const char *text, size_t len,
 			err->line = jerr.line > 0 ? jerr.line : 0;
 			err->column = desc_byte_column(text, len, jerr.position,
 						       jerr.column);
-			if (err->column < 0)
-				err->column = 0;
+			/* Before a line's first byte (an empty file, the end
+			 * after a newline): its first column. */
+			if (err->column < 1)
+				err->column = err->line ? 1 : 0;
 		}
 		return -EINVAL;
 	}

@@ -426,6 +426,11 @@ static void test_desc__syntax_error(void)
 	/* Empty input and trailing garbage are syntax errors too. */
 	ASSERT_EQ_INT(desc_parse(&d, "", 0, "e", &err), -EINVAL);
 	ASSERT_TRUE(strncmp(err.text, "invalid JSON: ", 14) == 0);
+	ASSERT_EQ_INT(err.line, 1);
+	ASSERT_EQ_INT(err.column, 1); /* not 0: columns count from 1 */
+	ASSERT_EQ_INT(desc_parse(&d, "{\n", 2, "e", &err), -EINVAL);
+	ASSERT_EQ_INT(err.line, 2);
+	ASSERT_EQ_INT(err.column, 1);
 	ASSERT_EQ_INT(desc_parse(&d, "{} x", 4, "e", &err), -EINVAL);
 	ASSERT_TRUE(strncmp(err.text, "invalid JSON: ", 14) == 0);
 	ASSERT_EQ_INT(err.line, 1);
