@@ -191,7 +191,8 @@ static void format_sync_result(const engine_sync_result *res, char *buf,
 	       res->merged ? "merged; " : "",
 	       res->crdt_merged ? "host files merged by CRDT; " : "",
 	       res->pulled ? "work tree updated; " : "",
-	       res->pushed ? "pushed" : "not pushed",
+	       !res->pushed ? "not pushed" :
+	       res->attempts ? "pushed" : "nothing to push",
 	       res->rejected ? " (after rejected pushes)" : "", res->upstream,
 	       res->head[0] ? 12 : 15,
 	       res->head[0] ? res->head : "(no commit yet)");

@@ -1303,6 +1303,10 @@ def test_sync_result_names_the_remote_branch(tmp_path):
     assert p.stdout == "crdtfs sync: committed; pushed -> origin/main " \
                        "at %s\n" % head[:12]
     assert G.git("rev-parse", "main", cwd=bare).stdout.strip() == head
+    # Again, with nothing new: it said "pushed" too.
+    p = G.ok(G.crdtfs("sync", h0))
+    assert p.stdout == "crdtfs sync: nothing to push -> origin/main " \
+                       "at %s\n" % head[:12]
 
 
 def _init_host(path, name):
