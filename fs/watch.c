@@ -501,42 +501,69 @@ static int fs_watch_child_stat(struct fs_ctx *ctx, const struct fs_watch *w,
 	return r;
 }
 
-/*
- * Queue inval_entry for `path` (relative to the root, not ""), the last
- * name the kernel looked `key` up by, unless the name still leads there:
- * dropping a name that did not change would cost more than a LOOKUP (the
- * kernel unhashes a directory's entry, so a process in it sees getcwd()
- * fail and mounts on it go).  The parent is found by its current path;
- * modifies path.
- */
-static void fs_notify_path(struct fs_ctx *ctx, const struct fs_ikey *key,
-                           char *path)
-{
-	char *slash = strrchr(path, '/');
-	struct fs_ikey parent;
-	struct stat st;
-
-	if (fstatat(ctx->backing_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    st.st_dev == key->dev && st.st_ino == key->ino)
-		return;
-	if (!slash) {
-		fs_notify_entry(ctx, NULL, path);
-		return;
-	}
-	*slash = '\0';
-	if (fstatat(ctx->backing_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return; /* gone: its own entry is dropped instead */
-	memset(&parent, 0, sizeof(parent));
-	parent.dev = st.st_dev;
-	parent.ino = st.st_ino;
-	fs_notify_entry(ctx, &parent, slash + 1);
-}
-
 /* A backing inode the kernel holds, as the overflow needs it. */
 struct fs_held {
 	struct fs_ikey key;
 	char *path; /* owned; NULL when unknown */
 };
+
+static int fs_held_cmp(const void *a, const void *b)
+{
+	const struct fs_held *x = a, *y = b;
+
+	if (!x->path || !y->path)
+		return !x->path - !y->path; /* unknown paths last */
+	return strcmp(x->path, y->path);
+}
+
+/*
+ * Queue inval_entry for h's path (relative to the root, not ""), the
+ * last name the kernel looked it up by, unless the name still leads to
+ * it: dropping a name that did not change would cost more than a LOOKUP
+ * (the kernel unhashes a directory's entry, so a process in it sees
+ * getcwd() fail and mounts on it go).  The parent is each held inode of
+ * that path in held[0..n) (sorted by path): a directory deleted with its
+ * tree is still the kernel's parent of the names in it, and a child in
+ * use when the directory's own name went keeps its name there until told.
+ * Else the parent is found by its current path.
+ */
+static void fs_notify_path(struct fs_ctx *ctx, const struct fs_held *held,
+                           size_t n, const struct fs_held *h)
+{
+	const char *slash = strrchr(h->path, '/');
+	struct fs_held want = { { 0, 0 }, NULL };
+	struct fs_ikey parent;
+	struct stat st;
+	size_t lo = 0, hi = n, told = 0;
+
+	if (fstatat(ctx->backing_fd, h->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == h->key.dev && st.st_ino == h->key.ino)
+		return;
+	if (!slash) {
+		fs_notify_entry(ctx, NULL, h->path);
+		return;
+	}
+	if (!(want.path = strndup(h->path, (size_t)(slash - h->path))))
+		return;
+	while (lo < hi) { /* the first held inode of the parent's path */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (fs_held_cmp(&held[mid], &want) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < n && fs_held_cmp(&held[lo], &want) == 0; lo++, told++)
+		fs_notify_entry(ctx, &held[lo].key, slash + 1);
+	if (!told && fstatat(ctx->backing_fd, want.path, &st,
+	                     AT_SYMLINK_NOFOLLOW) == 0) {
+		memset(&parent, 0, sizeof(parent));
+		parent.dev = st.st_dev;
+		parent.ino = st.st_ino;
+		fs_notify_entry(ctx, &parent, slash + 1);
+	}
+	free(want.path);
+}
 
 /*
  * Events were lost (the kernel's inotify queue overflowed): whatever
@@ -577,12 +604,15 @@ static void fs_watch_overflow(struct fs_ctx *ctx)
 		         "crdtfs: inotify queue overflowed: %zu held names "
 		         "checked again\n",
 		         n);
+	if (n > 1)
+		qsort(held, n, sizeof(*held), fs_held_cmp);
 	for (i = 0; i < n; i++) {
 		fs_notify_inode(ctx, &held[i].key);
 		if (held[i].path && *held[i].path) /* not the root */
-			fs_notify_path(ctx, &held[i].key, held[i].path);
-		free(held[i].path);
+			fs_notify_path(ctx, held, n, &held[i]);
 	}
+	for (i = 0; i < n; i++)
+		free(held[i].path);
 	free(held);
 }
 

@@ -494,7 +494,10 @@ def test_events_lost_to_an_inotify_overflow_are_made_up_for(backing, mount):
     sysctl = "/proc/sys/fs/inotify/max_queued_events"
     os.mkdir(os.path.join(backing, "sub"))
     os.makedirs(os.path.join(backing, "keep", "deep"))
+    os.makedirs(os.path.join(backing, "gone", "a", "b"))
     write_file(os.path.join(backing, "sub", "big"), b"x" * (1 << 20))
+    write_file(os.path.join(backing, "gone", "a", "b", "big2"),
+               b"y" * (1 << 20))
     with open(sysctl) as f:
         saved = f.read()
     try:
@@ -510,6 +513,15 @@ def test_events_lost_to_an_inotify_overflow_are_made_up_for(backing, mount):
     deep = os.path.join(keep, "deep")
     # /proc/PID/cwd says "(deleted)" only for the directory itself
     sleepers = [subprocess.Popen(["sleep", "60"], cwd=c) for c in (keep, deep)]
+    # A file kept open in a tree deleted meanwhile: when the tree's name
+    # goes, the kernel keeps the names of what is in use below it.
+    big2 = os.path.join(d.mnt, "gone", "a", "b", "big2")
+    holder = subprocess.Popen(
+        ["/usr/bin/python3", "-c",
+         "import sys, time; f = open(sys.argv[1], 'rb'); print(1, "
+         "flush=True); time.sleep(60)", big2], stdout=subprocess.PIPE)
+    sleepers.append(holder)
+    assert holder.stdout.readline() == b"1\n"
     try:
         since = len(d.lines)
         os.kill(d.pid, signal.SIGSTOP)
@@ -517,16 +529,21 @@ def test_events_lost_to_an_inotify_overflow_are_made_up_for(backing, mount):
             for i in range(100):
                 write_file(os.path.join(backing, "flood%d" % i), b"")
             os.unlink(os.path.join(backing, "sub", "big"))
+            shutil.rmtree(os.path.join(backing, "gone"))
         finally:
             os.kill(d.pid, signal.SIGCONT)
         assert d.wait_for_line("crdtfs: inotify queue overflowed", since)
+        holder.kill()
+        holder.wait()
         deadline = time.monotonic() + 10
-        while held_deleted(d.pid, "big") and time.monotonic() < deadline:
+        while (held_deleted(d.pid, "big") or held_deleted(d.pid, "big2")) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         assert held_deleted(d.pid, "big") == []
+        assert held_deleted(d.pid, "big2") == []
         assert os.listdir(os.path.join(d.mnt, "sub")) == []
         assert [os.readlink("/proc/%d/cwd" % p.pid)
-                for p in sleepers] == [keep, deep]
+                for p in sleepers[:2]] == [keep, deep]
     finally:
         for p in sleepers:
             p.kill()
