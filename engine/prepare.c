@@ -1032,55 +1032,51 @@ static char *dedupe_identity(prep_seen **table, char *ident, size_t *len)
 }
 
 /*
- * Remove the member `"_crdt_metadata":...` from the canonical (compact)
- * object canon[0..*len), in place, when its key is written plainly.
- * @return 1 removed, 0 not found
+ * Cut every top-level member `"_crdt_metadata":...` whose key is written
+ * plainly (a key may be written twice) out of the canonical object
+ * canon[0..*len), in place, with its comma.  The members are walked as in
+ * number_texts.  @return members cut
  */
 static int strip_metadata(char *canon, size_t *len)
 {
-	static const char key[] = "\"" PREP_MD "\":";
-	size_t n = *len, i, start = 0, depth = 0;
-	int in_str = 0, at_member = 0;
+	size_t n = *len, depth = 0, start = 1, out = 1, i, e;
+	int is_md = 0, cut = 0;
 
-	for (i = 0; i < n; i++) {
+	if (n < 2 || canon[0] != '{')
+		return 0;
+	for (i = 1; i < n; i++) {
 		char c = canon[i];
 
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-			continue;
-		}
-		if (depth == 1 && at_member && c == '"' && start == 0 &&
-		    n - i >= sizeof(key) - 1 &&
-		    memcmp(canon + i, key, sizeof(key) - 1) == 0)
-			start = i;
-		at_member = 0;
 		if (c == '"') {
-			in_str = 1;
+			e = string_end(canon, n, i);
+			if (depth == 0 && i == start) /* a member's key */
+				is_md = e - i - 1 == strlen(PREP_MD) &&
+				        memcmp(canon + i + 1, PREP_MD, e - i - 1) == 0;
+			i = e;
 		} else if (c == '{' || c == '[') {
-			at_member = ++depth == 1;
-		} else if (c == '}' || c == ']') {
+			depth++;
+		} else if ((c == '}' || c == ']') && depth) {
 			depth--;
-		} else if (c == ',' && depth == 1) {
-			at_member = 1;
-		}
-		if (start && depth <= 1 && (c == ',' || (c == '}' && !depth))) {
-			/* The member is canon[start, i): take the comma before
-			 * it, or after it when it comes first. */
-			size_t from = start, to = i;
-
-			if (canon[start - 1] == ',')
-				from--;
-			else if (c == ',')
-				to++;
-			memmove(canon + from, canon + to, n - to);
-			*len = n - (to - from);
-			return 1;
+		} else if (depth == 0 && (c == ',' || c == '}')) {
+			/* The member canon[start, i) ends: keep it or cut it. */
+			if (is_md) {
+				cut++;
+			} else if (i > start) {
+				if (out > 1)
+					canon[out++] = ',';
+				memmove(canon + out, canon + start, i - start);
+				out += i - start;
+			}
+			is_md = 0;
+			start = i + 1;
+			if (c == '}') {
+				canon[out++] = '}';
+				*len = out;
+				break;
+			}
 		}
 	}
-	return 0;
+	return cut;
 }
 
 /* Entry bytes with fresh metadata appended, in place of any it had. */
@@ -1090,7 +1086,6 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 	json_t *md;
 	char *mds = NULL, *canon = NULL, *out = NULL;
 	size_t clen;
-	int stripped;
 
 	md = json_pack("{s:s, s:s, s:I, s:s%}", "host", s->host, "timestamp",
 	               s->stamp_text, "version", (json_int_t)e->version,
@@ -1100,10 +1095,7 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 	canon = canon_dup(raw, len, &clen);
 	if (!canon)
 		goto out;
-	stripped = 0;
-	while (strip_metadata(canon, &clen)) /* every copy of a key repeated */
-		stripped = 1;
-	if (json_object_get(obj, PREP_MD) && !stripped) {
+	if (!strip_metadata(canon, &clen) && json_object_get(obj, PREP_MD)) {
 		/* A key written with escapes: rebuild the entry. */
 		json_t *copy = json_copy(obj);
 

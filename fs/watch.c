@@ -9,8 +9,9 @@
  * FORGET: an outside change below the root then reaches the kernel's
  * caches within milliseconds, not after their 1 s timeout, and a file
  * deleted outside is forgotten by the kernel, so its O_PATH fd is closed
- * and its space freed.  A watcher thread drains it whenever it is readable; LOOKUP of a
- * merged name also drains it synchronously first.  The kernel queues an
+ * and its space freed.  A watcher thread drains it whenever it is
+ * readable; LOOKUP of a merged name also drains it synchronously first.
+ * The kernel queues an
  * inotify event before the writer's write() returns, so a drain at LOOKUP
  * sees every completed outside write without sleeping.  Each event marks
  * the targets the file is a source of (virtual.c), and queues cache

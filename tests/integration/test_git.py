@@ -190,17 +190,27 @@ def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
     assert hf.read_bytes() == b"[]\n"
 
 
-def test_prepare_writes_one_stamp_for_a_key_written_twice(tmp_path):
-    """A source entry with `_crdt_metadata` written twice got the new stamp
-    beside the second copy, and the merge read the first."""
+@pytest.mark.parametrize("entry,kept", [
+    (b'{"n":0.2,"_crdt_metadata":1,"_crdt_metadata":2}', b'{"n":0.2,'),
+    (b'{"_crdt_metadata":1}', b'{'),
+    (b'{"_crdt_metadata":[1,{"}":","}],"s":"x,}\\"",'
+     b'"o":{"_crdt_metadata":1.50}}',
+     b'{"s":"x,}\\"","o":{"_crdt_metadata":1.50},'),
+])
+def test_prepare_writes_one_stamp_in_place_of_the_old(tmp_path, entry, kept):
+    """The old `_crdt_metadata` member of an entry that gets a stamp is cut
+    out of the bytes as written (first, only, written twice, beside nested
+    brackets and strings): a key written twice got the new stamp beside the
+    second copy, and the merge read the first."""
     back = tmp_path / "b"
     back.mkdir()
     src = tmp_path / "s.jsonl"
-    src.write_bytes(b'{"n":0.2,"_crdt_metadata":1,"_crdt_metadata":2}\n')
+    src.write_bytes(entry + b"\n")
     G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
     (raw, o), = G.host_lines(back / "memory-h1.json")
-    assert raw.count(b'"_crdt_metadata"') == 1
-    assert raw.startswith(b'{"n":0.2,"_crdt_metadata":{"host":"h1",')
+    assert raw.startswith(kept + b'"_crdt_metadata":{"host":"h1",'), raw
+    assert raw.count(b'"_crdt_metadata"') == 1 + kept.count(
+        b'"_crdt_metadata"')
     p = G.ok(G.crdtfs("check", back))
     assert "0 problems" in p.stdout + p.stderr
 
