@@ -262,6 +262,54 @@ static size_t string_end(const char *raw, size_t len, size_t i)
 	return i;
 }
 
+/* Value of hex digit c, or -1. */
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Whether the body s[0..n) of a JSON string, escapes as written, spells
+ * `_crdt_metadata`: a key written `"\u005fcrdt_metadata"` is that key to
+ * jansson and to the merge, so it must be to every cut and skip here too.
+ * Only \uXXXX escapes can spell its letters.
+ */
+static int spells_md(const char *s, size_t n)
+{
+	static const char md[] = PREP_MD;
+	size_t i = 0, k = 0;
+
+	if (n == sizeof(md) - 1 && memcmp(s, md, n) == 0)
+		return 1;
+	if (!memchr(s, '\\', n))
+		return 0;
+	while (i < n) {
+		int c = (unsigned char)s[i++];
+
+		if (c == '\\') {
+			int j, d;
+
+			if (i + 5 > n || s[i] != 'u')
+				return 0;
+			for (c = 0, j = 1; j <= 4; j++) {
+				if ((d = hex_digit(s[i + j])) < 0)
+					return 0;
+				c = c * 16 + d;
+			}
+			i += 5;
+		}
+		if (k == sizeof(md) - 1 || c != (unsigned char)md[k++])
+			return 0;
+	}
+	return k == sizeof(md) - 1;
+}
+
 /* Deepest nesting of brackets outside strings in raw. */
 static size_t nesting_depth(const char *raw, size_t len)
 {
@@ -569,9 +617,7 @@ static char *number_texts(const char *raw, size_t len)
 			key = i + 1;
 			i = string_end(raw, len, i);
 			if (depth == 1 && key_next) {
-				skipping = i - key == strlen(PREP_MD) &&
-				           memcmp(raw + key, PREP_MD,
-				                  i - key) == 0;
+				skipping = spells_md(raw + key, i - key);
 				key_next = 0;
 			}
 		} else if (c == '{' || c == '[') {
@@ -1032,8 +1078,8 @@ static char *dedupe_identity(prep_seen **table, char *ident, size_t *len)
 }
 
 /*
- * Cut every top-level member `"_crdt_metadata":...` whose key is written
- * plainly (a key may be written twice) out of the canonical object
+ * Cut every top-level member `"_crdt_metadata":...` (a key may be written
+ * twice, and with escapes) out of the canonical object
  * canon[0..*len), in place, with its comma.  The members are walked as in
  * number_texts.  @return members cut
  */
@@ -1050,8 +1096,7 @@ static int strip_metadata(char *canon, size_t *len)
 		if (c == '"') {
 			e = string_end(canon, n, i);
 			if (depth == 0 && i == start) /* a member's key */
-				is_md = e - i - 1 == strlen(PREP_MD) &&
-				        memcmp(canon + i + 1, PREP_MD, e - i - 1) == 0;
+				is_md = spells_md(canon + i + 1, e - i - 1);
 			i = e;
 		} else if (c == '{' || c == '[') {
 			depth++;
@@ -1080,8 +1125,8 @@ static int strip_metadata(char *canon, size_t *len)
 }
 
 /* Entry bytes with fresh metadata appended, in place of any it had. */
-static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
-                           size_t len, const prep_entry *e, size_t *outlen)
+static char *stamped_bytes(prep_src *s, const char *raw, size_t len,
+                           const prep_entry *e, size_t *outlen)
 {
 	json_t *md;
 	char *mds = NULL, *canon = NULL, *out = NULL;
@@ -1095,18 +1140,7 @@ static char *stamped_bytes(prep_src *s, json_t *obj, const char *raw,
 	canon = canon_dup(raw, len, &clen);
 	if (!canon)
 		goto out;
-	if (!strip_metadata(canon, &clen) && json_object_get(obj, PREP_MD)) {
-		/* A key written with escapes: rebuild the entry. */
-		json_t *copy = json_copy(obj);
-
-		if (copy && json_object_set(copy, PREP_MD, md) == 0)
-			out = json_dumps(copy, JSON_COMPACT |
-			                               JSON_REAL_PRECISION(17));
-		json_decref(copy);
-		if (out)
-			*outlen = strlen(out);
-		goto out;
-	}
+	strip_metadata(canon, &clen);
 	mds = json_dumps(md, JSON_COMPACT);
 	if (!mds || clen < 2)
 		goto out;
@@ -1336,7 +1370,7 @@ stamp:
 	e->version = e->version >= 0 ? e->version + 1 : 1;
 	e->ts_rank = 2;
 	e->ts = s->stamp;
-	e->bytes = stamped_bytes(s, obj, raw, len, e, &e->len);
+	e->bytes = stamped_bytes(s, raw, len, e, &e->len);
 	if (!e->bytes)
 		goto fail;
 	snprintf(s->st.stamp, sizeof(s->st.stamp), "%s", s->stamp_text);

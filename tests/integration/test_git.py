@@ -196,6 +196,11 @@ def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
     (b'{"_crdt_metadata":[1,{"}":","}],"s":"x,}\\"",'
      b'"o":{"_crdt_metadata":1.50}}',
      b'{"s":"x,}\\"","o":{"_crdt_metadata":1.50},'),
+    # The key written with escapes is the same key (to jansson and the
+    # merge); a near miss is another key and stays.
+    (b'{"\\u005f\\u0063rdt_metadata":1,"n":1.50,"_crdt\\u005Fmetadata":[2],'
+     b'"\\u005fcrdt_metadatA":3}',
+     b'{"n":1.50,"\\u005fcrdt_metadatA":3,'),
 ])
 def test_prepare_writes_one_stamp_in_place_of_the_old(tmp_path, entry, kept):
     """The old `_crdt_metadata` member of an entry that gets a stamp is cut
@@ -213,6 +218,31 @@ def test_prepare_writes_one_stamp_in_place_of_the_old(tmp_path, entry, kept):
         b'"_crdt_metadata"')
     p = G.ok(G.crdtfs("check", back))
     assert "0 problems" in p.stdout + p.stderr
+
+
+def test_prepare_settles_an_edit_whose_stamp_key_has_escapes(tmp_path):
+    """An entry whose `_crdt_metadata` key is written with escapes was
+    rebuilt by jansson when re-stamped (0.2 became 0.20000000000000001),
+    and its old stamp's version counted as content, so it was re-stamped
+    on every run: a commit and push per cycle, forever."""
+    back = tmp_path / "b"
+    back.mkdir()
+    src = tmp_path / "s.jsonl"
+    line = ('{"id":"X","w":%s,"\\u005fcrdt_metadata":{"host":"d",'
+            '"timestamp":"2026-01-01T00:00:00Z","version":3,'
+            '"unique_id":"X"}}\n')
+    src.write_text(line % "0.2")
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    src.write_text(line % "0.3")
+    p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(10)))
+    assert "1 changed" in p.stdout
+    (raw, o), = G.host_lines(back / "memory-h1.json")
+    assert raw.startswith(b'{"id":"X","w":0.3,"_crdt_metadata":{"host":"h1",')
+    assert o["_crdt_metadata"]["version"] == 4
+    for t in (20, 30):
+        p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back,
+                          now=now_at(t)))
+        assert "not rewritten" in p.stdout
 
 
 def test_prepare_takes_the_last_of_stamped_copies_of_one_entry(tmp_path):
