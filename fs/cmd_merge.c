@@ -6,10 +6,8 @@
  */
 #include "fs.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,48 +288,20 @@ out:
 	return count;
 }
 
-/*
- * Names in the backing root that look like descriptors or host files but
- * are never read: symlinks (never followed, so nothing outside the
- * backing directory is read), directories, devices.  The merge skips them
- * silently; check says so.
- */
+/* Names that look like descriptors or host files but are never read. */
 static size_t check_unread_files(seen_line **seen, int backing_fd)
 {
-	int fd = openat(backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *de;
+	engine_problems unread;
 	char line[1024];
-	size_t count = 0;
+	size_t count = 0, i;
 
-	if (!dir) {
-		if (fd >= 0)
-			close(fd);
-		return 0;
-	}
-	while ((de = readdir(dir))) {
-		size_t n = strlen(de->d_name);
-		int is_desc = n > strlen(DESC_SUFFIX) &&
-			      strcmp(de->d_name + n - strlen(DESC_SUFFIX),
-				     DESC_SUFFIX) == 0;
-		int is_host = fnmatch("memory-*.json", de->d_name,
-				      FNM_PERIOD) == 0;
-		struct stat st;
-
-		if ((!is_desc && !is_host) ||
-		    fstatat(backing_fd, de->d_name, &st,
-			    AT_SYMLINK_NOFOLLOW) < 0 ||
-		    S_ISREG(st.st_mode))
-			continue;
-		snprintf(line, sizeof(line), "%s: %s: %s is not read: %s",
-			 de->d_name, is_desc ? "error" : "warning",
-			 is_desc ? "descriptor" : "host file",
-			 S_ISLNK(st.st_mode) ?
-				 "it is a symlink (symlinks are never followed)" :
-				 "it is not a regular file");
+	engine_problems_init(&unread);
+	(void)fs_unread_files(backing_fd, &unread);
+	for (i = 0; i < unread.count; i++) {
+		engine_problem_format(&unread.items[i], line, sizeof(line));
 		count += print_once(seen, line) > 0;
 	}
-	closedir(dir);
+	engine_problems_dispose(&unread);
 	return count;
 }
 

@@ -25,6 +25,13 @@ int fs_cmd_merge_driver(int argc, char **argv);
 /** `crdtfs [options] BACKING MOUNTPOINT`: argv as given to main() */
 int fs_mount_main(int argc, char **argv);
 
+/**
+ * Add a problem for each name in the backing root that looks like a
+ * descriptor (an error) or a host file (a warning) but is never read,
+ * not being a regular file (unread.c).  @return 0 or -ENOMEM
+ */
+int fs_unread_files(int backing_fd, engine_problems *probs);
+
 /*
  * Background git sync inside the mount (implemented in cmd_git.c): started
  * by the mount for `-o sync=SECONDS[,remote=NAME]`.  Runs on its own

@@ -7,7 +7,9 @@
  * how long the last (re)materialisation took, each source with its entry
  * and problem counts, every problem found in the sources (file, line,
  * column, severity, message), and whether a real backing file of the same
- * name is shadowed.  Invalid descriptors are listed with their problems.
+ * name is shadowed.  Invalid descriptors are listed with their problems,
+ * and names that look like descriptors or host files but are never read
+ * (symlinks, directories) as `unread_files`.
  * With `-o sync`, what the background syncs did: when the last one
  * ended, what it did or why it failed, and its notes (a daemon's stderr
  * goes nowhere).
@@ -199,6 +201,7 @@ int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len,
                      struct timespec *changed)
 {
 	struct fs_target **set = NULL;
+	engine_problems unread;
 	json_t *root = NULL, *targets;
 	size_t n = 0, i, l;
 	char *s = NULL, *buf;
@@ -236,6 +239,10 @@ int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len,
 	}
 	free(set);
 	json_object_set_new(root, "targets", targets);
+	engine_problems_init(&unread);
+	(void)fs_unread_files(ctx->backing_fd, &unread);
+	json_object_set_new(root, "unread_files", fs_json_problems(&unread));
+	engine_problems_dispose(&unread);
 	json_object_set_new(root, "sync", fs_json_sync(ctx));
 
 	s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));

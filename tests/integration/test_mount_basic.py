@@ -143,6 +143,7 @@ def test_status_file(tmp_path, mount):
                                              ("memory-b.json", 5, 0)]
     assert t["problems"] == []
     assert st["sync"] is None  # no -o sync
+    assert st["unread_files"] == []
     # read-only, exact size, stable when nothing changed
     p = os.path.join(d.mnt, STATUS)
     assert os.stat(p).st_mode & 0o777 == 0o444
@@ -165,6 +166,29 @@ def test_status_file(tmp_path, mount):
     assert t2["generation"] > gen
     assert t2["entries"] == 11
     assert os.stat(p).st_mtime_ns > before.st_mtime_ns
+    d.stop()
+
+
+def test_status_file_names_what_is_never_read(tmp_path, mount):
+    """A memory file linked into the backing directory, or a directory
+    named like a descriptor, is never read (symlinks are never followed):
+    `crdtfs check` said so, the status file did not, so the merged view
+    just lacked that host with nothing to tell why."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=2)
+    outside = util.make_backing(tmp_path / "o", hosts=("z",), n=2)
+    d = mount(b)
+    os.symlink(os.path.join(outside, "memory-z.json"),
+               os.path.join(b, "memory-z.json"))
+    os.mkdir(os.path.join(b, "x.json.merge.json"))
+    st = util.read_status(d.mnt)
+    got = sorted((p["file"], p["severity"], p["message"])
+                 for p in st["unread_files"])
+    assert got == [
+        ("memory-z.json", "warning", "host file is not read: it is a "
+         "symlink (symlinks are never followed)"),
+        ("x.json.merge.json", "error",
+         "descriptor is not read: it is not a regular file")]
+    assert util.status_target(st)["entries"] == 2
     d.stop()
 
 
