@@ -67,9 +67,15 @@ typedef struct prep_entry {
 	int ts_rank;       /* 0 absent, 1 invalid, 2 valid (engine order) */
 	engine__time ts;   /* valid when ts_rank == 2 */
 	long long version; /* -1 when absent or not an integer */
-	int used;          /* old entries: matched by a source entry */
+	int used;          /* old entries: matched by a source entry;
+			      seeded entries: PREP_SAME_FOUND | PREP_OTHER_FOUND */
+	char *md_host;     /* seeded entries: the stamp's host (owned) */
 	UT_hash_handle hh; /* old-file table, keyed by uid */
 } prep_entry;
+
+/* What the repository holds under a seeded entry's stamp (prep_seeded). */
+#define PREP_SAME_FOUND 1  /* a copy with the same content */
+#define PREP_OTHER_FOUND 2 /* a copy with other content */
 
 typedef struct {
 	char *id;       /* owned identity */
@@ -96,6 +102,7 @@ static void entry_free(prep_entry *e)
 	free(e->bytes);
 	free(e->content);
 	free(e->numbers);
+	free(e->md_host);
 	free(e);
 }
 
@@ -328,6 +335,20 @@ static size_t nesting_depth(const char *raw, size_t len)
 	return deepest;
 }
 
+/* Parse one entry's bytes, as every entry of a file is parsed here. */
+static json_t *load_entry(const char *raw, size_t len, json_error_t *jerr)
+{
+	json_t *obj = json_loadb(raw, len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+	                         jerr);
+
+	if (!obj) /* integers beyond int64: keep the entry all the same */
+		obj = json_loadb(raw, len,
+		                 JSON_DECODE_ANY | JSON_ALLOW_NUL |
+		                         JSON_DECODE_INT_AS_REAL,
+		                 NULL);
+	return obj;
+}
+
 /*
  * Parse one element's raw bytes and hand it to fn when it is an object.
  * Anything else is reported and skipped.  @return 0 or fn's error
@@ -359,12 +380,7 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
 		                           "invalid entry skipped: nesting "
 		                           "deeper than %d levels",
 		                           ENGINE__MAX_DEPTH - 1);
-	obj = json_loadb(raw, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-	if (!obj) /* integers beyond int64: keep the entry all the same */
-		obj = json_loadb(raw, len,
-		                 JSON_DECODE_ANY | JSON_ALLOW_NUL |
-		                         JSON_DECODE_INT_AS_REAL,
-		                 NULL);
+	obj = load_entry(raw, len, &jerr);
 	if (!obj) {
 		int bc = desc_byte_column(raw, len, jerr.position, jerr.column);
 		unsigned long el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
@@ -1020,6 +1036,8 @@ typedef struct {
 	prep_seen *last;    /* owned: unique_id -> the ordinal of the last
 			       entry given it (entry_uid) */
 	unsigned ordinal;   /* of the entry at hand, from 1 */
+	prep_entry *seeded; /* owned: unique_id -> the last stamped source
+			       entry this host file lacks (prep_seeded) */
 	prep_list out;      /* owned: the new host file's entries */
 	engine__time stamp; /* stamp for new and changed entries */
 	char stamp_text[40];
@@ -1222,6 +1240,151 @@ static char *entry_uid(prep_seen **table, json_t *obj, const char *content,
 	return uid;
 }
 
+/* ---- seeded entries ---- */
+
+/*
+ * A stamped source entry that this host file lacks (a memory seeded from
+ * a merged file, edited before its first prepare) is copied as it is,
+ * unless it is an edit: the tool kept the stamp and changed the rest, and
+ * the copy would tie with the stamp's own copy on (time, version, host)
+ * and could lose on the bytes.  Its stamp's copies are looked up in the
+ * other host files: when some exist and none has its content, it is an
+ * edit made here and gets a stamp of its own.  Only such entries cost
+ * anything: the other files are scanned (fast) for their unique_ids, and
+ * only matching entries are parsed.
+ */
+
+/* The stamp's host of md as an owned string, "" when absent. */
+static char *stamp_host(json_t *md)
+{
+	json_t *h = json_object_get(md, "host");
+
+	return strdup(json_is_string(h) ? json_string_value(h) : "");
+}
+
+/* First pass: remember a stamped entry this host file lacks (the last one
+ * given its unique_id).  @return 0 or -ENOMEM */
+static int note_seeded(prep_src *s, json_t *obj, const char *raw, size_t len,
+                       const char *uid, size_t n)
+{
+	json_t *md = json_object_get(obj, PREP_MD);
+	prep_entry *e, *prev;
+
+	if (!stamped_uid(md, &(size_t){ 0 }))
+		return 0;
+	HASH_FIND(hh, s->old->table, uid, n, prev);
+	if (prev)
+		return 0;
+	if (!(e = calloc(1, sizeof(*e))) || entry_meta(e, md) < 0 ||
+	    !(e->content = content_of(obj)) ||
+	    !(e->numbers = number_texts(raw, len)) ||
+	    !(e->md_host = stamp_host(md))) {
+		entry_free(e);
+		return -ENOMEM;
+	}
+	HASH_FIND(hh, s->seeded, uid, n, prev);
+	if (prev) {
+		HASH_DEL(s->seeded, prev);
+		entry_free(prev);
+	}
+	HASH_ADD_KEYPTR(hh, s->seeded, e->uid, e->uid_len, e);
+	return 0;
+}
+
+typedef struct {
+	prep_src *s;
+	int fd;
+} prep_copies;
+
+/* An entry of another host file: if it is a copy under a seeded entry's
+ * stamp, note whether its content is the same. */
+static int seeded_copy_cb(void *ctx, const engine__entry *en)
+{
+	prep_copies *c = ctx;
+	const engine__value *v = &en->values[0];
+	prep_entry *want, got = { .version = -1 };
+	json_t *obj = NULL, *md;
+	char *raw = NULL;
+	int r = 0;
+
+	if (v->kind != ENGINE__VAL_STRING || v->truncated)
+		return 0;
+	HASH_FIND(hh, c->s->seeded, v->text, v->len, want);
+	if (!want || !(raw = malloc(en->raw_len ? en->raw_len : 1)))
+		return want ? -ENOMEM : 0;
+	if (pread(c->fd, raw, en->raw_len, (off_t)en->offset) !=
+	            (ssize_t)en->raw_len ||
+	    !(obj = load_entry(raw, en->raw_len, NULL)) ||
+	    !json_is_object(obj))
+		goto out; /* changed meanwhile: no copy to go by */
+	md = json_object_get(obj, PREP_MD);
+	r = -ENOMEM;
+	if (entry_meta(&got, md) < 0 || !(got.md_host = stamp_host(md)) ||
+	    !(got.content = content_of(obj)) ||
+	    !(got.numbers = number_texts(raw, en->raw_len)))
+		goto out;
+	r = 0;
+	if (meta_cmp(&got, want) != 0 || strcmp(got.md_host, want->md_host))
+		goto out;
+	want->used |= same_content(&got, want) ? PREP_SAME_FOUND :
+	                                         PREP_OTHER_FOUND;
+out:
+	free(got.uid);
+	free(got.content);
+	free(got.numbers);
+	free(got.md_host);
+	json_decref(obj);
+	free(raw);
+	return r;
+}
+
+/* Look up the seeded entries' stamps in the other host files `names`. */
+static int find_seeded_copies(prep_src *s, const char *backing, char **names)
+{
+	static char part_md[] = PREP_MD, part_uid[] = "unique_id";
+	static char *parts[] = { part_md, part_uid };
+	static char text[] = PREP_MD ".unique_id";
+	static const desc_path uid_path = { parts, 2, text };
+	engine__scan_spec spec = { { &uid_path }, 1, NULL };
+	engine_problems quiet;
+	prep_copies c = { .s = s };
+	size_t i;
+	int r = 0;
+
+	if (!s->seeded)
+		return 0;
+	engine_problems_init(&quiet);
+	for (i = 0; names && names[i] && r >= 0; i++) {
+		char *path;
+
+		if (asprintf(&path, "%s/%s", backing, names[i]) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		c.fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		free(path);
+		if (c.fd < 0)
+			continue; /* gone since: its copies do not count */
+		r = engine__scan(engine__read_fd, &c.fd, ENGINE__CHUNK,
+		                 names[i], &spec, seeded_copy_cb, &c, &quiet);
+		close(c.fd);
+		if (r != -ENOMEM)
+			r = 0; /* an unreadable file only hides its copies */
+	}
+	engine_problems_dispose(&quiet);
+	return r;
+}
+
+/* Is the stamped entry e, which this host file lacks, an edit made here? */
+static int seeded_edit(prep_src *s, const prep_entry *e)
+{
+	prep_entry *want;
+
+	HASH_FIND(hh, s->seeded, e->uid, e->uid_len, want);
+	return want && (want->used & PREP_OTHER_FOUND) &&
+	       !(want->used & PREP_SAME_FOUND);
+}
+
 /* First pass: the ordinal of the last entry each unique_id is given. */
 static int last_uid_cb(void *ctx, json_t *obj, const char *raw, size_t len,
                        unsigned long line)
@@ -1232,12 +1395,13 @@ static int last_uid_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	size_t n;
 	int r = -ENOMEM;
 
-	(void)raw;
-	(void)len;
 	(void)line;
 	s->ordinal++;
 	if (!content || !(uid = entry_uid(&s->first_seen, obj, content, &n)))
 		goto out;
+	if ((r = note_seeded(s, obj, raw, len, uid, n)) < 0)
+		goto out;
+	r = -ENOMEM;
 	HASH_FIND(hh, s->last, uid, n, seen);
 	if (!seen) {
 		if (!(seen = calloc(1, sizeof(*seen))))
@@ -1310,6 +1474,10 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 			return 0;
 		}
 		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
+		if (!old && seeded_edit(s, e)) {
+			r = -ENOMEM;
+			goto stamp;
+		}
 		/*
 		 * Under a stamp no newer than this host file's copy, it is
 		 * that copy, or an edit made here: the tool kept the stamp
@@ -1590,7 +1758,8 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		r = split_entries(sbuf, slen, opts->source, last_uid_cb,
 		                  &src, &quiet);
 		engine_problems_dispose(&quiet);
-		if (r < 0)
+		if (r < 0 ||
+		    (r = find_seeded_copies(&src, opts->backing, names)) < 0)
 			goto out;
 		src.ordinal = 0;
 	}
@@ -1640,6 +1809,10 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 out:
 	HASH_ITER(hh, old.table, e, tmp) {
 		HASH_DEL(old.table, e);
+		entry_free(e);
+	}
+	HASH_ITER(hh, src.seeded, e, tmp) {
+		HASH_DEL(src.seeded, e);
 		entry_free(e);
 	}
 	HASH_ITER(hh, src.seen, sn, stmp) {

@@ -558,6 +558,35 @@ static void fs_setattr_times(const struct stat *attr, int valid,
 }
 
 /*
+ * setattr of a merged file or the status file: their mode, owner and times
+ * are the generation's, so a change is EPERM (as chmod of a file one does
+ * not own), a size change EACCES (as truncate without write permission),
+ * and what changes nothing succeeds, so `chmod 444` or `chown -1:-1` do.
+ */
+static void fs_virtual_setattr(fuse_req_t req, struct fs_ctx *ctx,
+                               struct fs_inode *in, const struct stat *attr,
+                               int valid)
+{
+	double timeout = FS_PASS_TIMEOUT;
+	struct stat st;
+	int r = fs_virtual_getattr(ctx, in, &st, &timeout);
+
+	if (r == 0 && (valid & FUSE_SET_ATTR_SIZE))
+		r = -EACCES;
+	else if (r == 0 &&
+	         (((valid & FUSE_SET_ATTR_MODE) &&
+	           (attr->st_mode & 07777) != (st.st_mode & 07777)) ||
+	          ((valid & FUSE_SET_ATTR_UID) && attr->st_uid != st.st_uid) ||
+	          ((valid & FUSE_SET_ATTR_GID) && attr->st_gid != st.st_gid) ||
+	          (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))))
+		r = -EPERM;
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, timeout);
+}
+
+/*
  * Pass-through setattr.  A size or time change is a modification: open
  * readers get the old bytes first (they tell an outside rewrite by size
  * and mtime, so even a touch counts), and the path is marked changed
@@ -577,7 +606,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int fd, tok, changed = 0, r = 0;
 
 	if (in->kind != FS_KIND_BACKING) {
-		fuse_reply_err(req, EACCES);
+		fs_virtual_setattr(req, ctx, in, attr, valid);
 		return;
 	}
 	if (h && h->kind != FS_H_FILE)
@@ -715,9 +744,11 @@ static int fs_check_new_name(fuse_req_t req, fuse_ino_t parent,
 
 	if (dir->kind != FS_KIND_BACKING)
 		return ENOTDIR;
-	if (fs_is_root(parent) && fs_name_reserved(fs_ctx_of(req), name))
-		return err;
-	return 0;
+	if (!fs_is_root(parent) || !fs_name_reserved(fs_ctx_of(req), name))
+		return 0;
+	/* Hidden, so not there to exist: making it is refused (`git init`
+	 * of the mount then says so, not that .git exists). */
+	return strcmp(name, ".git") == 0 ? EPERM : err;
 }
 
 /* After `name` was made in dir: note the change, answer with its entry. */

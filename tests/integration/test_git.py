@@ -159,6 +159,51 @@ def test_prepare_restamps_an_edit_of_an_entry_that_carries_a_stamp(tmp_path):
     assert o == later
 
 
+def test_prepare_restamps_an_edit_of_a_seeded_memory_before_its_first_run(
+        tmp_path):
+    """A memory seeded from the merged file and edited before this host's
+    first prepare: the edited entry is new to this host file, so it was
+    copied with the stamp it had and tied with the stamp's own copy on
+    (time, version, host), and could lose on the bytes.  Now a stamped
+    entry this host file lacks is an edit when copies under its stamp
+    exist in the other host files and none has its content."""
+    back = tmp_path / "b"
+    back.mkdir()
+    d_src = tmp_path / "d.jsonl"
+    # "one" sorts after "EDITED": the edit would lose the tie on the bytes
+    G.write_jsonl(d_src, {**entity("a", ["one"]), **entity("b", ["x"]),
+                          **entity("c", ["y"])})
+    G.ok(G.crdtfs("prepare", "--host", "d", d_src, back, now=now_at(0)))
+    merged = G.ok(G.crdtfs("merge", back)).stdout
+    # "c"'s stamp has no copy left in the repository
+    (back / "memory-d.json").write_text(json.dumps(
+        [x for x in json.loads(merged) if x["name"] != "c"]))
+    seeded = json.loads(merged)
+    for e in seeded:
+        if e["name"] == "a":
+            e["observations"] = ["EDITED"]
+    # "b" rewritten by the tool (keys in another order), not edited
+    seeded = [dict(reversed(list(e.items()))) if e["name"] == "b" else e
+              for e in seeded]
+    src = tmp_path / "laptop.jsonl"
+    src.write_text("".join(json.dumps(e) + "\n" for e in seeded))
+    p = G.ok(G.crdtfs("prepare", "--host", "laptop", src, back,
+                      now=now_at(10)))
+    assert "3 added" in p.stdout
+    rows = {o["name"]: o for _, o in G.host_lines(back / "memory-laptop.json")}
+    md = rows["a"]["_crdt_metadata"]
+    assert (md["host"], md["version"]) == ("laptop", 2)
+    assert G.ts_ns(md["timestamp"]) == T0 + 10 * 10**9
+    assert rows["b"]["_crdt_metadata"]["host"] == "d"
+    assert rows["c"]["_crdt_metadata"]["host"] == "d"
+    view = json.loads(G.ok(G.crdtfs("merge", back)).stdout)
+    assert {e["name"]: e["observations"] for e in view} == \
+        {"a": ["EDITED"], "b": ["x"], "c": ["y"]}
+    p = G.ok(G.crdtfs("prepare", "--host", "laptop", src, back,
+                      now=now_at(20)))
+    assert "not rewritten" in p.stdout
+
+
 def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
     """A tool that dies after truncating its memory file leaves it empty,
     and prepare emptied the host file with it and exited 0.  An empty

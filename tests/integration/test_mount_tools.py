@@ -216,10 +216,26 @@ def test_permissions(backing, mount):
                   os.O_WRONLY | os.O_APPEND, os.O_WRONLY | os.O_CREAT):
         with pytest.raises(PermissionError):
             os.open(p, flags)
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionError) as ei:
         os.truncate(p, 0)
-    with pytest.raises(PermissionError):
-        os.chmod(p, 0o644)
+    assert ei.value.errno == errno.EACCES  # as without write permission
+    # Mode, owner and times are the generation's: a change is EPERM (as
+    # for a file one does not own), a change to nothing succeeds (it was
+    # EACCES for every call, so `chmod 444` and `chown -1:-1` failed).
+    status = os.path.join(d.mnt, util.STATUS)
+    for f in (p, status):
+        for call in (lambda: os.chmod(f, 0o644),
+                     lambda: os.chown(f, st.st_uid + 1, -1),
+                     lambda: os.chown(f, -1, st.st_gid + 1),
+                     lambda: os.utime(f, None),
+                     lambda: os.utime(f, (1, 1))):
+            with pytest.raises(PermissionError) as ei:
+                call()
+            assert ei.value.errno == errno.EPERM
+        os.chmod(f, 0o444)
+        os.chown(f, -1, -1)
+        os.chown(f, st.st_uid, st.st_gid)
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o444
     with pytest.raises(PermissionError):
         os.unlink(p)
     with pytest.raises(PermissionError):
@@ -231,10 +247,17 @@ def test_permissions(backing, mount):
     with pytest.raises(OSError) as ei:
         os.link(p, os.path.join(d.mnt, "hard.json"))
     assert ei.value.errno in (errno.EPERM, errno.EACCES)
-    with pytest.raises(OSError):
-        os.mkdir(os.path.join(d.mnt, ".git"))
+    # .git is hidden: not there, and not to be made (it said EEXIST to
+    # mkdir, so `git init` of the mount blamed a .git it could not see)
+    assert not os.path.exists(os.path.join(d.mnt, ".git"))
+    for call in (lambda g: os.mkdir(g),
+                 lambda g: os.symlink("x", g),
+                 lambda g: os.close(os.open(g, os.O_CREAT | os.O_WRONLY)),
+                 lambda g: os.rename(other, g)):
+        with pytest.raises(PermissionError) as ei:
+            call(os.path.join(d.mnt, ".git"))
+        assert ei.value.errno == errno.EPERM
     # access(2) answers what open(2) does, even for root
-    status = os.path.join(d.mnt, util.STATUS)
     for f in (p, status):
         assert os.access(f, os.R_OK)
         assert not os.access(f, os.W_OK)
