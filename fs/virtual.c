@@ -204,7 +204,7 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 	engine_problems probs, oldprobs;
 	char **names = NULL;
 	desc_descriptor *d;
-	int r, count;
+	int r, count, overridden = 0;
 
 	engine_problems_init(&probs);
 	count = desc_list(&names, ctx->backing_fd);
@@ -221,6 +221,12 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 		if (fstatat(ctx->backing_fd, names[i], &st,
 		            AT_SYMLINK_NOFOLLOW))
 			continue;
+		/* An invalid override hides the default as any invalid
+		 * descriptor hides its target: serving the built-in one
+		 * instead (another format, other sources) would differ
+		 * from `crdtfs merge`, which refuses it. */
+		if (strcmp(names[i], DESC_DEFAULT_TARGET DESC_SUFFIX) == 0)
+			overridden = 1;
 		t = fs_target_reusable(ctx, names[i], &st);
 		if (!t) {
 			memset(&err, 0, sizeof(err));
@@ -257,7 +263,7 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 		if (fs_set_push(&set, &n, &cap, t) < 0)
 			fs_target_unref(t);
 	}
-	if (!fs_set_find(set, n, DESC_DEFAULT_TARGET)) {
+	if (!overridden && !fs_set_find(set, n, DESC_DEFAULT_TARGET)) {
 		t = fs_target_reusable(ctx, NULL, NULL);
 		if (!t && desc_default(&d) == 0 &&
 		    fs_target_new(&t, ctx, d, NULL, NULL) < 0)

@@ -222,6 +222,36 @@ def test_descriptor_targets(backing, mount):
     d.stop()
 
 
+def test_an_invalid_override_of_the_default_hides_it(backing, mount):
+    """A broken unified-memory.json.merge.json (a typo) made `crdtfs merge`
+    fail but the mount serve the built-in default (a JSON array where the
+    override asked for JSON Lines).  Now the default goes, as any target
+    of an invalid descriptor does, and the status file says why."""
+    d = mount(backing)
+    over = os.path.join(d.mnt, MERGED + ".merge.json")
+    util.write_file(over, json.dumps(
+        {"target": MERGED, "sources": ["memory-*.json"], "format": "jsonl",
+         "bogus": 1}).encode())
+    assert not os.path.exists(os.path.join(d.mnt, MERGED))
+    assert MERGED not in os.listdir(d.mnt)
+    p = subprocess.run([util.CRDTFS, "merge", backing],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 1 and p.stdout == b""
+    probs = util.read_status(d.mnt)["descriptor_problems"]
+    assert [(x["file"], x["severity"]) for x in probs] == \
+        [(MERGED + ".merge.json", "error")]
+    assert "bogus" in probs[0]["message"]
+    # Fixed: the override is served, as `crdtfs merge` writes it.
+    util.write_file(over, json.dumps(
+        {"target": MERGED, "sources": ["memory-*.json"],
+         "format": "jsonl"}).encode())
+    got = read(os.path.join(d.mnt, MERGED))
+    assert got == util.cli_merge(backing) and got.startswith(b"{")
+    os.unlink(over)
+    assert read(os.path.join(d.mnt, MERGED)).startswith(b"[")
+    d.stop()
+
+
 class Inotify:
     """A minimal inotify reader (ctypes) to see who opens host files."""
 
