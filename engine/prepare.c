@@ -1439,6 +1439,24 @@ static int superseded_later(prep_src *s, const char *uid, size_t n,
 	return 1;
 }
 
+/*
+ * The merge skips an entry larger than ENGINE__MAX_ENTRY, so one written
+ * to the host file would reach no view: it is an error here (e is freed),
+ * and the host file keeps its old copy.  @return 1 when it was too large
+ */
+static int too_large(prep_src *s, prep_entry *e, unsigned long line)
+{
+	if (e->len <= ENGINE__MAX_ENTRY)
+		return 0;
+	(void)engine_problems_add(s->probs, ENGINE_ERROR, s->name, line, 0,
+	                          "invalid entry skipped: larger than %u MiB "
+	                          "as written to the host file, where the "
+	                          "merge would skip it",
+	                          ENGINE__MAX_ENTRY >> 20);
+	entry_free(e);
+	return 1;
+}
+
 static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
                            unsigned long line)
 {
@@ -1495,6 +1513,8 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		e->bytes = canon_dup(raw, len, &e->len);
 		if (!e->bytes)
 			goto fail;
+		if (too_large(s, e, line))
+			return 0;
 		if (old)
 			old->used = 1;
 		if (!old)
@@ -1527,12 +1547,6 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	if (old && !old->used && same_content(old, e))
 		return keep_old(s, e, old);
 stamp:
-	if (old) {
-		old->used = 1;
-		s->st.changed++;
-	} else {
-		s->st.added++;
-	}
 	if (old && e->version < old->version)
 		e->version = old->version;
 	e->version = e->version >= 0 ? e->version + 1 : 1;
@@ -1541,6 +1555,14 @@ stamp:
 	e->bytes = stamped_bytes(s, raw, len, e, &e->len);
 	if (!e->bytes)
 		goto fail;
+	if (too_large(s, e, line))
+		return 0;
+	if (old) {
+		old->used = 1;
+		s->st.changed++;
+	} else {
+		s->st.added++;
+	}
 	snprintf(s->st.stamp, sizeof(s->st.stamp), "%s", s->stamp_text);
 	return list_take(&s->out, e);
 fail:

@@ -204,6 +204,27 @@ def test_prepare_restamps_an_edit_of_a_seeded_memory_before_its_first_run(
     assert "not rewritten" in p.stdout
 
 
+def test_prepare_refuses_an_entry_the_merge_would_skip(tmp_path):
+    """An entry past the merge's 16 MiB limit was written to the host
+    file with exit 0, and then reached no view; now it is an error and
+    the host file keeps the entry's old copy."""
+    back = tmp_path / "b"
+    back.mkdir()
+    src = tmp_path / "s.jsonl"
+    line = '{"id":"big","v":"%s"}\n{"id":"small"}\n'
+    src.write_text(line % "x")
+    G.ok(G.crdtfs("prepare", "--host", "h", src, back, now=now_at(0)))
+    before = (back / "memory-h.json").read_bytes()
+    src.write_text(line % ("y" * (16 << 20)))
+    p = G.crdtfs("prepare", "--host", "h", src, back, now=now_at(10))
+    assert p.returncode == 1
+    assert ("%s:1: error: invalid entry skipped: larger than 16 MiB as "
+            "written to the host file, where the merge would skip it\n"
+            % src) in p.stderr
+    assert (back / "memory-h.json").read_bytes() == before
+    G.ok(G.crdtfs("check", back))
+
+
 def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
     """A tool that dies after truncating its memory file leaves it empty,
     and prepare emptied the host file with it and exited 0.  An empty
