@@ -1492,6 +1492,15 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 			return 0;
 		}
 		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
+		/* No valid timestamp (a unique_id written by hand): the
+		 * merge would rank it below every stamp; stamp it, keeping
+		 * its unique_id, as an entry without metadata. */
+		if (e->ts_rank != 2) {
+			if (old && !old->used && same_content(old, e))
+				return keep_old(s, e, old);
+			r = -ENOMEM;
+			goto stamp;
+		}
 		if (!old && seeded_edit(s, e)) {
 			r = -ENOMEM;
 			goto stamp;

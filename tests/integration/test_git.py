@@ -225,6 +225,30 @@ def test_prepare_refuses_an_entry_the_merge_would_skip(tmp_path):
     G.ok(G.crdtfs("check", back))
 
 
+def test_prepare_stamps_metadata_without_a_valid_timestamp(tmp_path):
+    """`_crdt_metadata` holding only a unique_id written by hand (or a
+    timestamp that does not parse) was copied as it was, and the merge
+    ranked the entry below every stamp.  It is stamped now, its
+    unique_id kept, and it settles."""
+    back = tmp_path / "b"
+    back.mkdir()
+    src = tmp_path / "s.json"
+    src.write_text(json.dumps([
+        {"id": "n", "_crdt_metadata": {"unique_id": "mine"}},
+        {"id": "q", "_crdt_metadata": {"unique_id": "t2", "version": 4,
+                                       "timestamp": "garbage"}}]))
+    G.ok(G.crdtfs("prepare", "--host", "h", src, back, now=now_at(0)))
+    rows = [o["_crdt_metadata"] for _, o in
+            G.host_lines(back / "memory-h.json")]
+    assert sorted((m["unique_id"], m["host"], m["version"],
+                   G.ts_ns(m["timestamp"])) for m in rows) == \
+        [("mine", "h", 1, T0), ("t2", "h", 5, T0)]
+    p = G.ok(G.crdtfs("prepare", "--host", "h", src, back, now=now_at(10)))
+    assert "not rewritten" in p.stdout
+    p = G.ok(G.crdtfs("check", back))
+    assert "0 problems" in p.stderr
+
+
 def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
     """A tool that dies after truncating its memory file leaves it empty,
     and prepare emptied the host file with it and exited 0.  An empty
