@@ -769,40 +769,28 @@ static int read_all(int fd, char **ret_buf, size_t *ret_len)
  * must be that name less the suffix, so two descriptors cannot claim one
  * target.
  */
-int desc_load(desc_descriptor **out, int backing_fd, const char *relpath,
-              desc_error *err)
+/*
+ * Read, parse and check the descriptor open at fd (closed here), named
+ * relpath in messages; `any_kind` also takes what is not a regular file
+ * (a pipe: `--descriptor <(...)`).
+ */
+static int load_fd(desc_descriptor **out, int fd, const char *relpath,
+                   int any_kind, desc_error *err)
 {
 	desc_descriptor *d = NULL;
 	const char *base;
 	char *buf = NULL;
 	struct stat st;
 	size_t len = 0, blen;
-	int fd, r;
+	int r;
 
-	*out = NULL;
-	fd = openat(backing_fd, relpath,
-	            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ELOOP &&
-		    fstatat(backing_fd, relpath, &st, AT_SYMLINK_NOFOLLOW) ==
-		            0 &&
-		    S_ISLNK(st.st_mode))
-			return fail(
-			        err, relpath,
-			        "descriptor must be a regular file, not a symlink");
-		fail(err, relpath, "cannot open descriptor: %s", strerror(-r));
-		if (r == -ENOENT || r == -ENOTDIR)
-			return -ENOENT;
-		return r == -ENOMEM ? -ENOMEM : -EIO;
-	}
 	if (fstat(fd, &st) < 0) {
 		r = -EIO;
 		fail(err, relpath, "cannot stat descriptor: %s",
 		     strerror(errno));
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode) && (!any_kind || S_ISDIR(st.st_mode))) {
 		r = fail(err, relpath, "descriptor must be a regular file");
 		goto out;
 	}
@@ -848,6 +836,48 @@ out:
 	free(buf);
 	close(fd);
 	return r;
+}
+
+/* -errno of a failed open of a descriptor, with its message. */
+static int open_failed(int r, const char *relpath, desc_error *err)
+{
+	fail(err, relpath, "cannot open descriptor: %s", strerror(-r));
+	if (r == -ENOENT || r == -ENOTDIR)
+		return -ENOENT;
+	return r == -ENOMEM ? -ENOMEM : -EIO;
+}
+
+int desc_load(desc_descriptor **out, int backing_fd, const char *relpath,
+              desc_error *err)
+{
+	struct stat st;
+	int fd, r;
+
+	*out = NULL;
+	fd = openat(backing_fd, relpath,
+	            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ELOOP &&
+		    fstatat(backing_fd, relpath, &st, AT_SYMLINK_NOFOLLOW) ==
+		            0 &&
+		    S_ISLNK(st.st_mode))
+			return fail(
+			        err, relpath,
+			        "descriptor must be a regular file, not a symlink");
+		return open_failed(r, relpath, err);
+	}
+	return load_fd(out, fd, relpath, 0, err);
+}
+
+int desc_load_given(desc_descriptor **out, const char *path, desc_error *err)
+{
+	int fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+
+	*out = NULL;
+	if (fd < 0)
+		return open_failed(-errno, path, err);
+	return load_fd(out, fd, path, 1, err);
 }
 
 void desc_free(desc_descriptor *desc)

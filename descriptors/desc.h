@@ -119,6 +119,15 @@ int desc_load(desc_descriptor **out, int backing_fd, const char *relpath,
 	      desc_error *err);
 
 /**
+ * Read and validate a descriptor the user named (`merge --descriptor`):
+ * unlike one in the backing directory it may be reached through a symlink
+ * or be a pipe (`<(...)`), as the user chose it; what it reads is still
+ * bounded by its sources' rules.
+ * @return 0, -EINVAL (invalid; err filled), -ENOENT, -EIO, -ENOMEM
+ */
+int desc_load_given(desc_descriptor **out, const char *path, desc_error *err);
+
+/**
  * List the descriptor files (`*.merge.json`) in the backing root, sorted
  * bytewise.  Only regular files count; symlinks are left out.
  * @param out set to a NULL-terminated owned array of owned names

@@ -192,7 +192,7 @@ int fs_cmd_merge(int argc, char **argv)
 	if ((backing_fd = open_backing("merge", backing)) < 0)
 		goto out;
 	if (descriptor) {
-		rc = desc_load(&desc, AT_FDCWD, descriptor, &err);
+		rc = desc_load_given(&desc, descriptor, &err);
 		if (rc == -ENOENT)
 			fprintf(stderr, "crdtfs merge: %s: no such descriptor\n",
 				descriptor);

@@ -541,6 +541,53 @@ static void test_desc__load(void)
 	rm_tree(dir);
 }
 
+/*
+ * A descriptor named on the command line (`merge --descriptor`) is the
+ * user's choice: reached through a symlink, or a pipe (`<(...)`), it
+ * loads; a directory still does not.
+ */
+static void test_desc__load_given(void)
+{
+	const char *good = "{\"target\":\"notes.json\","
+	                   "\"sources\":[\"notes-*.json\"]}";
+	desc_descriptor *d = NULL;
+	desc_error err;
+	char dir[64], path[128];
+	int fd, p[2];
+
+	fd = make_tmp(dir, sizeof(dir));
+	ASSERT_TRUE(fd >= 0);
+	if (fd < 0)
+		return;
+	write_file(fd, "notes.json.merge.json", good);
+	ASSERT_EQ_INT(symlinkat("notes.json.merge.json", fd, "link.json"), 0);
+	snprintf(path, sizeof(path), "%s/link.json", dir);
+	ASSERT_EQ_INT(desc_load_given(&d, path, &err), 0);
+	if (d)
+		ASSERT_EQ_STR(d->target, "notes.json");
+	desc_free(d);
+	d = NULL;
+
+	ASSERT_EQ_INT(pipe(p), 0);
+	ASSERT_EQ_INT(write(p[1], good, strlen(good)), (int)strlen(good));
+	close(p[1]);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", p[0]);
+	ASSERT_EQ_INT(desc_load_given(&d, path, &err), 0);
+	if (d)
+		ASSERT_EQ_STR(d->target, "notes.json");
+	desc_free(d);
+	d = NULL;
+	close(p[0]);
+
+	ASSERT_EQ_INT(desc_load_given(&d, dir, &err), -EINVAL);
+	ASSERT_EQ_STR(err.text, "descriptor must be a regular file");
+	snprintf(path, sizeof(path), "%s/none", dir);
+	ASSERT_EQ_INT(desc_load_given(&d, path, &err), -ENOENT);
+	ASSERT_TRUE(d == NULL);
+	close(fd);
+	rm_tree(dir);
+}
+
 static void test_desc__list(void)
 {
 	static const char *const want[] = { ".h.merge.json", "a.merge.json",
@@ -835,6 +882,7 @@ static const harness_case tests[] = {
 	TEST(test_desc__rejections),
 	TEST(test_desc__syntax_error),
 	TEST(test_desc__load),
+	TEST(test_desc__load_given),
 	TEST(test_desc__list),
 	TEST(test_desc__match_default),
 	TEST(test_desc__match_globs),
