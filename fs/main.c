@@ -15,7 +15,7 @@ static const char usage_text[] =
 	"usage: crdtfs [options] BACKING MOUNTPOINT   mount the merged view\n"
 	"       crdtfs merge [--descriptor FILE | --target NAME] [--strict] BACKING\n"
 	"       crdtfs check BACKING\n"
-	"       crdtfs prepare [--host NAME] SOURCE [BACKING]\n"
+	"       crdtfs prepare [--host NAME] [--allow-empty] [-q] SOURCE [BACKING]\n"
 	"       crdtfs sync [--remote NAME] [--host NAME] BACKING\n"
 	"       crdtfs merge-driver %O %A %B\n"
 	"\n"
