@@ -254,6 +254,27 @@ static int print_once(seen_line **seen, const char *line)
 }
 
 /*
+ * A real file or directory named like a target: the mount shows the
+ * merged file in its place (a host file named so, say memory-x.json,
+ * then reads as merged through the mount, and prepare through the mount
+ * takes the merged bytes for its host file).
+ */
+static size_t check_shadowed(seen_line **seen, const desc_descriptor *desc,
+			     int backing_fd)
+{
+	char line[1024];
+	struct stat st;
+
+	if (fstatat(backing_fd, desc->target, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	snprintf(line, sizeof(line),
+		 "%s: warning: a merged file of this name hides this %s in "
+		 "the mount", desc->target,
+		 S_ISDIR(st.st_mode) ? "directory" : "file");
+	return print_once(seen, line) > 0;
+}
+
+/*
  * Merge one target and print its problems; returns how many problems the
  * lines printed stand for ("... and N more" counts N).
  */
@@ -282,6 +303,7 @@ static size_t check_target(seen_line **seen, const desc_descriptor *desc,
 	}
 	for (i = 0; i < engine_view_nsources(view); i++)
 		*entries += engine_view_source(view, i).entries;
+	count += check_shadowed(seen, desc, backing_fd);
 out:
 	engine_view_unref(view);
 	engine_merge_free(merge);

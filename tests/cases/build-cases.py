@@ -444,8 +444,12 @@ case("source-names",
       "notes.json": arr(E("no7", T0)),
       "sub/memory-f.json": arr(E("no8", T0))},
      out(_ok1, _ok2),
+     check=["exit 1",
+            "unified-memory.json: warning: a merged file of this name "
+            "hides this file in the mount"],
      readme="only regular files in the root matching memory-*.json count; "
-            "a stale unified-memory.json is not a source")
+            "a stale unified-memory.json is not a source (check says the "
+            "mount hides it)")
 
 
 # ---- --strict ----------------------------------------------------------------
