@@ -339,7 +339,13 @@ int fs_cmd_check(int argc, char **argv)
 		fputs(check_usage, stdout);
 		return FS_EXIT_OK;
 	}
-	if (argc != 2 || argv[1][0] == '-')
+	if (argc == 3 && strcmp(argv[1], "--") == 0) { /* as merge takes it */
+		argv++;
+		argc--;
+	} else if (argc == 2 && argv[1][0] == '-') {
+		return usage_error("check", "expected exactly one argument, BACKING");
+	}
+	if (argc != 2)
 		return usage_error("check", argc < 2 ? "missing BACKING" : "expected exactly one argument, BACKING");
 	if ((backing_fd = open_backing("check", argv[1])) < 0)
 		return FS_EXIT_FAIL;

@@ -423,7 +423,19 @@ def test_help(tmp_path):
     assert p.returncode == 0
     out = p.stdout.decode() + p.stderr.decode()
     assert "BACKING" in out and "MOUNTPOINT" in out
+    assert "prepare [--host NAME] [--allow-empty] [-q]" in out
 
+
+def test_check_takes_arguments_as_merge_does(tmp_path):
+    """`--` ends the options of check as of merge (it was a usage error)."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=1)
+    assert run_cli("check", "--", b).returncode == 0
+    for args, why in (([], "missing BACKING"),
+                      (["-x"], "expected exactly one argument, BACKING"),
+                      ([b, b], "expected exactly one argument, BACKING")):
+        p = run_cli("check", *args)
+        assert (p.returncode, p.stderr.decode()) == (2, (
+            "crdtfs check: %s (try crdtfs check --help)\n" % why))
 
 
 def test_background_mount_returns_once_it_answers(backing, tmp_path):
