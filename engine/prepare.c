@@ -90,9 +90,14 @@ typedef struct {
 	size_t cap;
 } prep_list;
 
+/* Where an entry starts in its file (1-based line, byte column). */
+typedef struct {
+	unsigned long line, col;
+} prep_pos;
+
 /* Called per top-level object; obj is borrowed for the call. */
 typedef int (*prep_span_fn)(void *ctx, json_t *obj, const char *raw, size_t len,
-                            unsigned long line);
+                            prep_pos at);
 
 static void entry_free(prep_entry *e)
 {
@@ -397,7 +402,7 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
 		return engine_problems_add(probs, ENGINE_ERROR, name, line, col,
 		                           "element is not an object; skipped");
 	}
-	r = fn(ctx, obj, raw, len, line);
+	r = fn(ctx, obj, raw, len, (prep_pos){ line, col });
 	json_decref(obj);
 	return r;
 }
@@ -904,13 +909,13 @@ static void note_max(prep_old *o, const engine__time *t)
 }
 
 static int old_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
-                        unsigned long line)
+                        prep_pos at)
 {
 	prep_old *o = ctx;
 	prep_entry *e, *prev = NULL;
 	int r;
 
-	(void)line;
+	(void)at;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -1387,7 +1392,7 @@ static int seeded_edit(prep_src *s, const prep_entry *e)
 
 /* First pass: the ordinal of the last entry each unique_id is given. */
 static int last_uid_cb(void *ctx, json_t *obj, const char *raw, size_t len,
-                       unsigned long line)
+                       prep_pos at)
 {
 	prep_src *s = ctx;
 	char *content = content_of(obj), *uid = NULL;
@@ -1395,7 +1400,7 @@ static int last_uid_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	size_t n;
 	int r = -ENOMEM;
 
-	(void)line;
+	(void)at;
 	s->ordinal++;
 	if (!content || !(uid = entry_uid(&s->first_seen, obj, content, &n)))
 		goto out;
@@ -1425,14 +1430,15 @@ out:
  * host file would be left to the merge's tie-break.
  */
 static int superseded_later(prep_src *s, const char *uid, size_t n,
-                            unsigned long line)
+                            prep_pos at)
 {
 	prep_seen *seen;
 
 	HASH_FIND(hh, s->last, uid, n, seen);
 	if (!seen || seen->count == s->ordinal)
 		return 0;
-	(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name, line, 0,
+	(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name, at.line,
+	                          at.col,
 	                          "unique_id \"%.*s\" is given again further "
 	                          "on; the last one is taken",
 	                          (int)(n < 200 ? n : 200), uid);
@@ -1444,11 +1450,12 @@ static int superseded_later(prep_src *s, const char *uid, size_t n,
  * to the host file would reach no view: it is an error here (e is freed),
  * and the host file keeps its old copy.  @return 1 when it was too large
  */
-static int too_large(prep_src *s, prep_entry *e, unsigned long line)
+static int too_large(prep_src *s, prep_entry *e, prep_pos at)
 {
 	if (e->len <= ENGINE__MAX_ENTRY)
 		return 0;
-	(void)engine_problems_add(s->probs, ENGINE_ERROR, s->name, line, 0,
+	(void)engine_problems_add(s->probs, ENGINE_ERROR, s->name, at.line,
+	                          at.col,
 	                          "invalid entry skipped: larger than %u MiB "
 	                          "as written to the host file, where the "
 	                          "merge would skip it",
@@ -1458,7 +1465,7 @@ static int too_large(prep_src *s, prep_entry *e, unsigned long line)
 }
 
 static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
-                           unsigned long line)
+                           prep_pos at)
 {
 	prep_src *s = ctx;
 	json_t *md = json_object_get(obj, PREP_MD);
@@ -1487,7 +1494,7 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 			                           &e->uid_len)))
 				goto fail;
 		}
-		if (superseded_later(s, e->uid, e->uid_len, line)) {
+		if (superseded_later(s, e->uid, e->uid_len, at)) {
 			entry_free(e);
 			return 0;
 		}
@@ -1522,7 +1529,7 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 		e->bytes = canon_dup(raw, len, &e->len);
 		if (!e->bytes)
 			goto fail;
-		if (too_large(s, e, line))
+		if (too_large(s, e, at))
 			return 0;
 		if (old)
 			old->used = 1;
@@ -1537,7 +1544,7 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	}
 	if (md)
 		(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name,
-		                          line, 0,
+		                          at.line, at.col,
 		                          "\"" PREP_MD
 		                          "\" is not an object; replaced");
 	ident = identity_of(obj, e->content, &ident_len);
@@ -1548,7 +1555,7 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 	if (!e->uid)
 		goto fail;
 	e->uid_len = strlen(e->uid);
-	if (superseded_later(s, e->uid, e->uid_len, line)) {
+	if (superseded_later(s, e->uid, e->uid_len, at)) {
 		entry_free(e);
 		return 0;
 	}
@@ -1564,7 +1571,7 @@ stamp:
 	e->bytes = stamped_bytes(s, raw, len, e, &e->len);
 	if (!e->bytes)
 		goto fail;
-	if (too_large(s, e, line))
+	if (too_large(s, e, at))
 		return 0;
 	if (old) {
 		old->used = 1;

@@ -41,6 +41,11 @@ import re
 import stat
 import sys
 
+# A version of 5 000 digits is out of int64 (ranked invalid), not a reason
+# for Python to refuse converting it.
+if hasattr(sys, "set_int_max_str_digits"):
+    sys.set_int_max_str_digits(0)
+
 MAX_DEPTH = 1024             # the enclosing array counts as one level
 MAX_ENTRY = 16 * 1024 * 1024  # raw bytes of one entry
 VALUE_MAX = 512              # bytes of a key or string order value

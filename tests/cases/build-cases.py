@@ -263,6 +263,14 @@ case("version-rank",
      out(_ver_ok, _vmax, _vneg0),
      readme="absent < invalid (\"9\", 1.0, 1e3, 2^63) < any int64; "
             "-0 equals 0 so the host decides")
+_vhuge = E("vh", T0, "1" + "0" * 5000, "b", body='"w":"10^5000"')
+_vhuge_ok = E("vh", T0, "0", "a", body='"w":"0"')
+case("version-5000-digits",
+     {"memory-a.json": jsonl(_vhuge_ok), "memory-b.json": jsonl(_vhuge)},
+     out(_vhuge_ok),
+     readme="a version of 5 001 digits is out of int64, so invalid: "
+            "below 0 (Python's int() refused such a number by default, "
+            "which crashed the oracle)")
 
 # ---- bytes kept as written ---------------------------------------------------
 _u = E("uni", T0, 1, "a",

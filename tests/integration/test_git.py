@@ -218,7 +218,7 @@ def test_prepare_refuses_an_entry_the_merge_would_skip(tmp_path):
     src.write_text(line % ("y" * (16 << 20)))
     p = G.crdtfs("prepare", "--host", "h", src, back, now=now_at(10))
     assert p.returncode == 1
-    assert ("%s:1: error: invalid entry skipped: larger than 16 MiB as "
+    assert ("%s:1:1: error: invalid entry skipped: larger than 16 MiB as "
             "written to the host file, where the merge would skip it\n"
             % src) in p.stderr
     assert (back / "memory-h.json").read_bytes() == before
@@ -247,6 +247,12 @@ def test_prepare_stamps_metadata_without_a_valid_timestamp(tmp_path):
     assert "not rewritten" in p.stdout
     p = G.ok(G.crdtfs("check", back))
     assert "0 problems" in p.stderr
+    # A member that is no object is replaced; the warning gives the
+    # entry's line and byte column.
+    src.write_text('[\n  {"id":"q"},\n    {"id":"z","_crdt_metadata":5}\n]\n')
+    p = G.ok(G.crdtfs("prepare", "--host", "h", src, back, now=now_at(20)))
+    assert p.stderr == ('crdtfs prepare: %s:3:5: warning: "_crdt_metadata" '
+                        'is not an object; replaced\n' % src)
 
 
 def test_prepare_takes_an_empty_source_for_a_tool_that_died(tmp_path):
@@ -354,7 +360,7 @@ def test_prepare_takes_the_last_of_stamped_copies_of_one_entry(tmp_path):
     for t in (10, 20):
         p = G.ok(G.crdtfs("prepare", "--host", "h1", src, back,
                           now=now_at(t)))
-        assert ("%s:1: warning: unique_id \"entity:a\" is given again "
+        assert ("%s:1:1: warning: unique_id \"entity:a\" is given again "
                 "further on; the last one is taken\n" % src) in p.stderr
         rows = G.host_lines(back / "memory-h1.json")
         assert [o["observations"] for _, o in rows] == [["a", "b"]]
