@@ -202,6 +202,16 @@ void engine_merge_free(engine_merge *m);
 void engine_merge_live(engine_merge *m);
 
 /**
+ * Call fn(arg, name) just before each host file `name` is (re)scanned by
+ * engine_merge_refresh(), from whichever thread scans it, so a mount can
+ * start watching the file for writes before its bytes are read: a write
+ * after that is then either in the scan or reported.  fn must be
+ * thread-safe; NULL removes it.
+ */
+void engine_merge_on_scan(engine_merge *m,
+                          void (*fn)(void *arg, const char *name), void *arg);
+
+/**
  * Bring the merge up to date and return a new reference to the current
  * view.  Lists the sources again, re-stats each, rescans only changed or
  * dirty ones, and builds a new generation only if anything changed.

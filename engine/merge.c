@@ -39,6 +39,8 @@ struct engine_merge {
 	uint64_t generation;
 	int all_dirty;               /* rescan everything on next refresh */
 	int live;                    /* see engine_merge_live() */
+	void (*on_scan)(void *, const char *); /* engine_merge_on_scan() */
+	void *on_scan_arg;
 };
 
 /* Refreshes done by merge_update(), for tests. */
@@ -1035,6 +1037,13 @@ void engine_merge_live(engine_merge *m)
 	m->live = 1;
 }
 
+void engine_merge_on_scan(engine_merge *m,
+                          void (*fn)(void *arg, const char *name), void *arg)
+{
+	m->on_scan = fn;
+	m->on_scan_arg = arg;
+}
+
 const desc_descriptor *engine_merge_descriptor(const engine_merge *m)
 {
 	return m->desc;
@@ -1075,6 +1084,7 @@ typedef struct {
 	const desc_descriptor *desc;
 	int flags;
 	int *rcs;                 /* rcs[j]: what job j returned */
+	const engine_merge *m;    /* its on_scan hook, if any; may be NULL */
 } load_jobs;
 
 static void load_one(void *ctx, size_t j)
@@ -1082,6 +1092,8 @@ static void load_one(void *ctx, size_t j)
 	load_jobs *jobs = ctx;
 	size_t i = jobs->todo[j];
 
+	if (jobs->m && jobs->m->on_scan)
+		jobs->m->on_scan(jobs->m->on_scan_arg, jobs->names[i]);
 	jobs->rcs[j] = engine__source_load(&jobs->slots[i], jobs->dirfd,
 					   jobs->names[i], jobs->desc,
 					   jobs->prev ? jobs->prev[j] : NULL,
@@ -1096,10 +1108,11 @@ static void load_one(void *ctx, size_t j)
 static int load_sources(engine__source **slots, const char *const *names,
 			const size_t *todo, engine__source *const *prev,
 			size_t ntodo, int dirfd, const desc_descriptor *desc,
-			int flags)
+			int flags, const engine_merge *m)
 {
 	int *rcs = calloc(ntodo ? ntodo : 1, sizeof(*rcs));
-	load_jobs jobs = { slots, names, todo, prev, dirfd, desc, flags, rcs };
+	load_jobs jobs = { slots, names, todo, prev, dirfd, desc, flags, rcs,
+			   m };
 	int rc = 0;
 	size_t j;
 
@@ -1155,7 +1168,7 @@ int engine_merge_refresh(engine_merge *m, engine_view **out)
 	}
 	rc = load_sources(next, (const char *const *)names, todo, prev, ntodo,
 			  m->backing_fd, m->desc,
-			  m->live ? ENGINE__SOURCE_MARKS : 0);
+			  m->live ? ENGINE__SOURCE_MARKS : 0, m);
 	if (rc < 0)
 		goto out;
 	m->all_dirty = 0;
@@ -1205,7 +1218,7 @@ int engine_merge_paths(engine_view **out, const desc_descriptor *desc,
 	for (i = 0; i < npaths; i++)
 		todo[i] = i;
 	rc = load_sources(sources, paths, todo, NULL, npaths, AT_FDCWD, desc,
-			  0);
+			  0, NULL);
 	if (rc == 0) {
 		engine__big winners = { 0 };
 

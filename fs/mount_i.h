@@ -12,6 +12,9 @@
  * Lock order (never take an earlier lock while holding a later one):
  *   wlock (watch) -> tlock (target set) -> target mlock -> target plock
  *   -> ilock (inodes, generations, handles) -> nlock (notifier queue).
+ * One exception: the scan threads of a refresh take wlock, briefly, under
+ * the target's mlock (fs_watch_source), which is safe because no holder
+ * of wlock ever waits for an mlock.
  * No lock is held while a reply or a notification is sent.
  */
 #ifndef CRDTFS_FS_MOUNT_I_H
@@ -143,16 +146,22 @@ struct fs_handle {
 };
 
 /*
- * One inotify watch on a backing directory: the root, a directory a source
- * pattern reaches into, or one the kernel holds (fs_watch_hold), or both.
+ * One inotify watch.  On a backing directory, for its names: the root, a
+ * directory a source pattern reaches into, or one the kernel holds
+ * (fs_watch_hold), or both.  On a regular file, for its content: a host
+ * file about to be scanned (fs_watch_source), or one the kernel holds, or
+ * both.  See watch.c for why content is watched per file.
  */
 struct fs_watch {
 	int wd;             /* key */
-	char *path;         /* owned, relative ("" for the root); NULL when
-			       watched only because the kernel holds it */
-	struct fs_ikey key; /* the directory */
-	int seen;           /* wanted by the root or a source pattern (the
-			       mark of a rescan) */
+	int file;           /* a regular file, else a directory */
+	char *path;         /* owned, relative; a directory: "" for the root,
+			       NULL when watched only because the kernel
+			       holds it; a file: the name it was last scanned
+			       by, NULL when never scanned */
+	struct fs_ikey key; /* the directory or file */
+	int seen;           /* directories: wanted by the root or a source
+			       pattern (the mark of a rescan) */
 	unsigned held;      /* inodes of the kernel's that hold it */
 	UT_hash_handle hh;
 };
@@ -233,8 +242,10 @@ struct fs_ctx {
 	pthread_mutex_t wlock;
 	int inotify_fd;            /* non-blocking; -1 before init */
 	struct fs_watch *watches;  /* by wd; wlock */
-	unsigned watches_held;     /* watches with held > 0; wlock */
-	unsigned watches_held_max; /* at most this many; set at init */
+	unsigned watches_held[2];  /* watches with held > 0, of directories
+				      [0] and of files [1]; wlock */
+	unsigned watches_held_max; /* at most this many of each; set at init */
+	unsigned watches_scanned;  /* file watches with a path; wlock */
 	int watch_rescan;          /* rescan the watch set; wlock */
 	int wake_fd;               /* eventfd that stops the watcher */
 	pthread_t watch_thread;
@@ -274,9 +285,6 @@ fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key);
 /** Is `name` in backing directory `dir` the mountpoint itself? */
 int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_ikey *dir,
                      const char *name);
-
-/** A new fd (O_PATH) of live backing inode `key`, or -1. */
-int fs_inode_dup_fd(struct fs_ctx *ctx, const struct fs_ikey *key);
 
 /** Free every inode and handle still held at unmount. */
 void fs_inodes_free(struct fs_ctx *ctx);
@@ -444,14 +452,19 @@ void fs_watch_drain(struct fs_ctx *ctx);
 /** Recompute the watched directories from the target set. */
 void fs_watch_rescan(struct fs_ctx *ctx);
 /**
- * Watch the directory open as O_PATH `dirfd` while a kernel node holds it
- * (call with no lock held).
+ * Watch the directory or regular file open as O_PATH `fd` while a kernel
+ * node holds it (call with no lock held).
  * @return the watch descriptor to release, or 0 when not watched (no
- *         inotify, or too many directories watched already)
+ *         inotify, another kind of file, or too many watched already)
  */
-int fs_watch_hold(struct fs_ctx *ctx, int dirfd);
-/** Drop a hold taken by fs_watch_hold() for directory `key`. */
+int fs_watch_hold(struct fs_ctx *ctx, int fd);
+/** Drop a hold taken by fs_watch_hold() for inode `key`. */
 void fs_watch_release(struct fs_ctx *ctx, int wd, const struct fs_ikey *key);
+/**
+ * engine_merge_on_scan() hook (arg: the fs_ctx): watch host file `name`
+ * for writes before it is scanned.  Thread-safe.
+ */
+void fs_watch_source(void *arg, const char *name);
 
 /* ---- stop.c ---- */
 

@@ -260,19 +260,6 @@ fuse_ino_t fs_inode_resolve(struct fs_ctx *ctx, const struct fs_ikey *key)
 	return id;
 }
 
-int fs_inode_dup_fd(struct fs_ctx *ctx, const struct fs_ikey *key)
-{
-	struct fs_inode *in;
-	int fd = -1;
-
-	pthread_mutex_lock(&ctx->ilock);
-	HASH_FIND(hh, ctx->inodes, key, sizeof(*key), in);
-	if (in && in->nlookup > 0)
-		fd = fcntl(in->fd, F_DUPFD_CLOEXEC, 0);
-	pthread_mutex_unlock(&ctx->ilock);
-	return fd;
-}
-
 int fs_is_mountpoint(const struct fs_ctx *ctx, const struct fs_ikey *dir,
                      const char *name)
 {
@@ -345,7 +332,8 @@ static int fs_do_lookup(struct fs_ctx *ctx, struct fs_inode *dir,
 	free(path);
 	free(old);
 	/* Before the reply: no FORGET can come for it until then. */
-	if (created && S_ISDIR(e->attr.st_mode)) {
+	if (created &&
+	    (S_ISDIR(e->attr.st_mode) || S_ISREG(e->attr.st_mode))) {
 		int wd = fs_watch_hold(ctx, in->fd);
 
 		pthread_mutex_lock(&ctx->ilock);

@@ -124,6 +124,7 @@ static int fs_target_new(struct fs_target **out, struct fs_ctx *ctx,
 	}
 	/* Refreshed after every change: keep what an update starts from. */
 	engine_merge_live(t->merge);
+	engine_merge_on_scan(t->merge, fs_watch_source, ctx);
 	*out = t;
 	return 0;
 }

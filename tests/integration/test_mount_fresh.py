@@ -475,6 +475,38 @@ def test_a_superseded_generation_drops_its_page_cache_at_once(backing,
     d.stop()
 
 
+def test_writes_to_host_files_the_kernel_never_looked_up_are_noticed(
+        backing, mount):
+    """Directories are watched for their names only, so a host file's
+    content is watched on its own, from just before each scan: an outside
+    write to it is noticed without any lookup (the superseded generation's
+    cache is dropped at once), also after the file was replaced by a
+    rename and the new one scanned."""
+    d = mount(backing, "-d")
+    d.allow(r"^\s*unique: \d+, error: ")
+    m = os.path.join(d.mnt, MERGED)
+    host = os.path.join(backing, "memory-a.json")
+    entries = util.host_entries("a", 20)
+
+    def generation():
+        assert read(m) == util.cli_merge(backing)
+        return util.status_target(util.read_status(d.mnt))["generation"]
+
+    for i, how in enumerate(("in place", "replaced", "in place")):
+        gen = generation()
+        entries.append(util.entry("new-%d" % i, util.ts(100001 + i)))
+        if how == "replaced":
+            write_file(host + ".tmp", util.dumps_pretty(entries))
+            os.rename(host + ".tmp", host)
+        else:
+            with open(host, "r+b") as f:
+                f.write(util.dumps_pretty(entries))
+        # Nothing touches the mount until the daemon has noticed.
+        assert d.wait_for_line("crdtfs: notify g:%d:%s: sent" % (gen, MERGED))
+    assert generation() > gen
+    d.stop()
+
+
 def test_subdirectory_sources(tmp_path, mount):
     """A descriptor whose sources live in a subdirectory: outside writes
     there are noticed too (inotify on the directories patterns reach)."""
