@@ -88,6 +88,14 @@ int engine_problems_extend(engine_problems *p, const engine_problems *from);
 void engine_problem_format(const engine_problem *pr, char *buf, size_t size);
 
 /**
+ * Copy text `s` into out (NUL-terminated, cut to `size` whole characters)
+ * with control characters and bytes that are not UTF-8 written as \xHH,
+ * as engine_problem_format() writes file names.  4 * strlen(s) + 2 bytes
+ * always suffice.
+ */
+void engine_escape_text(char *out, size_t size, const char *s);
+
+/**
  * True when two stats describe the same file in the same state: device,
  * inode, size, mtime and ctime all equal (the signature by which a scan
  * is reused).

@@ -156,7 +156,7 @@ static size_t utf8_printable_len(const unsigned char *p)
  * terminal, where an escape sequence in it would act.  Never cuts a
  * character or an escape in two.
  */
-static void copy_escaped(char *out, size_t size, const char *s)
+void engine_escape_text(char *out, size_t size, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n = 0, k;
@@ -193,5 +193,5 @@ void engine_problem_format(const engine_problem *pr, char *buf, size_t size)
 		snprintf(line, sizeof(line), "%s: %s: %s", pr->file, sev,
 			 pr->message);
 	if (size)
-		copy_escaped(buf, size, line);
+		engine_escape_text(buf, size, line);
 }

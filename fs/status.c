@@ -33,27 +33,27 @@
 #include "desc.h"
 
 /*
- * A JSON string for arbitrary bytes: invalid UTF-8 is replaced by '?'
- * (file names need not be UTF-8, JSON text must be).
+ * A JSON string for arbitrary bytes: a name that is not UTF-8 (file names
+ * need not be, JSON text must be) is written as `crdtfs check` writes it,
+ * its bytes that are not UTF-8 as \xHH, so two such names stay apart.
  * @return a new reference, or NULL on out of memory
  */
 static json_t *fs_json_str(const char *s)
 {
+	size_t size;
 	json_t *j;
 	char *copy;
-	size_t i;
 
 	if (!s)
 		return json_null();
 	j = json_string(s);
 	if (j)
 		return j;
-	copy = strdup(s);
+	size = 4 * strlen(s) + 2;
+	copy = malloc(size);
 	if (!copy)
 		return NULL;
-	for (i = 0; copy[i]; i++)
-		if ((unsigned char)copy[i] >= 0x80)
-			copy[i] = '?';
+	engine_escape_text(copy, size, s);
 	j = json_string(copy);
 	free(copy);
 	return j;

@@ -192,6 +192,22 @@ def test_status_file_names_what_is_never_read(tmp_path, mount):
     d.stop()
 
 
+def test_status_file_names_files_that_are_not_utf8_apart(tmp_path, mount):
+    """File names need not be UTF-8, JSON text must be: such a name was
+    shown with '?' for each bad byte, so two of them looked the same.  It
+    is written as `crdtfs check` writes it, bad bytes as \\xHH."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=1)
+    for k, tail in enumerate((b"\xff\xfe", b"\xff\xfd")):
+        util.write_file(os.path.join(b.encode(), b"memory-%s.json" % tail),
+                        util.dumps_pretty(util.host_entries("x%d" % k, 1)))
+    d = mount(b)
+    files = sorted(s["file"] for s in
+                   util.status_target(util.read_status(d.mnt))["sources"])
+    assert files == ["memory-\\xff\\xfd.json", "memory-\\xff\\xfe.json",
+                     "memory-a.json"]
+    d.stop()
+
+
 def test_descriptor_targets(backing, mount):
     d = mount(backing)
     desc = os.path.join(d.mnt, "only-a.json.merge.json")
