@@ -5,6 +5,7 @@
  */
 #include "fs.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -55,11 +56,9 @@ static void raise_fd_limit(void)
 	}
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	size_t i;
-
-	raise_fd_limit();
 
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
 			  strcmp(argv[1], "-h") == 0)) {
@@ -80,4 +79,19 @@ int main(int argc, char **argv)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].run(argc - 1, argv + 1);
 	return fs_mount_main(argc, argv);
+}
+
+int main(int argc, char **argv)
+{
+	int status;
+
+	raise_fd_limit();
+	status = run(argc, argv);
+	/* What went through stdio (help, versions, check's lines) and could
+	 * not be written is a failure, as in coreutils: `--help >/dev/full`. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "crdtfs: write error: %s\n", strerror(errno));
+		return status ? status : FS_EXIT_FAIL;
+	}
+	return status;
 }

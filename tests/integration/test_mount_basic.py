@@ -440,6 +440,13 @@ def test_help(tmp_path):
     out = p.stdout.decode() + p.stderr.decode()
     assert "BACKING" in out and "MOUNTPOINT" in out
     assert "prepare [--host NAME] [--allow-empty] [-q]" in out
+    # Output that could not be written is a failure, as in coreutils.
+    for args in (["--help"], ["--version"], ["merge", "--help"]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([util.CRDTFS] + args, stdout=full,
+                               stderr=subprocess.PIPE, timeout=30)
+        assert (p.returncode, p.stderr) == (
+            1, b"crdtfs: write error: No space left on device\n")
 
 
 def test_check_takes_arguments_as_merge_does(tmp_path):
