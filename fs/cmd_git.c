@@ -46,13 +46,6 @@ static void print_problems(const char *cmd, const engine_problems *p)
 	}
 }
 
-static int usage_error(const char *cmd, const char *reason)
-{
-	fprintf(stderr, "crdtfs %s: %s (try crdtfs %s --help)\n", cmd, reason,
-	        cmd);
-	return FS_EXIT_USAGE;
-}
-
 /* statfs f_type of every FUSE file system (linux/magic.h). */
 #define FS_FUSE_SUPER_MAGIC 0x65735546
 
@@ -92,7 +85,9 @@ int fs_cmd_prepare(int argc, char **argv)
 	char host[256];
 	int c, r, quiet = 0;
 
-	while ((c = getopt_long(argc, argv, "H:qh", longopts, NULL)) != -1) {
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":H:qh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			o.host = optarg;
@@ -107,17 +102,17 @@ int fs_cmd_prepare(int argc, char **argv)
 			fputs(prepare_usage, stdout);
 			return FS_EXIT_OK;
 		default:
-			return usage_error("prepare", "bad option");
+			return fs_option_error("prepare", c, argv, optind);
 		}
 	}
 	if (argc - optind < 1 || argc - optind > 2)
-		return usage_error("prepare", "expected SOURCE [BACKING]");
+		return fs_usage_error("prepare", "expected SOURCE [BACKING]");
 	o.source = argv[optind];
 	if (argc - optind == 2)
 		o.backing = argv[optind + 1];
 	if (!o.host) {
 		if (gethostname(host, sizeof(host) - 1) < 0)
-			return usage_error("prepare",
+			return fs_usage_error("prepare",
 			                   "no hostname; use --host");
 		host[sizeof(host) - 1] = '\0';
 		o.host = host;
@@ -247,7 +242,9 @@ int fs_cmd_sync(int argc, char **argv)
 	int c, r, quiet = 0;
 
 	memset(&o, 0, sizeof(o));
-	while ((c = getopt_long(argc, argv, "r:H:a:t:qh", longopts, NULL)) !=
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":r:H:a:t:qh", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'r':
@@ -258,11 +255,11 @@ int fs_cmd_sync(int argc, char **argv)
 			break;
 		case 'a':
 			if (parse_uint(optarg, &o.max_attempts) < 0)
-				return usage_error("sync", "bad --attempts");
+				return fs_usage_error("sync", "bad --attempts");
 			break;
 		case 't':
 			if (parse_uint(optarg, &o.max_seconds) < 0)
-				return usage_error("sync", "bad --timeout");
+				return fs_usage_error("sync", "bad --timeout");
 			break;
 		case 'q':
 			quiet = 1;
@@ -271,11 +268,11 @@ int fs_cmd_sync(int argc, char **argv)
 			fputs(sync_usage, stdout);
 			return FS_EXIT_OK;
 		default:
-			return usage_error("sync", "bad option");
+			return fs_option_error("sync", c, argv, optind);
 		}
 	}
 	if (argc - optind != 1)
-		return usage_error("sync", "expected BACKING");
+		return fs_usage_error("sync", "expected BACKING");
 	o.backing = argv[optind];
 	if (is_crdtfs_mount(o.backing)) {
 		fprintf(stderr,
@@ -328,7 +325,7 @@ int fs_cmd_merge_driver(int argc, char **argv)
 		return FS_EXIT_OK;
 	}
 	if (argc < 4 || argc > 6)
-		return usage_error("merge-driver", "expected %O %A %B");
+		return fs_usage_error("merge-driver", "expected %O %A %B");
 	engine_problems_init(&probs);
 	r = engine_merge_driver(argv[1], argv[2], argv[3], &probs);
 	print_problems("merge-driver", &probs);

@@ -32,13 +32,6 @@ static const char check_usage[] =
 	"Validate every host file and merge descriptor in BACKING; print each\n"
 	"problem as file:line:column: message; exit 1 if there is any.\n";
 
-static int usage_error(const char *cmd, const char *reason)
-{
-	fprintf(stderr, "crdtfs %s: %s (try crdtfs %s --help)\n", cmd, reason,
-		cmd);
-	return FS_EXIT_USAGE;
-}
-
 static void print_desc_error(FILE *to, const desc_error *e)
 {
 	if (e->line > 0)
@@ -169,24 +162,18 @@ int fs_cmd_merge(int argc, char **argv)
 		case 'h':
 			fputs(merge_usage, stdout);
 			return FS_EXIT_OK;
-		default: {
-			char reason[128];
-
-			snprintf(reason, sizeof(reason), "%s: %s",
-				 argv[optind - 1],
-				 c == ':' ? "missing value" : "unknown option");
-			return usage_error("merge", reason);
-		}
+		default:
+			return fs_option_error("merge", c, argv, optind);
 		}
 	}
 	if (descriptor && target)
-		return usage_error("merge", "--descriptor and --target exclude each other");
+		return fs_usage_error("merge", "--descriptor and --target exclude each other");
 	/* Its descriptor is BACKING/NAME.merge.json, never a file elsewhere. */
 	if (target && (!*target || strchr(target, '/') ||
 		       strcmp(target, ".") == 0 || strcmp(target, "..") == 0))
-		return usage_error("merge", "--target NAME: a merged file's name, not a path");
+		return fs_usage_error("merge", "--target NAME: a merged file's name, not a path");
 	if (optind != argc - 1)
-		return usage_error("merge", optind == argc ? "missing BACKING" : "too many arguments");
+		return fs_usage_error("merge", optind == argc ? "missing BACKING" : "too many arguments");
 	backing = argv[optind];
 
 	if ((backing_fd = open_backing("merge", backing)) < 0)
@@ -343,10 +330,10 @@ int fs_cmd_check(int argc, char **argv)
 		argv++;
 		argc--;
 	} else if (argc == 2 && argv[1][0] == '-') {
-		return usage_error("check", "expected exactly one argument, BACKING");
+		return fs_usage_error("check", "expected exactly one argument, BACKING");
 	}
 	if (argc != 2)
-		return usage_error("check", argc < 2 ? "missing BACKING" : "expected exactly one argument, BACKING");
+		return fs_usage_error("check", argc < 2 ? "missing BACKING" : "expected exactly one argument, BACKING");
 	if ((backing_fd = open_backing("check", argv[1])) < 0)
 		return FS_EXIT_FAIL;
 

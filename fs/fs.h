@@ -90,6 +90,15 @@ int fs_syncer_snapshot(fs_syncer *s, fs_sync_snapshot *out);
 typedef struct engine_git_module engine_git_module;
 const engine_git_module *fs_git_module(const char **reterr);
 
+/** Say `crdtfs CMD: REASON (try crdtfs CMD --help)`. @return FS_EXIT_USAGE */
+int fs_usage_error(const char *cmd, const char *reason);
+/**
+ * The usage error for what getopt_long() returned as `c` (':' for a
+ * missing value, with a ':'-led optstring and opterr 0; else an unknown
+ * option), naming argv[optind - 1].  @return FS_EXIT_USAGE
+ */
+int fs_option_error(const char *cmd, int c, char *const *argv, int optind);
+
 /** Exit statuses shared by the subcommands. */
 #define FS_EXIT_OK 0
 #define FS_EXIT_FAIL 1

@@ -56,6 +56,22 @@ static void raise_fd_limit(void)
 	}
 }
 
+int fs_usage_error(const char *cmd, const char *reason)
+{
+	fprintf(stderr, "crdtfs %s: %s (try crdtfs %s --help)\n", cmd, reason,
+	        cmd);
+	return FS_EXIT_USAGE;
+}
+
+int fs_option_error(const char *cmd, int c, char *const *argv, int optind)
+{
+	char reason[128];
+
+	snprintf(reason, sizeof(reason), "%s: %s", argv[optind - 1],
+	         c == ':' ? "missing value" : "unknown option");
+	return fs_usage_error(cmd, reason);
+}
+
 static int run(int argc, char **argv)
 {
 	size_t i;

@@ -449,6 +449,21 @@ def test_help(tmp_path):
             1, b"crdtfs: write error: No space left on device\n")
 
 
+@pytest.mark.parametrize("args,line", [
+    (["prepare", "--bogus", "x"], "prepare: --bogus: unknown option"),
+    (["prepare", "--host"], "prepare: --host: missing value"),
+    (["sync", "-z", "x"], "sync: -z: unknown option"),
+    (["sync", "--remote"], "sync: --remote: missing value"),
+    (["merge", "--bogus", "x"], "merge: --bogus: unknown option"),
+])
+def test_a_bad_option_is_one_line(args, line):
+    """getopt's own message came first, then the command's "bad option"."""
+    p = run_cli(*args)
+    cmd = args[0]
+    assert (p.returncode, p.stderr.decode()) == (2, (
+        "crdtfs %s (try crdtfs %s --help)\n" % (line, cmd)))
+
+
 def test_check_takes_arguments_as_merge_does(tmp_path):
     """`--` ends the options of check as of merge (it was a usage error)."""
     b = util.make_backing(tmp_path / "b", hosts=("a",), n=1)
