@@ -124,7 +124,8 @@ static void warn_field(load_ctx *c, const engine__entry *e, const char *path,
 	else if (v->kind == ENGINE__VAL_NUMBER)
 		snprintf(shown, sizeof(shown), "%.40s", v->text);
 	else
-		snprintf(shown, sizeof(shown), "a non-scalar value");
+		snprintf(shown, sizeof(shown),
+			 "of another kind (object, array, boolean or null)");
 	(void)engine_problems_add(&c->src->problems, ENGINE_WARNING,
 				  c->src->name, e->line, e->column,
 				  "%s %s is %s", path, shown, not_what);

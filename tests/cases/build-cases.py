@@ -265,6 +265,13 @@ case("version-rank",
             "-0 equals 0 so the host decides")
 _vhuge = E("vh", T0, "1" + "0" * 5000, "b", body='"w":"10^5000"')
 _vhuge_ok = E("vh", T0, "0", "a", body='"w":"0"')
+_vnull = E("vn", T0, "null", "b", body='"w":"null"')
+_vnull_ok = E("vn", T0, "0", "a", body='"w":"0"')
+case("version-null",
+     {"memory-a.json": jsonl(_vnull_ok), "memory-b.json": jsonl(_vnull)},
+     out(_vnull_ok),
+     readme="a version that is null (or true, an object...) is invalid, "
+            "ranked below 0, and the warning says what kind it is")
 case("version-5000-digits",
      {"memory-a.json": jsonl(_vhuge_ok), "memory-b.json": jsonl(_vhuge)},
      out(_vhuge_ok),
@@ -806,6 +813,9 @@ STDERR = {
         "memory-a.json:1:337: error: ...unterminated string",
         "memory-b.json:11:4: error: unexpected end of file: the JSON array is "
         "not closed"],
+    "version-null": [
+        "memory-b.json:1:1: warning: _crdt_metadata.version of another kind "
+        "(object, array, boolean or null) is not an integer"],
     "version-rank": [
         "memory-a.json:1:1: warning: _crdt_metadata.version is missing",
         "memory-a.json:2:1: warning: _crdt_metadata.version \"9\" is not an "
