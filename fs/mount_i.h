@@ -158,12 +158,14 @@ struct fs_watch {
 	char *path;         /* owned, relative; a directory: "" for the root,
 			       NULL when watched only because the kernel
 			       holds it; a file: the name it was last scanned
-			       by, NULL when never scanned */
+			       by while that name leads to it (a host file or
+			       a descriptor), else NULL */
 	struct fs_ikey key; /* the directory or file */
 	int seen;           /* directories: wanted by the root or a source
 			       pattern (the mark of a rescan) */
 	unsigned held;      /* inodes of the kernel's that hold it */
 	UT_hash_handle hh;
+	UT_hash_handle hp;  /* files with a path: in ctx->scanned by path */
 };
 
 enum fs_note_kind {
@@ -242,6 +244,8 @@ struct fs_ctx {
 	pthread_mutex_t wlock;
 	int inotify_fd;            /* non-blocking; -1 before init */
 	struct fs_watch *watches;  /* by wd; wlock */
+	struct fs_watch *scanned;  /* the file watches with a path, by path
+				      (one each); wlock */
 	unsigned watches_held[2];  /* watches with held > 0, of directories
 				      [0] and of files [1]; wlock */
 	unsigned watches_held_max; /* at most this many of each; set at init */

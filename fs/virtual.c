@@ -219,6 +219,9 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 		desc_error err;
 		struct stat st;
 
+		/* Watched before it is read, as host files are: an outside
+		 * edit in place then reloads the target set. */
+		fs_watch_source(ctx, names[i]);
 		if (fstatat(ctx->backing_fd, names[i], &st,
 		            AT_SYMLINK_NOFOLLOW))
 			continue;

@@ -507,6 +507,54 @@ def test_writes_to_host_files_the_kernel_never_looked_up_are_noticed(
     d.stop()
 
 
+def test_an_outside_edit_of_a_descriptor_in_place_is_seen(backing, mount):
+    """Directories are watched for names only, so a descriptor edited in
+    place from outside (truncate and write: no name changes) was not seen
+    and the old target set was served for good.  Descriptors are watched
+    one by one, as host files are."""
+    d = mount(backing)
+    desc = os.path.join(backing, "only.json.merge.json")
+    write_file(desc, json.dumps({"target": "only.json",
+                                 "sources": ["memory-a.json"]}).encode())
+    only = os.path.join(d.mnt, "only.json")
+    assert read(only) == util.cli_merge(backing, "--target", "only.json")
+    for sources in (["memory-b.json"], ["memory-*.json"]):
+        with open(desc, "r+b") as f:
+            f.truncate(0)
+            f.write(json.dumps({"target": "only.json",
+                                "sources": sources}).encode())
+        assert read(only) == util.cli_merge(backing, "--target", "only.json")
+    with open(desc, "r+b") as f:  # now invalid: the target goes
+        f.write(b"}")
+    assert not os.path.exists(only)
+    probs = util.read_status(d.mnt)["descriptor_problems"]
+    assert [p["file"] for p in probs] == ["only.json.merge.json"]
+    d.stop()
+
+
+def test_writes_to_a_host_file_renamed_away_make_no_generation(backing,
+                                                              mount):
+    """A host file renamed away (log rotation: memory-a.json ->
+    memory-a.json.1) kept its watch for the old name, so every later write
+    to it marked the new memory-a.json changed: a rescan and a new
+    generation each time."""
+    d = mount(backing)
+    m = os.path.join(d.mnt, MERGED)
+    host = os.path.join(backing, "memory-a.json")
+    read(m)
+    os.rename(host, host + ".1")
+    write_file(host, util.dumps_pretty(util.host_entries("a2", 3)))
+    assert read(m) == util.cli_merge(backing)
+    gen = util.status_target(util.read_status(d.mnt))["generation"]
+    for i in range(5):
+        with open(host + ".1", "ab") as f:
+            f.write(b" ")
+        os.stat(m)
+    assert util.status_target(util.read_status(d.mnt))["generation"] == gen
+    assert read(m) == util.cli_merge(backing)
+    d.stop()
+
+
 def test_subdirectory_sources(tmp_path, mount):
     """A descriptor whose sources live in a subdirectory: outside writes
     there are noticed too (inotify on the directories patterns reach)."""
