@@ -236,8 +236,22 @@ static int fs_mod_start(struct fs_ctx *ctx, struct fs_inode *in,
 	return fs_mod_begin(ctx, in->key.dev, in->key.ino, path);
 }
 
-static void fs_mod_done(struct fs_ctx *ctx, int token, const char *path)
+/*
+ * path (NULL: nothing changed) is the name the file was opened or looked
+ * up by; renamed outside since, it may name another file now, and marking
+ * that one changed would make a new generation per write (a host file
+ * rotated away while a writer keeps it open): then only the stat of the
+ * file's own names tells a refresh.
+ */
+static void fs_mod_done(struct fs_ctx *ctx, int token, struct fs_inode *in,
+                        const char *path)
 {
+	struct stat st;
+
+	if (path && (fstatat(ctx->backing_fd, path, &st,
+	                     AT_SYMLINK_NOFOLLOW) != 0 ||
+	             st.st_dev != in->key.dev || st.st_ino != in->key.ino))
+		path = NULL;
 	fs_mod_end(ctx, token, path);
 	if (token && path && ctx->syncer)
 		fs_syncer_poke(ctx->syncer);
@@ -640,7 +654,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		else
 			changed = 1;
 	}
-	fs_mod_done(ctx, tok, changed ? path : NULL);
+	fs_mod_done(ctx, tok, in, changed ? path : NULL);
 	free(path);
 out:
 	if (r < 0)
@@ -979,7 +993,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fd = open(proc, flags);
 	err = errno;
 	if (flags & O_TRUNC)
-		fs_mod_done(ctx, tok, fd < 0 ? NULL : h->path);
+		fs_mod_done(ctx, tok, in, fd < 0 ? NULL : h->path);
 	if (fd < 0) {
 		fuse_reply_err(req, err);
 		fs_handle_free(h);
@@ -1083,7 +1097,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	tok = fs_mod_start(ctx, in, h->path);
 	n = pwrite(h->fd, buf, size, off);
 	err = errno;
-	fs_mod_done(ctx, tok, n < 0 ? NULL : h->path);
+	fs_mod_done(ctx, tok, in, n < 0 ? NULL : h->path);
 	if (n < 0) {
 		fuse_reply_err(req, err);
 		return;
@@ -1150,7 +1164,7 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	tok = fs_mod_start(ctx, in, h->path);
 	if (fallocate(h->fd, mode, offset, length) < 0)
 		r = errno;
-	fs_mod_done(ctx, tok, r ? NULL : h->path);
+	fs_mod_done(ctx, tok, in, r ? NULL : h->path);
 	fuse_reply_err(req, r);
 }
 

@@ -23,8 +23,9 @@
  * runs: 111.6 against 118.7 ms).  A host file's (or descriptor's) watch
  * stands for the name it was last scanned by, until that name goes (a
  * delete or a rename away), leads to another file, or the file goes
- * (IN_IGNORED); at most FS_WATCH_MAX such names are watched, and past
- * that a refresh's comparison of stats still finds every change.
+ * (IN_IGNORED).  At most FS_WATCH_MAX host files are watched so, and
+ * past that a refresh's comparison of stats still finds every change;
+ * every descriptor is (nothing else tells of an edit of one in place).
  *
  * A watcher thread drains the fd whenever it is readable; LOOKUP of a
  * merged name also drains it synchronously first.  The kernel queues an
@@ -403,6 +404,15 @@ void fs_watch_release(struct fs_ctx *ctx, int wd, const struct fs_ikey *key)
 	pthread_mutex_unlock(&ctx->wlock);
 }
 
+/* Is `name` a descriptor's (a root name ending in DESC_SUFFIX)? */
+static int fs_is_desc(const char *name)
+{
+	size_t n = strlen(name), k = strlen(DESC_SUFFIX);
+
+	return !strchr(name, '/') && n > k &&
+	       strcmp(name + n - k, DESC_SUFFIX) == 0;
+}
+
 void fs_watch_source(void *arg, const char *name)
 {
 	struct fs_ctx *ctx = arg;
@@ -422,8 +432,10 @@ void fs_watch_source(void *arg, const char *name)
 			fs_watch_unscan(ctx, other);
 		if (w->path) /* renamed, or another link: this name now */
 			fs_watch_drop_path(ctx, w);
-		if (ctx->watches_scanned >= FS_WATCH_MAX) {
-			/* Past the budget: refreshes still compare stats. */
+		if (ctx->watches_scanned >= FS_WATCH_MAX && !fs_is_desc(name)) {
+			/* Past the budget: refreshes still compare host files'
+			 * stats.  Not a descriptor's: only its watch tells of
+			 * an edit in place. */
 			if (!w->held) {
 				inotify_rm_watch(ctx->inotify_fd, w->wd);
 				fs_watch_forget(ctx, w);

@@ -555,6 +555,57 @@ def test_writes_to_a_host_file_renamed_away_make_no_generation(backing,
     d.stop()
 
 
+def test_a_descriptor_is_watched_past_the_host_files_budget(tmp_path,
+                                                             mount):
+    """At most 4096 host files are watched by name (past that, refreshes
+    compare stats); a descriptor past that budget was not watched either,
+    and nothing else tells of an edit of one in place."""
+    b = str(tmp_path / "b")
+    os.makedirs(b)
+    for i in range(4100):
+        write_file(os.path.join(b, "memory-%05d.json" % i),
+                   util.dumps_pretty(util.host_entries("h%d" % i, 1)))
+    d = mount(b)
+    read(os.path.join(d.mnt, MERGED))
+    desc = os.path.join(b, "extra.json.merge.json")
+    extra = os.path.join(d.mnt, "extra.json")
+    for i in (1, 2):  # the same length: an edit in place, nothing else
+        text = json.dumps({"target": "extra.json",
+                           "sources": ["memory-%05d.json" % i]}).encode()
+        if i == 1:
+            write_file(desc, text)
+        else:
+            with open(desc, "r+b") as f:
+                f.write(text)
+        assert read(extra) == util.cli_merge(b, "--target", "extra.json")
+    d.stop()
+
+
+def test_writes_through_the_mount_to_a_rotated_host_file(backing, mount):
+    """A writer keeps a host file open through the mount while it is
+    renamed away outside and a new one made: its writes marked the name it
+    was opened by, the new file, changed: a generation per write."""
+    d = mount(backing)
+    m = os.path.join(d.mnt, MERGED)
+    host = os.path.join(backing, "memory-c.json")
+    fd = os.open(os.path.join(d.mnt, "memory-c.json"),
+                 os.O_WRONLY | os.O_APPEND)
+    try:
+        os.rename(host, host + ".1")
+        write_file(host, util.dumps_pretty(util.host_entries("c2", 3)))
+        assert read(m) == util.cli_merge(backing)
+        gen = util.status_target(util.read_status(d.mnt))["generation"]
+        for i in range(5):
+            os.write(fd, b" ")
+            os.stat(m)
+        assert util.status_target(util.read_status(d.mnt))["generation"] \
+            == gen
+    finally:
+        os.close(fd)
+    assert read(m) == util.cli_merge(backing)
+    d.stop()
+
+
 def test_subdirectory_sources(tmp_path, mount):
     """A descriptor whose sources live in a subdirectory: outside writes
     there are noticed too (inotify on the directories patterns reach)."""
