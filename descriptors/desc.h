@@ -128,6 +128,12 @@ int desc_load(desc_descriptor **out, int backing_fd, const char *relpath,
 int desc_load_given(desc_descriptor **out, const char *path, desc_error *err);
 
 /**
+ * Is `rel` (a path relative to the backing root) a descriptor's file name:
+ * a name in the root, longer than DESC_SUFFIX, ending in it?
+ */
+int desc_is_file_name(const char *rel);
+
+/**
  * List the descriptor files (`*.merge.json`) in the backing root, sorted
  * bytewise.  Only regular files count; symlinks are left out.
  * @param out set to a NULL-terminated owned array of owned names

@@ -153,6 +153,12 @@ static int ends_with(const char *s, const char *suffix)
 	return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
 
+int desc_is_file_name(const char *rel)
+{
+	return !strchr(rel, '/') && strlen(rel) > sizeof(DESC_SUFFIX) - 1 &&
+	       ends_with(rel, DESC_SUFFIX);
+}
+
 /* Names the walk never enters nor returns, whatever the pattern. */
 static int name_skipped(const char *name)
 {
@@ -439,7 +445,6 @@ int desc_is_source(const desc_descriptor *desc, const char *name)
  */
 int desc_list(char ***out, int backing_fd)
 {
-	const size_t slen = sizeof(DESC_SUFFIX) - 1;
 	name_vec nv = { 0 };
 	struct dirent *de;
 	struct stat st;
@@ -465,8 +470,7 @@ int desc_list(char ***out, int backing_fd)
 			r = errno ? -errno : 0;
 			break;
 		}
-		if (strlen(de->d_name) <= slen ||
-		    !ends_with(de->d_name, DESC_SUFFIX))
+		if (!desc_is_file_name(de->d_name))
 			continue;
 		if (de->d_type == DT_UNKNOWN) {
 			if (fstatat(dirfd(dir), de->d_name, &st,

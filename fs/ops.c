@@ -241,16 +241,17 @@ static int fs_mod_start(struct fs_ctx *ctx, struct fs_inode *in,
  * up by; renamed outside since, it may name another file now, and marking
  * that one changed would make a new generation per write (a host file
  * rotated away while a writer keeps it open): then only the stat of the
- * file's own names tells a refresh.
+ * file's own names tells a refresh.  Checked only for a write to a source
+ * (a token), not on every write through the mount.
  */
 static void fs_mod_done(struct fs_ctx *ctx, int token, struct fs_inode *in,
                         const char *path)
 {
 	struct stat st;
 
-	if (path && (fstatat(ctx->backing_fd, path, &st,
-	                     AT_SYMLINK_NOFOLLOW) != 0 ||
-	             st.st_dev != in->key.dev || st.st_ino != in->key.ino))
+	if (token && path &&
+	    (fstatat(ctx->backing_fd, path, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	     st.st_dev != in->key.dev || st.st_ino != in->key.ino))
 		path = NULL;
 	fs_mod_end(ctx, token, path);
 	if (token && path && ctx->syncer)

@@ -21,7 +21,6 @@
 
 int fs_unread_files(int backing_fd, engine_problems *probs)
 {
-	const size_t slen = strlen(DESC_SUFFIX);
 	int fd = openat(backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
@@ -33,9 +32,7 @@ int fs_unread_files(int backing_fd, engine_problems *probs)
 		return 0;
 	}
 	while (r >= 0 && (de = readdir(dir))) {
-		size_t n = strlen(de->d_name);
-		int is_desc = n > slen &&
-		              strcmp(de->d_name + n - slen, DESC_SUFFIX) == 0;
+		int is_desc = desc_is_file_name(de->d_name);
 		struct stat st;
 
 		if ((!is_desc &&

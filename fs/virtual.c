@@ -442,7 +442,7 @@ int fs_sources_changed(struct fs_ctx *ctx, const char *path)
 	size_t i;
 	int n = 0;
 
-	if (!strchr(path, '/') && fs_ends_with(path, DESC_SUFFIX))
+	if (desc_is_file_name(path))
 		atomic_store(&ctx->targets_dirty, 1);
 	pthread_rwlock_rdlock(&ctx->tlock);
 	for (i = 0; i < ctx->ntargets; i++) {

@@ -404,15 +404,6 @@ void fs_watch_release(struct fs_ctx *ctx, int wd, const struct fs_ikey *key)
 	pthread_mutex_unlock(&ctx->wlock);
 }
 
-/* Is `name` a descriptor's (a root name ending in DESC_SUFFIX)? */
-static int fs_is_desc(const char *name)
-{
-	size_t n = strlen(name), k = strlen(DESC_SUFFIX);
-
-	return !strchr(name, '/') && n > k &&
-	       strcmp(name + n - k, DESC_SUFFIX) == 0;
-}
-
 void fs_watch_source(void *arg, const char *name)
 {
 	struct fs_ctx *ctx = arg;
@@ -432,7 +423,7 @@ void fs_watch_source(void *arg, const char *name)
 			fs_watch_unscan(ctx, other);
 		if (w->path) /* renamed, or another link: this name now */
 			fs_watch_drop_path(ctx, w);
-		if (ctx->watches_scanned >= FS_WATCH_MAX && !fs_is_desc(name)) {
+		if (ctx->watches_scanned >= FS_WATCH_MAX && !desc_is_file_name(name)) {
 			/* Past the budget: refreshes still compare host files'
 			 * stats.  Not a descriptor's: only its watch tells of
 			 * an edit in place. */
