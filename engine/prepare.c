@@ -111,6 +111,28 @@ static void entry_free(prep_entry *e)
 	free(e);
 }
 
+/* Free a table of entries (the old host file's, the seeded ones). */
+static void entries_free(prep_entry **table)
+{
+	prep_entry *e, *tmp;
+
+	HASH_ITER(hh, *table, e, tmp) {
+		HASH_DEL(*table, e);
+		entry_free(e);
+	}
+}
+
+static void seen_free(prep_seen **table)
+{
+	prep_seen *sn, *tmp;
+
+	HASH_ITER(hh, *table, sn, tmp) {
+		HASH_DEL(*table, sn);
+		free(sn->id);
+		free(sn);
+	}
+}
+
 static void list_dispose(prep_list *l)
 {
 	size_t i;
@@ -1032,15 +1054,24 @@ static int scan_backing_max(prep_old *o, const char *backing, const char *own,
 
 /* ---- the source ---- */
 
+/* An entry of the source as the first pass found it. */
+typedef struct {
+	char *uid;      /* owned, NUL-terminated (entry_uid) */
+	size_t uid_len;
+	char *content;  /* owned (content_of) */
+} prep_first;
+
 typedef struct {
 	const char *host;
 	const char *name;   /* source name for messages */
 	prep_old *old;      /* borrowed */
 	prep_seen *seen;    /* owned: identity -> occurrences */
-	prep_seen *first_seen; /* owned: seen, for the first pass */
 	prep_seen *last;    /* owned: unique_id -> the ordinal of the last
 			       entry given it (entry_uid) */
-	unsigned ordinal;   /* of the entry at hand, from 1 */
+	prep_first *first;  /* owned: what the first pass found of each
+			       entry, in order; the second takes it */
+	unsigned nfirst, capfirst;
+	unsigned ordinal;   /* entries handled so far in this pass */
 	prep_entry *seeded; /* owned: unique_id -> the last stamped source
 			       entry this host file lacks (prep_seeded) */
 	prep_list out;      /* owned: the new host file's entries */
@@ -1215,8 +1246,8 @@ static const char *stamped_uid(json_t *md, size_t *len)
 }
 
 /*
- * The unique_id the second pass gives a source entry (source_entry_cb):
- * its stamp's; else, stamped, its identity; else its identity counted in
+ * The unique_id of a source entry (found once, by the first pass): its
+ * stamp's; else, stamped, its identity; else its identity counted in
  * `table` (dup2:...) made a unique_id.  Owned, or NULL for no memory.
  */
 static char *entry_uid(prep_seen **table, json_t *obj, const char *content,
@@ -1270,7 +1301,7 @@ static char *stamp_host(json_t *md)
 /* First pass: remember a stamped entry this host file lacks (the last one
  * given its unique_id).  @return 0 or -ENOMEM */
 static int note_seeded(prep_src *s, json_t *obj, const char *raw, size_t len,
-                       const char *uid, size_t n)
+                       const char *uid, size_t n, const char *content)
 {
 	json_t *md = json_object_get(obj, PREP_MD);
 	prep_entry *e, *prev;
@@ -1281,7 +1312,7 @@ static int note_seeded(prep_src *s, json_t *obj, const char *raw, size_t len,
 	if (prev)
 		return 0;
 	if (!(e = calloc(1, sizeof(*e))) || entry_meta(e, md) < 0 ||
-	    !(e->content = content_of(obj)) ||
+	    !(e->content = strdup(content)) ||
 	    !(e->numbers = number_texts(raw, len)) ||
 	    !(e->md_host = stamp_host(md))) {
 		entry_free(e);
@@ -1390,37 +1421,50 @@ static int seeded_edit(prep_src *s, const prep_entry *e)
 	       !(want->used & PREP_SAME_FOUND);
 }
 
-/* First pass: the ordinal of the last entry each unique_id is given. */
-static int last_uid_cb(void *ctx, json_t *obj, const char *raw, size_t len,
-                       prep_pos at)
+/*
+ * First pass: each entry's unique_id and content, kept for the second
+ * pass, and the ordinal of the last entry each unique_id is given (a
+ * stamped one this host file lacks is also noted: note_seeded).
+ */
+static int first_pass_cb(void *ctx, json_t *obj, const char *raw, size_t len,
+                         prep_pos at)
 {
 	prep_src *s = ctx;
-	char *content = content_of(obj), *uid = NULL;
+	prep_first *f;
 	prep_seen *seen;
-	size_t n;
-	int r = -ENOMEM;
+	int r;
 
 	(void)at;
-	s->ordinal++;
-	if (!content || !(uid = entry_uid(&s->first_seen, obj, content, &n)))
-		goto out;
-	if ((r = note_seeded(s, obj, raw, len, uid, n)) < 0)
-		goto out;
-	r = -ENOMEM;
-	HASH_FIND(hh, s->last, uid, n, seen);
-	if (!seen) {
-		if (!(seen = calloc(1, sizeof(*seen))))
-			goto out;
-		seen->id = uid;
-		uid = NULL;
-		HASH_ADD_KEYPTR(hh, s->last, seen->id, n, seen);
+	if (s->nfirst == s->capfirst) {
+		unsigned cap = s->capfirst ? 2 * s->capfirst : 64;
+
+		if (!(f = realloc(s->first, cap * sizeof(*f))))
+			return -ENOMEM;
+		s->first = f;
+		s->capfirst = cap;
 	}
-	seen->count = s->ordinal;
-	r = 0;
-out:
-	free(content);
-	free(uid);
-	return r;
+	f = &s->first[s->nfirst];
+	memset(f, 0, sizeof(*f));
+	if (!(f->content = content_of(obj)) ||
+	    !(f->uid = entry_uid(&s->seen, obj, f->content, &f->uid_len))) {
+		free(f->content);
+		return -ENOMEM;
+	}
+	s->nfirst++;
+	if ((r = note_seeded(s, obj, raw, len, f->uid, f->uid_len,
+	                     f->content)) < 0)
+		return r;
+	HASH_FIND(hh, s->last, f->uid, f->uid_len, seen);
+	if (!seen) {
+		if (!(seen = calloc(1, sizeof(*seen))) ||
+		    !(seen->id = strdup(f->uid))) {
+			free(seen);
+			return -ENOMEM;
+		}
+		HASH_ADD_KEYPTR(hh, s->last, seen->id, f->uid_len, seen);
+	}
+	seen->count = s->nfirst;
+	return 0;
 }
 
 /*
@@ -1464,75 +1508,67 @@ static int too_large(prep_src *s, prep_entry *e, prep_pos at)
 	return 1;
 }
 
+/*
+ * Second pass: the entry as the host file will hold it.  Already stamped
+ * (a tool that keeps members it does not know, a memory seeded from a
+ * merged file, another host's later version seeded again), it is copied
+ * as it is, unless
+ * - its metadata has no valid timestamp (a unique_id written by hand),
+ *   which the merge would rank below every stamp;
+ * - its stamp is no newer than this host file's copy: it is that copy, or
+ *   an edit made here (the tool kept the stamp and changed the rest, and
+ *   without a new stamp the edit would tie with every other host's copy
+ *   and could lose);
+ * - this host file has no copy, and the repository's copies under its
+ *   stamp all differ from it: an edit in a seeded memory (seeded_edit).
+ * Else, and for every entry without a stamp: the host file's copy when
+ * the content is unchanged, or the entry with a new stamp.
+ */
 static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
                            prep_pos at)
 {
 	prep_src *s = ctx;
 	json_t *md = json_object_get(obj, PREP_MD);
+	prep_first *f;
 	prep_entry *e, *old = NULL;
-	char *ident;
-	size_t ident_len;
-	int r = -ENOMEM;
+	int r = -ENOMEM, copy = 0;
 
-	s->ordinal++;
+	if (s->ordinal >= s->nfirst)
+		return -EIO; /* the two passes saw different entries */
+	f = &s->first[s->ordinal++];
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	e->content = content_of(obj);
-	e->numbers = number_texts(raw, len);
-	if (!e->content || !e->numbers)
+	e->uid = f->uid;
+	e->uid_len = f->uid_len;
+	e->content = f->content;
+	f->uid = f->content = NULL;
+	if (!(e->numbers = number_texts(raw, len)))
 		goto fail;
+	if (md && !json_is_object(md))
+		(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name,
+		                          at.line, at.col,
+		                          "\"" PREP_MD
+		                          "\" is not an object; replaced");
+	if (superseded_later(s, e->uid, e->uid_len, at)) {
+		entry_free(e);
+		return 0;
+	}
+	HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
 	if (json_is_object(md)) {
-		/* Already stamped (a tool that keeps members it does not know,
-		 * a memory seeded from a merged file): copied as it is,
-		 * unless it is this host file's copy or an edit of it. */
 		if ((r = entry_meta(e, md)) < 0)
 			goto fail;
-		if (!e->uid) {
-			r = -ENOMEM;
-			if (!(e->uid = identity_of(obj, e->content,
-			                           &e->uid_len)))
-				goto fail;
-		}
-		if (superseded_later(s, e->uid, e->uid_len, at)) {
-			entry_free(e);
-			return 0;
-		}
-		HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
-		/* No valid timestamp (a unique_id written by hand): the
-		 * merge would rank it below every stamp; stamp it, keeping
-		 * its unique_id, as an entry without metadata. */
-		if (e->ts_rank != 2) {
-			if (old && !old->used && same_content(old, e))
-				return keep_old(s, e, old);
-			r = -ENOMEM;
-			goto stamp;
-		}
-		if (!old && seeded_edit(s, e)) {
-			r = -ENOMEM;
-			goto stamp;
-		}
-		/*
-		 * Under a stamp no newer than this host file's copy, it is
-		 * that copy, or an edit made here: the tool kept the stamp
-		 * it had and changed the rest, and without a new stamp the
-		 * edit would tie with every other host's copy and could
-		 * lose.  A newer stamp is another host's later version.
-		 */
-		if (old && !old->used && meta_cmp(e, old) <= 0) {
-			if (same_content(old, e))
-				return keep_old(s, e, old);
-			r = -ENOMEM;
-			goto stamp;
-		}
-		r = -ENOMEM;
+		copy = e->ts_rank == 2 &&
+		       !(old ? !old->used && meta_cmp(e, old) <= 0 :
+		               seeded_edit(s, e));
+	}
+	r = -ENOMEM;
+	if (copy) {
 		e->bytes = canon_dup(raw, len, &e->len);
 		if (!e->bytes)
 			goto fail;
 		if (too_large(s, e, at))
 			return 0;
-		if (old)
-			old->used = 1;
 		if (!old)
 			s->st.added++;
 		else if (old->len == e->len &&
@@ -1540,29 +1576,12 @@ static int source_entry_cb(void *ctx, json_t *obj, const char *raw, size_t len,
 			s->st.unchanged++;
 		else
 			s->st.changed++;
+		if (old)
+			old->used = 1;
 		return list_take(&s->out, e);
 	}
-	if (md)
-		(void)engine_problems_add(s->probs, ENGINE_WARNING, s->name,
-		                          at.line, at.col,
-		                          "\"" PREP_MD
-		                          "\" is not an object; replaced");
-	ident = identity_of(obj, e->content, &ident_len);
-	if (!ident || !(ident = dedupe_identity(&s->seen, ident, &ident_len)))
-		goto fail;
-	e->uid = uid_of(ident, ident_len);
-	free(ident);
-	if (!e->uid)
-		goto fail;
-	e->uid_len = strlen(e->uid);
-	if (superseded_later(s, e->uid, e->uid_len, at)) {
-		entry_free(e);
-		return 0;
-	}
-	HASH_FIND(hh, s->old->table, e->uid, e->uid_len, old);
 	if (old && !old->used && same_content(old, e))
 		return keep_old(s, e, old);
-stamp:
 	if (old && e->version < old->version)
 		e->version = old->version;
 	e->version = e->version >= 0 ? e->version + 1 : 1;
@@ -1686,7 +1705,6 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	prep_old old = { 0 };
 	prep_src src = { 0 };
 	prep_entry *e, *tmp;
-	prep_seen *sn, *stmp;
 	engine__time now, one = { 0, 1 };
 	struct timespec ts;
 	char *own = NULL, *path = NULL, *obuf = NULL, *sbuf = NULL;
@@ -1793,7 +1811,7 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		engine_problems quiet; /* the second pass reports them */
 
 		engine_problems_init(&quiet);
-		r = split_entries(sbuf, slen, opts->source, last_uid_cb,
+		r = split_entries(sbuf, slen, opts->source, first_pass_cb,
 		                  &src, &quiet);
 		engine_problems_dispose(&quiet);
 		if (r < 0 ||
@@ -1845,29 +1863,15 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 		*stats = src.st;
 	r = 0;
 out:
-	HASH_ITER(hh, old.table, e, tmp) {
-		HASH_DEL(old.table, e);
-		entry_free(e);
+	entries_free(&old.table);
+	entries_free(&src.seeded);
+	seen_free(&src.seen);
+	seen_free(&src.last);
+	for (i = 0; i < src.nfirst; i++) {
+		free(src.first[i].uid);
+		free(src.first[i].content);
 	}
-	HASH_ITER(hh, src.seeded, e, tmp) {
-		HASH_DEL(src.seeded, e);
-		entry_free(e);
-	}
-	HASH_ITER(hh, src.seen, sn, stmp) {
-		HASH_DEL(src.seen, sn);
-		free(sn->id);
-		free(sn);
-	}
-	HASH_ITER(hh, src.last, sn, stmp) {
-		HASH_DEL(src.last, sn);
-		free(sn->id);
-		free(sn);
-	}
-	HASH_ITER(hh, src.first_seen, sn, stmp) {
-		HASH_DEL(src.first_seen, sn);
-		free(sn->id);
-		free(sn);
-	}
+	free(src.first);
 	list_dispose(&src.out);
 	for (i = 0; names && names[i]; i++)
 		free(names[i]);

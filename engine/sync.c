@@ -435,7 +435,7 @@ out:
 static int adopt_remote_default(sync_ctx *c, const char *target)
 {
 	char *merge;
-	int r;
+	int r, recorded;
 
 	if (!c->merge_guessed || !target ||
 	    strncmp(target, "refs/heads/", 11) != 0 ||
@@ -446,19 +446,14 @@ static int adopt_remote_default(sync_ctx *c, const char *target)
 	if ((r = set_merge_ref(c, merge)) < 0)
 		return r;
 	c->merge_guessed = 0;
-	if (record_upstream(c, target))
-		r = engine_problems_add(
-		        c->probs, ENGINE_WARNING, c->res->branch, 0, 0,
-		        "no upstream and no %s/%s: following %s, the remote's "
-		        "default branch, from now on (branch.%s.merge)",
-		        c->remote_name, c->res->branch, c->res->upstream,
-		        c->res->branch);
-	else
-		r = engine_problems_add(
-		        c->probs, ENGINE_WARNING, c->res->branch, 0, 0,
-		        "no upstream and no %s/%s: following %s, the remote's "
-		        "default branch, for this sync",
-		        c->remote_name, c->res->branch, c->res->upstream);
+	recorded = record_upstream(c, target);
+	r = engine_problems_add(
+	        c->probs, ENGINE_WARNING, c->res->branch, 0, 0,
+	        "no upstream and no %s/%s: following %s, the remote's default "
+	        "branch, %s%s%s", c->remote_name, c->res->branch,
+	        c->res->upstream,
+	        recorded ? "from now on (branch." : "for this sync",
+	        recorded ? c->res->branch : "", recorded ? ".merge)" : "");
 	return r < 0 ? r : 1;
 }
 
