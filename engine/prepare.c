@@ -1619,8 +1619,11 @@ static int valid_host(const char *h)
 	return 1;
 }
 
-/* The host file bytes: `[\n` + entries joined by `,\n` + `\n]\n`. */
-static char *render(const prep_list *l, size_t *outlen)
+/*
+ * The host file bytes: as a JSON array, `[\n` + entries joined by `,\n` +
+ * `\n]\n`; as JSON Lines, each entry and `\n`.
+ */
+static char *render(const prep_list *l, int lines, size_t *outlen)
 {
 	size_t total = 4, i, at = 0;
 	char *out;
@@ -1630,22 +1633,23 @@ static char *render(const prep_list *l, size_t *outlen)
 	out = malloc(total + 1);
 	if (!out)
 		return NULL;
-	if (l->count == 0) {
-		memcpy(out, "[]\n", 4);
-		*outlen = 3;
-		return out;
-	}
-	out[at++] = '[';
-	out[at++] = '\n';
+	if (!lines)
+		out[at++] = '[';
+	if (!lines && l->count == 0)
+		out[at++] = ']';
+	else if (!lines)
+		out[at++] = '\n';
 	for (i = 0; i < l->count; i++) {
 		memcpy(out + at, l->items[i]->bytes, l->items[i]->len);
 		at += l->items[i]->len;
-		if (i + 1 < l->count)
+		if (!lines && i + 1 < l->count)
 			out[at++] = ',';
 		out[at++] = '\n';
 	}
-	out[at++] = ']';
-	out[at++] = '\n';
+	if (!lines && l->count)
+		out[at++] = ']';
+	if (!lines)
+		out[at++] = '\n';
 	out[at] = '\0';
 	*outlen = at;
 	return out;
@@ -1660,6 +1664,20 @@ static int all_blank(const char *buf, size_t len)
 		if (!is_blank(buf[i]))
 			return 0;
 	return 1;
+}
+
+/*
+ * Is an existing host file JSON Lines?  It stays so: a tool or script
+ * appending lines to it could not append to an array.  A blank one stays
+ * as it is too (no entries are no lines).
+ */
+static int host_file_is_lines(const char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && is_blank(buf[i]); i++)
+		;
+	return i == len || buf[i] == '{';
 }
 
 /* Is any of the problems from index `from` on an error? */
@@ -1844,7 +1862,8 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	if (src.out.count > 1)
 		qsort(src.out.items, src.out.count, sizeof(*src.out.items),
 		      order_cmp);
-	nbuf = render(&src.out, &nlen);
+	nbuf = render(&src.out, have_old && host_file_is_lines(obuf, olen),
+	              &nlen);
 	if (!nbuf) {
 		r = -ENOMEM;
 		goto out;

@@ -26,7 +26,6 @@
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -45,9 +44,6 @@ static void print_problems(const char *cmd, const engine_problems *p)
 		fprintf(stderr, "crdtfs %s: %s\n", cmd, buf);
 	}
 }
-
-/* statfs f_type of every FUSE file system (linux/magic.h). */
-#define FS_FUSE_SUPER_MAGIC 0x65735546
 
 /* ---- prepare ---- */
 
@@ -209,19 +205,6 @@ static void print_sync_result(const engine_sync_result *res)
 	printf("crdtfs sync: %s\n", line);
 }
 
-/* Is `dir` the root of a crdtfs mount (FUSE, serving the status file)? */
-static int is_crdtfs_mount(const char *dir)
-{
-	struct statfs sf;
-	struct stat st;
-	char path[PATH_MAX];
-
-	if (statfs(dir, &sf) < 0 || sf.f_type != FS_FUSE_SUPER_MAGIC)
-		return 0;
-	snprintf(path, sizeof(path), "%s/%s", dir, FS_STATUS_NAME);
-	return stat(path, &st) == 0;
-}
-
 int fs_cmd_sync(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -274,7 +257,7 @@ int fs_cmd_sync(int argc, char **argv)
 	if (argc - optind != 1)
 		return fs_usage_error("sync", "expected BACKING");
 	o.backing = argv[optind];
-	if (is_crdtfs_mount(o.backing)) {
+	if (fs_is_crdtfs_mount(o.backing)) {
 		fprintf(stderr,
 		        "crdtfs sync: %s is a crdtfs mount, which hides .git: "
 		        "sync its backing directory (a mount over the backing "

@@ -266,7 +266,7 @@ static size_t check_shadowed(seen_line **seen, const desc_descriptor *desc,
  * lines printed stand for ("... and N more" counts N).
  */
 static size_t check_target(seen_line **seen, const desc_descriptor *desc,
-			   int backing_fd, const char *backing,
+			   int backing_fd, const char *backing, int on_mount,
 			   size_t *entries)
 {
 	engine_merge *merge = NULL;
@@ -290,22 +290,26 @@ static size_t check_target(seen_line **seen, const desc_descriptor *desc,
 	}
 	for (i = 0; i < engine_view_nsources(view); i++)
 		*entries += engine_view_source(view, i).entries;
-	count += check_shadowed(seen, desc, backing_fd);
+	/* On a mount the name is the merged file itself. */
+	if (!on_mount)
+		count += check_shadowed(seen, desc, backing_fd);
 out:
 	engine_view_unref(view);
 	engine_merge_free(merge);
 	return count;
 }
 
-/* Names that look like descriptors or host files but are never read. */
-static size_t check_unread_files(seen_line **seen, int backing_fd)
+/* Names that look like descriptors or sources but are never read. */
+static size_t check_unread_files(seen_line **seen, int backing_fd,
+				 const desc_descriptor *const *descs,
+				 size_t ndescs)
 {
 	engine_problems unread;
 	char line[1024];
 	size_t count = 0, i;
 
 	engine_problems_init(&unread);
-	(void)fs_unread_files(backing_fd, &unread);
+	(void)fs_unread_files(backing_fd, descs, ndescs, &unread);
 	for (i = 0; i < unread.count; i++) {
 		engine_problem_format(&unread.items[i], line, sizeof(line));
 		count += print_once(seen, line) > 0;
@@ -318,8 +322,9 @@ int fs_cmd_check(int argc, char **argv)
 {
 	seen_line *seen = NULL, *s, *tmp;
 	char **names = NULL;
+	desc_descriptor **descs = NULL; /* every valid one, default included */
 	size_t problems = 0, entries = 0, targets = 0, i;
-	int backing_fd, has_default_override = 0, n;
+	int backing_fd, has_default_override = 0, on_mount, n;
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
 			  strcmp(argv[1], "-h") == 0)) {
@@ -336,6 +341,7 @@ int fs_cmd_check(int argc, char **argv)
 		return fs_usage_error("check", argc < 2 ? "missing BACKING" : "expected exactly one argument, BACKING");
 	if ((backing_fd = open_backing("check", argv[1])) < 0)
 		return FS_EXIT_FAIL;
+	on_mount = fs_is_crdtfs_mount(argv[1]);
 
 	n = desc_list(&names, backing_fd);
 	if (n < 0) {
@@ -344,10 +350,21 @@ int fs_cmd_check(int argc, char **argv)
 		close(backing_fd);
 		return FS_EXIT_FAIL;
 	}
+	/* Room for each descriptor and the default. */
+	if (!(descs = calloc((size_t)n + 1, sizeof(*descs)))) {
+		fprintf(stderr, "crdtfs check: %s\n", strerror(ENOMEM));
+		desc_names_free(names);
+		close(backing_fd);
+		return FS_EXIT_FAIL;
+	}
 	for (i = 0; i < (size_t)n; i++) {
 		desc_descriptor *desc = NULL;
 		desc_error err = { .line = 0 };
 
+		/* Even an invalid override hides the default, as in the
+		 * mount and in merge, which refuse it. */
+		if (strcmp(names[i], DESC_DEFAULT_TARGET DESC_SUFFIX) == 0)
+			has_default_override = 1;
 		if (desc_load(&desc, backing_fd, names[i], &err) < 0) {
 			char line[1024];
 
@@ -361,24 +378,25 @@ int fs_cmd_check(int argc, char **argv)
 			problems += print_once(&seen, line) > 0;
 			continue;
 		}
-		if (strcmp(desc->target, DESC_DEFAULT_TARGET) == 0)
-			has_default_override = 1;
 		problems += check_target(&seen, desc, backing_fd, argv[1],
-					 &entries);
-		targets++;
-		desc_free(desc);
+					 on_mount, &entries);
+		descs[targets++] = desc;
 	}
 	if (!has_default_override) {
 		desc_descriptor *desc = NULL;
 
 		if (desc_default(&desc) == 0) {
 			problems += check_target(&seen, desc, backing_fd,
-						 argv[1], &entries);
-			targets++;
+						 argv[1], on_mount, &entries);
+			descs[targets++] = desc;
 		}
-		desc_free(desc);
 	}
-	problems += check_unread_files(&seen, backing_fd);
+	problems += check_unread_files(&seen, backing_fd,
+				       (const desc_descriptor *const *)descs,
+				       targets);
+	for (i = 0; i < targets; i++)
+		desc_free(descs[i]);
+	free(descs);
 	desc_names_free(names);
 	close(backing_fd);
 	HASH_ITER(hh, seen, s, tmp) {

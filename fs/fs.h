@@ -27,10 +27,12 @@ int fs_mount_main(int argc, char **argv);
 
 /**
  * Add a problem for each name in the backing root that looks like a
- * descriptor (an error) or a host file (a warning) but is never read,
- * not being a regular file (unread.c).  @return 0 or -ENOMEM
+ * descriptor (an error) or a source of one of `descs` (a warning) but is
+ * never read, not being a regular file; in name order (unread.c).
+ * @return 0 or -ENOMEM
  */
-int fs_unread_files(int backing_fd, engine_problems *probs);
+int fs_unread_files(int backing_fd, const desc_descriptor *const *descs,
+		    size_t ndescs, engine_problems *probs);
 
 /*
  * Background git sync inside the mount (implemented in cmd_git.c): started
@@ -98,6 +100,9 @@ int fs_usage_error(const char *cmd, const char *reason);
  * option), naming argv[optind - 1].  @return FS_EXIT_USAGE
  */
 int fs_option_error(const char *cmd, int c, char *const *argv, int optind);
+
+/** Is `dir` the root of a crdtfs mount (FUSE, serving the status file)? */
+int fs_is_crdtfs_mount(const char *dir);
 
 /** Exit statuses shared by the subcommands. */
 #define FS_EXIT_OK 0

@@ -6,9 +6,12 @@
 #include "fs.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "config.h"
 
@@ -70,6 +73,21 @@ int fs_option_error(const char *cmd, int c, char *const *argv, int optind)
 	snprintf(reason, sizeof(reason), "%s: %s", argv[optind - 1],
 	         c == ':' ? "missing value" : "unknown option");
 	return fs_usage_error(cmd, reason);
+}
+
+/* statfs f_type of every FUSE file system (linux/magic.h). */
+#define FS_FUSE_SUPER_MAGIC 0x65735546
+
+int fs_is_crdtfs_mount(const char *dir)
+{
+	struct statfs sf;
+	struct stat st;
+	char path[PATH_MAX];
+
+	if (statfs(dir, &sf) < 0 || sf.f_type != FS_FUSE_SUPER_MAGIC)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, FS_STATUS_NAME);
+	return stat(path, &st) == 0;
 }
 
 static int run(int argc, char **argv)

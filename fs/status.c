@@ -201,6 +201,7 @@ int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len,
                      struct timespec *changed)
 {
 	struct fs_target **set = NULL;
+	const desc_descriptor **descs;
 	engine_problems unread;
 	json_t *root = NULL, *targets;
 	size_t n = 0, i, l;
@@ -233,14 +234,20 @@ int fs_status_render(struct fs_ctx *ctx, char **out, size_t *len,
 		json_decref(targets);
 		goto out;
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		json_array_append_new(targets, fs_json_target(ctx, set[i]));
-		fs_target_unref(set[i]);
-	}
-	free(set);
 	json_object_set_new(root, "targets", targets);
 	engine_problems_init(&unread);
-	(void)fs_unread_files(ctx->backing_fd, &unread);
+	/* Sources of the targets' descriptors: the names to look for. */
+	descs = calloc(n ? n : 1, sizeof(*descs));
+	for (i = 0; descs && i < n; i++)
+		descs[i] = set[i]->desc;
+	if (descs)
+		(void)fs_unread_files(ctx->backing_fd, descs, n, &unread);
+	for (i = 0; i < n; i++)
+		fs_target_unref(set[i]);
+	free(set);
+	free(descs);
 	json_object_set_new(root, "unread_files", fs_json_problems(&unread));
 	engine_problems_dispose(&unread);
 	json_object_set_new(root, "sync", fs_json_sync(ctx));

@@ -631,6 +631,26 @@ case("duplicate-metadata-nonobject",
 case("descriptor-other-target-default", dict(_notes_hosts), out(_ok1),
      readme="a descriptor for another target does not change what "
             "`crdtfs merge BACKING` (unified-memory.json) reads")
+case("descriptor-invalid-override-hides-default",
+     {"unified-memory.json.merge.json":
+      b'{"target":"unified-memory.json","sources":["mem-*.json"],'
+      b'"order":[{"path":"ts","type":"timestap"}]}',
+      "memory-old.json": b"[1]"},
+     False, status=1, stderr=["...unified-memory.json.merge.json..."],
+     no_oracle=True,
+     check=["exit 1",
+            'unified-memory.json.merge.json: error: field "order[0].type"...',
+            "crdtfs check: 0 targets, 0 entries scanned, 1 problems"],
+     readme="an invalid override of the default hides the default in "
+            "check too, as in merge and the mount: memory-old.json, which "
+            "only the built-in default reads, is not checked")
+case("descriptor-sources-unread", {}, out(_ok1), generate=True,
+     check=["exit 1",
+            "mem-b.json: warning: host file is not read: it is a symlink...",
+            "crdtfs check: 1 targets, 1 entries scanned, 1 problems"],
+     readme="a symlink that a descriptor's sources match is named as not "
+            "read; one named memory-*.json is not, when an override of "
+            "the default reads other files")
 case("descriptor-jsonl-empty",
      {"e.jsonl.merge.json": b'{"target":"e.jsonl","sources":["none-*.json"],'
       b'"format":"jsonl"}', "memory-a.json": arr(_ok1)},

@@ -79,6 +79,37 @@ def test_prepare_idempotent_and_canonical(tmp_path):
     assert (st2.st_mtime_ns, st2.st_ino) == (st.st_mtime_ns, st.st_ino)
 
 
+def test_prepare_keeps_a_json_lines_host_file_lines(tmp_path):
+    """A host file kept as JSON Lines (a script appends lines to it) was
+    rewritten as an array, after which every appended line was an error
+    (`unexpected '{' after the end of the JSON array`)."""
+    src, back = tmp_path / "memory.jsonl", tmp_path / "b"
+    back.mkdir()
+    hf = back / "memory-h1.json"
+    G.write_jsonl(src, entity("a", ["x"]))
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0)))
+    assert hf.read_bytes().startswith(b"[\n")  # a new one is an array
+    rows = G.host_lines(hf)
+    hf.write_bytes(b"".join(raw + b"\n" for raw, _ in rows))
+    G.write_jsonl(src, {**entity("a", ["x"]), **entity("b", ["y"])})
+    G.ok(G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(60)))
+    data = hf.read_bytes()
+    assert data.startswith(b"{") and data.endswith(b"}\n")
+    assert [json.loads(l)["name"] for l in data.splitlines()] == ["a", "b"]
+    with open(hf, "ab") as f:  # what such a script does
+        f.write(b'{"id":"z","_crdt_metadata":{"host":"h1","timestamp":'
+                b'"2026-01-02T00:00:00Z","version":1,"unique_id":"z"}}\n')
+    G.ok(G.crdtfs("check", back))
+    # Its last entry gone: no lines are an empty file, and stay one.
+    G.write_jsonl(src, {})
+    G.ok(G.crdtfs("prepare", "--host", "h1", "--allow-empty", src, back,
+                  now=now_at(120)))
+    assert hf.read_bytes() == b""
+    p = G.ok(G.crdtfs("prepare", "--host", "h1", "--allow-empty", src, back,
+                      now=now_at(180)))
+    assert "not rewritten" in p.stdout
+
+
 def test_prepare_changed_entry_restamped(tmp_path):
     src, back = tmp_path / "memory.jsonl", tmp_path / "b"
     back.mkdir()

@@ -176,19 +176,38 @@ def test_status_file_names_what_is_never_read(tmp_path, mount):
     just lacked that host with nothing to tell why."""
     b = util.make_backing(tmp_path / "b", hosts=("a",), n=2)
     outside = util.make_backing(tmp_path / "o", hosts=("z",), n=2)
+    util.write_file(os.path.join(b, "notes.json.merge.json"),
+                    b'{"target":"notes.json","sources":["notes-*.json"]}')
     d = mount(b)
     os.symlink(os.path.join(outside, "memory-z.json"),
                os.path.join(b, "memory-z.json"))
     os.mkdir(os.path.join(b, "x.json.merge.json"))
+    # A descriptor's own sources count as host files too (only
+    # memory-*.json did), and no descriptor reads other-z.json.
+    os.symlink("memory-a.json", os.path.join(b, "notes-b.json"))
+    os.symlink("memory-a.json", os.path.join(b, "other-z.json"))
     st = util.read_status(d.mnt)
-    got = sorted((p["file"], p["severity"], p["message"])
-                 for p in st["unread_files"])
-    assert got == [
-        ("memory-z.json", "warning", "host file is not read: it is a "
-         "symlink (symlinks are never followed)"),
+    got = [(p["file"], p["severity"], p["message"])
+           for p in st["unread_files"]]
+    link = "host file is not read: it is a symlink (symlinks are never " \
+           "followed)"
+    assert got == [  # in name order, as on every machine
+        ("memory-z.json", "warning", link),
+        ("notes-b.json", "warning", link),
         ("x.json.merge.json", "error",
          "descriptor is not read: it is not a regular file")]
     assert util.status_target(st)["entries"] == 2
+    d.stop()
+
+
+def test_check_of_a_mount_does_not_take_merged_files_for_hidden_ones(
+        backing, mount):
+    """On a mount, the file named like a target is the merged file itself:
+    check warned that it hid a real file, and exited 1."""
+    d = mount(backing)
+    r = subprocess.run([util.CRDTFS, "check", d.mnt], capture_output=True)
+    assert b"hides" not in r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
     d.stop()
 
 
