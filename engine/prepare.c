@@ -376,13 +376,99 @@ static json_t *load_entry(const char *raw, size_t len, json_error_t *jerr)
 	return obj;
 }
 
+/* A scan of bytes in memory. */
+typedef struct {
+	const char *buf;
+	size_t len;
+} mem_file;
+
+static ssize_t mem_read(void *ctx, char *buf, size_t size, uint64_t offset)
+{
+	const mem_file *m = ctx;
+
+	if (offset >= m->len)
+		return 0;
+	if (size > m->len - offset)
+		size = m->len - (size_t)offset;
+	memcpy(buf, m->buf + offset, size);
+	return (ssize_t)size;
+}
+
+static int ignore_entry(void *ctx, const engine__entry *e)
+{
+	(void)ctx;
+	(void)e;
+	return 0;
+}
+
 /*
- * Parse one element's raw bytes and hand it to fn when it is an object.
- * Anything else is reported and skipped.  @return 0 or fn's error
+ * Report an entry jansson refused the way the merge's scanner (and so
+ * `crdtfs check`) reports it, at the byte it points to: the entry alone,
+ * as the element of an array or, from JSON Lines, after a line holding
+ * `{}`.  @return 0 and *done when it did; 0 and !*done when the scanner
+ * finds nothing wrong (the caller then says what jansson said)
  */
-static int emit_span(const char *raw, size_t len, unsigned long line,
-                     unsigned long col, const char *name, prep_span_fn fn,
-                     void *ctx, engine_problems *probs)
+static int scanner_problem(const char *raw, size_t len, int lines,
+                           unsigned long line, unsigned long col,
+                           const char *name, engine_problems *probs,
+                           int *done)
+{
+	static const char head_array[] = "[", head_lines[] = "{}\n";
+	const char *head = lines ? head_lines : head_array;
+	size_t hlen = strlen(head);
+	engine__scan_spec spec = { { NULL }, 0, NULL };
+	engine_problems found;
+	const engine_problem *p;
+	mem_file m;
+	char *buf;
+	int r;
+
+	*done = 0;
+	if (!(buf = malloc(hlen + len + 1)))
+		return -ENOMEM;
+	memcpy(buf, head, hlen);
+	memcpy(buf + hlen, raw, len);
+	buf[hlen + len] = lines ? '\n' : ']';
+	m.buf = buf;
+	m.len = hlen + len + 1;
+	engine_problems_init(&found);
+	r = engine__scan(mem_read, &m, ENGINE__CHUNK, name, &spec,
+	                 ignore_entry, NULL, &found);
+	free(buf);
+	if (r == -ENOMEM) {
+		engine_problems_dispose(&found);
+		return r;
+	}
+	r = 0;
+	if (found.count) {
+		/* Back from the wrapper's lines and columns to the file's. */
+		p = &found.items[0];
+		if (lines)
+			r = engine_problems_add(probs, ENGINE_ERROR, name,
+			                        line + p->line - 2,
+			                        p->line == 2 ? col + p->column - 1 :
+			                                       p->column,
+			                        "%s", p->message);
+		else
+			r = engine_problems_add(probs, ENGINE_ERROR, name,
+			                        line + p->line - 1,
+			                        p->line == 1 ? col + p->column - 2 :
+			                                       p->column,
+			                        "%s", p->message);
+		*done = r == 0;
+	}
+	engine_problems_dispose(&found);
+	return r;
+}
+
+/*
+ * Parse one element's raw bytes (a line of JSON Lines when `lines`) and
+ * hand it to fn when it is an object.  Anything else is reported and
+ * skipped.  @return 0 or fn's error
+ */
+static int emit_span(const char *raw, size_t len, int lines,
+                     unsigned long line, unsigned long col, const char *name,
+                     prep_span_fn fn, void *ctx, engine_problems *probs)
 {
 	json_error_t jerr;
 	const char *nul;
@@ -410,6 +496,12 @@ static int emit_span(const char *raw, size_t len, unsigned long line,
 	obj = load_entry(raw, len, &jerr);
 	if (!obj) {
 		int bc = desc_byte_column(raw, len, jerr.position, jerr.column);
+		int done;
+
+		r = scanner_problem(raw, len, lines, line, col, name, probs,
+		                    &done);
+		if (r < 0 || done)
+			return r;
 		unsigned long el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
 		unsigned long ec = bc > 0 ? (unsigned long)bc : 1;
 
@@ -510,7 +602,7 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 			if (depth == 0) {
 				if (have)
 					r = emit_span(buf + start, i - start,
-					              sline, scol, name, fn,
+					              0, sline, scol, name, fn,
 					              ctx, probs);
 				else if (after_comma)
 					r = engine_problems_add(
@@ -533,8 +625,8 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 					        "empty array element; rest of file skipped");
 					goto out;
 				}
-				r = emit_span(buf + start, i - start, sline,
-				              scol, name, fn, ctx, probs);
+				r = emit_span(buf + start, i - start, 0,
+				              sline, scol, name, fn, ctx, probs);
 				if (r < 0)
 					goto out;
 				have = 0;
@@ -571,8 +663,8 @@ static int split_lines(const char *buf, size_t len, const char *name,
 		while (s < end && is_blank(buf[s]))
 			s++;
 		if (s < end)
-			r = emit_span(buf + s, end - s, line, s - i + 1, name,
-			              fn, ctx, probs);
+			r = emit_span(buf + s, end - s, 1, line, s - i + 1,
+			              name, fn, ctx, probs);
 		i = end + 1;
 	}
 	return r;

@@ -525,6 +525,37 @@ def test_prepare_bad_source_entries_reported(tmp_path):
         assert G.crdtfs("prepare", "--host", bad, src, back).returncode == 2
 
 
+@pytest.mark.parametrize("kind", ["jsonl", "array"])
+def test_prepare_reports_bad_entries_where_check_does(tmp_path, kind):
+    """prepare took its messages from jansson, which points at the end of
+    what it read (the opening quote of a string with a bad byte, the
+    closing quote after a lone surrogate): on the same bytes `crdtfs
+    check` said another place, in other words.  Now both say the merge
+    scanner's message at the same byte."""
+    ok = b'{"type":"entity","name":"a","entityType":"t","observations":[]}'
+    bad = [b'{"n":"\xff"}', b'{"n":"\x01"}', b'{"n":"\\ud800"}',
+           b'{"n":tru}', b'{"n":"caf\xc3\xa9", x}', b'{"n":"\\u12"}']
+    if kind == "jsonl":  # a pretty-printed object is not JSON Lines
+        data = b"\n".join([ok] + bad + [b'{\n  "n": 1\n}']) + b"\n"
+    else:  # only entry-level errors: a grammar error stops the merge
+        data = (b"[\n" + b",\n".join([ok] + [b"  " + x for x in bad[:3]]) +
+                b"\n]\n")
+    src, back, chk = tmp_path / "m.json", tmp_path / "b", tmp_path / "c"
+    back.mkdir()
+    chk.mkdir()
+    src.write_bytes(data)
+    (chk / "memory-m.json").write_bytes(data)
+    p = G.crdtfs("prepare", "--host", "h1", src, back, now=now_at(0))
+    assert p.returncode == 1
+    c = G.crdtfs("check", chk)
+    prep = [l.split("m.json:", 1)[1] for l in p.stderr.splitlines()
+            if ": error: " in l]
+    said = [l.split("memory-m.json:", 1)[1] for l in c.stdout.splitlines()
+            if ": error: " in l]
+    assert len(prep) == (len(bad) + 3 if kind == "jsonl" else 3)
+    assert prep == said
+
+
 def test_prepare_failures_name_the_file_and_write_nothing(tmp_path):
     back = tmp_path / "b"
     back.mkdir()
