@@ -293,13 +293,44 @@ static const char driver_usage[] =
         "THEIRS (the ancestor is not needed: the merge is a union by unique_id\n"
         "keeping the newest version).  Set it up with\n"
         "  .gitattributes:  memory-*.json merge=crdtfs\n"
-        "  git config merge.crdtfs.driver \"crdtfs merge-driver %O %A %B\"\n"
+        "  git config merge.crdtfs.driver \"crdtfs merge-driver %O %A %B %L %P\"\n"
+        "Messages name PATH (the host file being merged, git's %P) and the side,\n"
+        "ours or theirs, rather than git's temporary files.\n"
         "Exit status 0 merged (damaged entries are skipped and reported), 1 a\n"
-        "file could not be read or written.\n";
+        "file could not be read or written (git then keeps the conflict).\n";
+
+/*
+ * Name the sides in problems as the user knows them: git hands the driver
+ * temporary files, gone when the messages are read.
+ */
+static int driver_relabel(engine_problems *probs, const char *ours,
+                          const char *theirs, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < probs->count; i++) {
+		engine_problem *p = &probs->items[i];
+		const char *side = strcmp(p->file, ours) == 0   ? "ours" :
+		                   strcmp(p->file, theirs) == 0 ? "theirs" :
+		                                                  NULL;
+		char *label;
+
+		if (!side)
+			continue;
+		if (asprintf(&label, "%s (%s)", path ? path : p->file,
+		             side) < 0)
+			return -ENOMEM;
+		free(p->file);
+		p->file = label;
+	}
+	return 0;
+}
 
 int fs_cmd_merge_driver(int argc, char **argv)
 {
 	engine_problems probs;
+	const char *path;
+	size_t before;
 	int r;
 
 	if (argc >= 2 &&
@@ -309,14 +340,22 @@ int fs_cmd_merge_driver(int argc, char **argv)
 	}
 	if (argc < 4 || argc > 6)
 		return fs_usage_error("merge-driver", "expected %O %A %B");
+	path = argc == 6 ? argv[5] : NULL;
 	engine_problems_init(&probs);
 	r = engine_merge_driver(argv[1], argv[2], argv[3], &probs);
+	before = probs.count;
+	if (driver_relabel(&probs, argv[2], argv[3], path) < 0 && r == 0)
+		r = -ENOMEM;
 	print_problems("merge-driver", &probs);
 	engine_problems_dispose(&probs);
 	if (r < 0) {
-		fprintf(stderr,
-		        "crdtfs merge-driver: cannot merge %s and %s: %s\n",
-		        argv[2], argv[3], strerror(-r));
+		/* An unreadable side is -EIO, and a problem above says why. */
+		if (r == -EIO && before)
+			fprintf(stderr, "crdtfs merge-driver: %s not merged; git "
+			        "keeps the conflict\n", path ? path : argv[2]);
+		else
+			fprintf(stderr, "crdtfs merge-driver: %s not merged: %s\n",
+			        path ? path : argv[2], strerror(-r));
 		return FS_EXIT_FAIL;
 	}
 	return FS_EXIT_OK;

@@ -21,7 +21,7 @@ static const char usage_text[] =
 	"       crdtfs check BACKING\n"
 	"       crdtfs prepare [--host NAME] [--allow-empty] [-q] SOURCE [BACKING]\n"
 	"       crdtfs sync [--remote NAME] [--host NAME] BACKING\n"
-	"       crdtfs merge-driver %O %A %B\n"
+	"       crdtfs merge-driver %O %A %B %L %P\n"
 	"\n"
 	"Mount options: -f (foreground), -d (debug), -s (single-threaded),\n"
 	"  -o allow_other, -o fsname=NAME, -o sync=SECONDS[,remote=NAME],\n"

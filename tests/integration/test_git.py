@@ -1694,7 +1694,7 @@ def _driver_repos(tmp_path, with_driver):
     for r in (a, b):
         if with_driver:
             G.git("config", "merge.crdtfs.driver",
-                  "%s merge-driver %%O %%A %%B" % G.CRDTFS, cwd=r)
+                  "%s merge-driver %%O %%A %%B %%L %%P" % G.CRDTFS, cwd=r)
     ours = [{"k": 2, "_crdt_metadata": md("u1", 10, 2, "a")},
             {"k": 9, "_crdt_metadata": md("u9", 1, 1, "a")},
             {"k": 4, "_crdt_metadata": md("u4", 11, 1, "a")}]
@@ -1746,6 +1746,22 @@ def test_merge_driver_damaged_input(tmp_path):
     # A file that cannot be read at all fails the driver.
     assert G.crdtfs("merge-driver", o, a, tmp_path / "missing").returncode \
         == 1
+    # Given %L %P, messages name the host file and the side, not git's
+    # temporary files (gone when the message is read).
+    a.write_text("[]\n")
+    p = G.crdtfs("merge-driver", o, a, b, "7", "memory-b.json")
+    assert p.returncode == 0, p
+    assert p.stderr.startswith(
+        "crdtfs merge-driver: memory-b.json (theirs):3:"), p.stderr
+    assert str(b) not in p.stderr
+    p = G.crdtfs("merge-driver", o, tmp_path / "gone", b, "7",
+                 "memory-b.json")
+    assert p.returncode == 1
+    lines = p.stderr.splitlines()
+    assert lines[0] == ("crdtfs merge-driver: memory-b.json (ours): error: "
+                        "cannot read: No such file or directory")
+    assert lines[-1] == ("crdtfs merge-driver: memory-b.json not merged; "
+                         "git keeps the conflict")
 
 
 def test_merge_driver_keeps_json_lines(tmp_path):
