@@ -1462,6 +1462,28 @@ static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
  * The CRDT merge of two blobs of host file `path`, as a new blob.
  * @return 0 or -errno
  */
+/*
+ * This machine's own host file changed on the remote side too.  One host
+ * file has one writer: a second machine writing it is most often one
+ * with the same host name (a cloned VM, containers named alike), and
+ * then `prepare` on each removes the entries the other added.
+ */
+static int warn_second_writer(sync_ctx *c, const char *path)
+{
+	char own[300];
+
+	snprintf(own, sizeof(own), "memory-%s.json", c->host);
+	if (strcmp(path, own) != 0)
+		return 0;
+	return engine_problems_add(
+	        c->probs, ENGINE_WARNING, path, 0, 0,
+	        "this host's file was changed on %s too: if another machine "
+	        "uses the host name %s (a cloned machine, say), each one's "
+	        "prepare removes the entries the other added; give each "
+	        "machine its own (prepare --host NAME, sync --host NAME)",
+	        c->res->upstream, c->host);
+}
+
 static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
                             const char *alabel, const git_oid *b,
                             const char *blabel, git_oid *out)
@@ -1710,6 +1732,8 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 			res = o;
 		} else if (oid_eq(t, b)) {
 			res = o; /* only we changed it */
+		} else if ((r = warn_second_writer(c, p)) < 0) {
+			goto out;
 		} else if (asprintf(&olabel, "HEAD:%s", p) < 0 ||
 		           asprintf(&tlabel, "%s:%s", c->res->upstream, p) < 0) {
 			r = -ENOMEM;

@@ -666,6 +666,7 @@ def test_sync_same_file_changed_on_both_sides_crdt_merged(tmp_path):
     G.ok(G.crdtfs("sync", h1))
     p = G.ok(G.crdtfs("sync", h2))
     assert "merged" in p.stdout and "CRDT" in p.stdout
+    assert "host name" not in p.stderr  # not this machine's own file
     G.ok(G.crdtfs("sync", h1))
     got = [json.loads(open(os.path.join(h, shared)).read()) for h in (h1, h2)]
     assert got[0] == got[1]
@@ -674,6 +675,25 @@ def test_sync_same_file_changed_on_both_sides_crdt_merged(tmp_path):
     for h in (h1, h2):
         assert G.git("status", "--porcelain", cwd=h).stdout == ""
 
+
+
+def test_sync_warns_when_another_machine_writes_this_hosts_file(tmp_path):
+    """Two machines with one host name (a cloned VM) both prepare
+    memory-vm.json: after a sync merges them, each one's next prepare
+    removes what the other added, silently.  The sync that merges this
+    machine's own host file with a change from the remote says so."""
+    bare, (h1, h2) = _two_hosts(tmp_path)
+    for i, h in enumerate((h1, h2)):
+        src = tmp_path / ("src%d.jsonl" % i)
+        G.write_jsonl(src, entity("from-%d" % i, ["x"]))
+        G.ok(G.crdtfs("prepare", "--host", "vm", src, h, now=now_at(i)))
+    p = G.ok(G.crdtfs("sync", "--host", "vm", h1))
+    assert "host name" not in p.stderr
+    p = G.ok(G.crdtfs("sync", "--host", "vm", h2))
+    assert ("crdtfs sync: memory-vm.json: warning: this host's file was "
+            "changed on origin/main too: if another machine uses the host "
+            "name vm") in p.stderr, p.stderr
+    assert "prepare --host NAME" in p.stderr
 
 
 def test_sync_merge_keeps_a_json_lines_host_file_in_lines(tmp_path):
