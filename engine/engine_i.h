@@ -54,6 +54,7 @@ typedef enum {
 typedef struct {
 	engine__value_kind kind;
 	int truncated;                  /* value longer than ENGINE__VALUE_MAX */
+	unsigned long line, column;     /* where the value starts, when present */
 	size_t len;                     /* bytes in text (<= VALUE_MAX) */
 	char text[ENGINE__VALUE_MAX + 1]; /* NUL-terminated; may contain NULs */
 } engine__value;

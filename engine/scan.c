@@ -141,6 +141,7 @@ typedef struct {
 	uint32_t all_mask;   /* paths that can be found at all */
 	uint32_t val_final;  /* paths whose value is the next value */
 	uint32_t val_deeper; /* paths that continue inside the next value */
+	unsigned long val_line, val_col; /* where a stored value starts */
 	uint32_t pending[ENGINE__MAX_DEPTH]; /* paths looking for a key at
 						the object of entry level L */
 
@@ -371,6 +372,8 @@ static void scan_store(scanner *s, uint32_t mask, engine__value_kind kind)
 
 		mask &= mask - 1;
 		v->kind = kind;
+		v->line = s->val_line;
+		v->column = s->val_col;
 		if (kind == ENGINE__VAL_STRING || kind == ENGINE__VAL_NUMBER) {
 			v->truncated = s->cap_trunc;
 			v->len = s->cap_len;
@@ -1361,6 +1364,10 @@ value:
 	deeper = s->val_deeper;
 	s->val_final = 0;
 	s->val_deeper = 0;
+	if (final) { /* for messages about the value */
+		s->val_line = s->line;
+		s->val_col = scan_col(s, scan_off(s, s->p));
+	}
 	switch (c) {
 	case '{':
 		lvl = s->depth - s->base;

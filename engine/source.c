@@ -127,7 +127,7 @@ static void warn_field(load_ctx *c, const engine__entry *e, const char *path,
 		snprintf(shown, sizeof(shown),
 			 "of another kind (object, array, boolean or null)");
 	(void)engine_problems_add(&c->src->problems, ENGINE_WARNING,
-				  c->src->name, e->line, e->column,
+				  c->src->name, v->line, v->column,
 				  "%s %s is %s", path, shown, not_what);
 }
 
@@ -285,6 +285,36 @@ static int blob_key(int fd, const engine__record *r, char hex[41])
 	return rc;
 }
 
+/*
+ * An entry with none of the key paths usable (present as a non-empty
+ * string): named all, at the first one present, else at the entry.
+ */
+static void warn_no_key(load_ctx *c, const engine__entry *e,
+			const char *blobkey)
+{
+	const desc_descriptor *d = c->desc;
+	unsigned long line = e->line, column = e->column;
+	char names[256];
+	size_t i, at = 0;
+
+	names[0] = '\0';
+	for (i = d->nkeys; i-- > 0;) {
+		if (e->values[i].kind != ENGINE__VAL_ABSENT) {
+			line = e->values[i].line;
+			column = e->values[i].column;
+		}
+	}
+	for (i = 0; i < d->nkeys && at < sizeof(names); i++)
+		at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s",
+				       i == 0 ? "" :
+				       i + 1 == d->nkeys ? " or " : ", ",
+				       d->keys[i].text);
+	(void)engine_problems_add(&c->src->problems, ENGINE_WARNING,
+				  c->src->name, line, column,
+				  "entry has no usable %s: keyed by its content "
+				  "as %s", names, blobkey);
+}
+
 static int on_entry(void *ctx, const engine__entry *e)
 {
 	load_ctx *c = ctx;
@@ -323,11 +353,7 @@ static int on_entry(void *ctx, const engine__entry *e)
 		key = blobkey;
 		key_len = 46;
 		if (c->warnings++ < SOURCE_MAX_WARNINGS)
-			(void)engine_problems_add(
-				&s->problems, ENGINE_WARNING, s->name, e->line,
-				e->column,
-				"entry has no usable %s: keyed by its content as %s",
-				d->keys[0].text, blobkey);
+			warn_no_key(c, e, blobkey);
 	}
 	for (i = 0; i < d->norder; i++) {
 		size_t n = encode_field(c, e, &d->order[i],

@@ -610,9 +610,9 @@ case("value-length-limits",
          E("h2", T0, 1, "y" * 512, body='"w":"512-byte host"'),
          E("h2", T0, 1, "b", body='"w":"b host"'))},
      None,
-     stderr=["memory-a.json:2:1: warning: entry has no usable "
+     stderr=["memory-a.json:2:109: warning: entry has no usable "
              "_crdt_metadata.unique_id",
-             "memory-a.json:5:1: warning: _crdt_metadata.host"],
+             "memory-a.json:5:47: warning: _crdt_metadata.host"],
      readme="keys and string order values are limited to 512 bytes after "
             "unescaping: a 512-byte key is a key, 514 bytes falls back to a "
             "blob key; 768 bytes of \\u0061 escapes decode to 128 bytes; "
@@ -699,13 +699,13 @@ STDERR = {
         "memory-a.json:7:20: error: lone surrogate \\ud800"],
     "bad-timestamp-rank": [
         "memory-a.json:1:1: warning: _crdt_metadata.timestamp is missing",
-        "memory-a.json:2:1: warning: _crdt_metadata.timestamp \"yesterday\" "
+        "memory-a.json:2:56: warning: _crdt_metadata.timestamp \"yesterday\" "
         "is not an RFC 3339 timestamp",
-        "memory-a.json:4:1: warning: _crdt_metadata.timestamp 1740823200 "
+        "memory-a.json:4:48: warning: _crdt_metadata.timestamp 1740823200 "
         "is not an RFC 3339",
-        "memory-b.json:2:1: warning: _crdt_metadata.timestamp "
+        "memory-b.json:2:57: warning: _crdt_metadata.timestamp "
         "\"2025-03-01T10:00:00\" is not an RFC 3339",
-        "memory-b.json:3:1: warning: _crdt_metadata.timestamp ...not an "
+        "memory-b.json:3:46: warning: _crdt_metadata.timestamp ...not an "
         "RFC 3339"],
     "control-chars": [
         "memory-a.json:2:11: error: control character 0x09 in string",
@@ -718,7 +718,7 @@ STDERR = {
         "notes-a.jsonl:3:1: warning: ...~blob:535b47930128771675c235aa20be"
         "597cc8c050dc"],
     "descriptor-integer-string-order": [
-        "r-a.json:3:1: warning: meta.n \"3\" is not an integer",
+        "r-a.json:3:22: warning: meta.n \"3\" is not an integer",
         "r-b.json:3:1: warning: meta.n is missing",
         "r-b.json:3:1: warning: who is missing"],
     "grammar-numbers": [
@@ -790,7 +790,7 @@ STDERR = {
         "memory-a.json:1:26: error: array element is not an object",
         "memory-a.json:1:185: error: array element is not an object"],
     "non-string-unique-id": [
-        "memory-a.json:1:1: warning: entry has no usable "
+        "memory-a.json:1:118: warning: entry has no usable "
         "_crdt_metadata.unique_id",
         "memory-a.json: warning: ... and 10 more"],
     "not-json": [
@@ -802,7 +802,7 @@ STDERR = {
         "memory-a.json:2:12: error: control character 0x00 in string",
         "memory-b.json:1:149: error: ...byte 0x00"],
     "strict-bad-timestamp": [
-        "memory-a.json:1:1: warning: _crdt_metadata.timestamp "
+        "memory-a.json:1:91: warning: _crdt_metadata.timestamp "
         "\"2025-02-30T00:00:00Z\" is not an RFC 3339 timestamp",
         "--strict"],
     "strict-error": [
@@ -814,7 +814,7 @@ STDERR = {
         "memory-a.json:2:1: error: entry larger than 16 MiB",
         "memory-b.json:2:1: error: entry larger than 16 MiB"],
     "timestamp-spellings": [
-        "memory-a.json:2:1: warning: _crdt_metadata.timestamp "
+        "memory-a.json:2:61: warning: _crdt_metadata.timestamp "
         "\"2023-02-29T00:00:00Z\" is not an RFC 3339 timestamp"],
     "top-level-object": [
         "memory-a.json:1:2: error: JSON Lines: ...continues on the next line",
@@ -834,17 +834,17 @@ STDERR = {
         "memory-b.json:11:4: error: unexpected end of file: the JSON array is "
         "not closed"],
     "version-null": [
-        "memory-b.json:1:1: warning: _crdt_metadata.version of another kind "
+        "memory-b.json:1:87: warning: _crdt_metadata.version of another kind "
         "(object, array, boolean or null) is not an integer"],
     "version-rank": [
         "memory-a.json:1:1: warning: _crdt_metadata.version is missing",
-        "memory-a.json:2:1: warning: _crdt_metadata.version \"9\" is not an "
+        "memory-a.json:2:89: warning: _crdt_metadata.version \"9\" is not an "
         "integer",
-        "memory-a.json:3:1: warning: _crdt_metadata.version 1.0 is not an "
+        "memory-a.json:3:86: warning: _crdt_metadata.version 1.0 is not an "
         "integer",
-        "memory-b.json:1:1: warning: _crdt_metadata.version 1e3 is not an "
+        "memory-b.json:1:86: warning: _crdt_metadata.version 1e3 is not an "
         "integer",
-        "memory-b.json:2:1: warning: _crdt_metadata.version "
+        "memory-b.json:2:87: warning: _crdt_metadata.version "
         "9223372036854775808 is not an integer"],
     "descriptor-absolute-path": [
         "n.json.merge.json: error: field \"sources[0]\": absolute paths"],
@@ -895,7 +895,7 @@ CHECK = {
     "descriptor-unknown-field": ["exit 1",
                                  "n.json.merge.json: error: unknown field"],
     "descriptor-integer-string-order": [
-        "exit 1", "r-a.json:3:1: warning: meta.n \"3\" is not an integer"],
+        "exit 1", "r-a.json:3:22: warning: meta.n \"3\" is not an integer"],
     "descriptor-source-symlink-dir": ["exit 0"],
     "invalid-utf8": ["exit 1", "memory-a.json:2:12: error: invalid UTF-8"],
     "format-pretty": ["exit 0"],
