@@ -509,6 +509,25 @@ static const char *advertised_default(const git_remote_head **heads,
 	return branches == 1 ? only : NULL;
 }
 
+/* What git calls an operation that left the repository mid-way. */
+static const char *repo_state_name(int state)
+{
+	switch (state) {
+	case GIT_REPOSITORY_STATE_MERGE:
+		return "merge";
+	case GIT_REPOSITORY_STATE_REVERT:
+	case GIT_REPOSITORY_STATE_REVERT_SEQUENCE:
+		return "revert";
+	case GIT_REPOSITORY_STATE_CHERRYPICK:
+	case GIT_REPOSITORY_STATE_CHERRYPICK_SEQUENCE:
+		return "cherry-pick";
+	case GIT_REPOSITORY_STATE_BISECT:
+		return "bisect";
+	default:
+		return "rebase or am";
+	}
+}
+
 static int sync_open(sync_ctx *c)
 {
 	const engine_sync_opts *o = c->opts;
@@ -536,6 +555,15 @@ static int sync_open(sync_ctx *c)
 		return fail_msg(c, -EINVAL,
 		                "%s is a shallow clone, which sync cannot merge: "
 		                "run `git fetch --unshallow` there first",
+		                o->backing);
+	/* A commit now would drop the merge's second parent (or the
+	 * cherry-pick's, the revert's source) and commit its resolution
+	 * half-done under our message. */
+	if (git_repository_state(c->repo) != GIT_REPOSITORY_STATE_NONE)
+		return fail_msg(c, -EBUSY,
+		                "a git %s is in progress in %s: finish it (git "
+		                "commit) or abort it first",
+		                repo_state_name(git_repository_state(c->repo)),
 		                o->backing);
 	if (git_repository_index(&c->index, c->repo) < 0)
 		return git_fail(c, -EIO, "cannot read the index");
@@ -736,6 +764,26 @@ static int report_damaged_commit(sync_ctx *c, const char *path)
 	                           "is fixed");
 }
 
+/*
+ * `git add -N` marks a file to be added later; git's own commit leaves
+ * it out, libgit2 would commit it empty (and push that to every host).
+ */
+static int refuse_intent_to_add(sync_ctx *c)
+{
+	size_t i, n = git_index_entrycount(c->index);
+
+	for (i = 0; i < n; i++) {
+		const git_index_entry *e = git_index_get_byindex(c->index, i);
+
+		if (e && (e->flags_extended & GIT_INDEX_ENTRY_INTENT_TO_ADD))
+			return fail_msg(c, -EBUSY,
+			                "%s is marked to be added later (git add "
+			                "-N): add it or `git reset` it first",
+			                e->path);
+	}
+	return 0;
+}
+
 static int stage_and_commit(sync_ctx *c)
 {
 	git_status_options so;
@@ -750,7 +798,10 @@ static int stage_and_commit(sync_ctx *c)
 	const char *first = NULL;
 	int r;
 
-	if (git_index_read(c->index, 0) < 0)
+	/* Forced: a failed attempt may have left the in-memory index at
+	 * the remote's tree (update_worktree), which a commit of it would
+	 * then record as ours. */
+	if (git_index_read(c->index, 1) < 0)
 		return git_fail(c, -EIO, "cannot read the index");
 	git_status_options_init(&so, GIT_STATUS_OPTIONS_VERSION);
 	so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
@@ -794,6 +845,8 @@ static int stage_and_commit(sync_ctx *c)
 			flen += (size_t)sprintf(files + flen, "  %s\n", path);
 		}
 	}
+	if ((r = refuse_intent_to_add(c)) < 0)
+		goto out;
 	if (git_index_write_tree(&tree_id, c->index) < 0) {
 		r = git_fail(c, -EBUSY,
 		             "cannot write the index tree (unresolved merge?)");
@@ -1954,6 +2007,7 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 			d->new_file.mode ? &d->new_file.id : NULL
 		};
 		char *full = NULL;
+		struct stat lst;
 		int ok;
 
 		if (!is_managed(p) ||
@@ -1965,6 +2019,22 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		}
 		if (asprintf(&full, "%s%s", wd, p) < 0) {
 			r = -ENOMEM;
+			goto out;
+		}
+		if (d->new_file.mode && lstat(full, &lst) == 0 &&
+		    !S_ISREG(lst.st_mode) &&
+		    !(S_ISLNK(lst.st_mode) &&
+		      d->old_file.mode == GIT_FILEMODE_LINK)) {
+			/* Never replaced, never read (nor followed): a
+			 * symlink, even dangling, or a directory. */
+			r = fail_msg(c, -EBUSY,
+			             "cannot update the work tree: %s is in the "
+			             "way (a %s where the remote has a host "
+			             "file); move it away",
+			             p, S_ISLNK(lst.st_mode) ? "symlink" :
+			                S_ISDIR(lst.st_mode) ? "directory" :
+			                                       "special file");
+			free(full);
 			goto out;
 		}
 		ok = holds_expected(&x, access(full, F_OK) == 0 ? full : NULL);

@@ -760,6 +760,87 @@ def test_sync_merges_past_a_committed_symlink_named_like_a_host_file(
     assert "memory-h2.json" in tree
 
 
+@pytest.mark.parametrize("what", ["dangling symlink", "symlink",
+                                  "directory"])
+def test_sync_names_a_non_file_in_the_way_of_a_host_file(tmp_path, what):
+    """A dangling symlink where the remote brings memory-x.json counted as
+    no file: the sync said `work tree updated`, exit 0, left the link, and
+    on the retry committed the remote's tree as its own; that host never
+    read memory-x.json again and its view never converged.  A directory
+    or a live symlink there said `changed during the sync` on every
+    sync.  Now each is named as in the way, and nothing changes."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / "memory-h1.json").write_text(_line("a", "h1", 1))
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    (h1 / "memory-x.json").write_text(_line("x", "x", 2))
+    G.ok(G.crdtfs("sync", h1))
+    if what == "directory":
+        (h2 / "memory-x.json").mkdir()
+    else:
+        os.symlink("gone.json" if what == "dangling symlink" else
+                   str(h1 / "memory-x.json"), h2 / "memory-x.json")
+    head = G.git("rev-parse", "HEAD", cwd=h2).stdout
+    p = G.crdtfs("sync", h2)
+    assert p.returncode == 1
+    assert ("crdtfs sync: cannot update the work tree: memory-x.json is in "
+            "the way (a %s where the remote has a host file); move it away"
+            % what.split()[-1]) in p.stderr, p.stderr
+    assert G.git("rev-parse", "HEAD", cwd=h2).stdout == head
+    if what == "directory":
+        (h2 / "memory-x.json").rmdir()
+    else:
+        os.unlink(h2 / "memory-x.json")
+    G.ok(G.crdtfs("sync", h2))
+    assert G.ok(G.crdtfs("merge", h2)).stdout == \
+        G.ok(G.crdtfs("merge", h1)).stdout
+    assert G.git("status", "--porcelain", cwd=h2).stdout == ""
+
+
+def test_sync_refuses_a_merge_in_progress_and_intent_to_add(tmp_path):
+    """During a user's `git merge` (conflict resolved, not committed) a
+    sync committed the resolution with one parent under its own message
+    and left MERGE_HEAD; a `git add -N` file was committed empty and
+    pushed to every host.  Both are refused, changing nothing."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / "notes.txt").write_text("one\n")
+    G.git("add", "notes.txt", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    (h1 / "notes.txt").write_text("two\n")
+    G.git("commit", "-qam", "two", cwd=h1)
+    G.git("push", "-q", "origin", "main", cwd=h1)
+    (h2 / "notes.txt").write_text("three\n")
+    G.git("commit", "-qam", "three", cwd=h2)
+    assert G.git("pull", "-q", "--no-rebase", "--no-edit", cwd=h2,
+                 check=False).returncode != 0
+    (h2 / "notes.txt").write_text("resolved\n")
+    G.git("add", "notes.txt", cwd=h2)
+    head = G.git("rev-parse", "HEAD", cwd=h2).stdout
+    p = G.crdtfs("sync", h2)
+    assert p.returncode == 1
+    assert ("a git merge is in progress in %s: finish it (git commit) or "
+            "abort it first" % h2) in p.stderr, p.stderr
+    assert G.git("rev-parse", "HEAD", cwd=h2).stdout == head
+    assert (h2 / ".git" / "MERGE_HEAD").exists()
+    G.git("commit", "-q", "--no-edit", cwd=h2)
+    G.ok(G.crdtfs("sync", h2))
+
+    (h1 / "later.txt").write_text("not yet\n")
+    G.git("add", "-N", "later.txt", cwd=h1)
+    (h1 / "memory-h1.json").write_text(_line("a", "h1", 1))
+    p = G.crdtfs("sync", h1)
+    assert p.returncode == 1
+    assert ("later.txt is marked to be added later (git add -N): add it "
+            "or `git reset` it first") in p.stderr, p.stderr
+    assert "later.txt" not in G.git("ls-tree", "main", cwd=bare).stdout
+    G.git("add", "later.txt", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    assert "later.txt" in G.git("ls-tree", "main", cwd=bare).stdout
+
+
 def test_sync_with_text_auto_and_a_crlf_host_file(tmp_path):
     """With `* text=auto` git commits a CRLF host file with LF: the sync's
     check that a file still holds what was committed must hash it the same
