@@ -1511,10 +1511,16 @@ static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
 	return r;
 }
 
-/*
- * The CRDT merge of two blobs of host file `path`, as a new blob.
- * @return 0 or -errno
- */
+/* Is `path` this host's own host file, memory-HOST.json? */
+static int is_own_host_file(const sync_ctx *c, const char *path)
+{
+	size_t n = strlen(c->host);
+
+	return strncmp(path, "memory-", 7) == 0 &&
+	       strncmp(path + 7, c->host, n) == 0 &&
+	       strcmp(path + 7 + n, ".json") == 0;
+}
+
 /*
  * This machine's own host file changed on the remote side too.  One host
  * file has one writer: a second machine writing it is most often one
@@ -1523,10 +1529,7 @@ static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
  */
 static int warn_second_writer(sync_ctx *c, const char *path)
 {
-	char own[300];
-
-	snprintf(own, sizeof(own), "memory-%s.json", c->host);
-	if (strcmp(path, own) != 0)
+	if (!is_own_host_file(c, path))
 		return 0;
 	return engine_problems_add(
 	        c->probs, ENGINE_WARNING, path, 0, 0,
@@ -1537,15 +1540,20 @@ static int warn_second_writer(sync_ctx *c, const char *path)
 	        c->res->upstream, c->host);
 }
 
+/*
+ * The CRDT merge of blobs a (and b, unless NULL) of host file `path`, as
+ * a new blob.  Their problems are reported when `report`.
+ * @return 0 or -errno
+ */
 static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
                             const char *alabel, const git_oid *b,
-                            const char *blabel, git_oid *out)
+                            const char *blabel, int report, git_oid *out)
 {
 	engine_view *v = NULL;
 	char *paths[3] = { NULL, NULL, NULL }, *names[3] = { NULL };
 	const char *labels[2] = { alabel, blabel };
+	size_t i, n = b ? 2 : 1;
 	int fd = -1, r = -ENOMEM;
-	size_t i;
 
 	if ((r = need_desc(c)) < 0)
 		return r;
@@ -1556,15 +1564,16 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 		goto out;
 	}
 	if ((r = blob_to_tmp(c, a, names[0], &paths[0])) < 0 ||
-	    (r = blob_to_tmp(c, b, names[1], &paths[1])) < 0)
+	    (b && (r = blob_to_tmp(c, b, names[1], &paths[1])) < 0))
 		goto out;
-	c->desc->format = engine_merged_format(paths[0], paths[1]);
-	r = engine_merge_paths(&v, c->desc, (const char *const *)paths, 2);
+	c->desc->format = engine_merged_format(paths[0], paths[n - 1]);
+	r = engine_merge_paths(&v, c->desc, (const char *const *)paths, n);
 	if (r < 0) {
 		r = fail_msg(c, r, "cannot merge %s", path);
 		goto out;
 	}
-	relabel_problems(c, v, paths, labels, 2, 0);
+	if (report)
+		relabel_problems(c, v, paths, labels, n, 0);
 	if (asprintf(&paths[2], "%s/%s", c->tmpdir, names[2]) < 0) {
 		paths[2] = NULL;
 		r = -ENOMEM;
@@ -1584,7 +1593,6 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 		r = git_fail(c, -EIO, "cannot store a merged host file");
 		goto out;
 	}
-	c->res->crdt_merged++;
 	r = 0;
 out:
 	if (fd >= 0)
@@ -1597,6 +1605,39 @@ out:
 		free(names[i]);
 	}
 	return r;
+}
+
+/*
+ * Only they changed host file `path`, and their copy is damaged: what it
+ * hides reaches no merge.  *res is the CRDT merge of both copies, which
+ * repairs it, when the file is this host's own (another machine damaged
+ * it) or when our copy holds some entry version their readable part
+ * lacks (a file cut short).  Otherwise their bytes are taken as they
+ * are: a repair would only cut the damage and what follows it out of
+ * the file, also from its owner's work tree at the owner's next sync,
+ * when the owner was just told to fix it there.
+ */
+static int repair_theirs(sync_ctx *c, const char *path, const git_oid *o,
+                         const char *olabel, const git_oid *t,
+                         const char *tlabel, git_oid *merged,
+                         const git_oid **res)
+{
+	git_oid alone;
+	int r;
+
+	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, 1,
+	                          merged)) < 0 ||
+	    (!is_own_host_file(c, path) &&
+	     (r = crdt_merge_blobs(c, path, t, tlabel, NULL, NULL, 0,
+	                           &alone)) < 0))
+		return r;
+	if (!is_own_host_file(c, path) && git_oid_equal(merged, &alone)) {
+		*res = t;
+	} else {
+		c->res->crdt_merged++;
+		*res = merged;
+	}
+	return 0;
 }
 
 /*
@@ -1796,22 +1837,19 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 			res = t;
 			if (o && t) {
 				r = blob_damaged(c, p, t, tlabel, 0);
+				if (r > 0)
+					r = repair_theirs(c, p, o, olabel, t,
+					                  tlabel, &merged, &res);
 				if (r < 0)
 					goto out;
-				if (r > 0) {
-					r = crdt_merge_blobs(c, p, o, olabel, t,
-					                     tlabel, &merged);
-					if (r < 0)
-						goto out;
-					res = &merged;
-				}
 			}
 		} else if (o && t) {
 			/* Both changed it: the CRDT merge. */
-			r = crdt_merge_blobs(c, p, o, olabel, t, tlabel,
+			r = crdt_merge_blobs(c, p, o, olabel, t, tlabel, 1,
 			                     &merged);
 			if (r < 0)
 				goto out;
+			c->res->crdt_merged++;
 			res = &merged;
 		} else {
 			res = o ? o : t; /* changed on one side, deleted on

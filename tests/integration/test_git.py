@@ -1068,6 +1068,36 @@ def test_sync_corrupted_host_file_from_remote(tmp_path):
     assert G.ok(G.crdtfs("merge", "--strict", h1)).returncode == 0
 
 
+def test_sync_leaves_a_damaged_host_file_to_its_owner_to_fix(tmp_path):
+    """The owner commits its host file with a stray comma in the middle
+    and is told to fix it.  Another host's sync "repaired" it to its
+    readable part, and the owner's next sync took that: the entries after
+    the damage were gone from the file it was told to fix.  When our copy
+    adds nothing, their bytes are now taken as they are."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    lines = [_line("a%d" % i, "h1", i, end="") for i in range(1, 5)]
+    (h1 / "memory-h1.json").write_text("[%s,\n%s]\n" % tuple(lines[:2]))
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    damaged = "[%s,\n%s,,\n%s,\n%s]\n" % tuple(lines)
+    (h1 / "memory-h1.json").write_text(damaged)
+    p = G.ok(G.crdtfs("sync", h1))
+    assert "committed with the errors above" in p.stderr
+    p = G.ok(G.crdtfs("sync", h2))
+    assert "origin/main:memory-h1.json:2:" in p.stderr  # said there too
+    assert (h2 / "memory-h1.json").read_text() == damaged
+    G.ok(G.crdtfs("sync", h1))
+    assert (h1 / "memory-h1.json").read_text() == damaged
+    # Fixed by its owner, it reaches everyone.
+    (h1 / "memory-h1.json").write_text("[%s,\n%s,\n%s,\n%s]\n" %
+                                       tuple(lines))
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    got = G.ok(G.crdtfs("merge", "--strict", h2)).stdout
+    assert [e["v"] for e in json.loads(got)] == ["a1", "a2", "a3", "a4"]
+
+
 def test_concurrent_pushes_lose_nothing(tmp_path):
     # libgit2's local transport has no compare-and-swap; crdtfs's local
     # push must.  After a round of simultaneous syncs that all report
@@ -1571,7 +1601,8 @@ def test_damaged_host_file_new_from_the_remote_is_reported(tmp_path, path):
             "k": 1, "_crdt_metadata": {"unique_id": "k", "version": 1,
                                        "timestamp": now_at(1),
                                        "host": "h0"}}]))
-    p = G.ok(G.crdtfs("sync", h0))
+    # h0 is the owner of memory-h0.json: its good copy repairs it.
+    p = G.ok(G.crdtfs("sync", "--host", "h0", h0))
     hx = ("crdtfs sync: origin/main:memory-hx.json:3:1: error: unexpected "
           "end of file: the JSON array is not closed (truncated file?)\n")
     if path == "refused fast-forward":
