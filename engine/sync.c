@@ -457,22 +457,27 @@ static int adopt_remote_default(sync_ctx *c, const char *target)
 	return r < 0 ? r : 1;
 }
 
-/* The default branch of a local remote: what its HEAD names if that
- * exists, else its only branch; owned, or NULL. */
+/*
+ * The default branch of a local remote: what its HEAD names if that
+ * exists, else its only branch; and while it has no branch at all, what
+ * its HEAD names all the same, so that hosts whose first syncs race
+ * (one on main, one on master) all push that one branch and meet there,
+ * instead of each creating its own.  Owned, or NULL.
+ */
 static char *local_default(git_repository *rr)
 {
 	git_reference *head = NULL, *ref;
 	git_reference_iterator *it = NULL;
+	const char *named = NULL;
 	char *out = NULL;
 	size_t branches = 0;
 	git_oid id;
 
 	if (git_reference_lookup(&head, rr, "HEAD") == 0 &&
-	    git_reference_type(head) == GIT_REFERENCE_SYMBOLIC &&
-	    git_reference_name_to_id(&id, rr,
-	                             git_reference_symbolic_target(head)) == 0)
-		out = strdup(git_reference_symbolic_target(head));
-	git_reference_free(head);
+	    git_reference_type(head) == GIT_REFERENCE_SYMBOLIC)
+		named = git_reference_symbolic_target(head);
+	if (named && git_reference_name_to_id(&id, rr, named) == 0)
+		out = strdup(named);
 	if (!out && git_reference_iterator_glob_new(&it, rr,
 	                                            "refs/heads/*") == 0) {
 		while (git_reference_next(&ref, it) == 0) {
@@ -483,9 +488,10 @@ static char *local_default(git_repository *rr)
 		git_reference_iterator_free(it);
 		if (branches != 1) {
 			free(out);
-			out = NULL;
+			out = branches == 0 && named ? strdup(named) : NULL;
 		}
 	}
+	git_reference_free(head);
 	git_error_clear();
 	return out;
 }

@@ -979,6 +979,37 @@ def test_sync_new_remote_with_other_default_head(tmp_path):
     assert os.path.exists(tmp_path / "c" / "memory-h1.json")
 
 
+def test_first_syncs_of_git_init_hosts_to_an_empty_remote_meet(tmp_path):
+    """Hosts set up by `git init` (one on main, one on master) and `git
+    remote add`, the remote empty: the first to sync pushed its own
+    branch; when both first synced at once, each created its own and they
+    never met again (about one time in twelve).  Every such host now
+    pushes the branch the remote's HEAD names, so they race on one
+    branch, which the compare-and-swap settles."""
+    bare = tmp_path / "r.git"
+    G.git("init", "-q", "--bare", "-b", "trunk", str(bare))
+    hs = []
+    for name, branch in (("ha", "main"), ("hb", "master")):
+        h = tmp_path / name
+        G.git("init", "-q", "-b", branch, str(h))
+        G.git("config", "user.name", name, cwd=h)
+        G.git("config", "user.email", name + "@example", cwd=h)
+        G.git("remote", "add", "origin", str(bare), cwd=h)
+        (h / ("memory-%s.json" % name)).write_text(_line(name, name, 1))
+        hs.append(h)
+    p = G.ok(G.crdtfs("sync", hs[0]))
+    assert "origin/trunk" in p.stdout
+    assert G.git("branch", "--format=%(refname)", cwd=bare).stdout == \
+        "refs/heads/trunk\n"
+    for _ in range(2):
+        for h in hs:
+            G.ok(G.crdtfs("sync", h))
+    assert G.git("branch", "--format=%(refname)", cwd=bare).stdout == \
+        "refs/heads/trunk\n"
+    views = [G.ok(G.crdtfs("merge", h)).stdout for h in hs]
+    assert views[0] == views[1] and '"ha"' in views[0] and '"hb"' in views[0]
+
+
 @pytest.mark.skipif(not os.path.exists(
     "/usr/lib/git-core/git-daemon") and not shutil.which("git-daemon"),
     reason="git daemon not installed")
