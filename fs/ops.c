@@ -1354,8 +1354,13 @@ static void fs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 				e.attr.st_mode = (mode_t)d->type << 12;
 			} else {
 				r = fs_do_lookup(ctx, dir, d->name, &e);
-				if (r == -ENOENT)
+				if (r == -ENOENT) {
+					/* Gone since the snapshot: left out
+					 * (POSIX allows either), never an
+					 * error for the whole call. */
+					r = 0;
 					continue;
+				}
 				if (r < 0)
 					break;
 			}

@@ -229,6 +229,53 @@ def soft_nofile(n, hard=None):
     return lower
 
 
+def _getdents64(fd, size):
+    """The raw system call: glibc's readdir() hides an ENOENT from it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(size)
+    n = libc.syscall(217, fd, buf, size)  # SYS_getdents64 on x86-64
+    if n < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    names, p = [], 0
+    while p < n:
+        reclen = int.from_bytes(buf.raw[p + 16:p + 18], "little")
+        names.append(buf.raw[p + 19:p + reclen].split(b"\0")[0].decode())
+        p += reclen
+    return names
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64",
+                    reason="the getdents64 number is x86-64's")
+def test_entries_deleted_while_listing_end_the_listing(tmp_path, mount):
+    """A listing whose remaining entries were all deleted since it began
+    failed with ENOENT (READDIRPLUS looked each up, and the last miss
+    became the reply) where ext4 ends the listing; Go's os.ReadDir,
+    which calls getdents64 itself, reported the error."""
+    b = tmp_path / "b"
+    many = b / "many"
+    many.mkdir(parents=True)
+    for i in range(200):
+        (many / ("file-with-a-longish-name-%d" % i)).touch()
+    d = mount(b)
+    fd = os.open(os.path.join(d.mnt, "many"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        first = _getdents64(fd, 1024)
+        assert 0 < len(first) < 100
+        for n in os.listdir(many):
+            if n not in first:
+                os.unlink(many / n)
+        # A lookup that finds an inode makes the kernel list with
+        # READDIRPLUS from here on.
+        (many / "new-after-listing").touch()
+        os.stat(os.path.join(d.mnt, "many", "new-after-listing"))
+        rest = _getdents64(fd, 65536)
+        assert set(rest) <= {"new-after-listing"}
+    finally:
+        os.close(fd)
+    d.stop()
+
+
 def test_more_files_than_the_soft_fd_limit(tmp_path, mount):
     """A merge holds one fd per source and the mount one per inode the
     kernel remembers.  Started under a soft limit of 256 (1024 is the
