@@ -145,7 +145,10 @@ static int fs_target_name_bad(const char *name)
 	       fs_ends_with(name, DESC_SUFFIX);
 }
 
-/* A target of the current set with descriptor file `file` and stat st. */
+/*
+ * A target of the current set with descriptor file `file` in the state
+ * `st` (in any state when st is NULL; file NULL: the built-in default).
+ */
 static struct fs_target *
 fs_target_reusable(struct fs_ctx *ctx, const char *file, const struct stat *st)
 {
@@ -157,7 +160,7 @@ fs_target_reusable(struct fs_ctx *ctx, const char *file, const struct stat *st)
 		if (!file && !t->desc_file)
 			return fs_target_ref(t);
 		if (file && t->desc_file && strcmp(file, t->desc_file) == 0 &&
-		    engine_same_file_state(st, &t->desc_st))
+		    (!st || engine_same_file_state(st, &t->desc_st)))
 			return fs_target_ref(t);
 	}
 	return NULL;
@@ -198,6 +201,13 @@ static struct fs_target *fs_set_find(struct fs_target **set, size_t n,
  * and generations).  Invalid descriptors become problems.  Called with
  * fs_reload_lock held, so ctx->targets only changes here.
  */
+/* An error that passes: out of descriptors or memory for a moment. */
+static int fs_transient(int r)
+{
+	return r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EAGAIN ||
+	       r == -EINTR;
+}
+
 static void fs_targets_reload(struct fs_ctx *ctx)
 {
 	struct fs_target **set = NULL, **old, *t, *dup;
@@ -205,10 +215,16 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 	engine_problems probs, oldprobs;
 	char **names = NULL;
 	desc_descriptor *d;
-	int r, count, overridden = 0;
+	int r, count, overridden = 0, retry = 0;
 
 	engine_problems_init(&probs);
 	count = desc_list(&names, ctx->backing_fd);
+	if (count < 0 && fs_transient(count) &&
+	    atomic_load(&ctx->targets_loaded)) {
+		/* Out of descriptors for a moment: keep what is served. */
+		atomic_store(&ctx->targets_dirty, 1);
+		return;
+	}
 	if (count < 0) {
 		(void)engine_problems_add(&probs, ENGINE_ERROR, ".", 0, 0,
 		                          "cannot list descriptors: %s",
@@ -237,7 +253,11 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 			r = desc_load(&d, ctx->backing_fd, names[i], &err);
 			if (r == -ENOENT)
 				continue;
-			if (r < 0) {
+			if (r < 0 && fs_transient(r)) {
+				retry = 1;
+				t = fs_target_reusable(ctx, names[i], NULL);
+			}
+			if (r < 0 && !t) {
 				(void)engine_problems_add(
 				        &probs, ENGINE_ERROR, names[i],
 				        err.line > 0 ? err.line : 0,
@@ -245,8 +265,13 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 				        err.text[0] ? err.text : strerror(-r));
 				continue;
 			}
-			if ((r = fs_target_new(&t, ctx, d, names[i], &st)) < 0)
-				continue;
+			if (r == 0 &&
+			    (r = fs_target_new(&t, ctx, d, names[i], &st)) < 0) {
+				retry = 1;
+				t = fs_target_reusable(ctx, names[i], NULL);
+				if (!t)
+					continue;
+			}
 		}
 		if (fs_target_name_bad(t->name)) {
 			(void)engine_problems_add(
@@ -302,6 +327,11 @@ static void fs_targets_reload(struct fs_ctx *ctx)
 	engine_problems_dispose(&oldprobs);
 	desc_names_free(names);
 	atomic_store(&ctx->targets_loaded, 1);
+	/* A descriptor not loaded for want of resources: try again at the
+	 * next request that needs the set (its old target, if any, still
+	 * served meanwhile). */
+	if (retry || count < 0)
+		atomic_store(&ctx->targets_dirty, 1);
 	fs_watch_rescan(ctx);
 }
 

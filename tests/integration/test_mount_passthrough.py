@@ -336,6 +336,50 @@ print(json.dumps([stat.S_IMODE(os.lstat(os.path.join(d, n)).st_mode)
 """
 
 
+def test_a_descriptor_changed_while_out_of_fds_comes_back(tmp_path, mount):
+    """The daemon holds an fd per inode the kernel remembers, so `ls -l`
+    of a big directory can use them all up for a moment.  A descriptor
+    changed then was dropped from the target set for good: its merged
+    file answered ENOENT after the fds were free again, and the status
+    file kept `cannot list descriptors`."""
+    b = tmp_path / "b"
+    (b / "many").mkdir(parents=True)
+    write_file(str(b / "notes.json.merge.json"),
+               b'{"target": "notes.json", "sources": ["notes-*.json"]}')
+    write_file(str(b / "notes-a.json"), util.dumps_jsonl(
+        [util.entry("x", util.ts(1), host="a")]))
+    for i in range(400):
+        (b / "many" / ("f%d" % i)).touch()
+    d = mount(str(b), preexec_fn=soft_nofile(300, 300))
+    notes = os.path.join(d.mnt, "notes.json")
+    want = read(notes)
+    for n in os.listdir(os.path.join(d.mnt, "many")):  # every fd taken
+        try:
+            os.stat(os.path.join(d.mnt, "many", n))
+        except OSError:
+            pass
+    os.utime(b / "notes.json.merge.json")  # the set reloads at next use
+    try:
+        read(notes)  # EMFILE, or served by the old target
+    except OSError as e:
+        assert e.errno in (errno.EMFILE, errno.ENFILE)
+    shutil.rmtree(b / "many")  # the kernel forgets them: fds free again
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert read(notes) == want
+            break
+        except OSError as e:
+            if e.errno != errno.EMFILE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    st = util.read_status(d.mnt)
+    assert sorted(t["name"] for t in st["targets"]) == [
+        "notes.json", "unified-memory.json"]
+    assert st["descriptor_problems"] == []
+    d.stop()
+
+
 def test_modes_follow_the_callers_umask(backing, mount, tmp_path):
     """The kernel applies the caller's umask; the daemon's own (022) must
     not apply again: with umask 002, 0664 files and 0775 directories, as
