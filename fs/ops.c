@@ -398,34 +398,55 @@ static void fs_reply_entry(fuse_req_t req, const struct fuse_entry_param *e)
 		fs_forget_one(fs_ctx_of(req), e->ino, 1);
 }
 
+/* Is `path` below directory `dir` (of length n)? */
+static int fs_path_below(const char *path, const char *dir, size_t n)
+{
+	return path && strncmp(path, dir, n) == 0 && path[n] == '/';
+}
+
 /*
  * Rewrite the remembered paths of inodes below directory `from` (moved to
- * `to`).  Called with ilock held.
+ * `to`), and when `exchange`, of those below `to` (moved to `from`) in the
+ * same pass.  Called with ilock held.
  */
-static void fs_paths_moved(struct fs_ctx *ctx, const char *from, const char *to)
+static void fs_paths_moved(struct fs_ctx *ctx, const char *from, const char *to,
+                           int exchange)
 {
 	struct fs_inode *in, *tmp;
 	size_t fl = strlen(from), tl = strlen(to);
 	char *p;
 
 	HASH_ITER(hh, ctx->inodes, in, tmp) {
-		if (!in->path || strncmp(in->path, from, fl) != 0 ||
-		    in->path[fl] != '/')
+		const char *head;
+		size_t cut;
+
+		if (fs_path_below(in->path, from, fl)) {
+			head = to;
+			cut = fl;
+		} else if (exchange && fs_path_below(in->path, to, tl)) {
+			head = from;
+			cut = tl;
+		} else {
 			continue;
-		p = malloc(tl + strlen(in->path + fl) + 1);
+		}
+		p = malloc(strlen(head) + strlen(in->path + cut) + 1);
 		if (p) {
-			memcpy(p, to, tl);
-			strcpy(p + tl, in->path + fl);
+			strcpy(p, head);
+			strcat(p, in->path + cut);
 		}
 		free(in->path);
 		in->path = p;
 	}
 }
 
-/* After a rename: remember the new path of the inode now at `path`. */
+/*
+ * After a rename: remember the new path of the inode now at `path`, and
+ * of what lies below it when it is a directory that was at `oldpath`
+ * (both ways for an exchange, whichever of the two is a directory).
+ */
 static void fs_path_renamed(struct fs_ctx *ctx, struct fs_inode *dir,
                             const char *name, const char *oldpath,
-                            const char *path)
+                            const char *path, int exchange)
 {
 	struct fs_inode *in;
 	struct fs_ikey key;
@@ -445,8 +466,8 @@ static void fs_path_renamed(struct fs_ctx *ctx, struct fs_inode *dir,
 		in->path = copy;
 		copy = NULL;
 	}
-	if (S_ISDIR(st.st_mode) && oldpath && path)
-		fs_paths_moved(ctx, oldpath, path);
+	if ((S_ISDIR(st.st_mode) || exchange) && oldpath && path)
+		fs_paths_moved(ctx, oldpath, path, exchange);
 	pthread_mutex_unlock(&ctx->ilock);
 	free(old);
 	free(copy);
@@ -910,9 +931,10 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	fs_changed(ctx, from);
 	fs_changed(ctx, to);
-	fs_path_renamed(ctx, ndir, newname, from, to);
+	fs_path_renamed(ctx, ndir, newname, from, to,
+	                !!(flags & RENAME_EXCHANGE));
 	if (flags & RENAME_EXCHANGE)
-		fs_path_renamed(ctx, dir, name, NULL, from);
+		fs_path_renamed(ctx, dir, name, NULL, from, 0);
 out:
 	free(from);
 	free(to);

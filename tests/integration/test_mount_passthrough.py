@@ -231,9 +231,8 @@ def soft_nofile(n, hard=None):
 
 def _getdents64(fd, size):
     """The raw system call: glibc's readdir() hides an ENOENT from it."""
-    libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(size)
-    n = libc.syscall(217, fd, buf, size)  # SYS_getdents64 on x86-64
+    n = _libc.syscall(217, fd, buf, size)  # SYS_getdents64 on x86-64
     if n < 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
@@ -378,6 +377,33 @@ def test_a_descriptor_changed_while_out_of_fds_comes_back(tmp_path, mount):
         "notes.json", "unified-memory.json"]
     assert st["descriptor_problems"] == []
     d.stop()
+
+
+def test_exchanged_directories_keep_their_files_paths(tmp_path, mount):
+    """renameat2(RENAME_EXCHANGE) of two directories moved the remembered
+    paths of the first one's files and not the second's: both ended up
+    under one name, and a file of the second, deleted while open, could
+    not be reopened through /proc/self/fd (ESTALE: its remembered name led
+    to the other directory's file)."""
+    b = tmp_path / "b"
+    for d in ("A", "B"):
+        (b / d).mkdir(parents=True)
+        (b / d / "f").write_text("content-" + d)
+    m = mount(str(b))
+    for d in ("A", "B"):
+        os.stat(os.path.join(m.mnt, d, "f"))
+    fd = os.open(os.path.join(m.mnt, "B", "f"), os.O_RDONLY)
+    try:
+        renameat2(os.path.join(m.mnt, "A"), os.path.join(m.mnt, "B"),
+                  RENAME_EXCHANGE)
+        assert read(os.path.join(m.mnt, "A", "f")) == b"content-B"
+        os.unlink(os.path.join(m.mnt, "A", "f"))
+        fd2 = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY)
+        assert os.read(fd2, 100) == b"content-B"
+        os.close(fd2)
+    finally:
+        os.close(fd)
+    m.stop()
 
 
 def test_modes_follow_the_callers_umask(backing, mount, tmp_path):
