@@ -1132,12 +1132,15 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = fs_handle_of(fi);
-	int r = 0;
+	int r = 0, fd;
 
 	(void)ino;
-	/* close() of a dup releases POSIX locks like the caller's close. */
-	if (h->kind == FS_H_FILE && close(dup(h->fd)) < 0)
-		r = errno;
+	/* close() of a dup releases POSIX locks like the caller's close;
+	 * what it reports (NFS-style write-back errors) is the caller's. */
+	if (h->kind == FS_H_FILE) {
+		if ((fd = dup(h->fd)) < 0 || close(fd) < 0)
+			r = errno;
+	}
 	fuse_reply_err(req, r);
 }
 
