@@ -133,8 +133,9 @@ int fs_cmd_prepare(int argc, char **argv)
 	if (r < 0)
 		return FS_EXIT_FAIL;
 	if (!quiet)
-		printf("memory-%s.json: %zu entries: %zu added, %zu changed, %zu unchanged, %zu removed; %s%s%s\n",
-		       o.host, st.entries, st.added, st.changed, st.unchanged,
+		printf("memory-%s.json: %zu %s: %zu added, %zu changed, %zu unchanged, %zu removed; %s%s%s\n",
+		       o.host, st.entries, st.entries == 1 ? "entry" : "entries",
+		       st.added, st.changed, st.unchanged,
 		       st.removed, st.written ? "written" : "not rewritten",
 		       st.stamp[0] ? ", stamp " : "", st.stamp);
 	/* A cron job must notice a source it could not fully read. */

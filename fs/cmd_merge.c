@@ -198,8 +198,10 @@ int fs_cmd_merge(int argc, char **argv)
 	}
 	print_problems(stderr, engine_view_problems(view));
 	if (strict && engine_view_problems(view)->count) {
-		fprintf(stderr, "crdtfs merge: %zu problems; --strict: nothing written\n",
-			engine_problems_total(engine_view_problems(view)));
+		size_t total = engine_problems_total(engine_view_problems(view));
+
+		fprintf(stderr, "crdtfs merge: %zu problem%s; --strict: nothing "
+			"written\n", total, total == 1 ? "" : "s");
 		goto out;
 	}
 	if ((rc = engine_view_write(view, STDOUT_FILENO)) < 0) {
@@ -334,8 +336,11 @@ int fs_cmd_check(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--") == 0) { /* as merge takes it */
 		argv++;
 		argc--;
-	} else if (argc == 2 && argv[1][0] == '-') {
-		return fs_usage_error("check", "expected exactly one argument, BACKING");
+	} else if (argc >= 2 && argv[1][0] == '-' && argv[1][1]) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "%s: unknown option", argv[1]);
+		return fs_usage_error("check", reason);
 	}
 	if (argc != 2)
 		return fs_usage_error("check", argc < 2 ? "missing BACKING" : "expected exactly one argument, BACKING");
@@ -404,7 +409,9 @@ int fs_cmd_check(int argc, char **argv)
 		free(s);
 	}
 	fflush(stdout);
-	fprintf(stderr, "crdtfs check: %zu targets, %zu entries scanned, %zu problems\n",
-		targets, entries, problems);
+	fprintf(stderr, "crdtfs check: %zu target%s, %zu %s scanned, %zu "
+		"problem%s\n", targets, targets == 1 ? "" : "s", entries,
+		entries == 1 ? "entry" : "entries", problems,
+		problems == 1 ? "" : "s");
 	return problems ? FS_EXIT_FAIL : FS_EXIT_OK;
 }

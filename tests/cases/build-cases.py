@@ -640,14 +640,14 @@ case("descriptor-invalid-override-hides-default",
      no_oracle=True,
      check=["exit 1",
             'unified-memory.json.merge.json: error: field "order[0].type"...',
-            "crdtfs check: 0 targets, 0 entries scanned, 1 problems"],
+            "crdtfs check: 0 targets, 0 entries scanned, 1 problem"],
      readme="an invalid override of the default hides the default in "
             "check too, as in merge and the mount: memory-old.json, which "
             "only the built-in default reads, is not checked")
 case("descriptor-sources-unread", {}, out(_ok1), generate=True,
      check=["exit 1",
             "mem-b.json: warning: host file is not read: it is a symlink...",
-            "crdtfs check: 1 targets, 1 entries scanned, 1 problems"],
+            "crdtfs check: 1 target, 1 entry scanned, 1 problem"],
      readme="a symlink that a descriptor's sources match is named as not "
             "read; one named memory-*.json is not, when an override of "
             "the default reads other files")

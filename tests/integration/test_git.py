@@ -580,7 +580,7 @@ def test_prepare_failures_name_the_file_and_write_nothing(tmp_path):
     p = G.run([G.CRDTFS, "prepare", "--host", "h1", "/dev/stdin", back],
               input=src.read_text(), timeout=20)
     assert (p.returncode, p.stderr) == (0, "")
-    assert p.stdout.startswith("memory-h1.json: 1 entries: 1 added")
+    assert p.stdout.startswith("memory-h1.json: 1 entry: 1 added")
     # the host's own file a FIFO: refused, without waiting, left alone
     os.rename(back / "memory-h1.json", back / "kept")
     os.rename(back / "memory-other.json", back / "memory-h1.json")

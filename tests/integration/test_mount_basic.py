@@ -105,7 +105,7 @@ def test_problem_counts_are_totals(tmp_path, mount):
                        stderr=subprocess.PIPE, timeout=60)
     assert p.returncode == 1
     assert p.stderr.decode() == \
-        "crdtfs check: 1 targets, 30 entries scanned, 30 problems\n"
+        "crdtfs check: 1 target, 30 entries scanned, 30 problems\n"
     p = subprocess.run([util.CRDTFS, "merge", "--strict", str(b)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=60)
@@ -484,11 +484,14 @@ def test_a_bad_option_is_one_line(args, line):
 
 
 def test_check_takes_arguments_as_merge_does(tmp_path):
-    """`--` ends the options of check as of merge (it was a usage error)."""
+    """`--` ends the options of check as of merge (it was a usage error),
+    and an unknown option is named as merge names it (check said it
+    expected one argument, also for `check --bogus DIR`)."""
     b = util.make_backing(tmp_path / "b", hosts=("a",), n=1)
     assert run_cli("check", "--", b).returncode == 0
     for args, why in (([], "missing BACKING"),
-                      (["-x"], "expected exactly one argument, BACKING"),
+                      (["-x"], "-x: unknown option"),
+                      (["--bogus", b], "--bogus: unknown option"),
                       ([b, b], "expected exactly one argument, BACKING")):
         p = run_cli("check", *args)
         assert (p.returncode, p.stderr.decode()) == (2, (
