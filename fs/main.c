@@ -20,7 +20,7 @@ static const char usage_text[] =
 	"       crdtfs merge [--descriptor FILE | --target NAME] [--strict] BACKING\n"
 	"       crdtfs check BACKING\n"
 	"       crdtfs prepare [--host NAME] [--allow-empty] [-q] SOURCE [BACKING]\n"
-	"       crdtfs sync [--remote NAME] [--host NAME] BACKING\n"
+	"       crdtfs sync [--remote NAME] [--host NAME] [--attempts N] [--timeout S] [-q] BACKING\n"
 	"       crdtfs merge-driver %O %A %B %L %P\n"
 	"\n"
 	"Mount options: -f (foreground), -d (debug), -s (single-threaded),\n"

@@ -23,8 +23,8 @@
 
 /* One name the merge skips, and whether it names a descriptor. */
 typedef struct {
-	char *name; /* owned */
-	int is_desc;
+	char *name;  /* owned */
+	int is_desc; /* 1, or 2 for the bare DESC_SUFFIX */
 	int is_link;
 } unread_name;
 
@@ -63,13 +63,15 @@ int fs_unread_files(int backing_fd, const desc_descriptor *const *descs,
 	}
 	while ((de = readdir(dir))) {
 		int is_desc = desc_is_file_name(de->d_name);
+		int bare = strcmp(de->d_name, DESC_SUFFIX) == 0;
 		struct stat st;
 
-		if ((!is_desc && !read_by_some(de->d_name, descs, ndescs)) ||
-		    de->d_type == DT_REG ||
-		    fstatat(backing_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) <
-		            0 ||
-		    S_ISREG(st.st_mode))
+		if (!bare &&
+		    ((!is_desc && !read_by_some(de->d_name, descs, ndescs)) ||
+		     de->d_type == DT_REG ||
+		     fstatat(backing_fd, de->d_name, &st,
+		             AT_SYMLINK_NOFOLLOW) < 0 ||
+		     S_ISREG(st.st_mode)))
 			continue;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 8;
@@ -83,8 +85,8 @@ int fs_unread_files(int backing_fd, const desc_descriptor *const *descs,
 			r = -ENOMEM;
 			break;
 		}
-		v[n].is_desc = is_desc;
-		v[n++].is_link = S_ISLNK(st.st_mode);
+		v[n].is_desc = bare ? 2 : is_desc;
+		v[n++].is_link = !bare && S_ISLNK(st.st_mode);
 	}
 	closedir(dir);
 	/* In name order, so that every machine lists them alike. */
@@ -96,6 +98,9 @@ int fs_unread_files(int backing_fd, const desc_descriptor *const *descs,
 			        probs, v[i].is_desc ? ENGINE_ERROR : ENGINE_WARNING,
 			        v[i].name, 0, 0, "%s is not read: %s",
 			        v[i].is_desc ? "descriptor" : "host file",
+			        v[i].is_desc == 2 ?
+			                "it names no target (a descriptor is "
+			                "TARGET" DESC_SUFFIX ")" :
 			        v[i].is_link ? "it is a symlink (symlinks are "
 			                       "never followed)" :
 			                       "it is not a regular file");

@@ -13,7 +13,7 @@ if [ -z "$crdtfs" ]; then
 	crdtfs=./build/fs/crdtfs
 fi
 
-work=$(mktemp -d /tmp/crdtfs-demo.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/crdtfs-demo.XXXXXX")
 backing=$work/backing mnt=$work/mnt
 mkdir -p "$backing" "$mnt"
 cp scripts/demo-data/memory-*.json "$backing/"

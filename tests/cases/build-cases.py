@@ -651,6 +651,15 @@ case("descriptor-sources-unread", {}, out(_ok1), generate=True,
      readme="a symlink that a descriptor's sources match is named as not "
             "read; one named memory-*.json is not, when an override of "
             "the default reads other files")
+case("descriptor-bare-name",
+     {".merge.json": b'{"target":"x.json","sources":["memory-*.json"]}',
+      "memory-a.json": arr(_ok1)},
+     out(_ok1),
+     check=["exit 1",
+            ".merge.json: error: descriptor is not read: it names no target "
+            "(a descriptor is TARGET.merge.json)"],
+     readme="the bare .merge.json is no descriptor: nothing reads it, and "
+            "check says so")
 case("descriptor-jsonl-empty",
      {"e.jsonl.merge.json": b'{"target":"e.jsonl","sources":["none-*.json"],'
       b'"format":"jsonl"}', "memory-a.json": arr(_ok1)},
