@@ -503,6 +503,11 @@ static int parse_order_item(desc_order *o, json_t *e, size_t i,
 		o->type = DESC_ORDER_INTEGER;
 	else if (type && strcmp(type, "string") == 0)
 		o->type = DESC_ORDER_STRING;
+	else if (type && strlen(type) <= 40 && !strpbrk(type, "\"\\\n"))
+		return fail(err, origin,
+		            "field \"%s\": must be \"timestamp\", \"integer\" "
+		            "or \"string\" (not \"%s\")",
+		            field, type);
 	else
 		return fail(
 		        err, origin,
@@ -683,7 +688,12 @@ int desc_parse(desc_descriptor **out, const char *text, size_t len,
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			return -ENOMEM;
 		if (err) {
-			fail(err, origin, "invalid JSON: %s", jerr.text);
+			/* jansson names its own flag; say what is wrong. */
+			if (json_error_code(&jerr) == json_error_null_character)
+				fail(err, origin, "invalid JSON: \\u0000 (a NUL "
+				     "character) is not allowed in a descriptor");
+			else
+				fail(err, origin, "invalid JSON: %s", jerr.text);
 			err->line = jerr.line > 0 ? jerr.line : 0;
 			err->column = desc_byte_column(text, len, jerr.position,
 						       jerr.column);

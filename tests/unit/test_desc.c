@@ -320,7 +320,7 @@ static void test_desc__rejections(void)
 		{ T(",\"order\":[" O3 O3
 		    "{\"path\":\"c\",\"type\":\"float\"}]"),
 		  "field \"order[2].type\": must be \"timestamp\", \"integer\" "
-		  "or \"string\"" },
+		  "or \"string\" (not \"float\")" },
 		{ T(",\"order\":[{\"path\":\"c\",\"type\":3}]"),
 		  "field \"order[0].type\": must be \"timestamp\", \"integer\" "
 		  "or \"string\"" },
@@ -434,11 +434,14 @@ static void test_desc__syntax_error(void)
 	ASSERT_EQ_INT(desc_parse(&d, "{} x", 4, "e", &err), -EINVAL);
 	ASSERT_TRUE(strncmp(err.text, "invalid JSON: ", 14) == 0);
 	ASSERT_EQ_INT(err.line, 1);
-	/* JSON text with a NUL in a string is rejected (jansson default). */
+	/* JSON text with a NUL in a string is rejected (jansson default),
+	 * in words that do not name jansson's flag. */
 	ASSERT_EQ_INT(desc_parse(&d, "{\"target\":\"a\\u0000b\"}", 21, "e",
 	                         &err),
 	              -EINVAL);
 	ASSERT_TRUE(d == NULL);
+	ASSERT_EQ_STR(err.text, "invalid JSON: \\u0000 (a NUL character) is "
+	              "not allowed in a descriptor");
 }
 
 /* Make a fresh temporary directory; returns an fd to it, name in dir. */
