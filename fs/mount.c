@@ -242,6 +242,17 @@ static int fs_loop(struct fuse_session *se, const struct fuse_cmdline_opts *co)
 }
 
 /* Would a mount on `mountpoint` hide the path `abs` (absolute, real)? */
+/* Does directory `dir` hold a .git (a directory, or a worktree's file)? */
+static int has_git_dir(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/.git", dir);
+	return lstat(path, &st) == 0 && (S_ISDIR(st.st_mode) ||
+	                                 S_ISREG(st.st_mode));
+}
+
 /* Remember where the mountpoint is (see fs_ctx.mnt_parent). */
 static int note_mountpoint(struct fs_ctx *ctx, const char *mountpoint)
 {
@@ -375,6 +386,19 @@ int fs_mount_main(int argc, char **argv)
 		fprintf(stderr, "crdtfs: -o sync needs a MOUNTPOINT other than "
 		                "BACKING or a directory above it (%s)\n", abs);
 		status = FS_EXIT_USAGE;
+		goto out;
+	}
+	if (o.remote && !*o.remote) {
+		fputs("crdtfs: -o remote=NAME: the name is empty\n", stderr);
+		status = FS_EXIT_USAGE;
+		goto out;
+	}
+	/* Said now, on the terminal, rather than by every later sync in
+	 * the status file only: sync opens BACKING itself as a work tree. */
+	if (o.sync && !has_git_dir(abs)) {
+		fprintf(stderr, "crdtfs: -o sync: %s is not a git work tree "
+		                "(no .git): `git init` it and add a remote, or "
+		                "mount without -o sync\n", abs);
 		goto out;
 	}
 	/* Only syncing needs libgit2: load it now, while a failure still

@@ -411,17 +411,36 @@ SYNC_HIDDEN = "-o sync needs a MOUNTPOINT other than BACKING"
     (["-f", "-o", "sync=60", "DIR/b", "DIR"], SYNC_HIDDEN),
     (["-f", "-o", "sync=-1", "DIR/b", "DIR"],
      "-o sync=SECONDS: a whole number of seconds from 0 to 31536000"),
+    (["-o", "sync=60,remote=", "DIR/b", "DIR/m"],
+     "-o remote=NAME: the name is empty"),
 ])
 def test_usage_errors(tmp_path, args, what):
     util.make_backing(tmp_path / "b", hosts=("a",), n=1)
+    (tmp_path / "m").mkdir()
     args = [a.replace("DIR", str(tmp_path)) for a in args]
     p = run_cli(*args)
-    assert not util.is_mounted(tmp_path) and not util.is_mounted(
-        tmp_path / "b")
+    for m in (tmp_path, tmp_path / "b", tmp_path / "m"):
+        if util.is_mounted(m):  # never left behind, also when failing
+            util.fusermount_u(str(m))
+            pytest.fail("%s was mounted" % m)
     assert p.returncode == 2
     err = p.stderr.decode()
     assert what in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_sync_of_a_directory_that_is_no_git_work_tree(tmp_path, mnt):
+    """-o sync on a directory git does not know mounted, and then every
+    sync failed, said only in the status file; it is said at once."""
+    b = util.make_backing(tmp_path / "b", hosts=("a",), n=1)
+    p = run_cli("-o", "sync=60", b, mnt)  # in the background: returns
+    if util.is_mounted(mnt):
+        util.fusermount_u(mnt)
+        pytest.fail("mounted")
+    assert p.returncode == 1
+    assert p.stderr.decode() == (
+        "crdtfs: -o sync: %s is not a git work tree (no .git): `git init` "
+        "it and add a remote, or mount without -o sync\n" % b)
 
 
 def test_backing_not_a_directory(tmp_path, mnt):
