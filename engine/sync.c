@@ -51,6 +51,7 @@
 #include "leftovers.h"
 #include "netwatch.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -222,6 +223,32 @@ static int config_string(git_repository *repo, const char *key, char **out)
 }
 
 /* file:// URL or plain path -> the path; NULL for other URLs. */
+/*
+ * A remote URL that can never work is a mistake to fix (exit 1), not a
+ * remote to wait for (exit 3, which a cron job retries for ever).
+ */
+static int check_remote_url(sync_ctx *c, const char *name, const char *url)
+{
+	static const char *const schemes[] = { "https", "http", "ssh", "git",
+		                               "file", "ssh+git", "git+ssh" };
+	const char *sep = strstr(url, "://");
+	size_t i;
+
+	if (!*url)
+		return fail_msg(c, -EINVAL, "remote \"%s\" has an empty URL",
+		                name);
+	if (!sep)
+		return 0;
+	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (strlen(schemes[i]) == (size_t)(sep - url) &&
+		    strncmp(url, schemes[i], (size_t)(sep - url)) == 0)
+			return 0;
+	return fail_msg(c, -EINVAL,
+	                "remote \"%s\": %.*s:// is no protocol sync speaks "
+	                "(https, http, ssh, git, file)",
+	                name, (int)(sep - url), url);
+}
+
 static char *local_remote_path(const char *url, const char *workdir)
 {
 	char *out = NULL;
@@ -304,6 +331,9 @@ static int open_remote(sync_ctx *c, const char *name)
 	r = config_string(c->repo, key, &pushurl);
 	free(key);
 	if (r < 0 && r != -ENOENT)
+		goto out;
+	if ((r = check_remote_url(c, name, url)) < 0 ||
+	    (pushurl && (r = check_remote_url(c, name, pushurl)) < 0))
 		goto out;
 	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
 	ro.repository = c->repo;
@@ -1190,6 +1220,21 @@ static void hide_ref(git_revwalk *walk, git_repository *repo,
 	git_error_clear();
 }
 
+/* Does directory `path` hold anything? */
+static int dir_has_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int any = 0;
+
+	while (d && !any && (de = readdir(d)))
+		any = strcmp(de->d_name, ".") != 0 &&
+		      strcmp(de->d_name, "..") != 0;
+	if (d)
+		closedir(d);
+	return any;
+}
+
 /*
  * Fetch from a local repository by copying the missing objects loose.
  * @return 1 done, 0 use libgit2's fetch instead (long history), -errno
@@ -1204,8 +1249,13 @@ static int fetch_local(sync_ctx *c)
 	int r;
 
 	if (git_repository_open_ext(&rr, c->fetch_path,
-	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0) {
+		/* An empty directory may be a drive not mounted yet. */
+		if (dir_has_entries(c->fetch_path))
+			return fail_msg(c, -EINVAL, "remote %s is not a git "
+			                "repository", c->fetch_path);
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
+	}
 	r = git_reference_name_to_id(&c->remote_oid, rr, c->merge_ref);
 	if (r == GIT_ENOTFOUND && c->merge_guessed) {
 		char *def = local_default(rr);
@@ -2040,6 +2090,7 @@ static int update_file(sync_ctx *c, const char *path, const git_oid *old,
 
 typedef struct {
 	char path[256]; /* the first file a checkout found in the way */
+	int tracked;    /* it is committed here (and changed since) */
 } in_the_way;
 
 /* Checkout notification: remember the first path in the way. */
@@ -2050,9 +2101,11 @@ static int first_conflict(git_checkout_notify_t why, const char *path,
 {
 	in_the_way *w = payload;
 
-	(void)why, (void)baseline, (void)target, (void)workdir;
-	if (!w->path[0])
+	(void)why, (void)target, (void)workdir;
+	if (!w->path[0]) {
 		snprintf(w->path, sizeof(w->path), "%s", path);
+		w->tracked = baseline && baseline->mode;
+	}
 	return 0;
 }
 
@@ -2065,7 +2118,7 @@ static int first_conflict(git_checkout_notify_t why, const char *path,
  */
 static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 {
-	in_the_way way = { "" };
+	in_the_way way = { "", 0 };
 	git_checkout_options co;
 	const char *wd = git_repository_workdir(c->repo);
 	git_diff *diff = NULL;
@@ -2141,7 +2194,15 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		co.notify_payload = &way;
 		if (git_checkout_tree(c->repo, (const git_object *)to, &co) <
 		    0) {
-			r = way.path[0] ?
+			r = way.path[0] && way.tracked ?
+			            fail_msg(c, -EBUSY,
+			                     "cannot update the work tree: %s has "
+			                     "changes not committed here (sync "
+			                     "commits only host files and "
+			                     "descriptors), and the remote changed "
+			                     "it too; commit or stash them",
+			                     way.path) :
+			    way.path[0] ?
 			            fail_msg(c, -EBUSY,
 			                     "cannot update the work tree: %s is "
 			                     "in the way (not committed here, and "

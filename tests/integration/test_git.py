@@ -936,6 +936,31 @@ def test_sync_says_when_it_commits_a_damaged_host_file(tmp_path):
     p = G.ok(G.crdtfs("sync", h1))
     assert "committed" in p.stdout and p.stderr == ""
 
+@pytest.mark.parametrize("url,rc,said", [
+    ("DIR/notrepo", 1, "remote DIR/notrepo is not a git repository"),
+    ("DIR/empty", 3, "remote unreachable"),  # a drive not mounted yet?
+    ("foo://x/y", 1, 'remote "origin": foo:// is no protocol sync speaks '
+                     "(https, http, ssh, git, file)"),
+    ("", 1, 'remote "origin" has an empty URL'),
+])
+def test_sync_tells_a_wrong_remote_from_an_unreachable_one(tmp_path, url, rc,
+                                                          said):
+    """A remote that can never work (a directory that is no repository,
+    a protocol nobody speaks) said `remote unreachable`, exit 3, which a
+    cron job retries for ever; an empty URL said the remote was this
+    repository itself."""
+    (tmp_path / "notrepo").mkdir()
+    (tmp_path / "notrepo" / "file").write_text("x\n")
+    (tmp_path / "empty").mkdir()
+    h = tmp_path / "h"
+    G.git("init", "-q", "-b", "main", str(h))
+    G.git("remote", "add", "origin", url.replace("DIR", str(tmp_path)),
+          cwd=h)
+    p = G.crdtfs("sync", h)
+    assert p.returncode == rc
+    assert said.replace("DIR", str(tmp_path)) in p.stderr, p.stderr
+
+
 def test_sync_offline_keeps_local_commit(tmp_path):
     bare, (h1, h2) = _two_hosts(tmp_path)
     src = tmp_path / "s.jsonl"
@@ -1514,6 +1539,30 @@ def test_untracked_file_in_the_way_is_named(tmp_path):
     (tmp_path / "h0" / "notes.txt").unlink()
     G.ok(G.crdtfs("sync", h0))
     assert (tmp_path / "h0" / "notes.txt").read_text() == "from h1\n"
+
+
+def test_tracked_file_with_changes_in_the_way_is_named_so(tmp_path):
+    """A committed file changed here but not committed (sync commits only
+    host files and descriptors), which the remote changed too: the
+    message said `not committed here`, words for an untracked file."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / "README").write_text("one\n")
+    G.git("add", "README", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    (h1 / "README").write_text("two\n")
+    G.git("commit", "-qam", "two", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    (h2 / "README").write_text("mine, not committed\n")
+    (h2 / "memory-h2.json").write_text("[]\n")
+    p = G.crdtfs("sync", h2)
+    assert p.returncode == 1
+    assert p.stderr == ("crdtfs sync: cannot update the work tree: README "
+                        "has changes not committed here (sync commits only "
+                        "host files and descriptors), and the remote "
+                        "changed it too; commit or stash them\n")
+    assert (h2 / "README").read_text() == "mine, not committed\n"
 
 
 def age(path, seconds=3600):
