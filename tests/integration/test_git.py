@@ -1501,7 +1501,7 @@ def test_a_remote_that_is_a_file_is_named(tmp_path):
         "repository\n" % (tmp_path / "remote")))
 
 
-@pytest.mark.parametrize("url", ["", ".", "{h0}/.git", "file://{h0}"])
+@pytest.mark.parametrize("url", [".", "{h0}/.git", "file://{h0}"])
 def test_a_remote_that_is_this_repository_is_named(tmp_path, url):
     # It committed, "pushed -> origin/master" and exited 0: nothing left
     # the machine.
