@@ -798,20 +798,27 @@ def test_sync_names_a_non_file_in_the_way_of_a_host_file(tmp_path, what):
     assert G.git("status", "--porcelain", cwd=h2).stdout == ""
 
 
+def _text_file_changed_upstream(tmp_path, name):
+    """Two hosts that both hold `name` ("one"), which h1 then changed
+    ("two"), committed and synced: h2 is behind on it."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / name).write_text("one\n")
+    G.git("add", name, cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    (h1 / name).write_text("two\n")
+    G.git("commit", "-qam", "two", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    return bare, h1, h2
+
+
 def test_sync_refuses_a_merge_in_progress_and_intent_to_add(tmp_path):
     """During a user's `git merge` (conflict resolved, not committed) a
     sync committed the resolution with one parent under its own message
     and left MERGE_HEAD; a `git add -N` file was committed empty and
     pushed to every host.  Both are refused, changing nothing."""
-    bare, hosts = _two_hosts(tmp_path)
-    h1, h2 = (pathlib.Path(h) for h in hosts)
-    (h1 / "notes.txt").write_text("one\n")
-    G.git("add", "notes.txt", cwd=h1)
-    G.ok(G.crdtfs("sync", h1))
-    G.ok(G.crdtfs("sync", h2))
-    (h1 / "notes.txt").write_text("two\n")
-    G.git("commit", "-qam", "two", cwd=h1)
-    G.git("push", "-q", "origin", "main", cwd=h1)
+    bare, h1, h2 = _text_file_changed_upstream(tmp_path, "notes.txt")
     (h2 / "notes.txt").write_text("three\n")
     G.git("commit", "-qam", "three", cwd=h2)
     assert G.git("pull", "-q", "--no-rebase", "--no-edit", cwd=h2,
@@ -1545,15 +1552,7 @@ def test_tracked_file_with_changes_in_the_way_is_named_so(tmp_path):
     """A committed file changed here but not committed (sync commits only
     host files and descriptors), which the remote changed too: the
     message said `not committed here`, words for an untracked file."""
-    bare, hosts = _two_hosts(tmp_path)
-    h1, h2 = (pathlib.Path(h) for h in hosts)
-    (h1 / "README").write_text("one\n")
-    G.git("add", "README", cwd=h1)
-    G.ok(G.crdtfs("sync", h1))
-    G.ok(G.crdtfs("sync", h2))
-    (h1 / "README").write_text("two\n")
-    G.git("commit", "-qam", "two", cwd=h1)
-    G.ok(G.crdtfs("sync", h1))
+    bare, h1, h2 = _text_file_changed_upstream(tmp_path, "README")
     (h2 / "README").write_text("mine, not committed\n")
     (h2 / "memory-h2.json").write_text("[]\n")
     p = G.crdtfs("sync", h2)
