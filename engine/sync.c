@@ -222,7 +222,6 @@ static int config_string(git_repository *repo, const char *key, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-/* file:// URL or plain path -> the path; NULL for other URLs. */
 /*
  * A remote URL that can never work is a mistake to fix (exit 1), not a
  * remote to wait for (exit 3, which a cron job retries for ever).
@@ -249,6 +248,7 @@ static int check_remote_url(sync_ctx *c, const char *name, const char *url)
 	                name, (int)(sep - url), url);
 }
 
+/* file:// URL or plain path -> the path; NULL for other URLs. */
 static char *local_remote_path(const char *url, const char *workdir)
 {
 	char *out = NULL;
@@ -1837,15 +1837,12 @@ static int incoming_damaged(sync_ctx *c, const git_tree *ours,
 }
 
 /*
- * Merge commit of ours and theirs: git's tree merge, then host files fixed
- * up by the CRDT rule.  @return 0 and *out, or -errno
- */
-/*
  * Their tree as git's tree merge is to see it: each host file changed on
  * both sides holds our blob, so that git takes it as it is.  Its merge
  * is the CRDT merge, made after; git's text merge of the two would only
- * be thrown away, at several times the file's size in memory (552 MB
- * and 14 s against 141 MB and 8 s for a 58 MB host file).
+ * be thrown away, at several times the file's size in memory (a 58 MB
+ * host file changed on both sides: 552 MB peak and 9.2 s, now 150 MB and
+ * 4.7 s).
  */
 static int theirs_for_git(sync_ctx *c, const git_tree *bt, const git_tree *ot,
                           git_tree *tt, char **names, size_t n,
@@ -1879,6 +1876,10 @@ static int theirs_for_git(sync_ctx *c, const git_tree *bt, const git_tree *ot,
 	return r < 0 ? git_fail(c, r, "cannot prepare the merge") : 0;
 }
 
+/*
+ * Merge commit of ours and theirs: git's tree merge, then host files fixed
+ * up by the CRDT rule.  @return 0 and *out, or -errno
+ */
 static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
                         git_oid *out)
 {
