@@ -854,7 +854,10 @@ static int open_failed(int r, const char *relpath, desc_error *err)
 	fail(err, relpath, "cannot open descriptor: %s", strerror(-r));
 	if (r == -ENOENT || r == -ENOTDIR)
 		return -ENOENT;
-	return r == -ENOMEM ? -ENOMEM : -EIO;
+	/* Out of memory or descriptors passes: the caller may try again. */
+	if (r == -ENOMEM || r == -EMFILE || r == -ENFILE)
+		return r;
+	return -EIO;
 }
 
 int desc_load(desc_descriptor **out, int backing_fd, const char *relpath,

@@ -113,7 +113,8 @@ int desc_parse(desc_descriptor **out, const char *text, size_t len,
 /**
  * Read and validate the descriptor at `relpath` inside the backing
  * directory `backing_fd` (the file itself must not be a symlink).
- * @return 0, -EINVAL (invalid; err filled), -ENOENT, -EIO, -ENOMEM
+ * @return 0, -EINVAL (invalid; err filled), -ENOENT, -EIO, -ENOMEM,
+ *         -EMFILE or -ENFILE (out of descriptors: try again later)
  */
 int desc_load(desc_descriptor **out, int backing_fd, const char *relpath,
 	      desc_error *err);
@@ -123,7 +124,8 @@ int desc_load(desc_descriptor **out, int backing_fd, const char *relpath,
  * unlike one in the backing directory it may be reached through a symlink
  * or be a pipe (`<(...)`), as the user chose it; what it reads is still
  * bounded by its sources' rules.
- * @return 0, -EINVAL (invalid; err filled), -ENOENT, -EIO, -ENOMEM
+ * @return 0, -EINVAL (invalid; err filled), -ENOENT, -EIO, -ENOMEM,
+ *         -EMFILE or -ENFILE (out of descriptors: try again later)
  */
 int desc_load_given(desc_descriptor **out, const char *path, desc_error *err);
 

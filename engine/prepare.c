@@ -401,18 +401,24 @@ static int ignore_entry(void *ctx, const engine__entry *e)
 	return 0;
 }
 
+/* How emit_span() gets an entry: an array's element, or a line of JSON
+ * Lines that a LF ends or the last line without one. */
+enum { SPAN_ELEMENT, SPAN_LINE, SPAN_LAST_LINE };
+
 /*
  * Report an entry jansson refused the way the merge's scanner (and so
  * `crdtfs check`) reports it, at the byte it points to: the entry alone,
- * as the element of an array or, from JSON Lines, after a line holding
- * `{}`.  @return 0 and *done when it did; 0 and !*done when the scanner
- * finds nothing wrong (the caller then says what jansson said)
+ * as the element of an array or, from JSON Lines, as it was (trailing
+ * blanks, its LF or the file's end) after a line holding `{}`.
+ * @return 0 and *done when it did; 0 and !*done when the scanner finds
+ *         nothing wrong (the caller then says what jansson said)
  */
-static int scanner_problem(const char *raw, size_t len, int lines,
+static int scanner_problem(const char *raw, size_t len, int kind,
                            unsigned long line, unsigned long col,
                            const char *name, engine_problems *probs,
                            int *done)
 {
+	int lines = kind != SPAN_ELEMENT;
 	static const char head_array[] = "[", head_lines[] = "{}\n";
 	const char *head = lines ? head_lines : head_array;
 	size_t hlen = strlen(head);
@@ -420,6 +426,7 @@ static int scanner_problem(const char *raw, size_t len, int lines,
 	engine_problems found;
 	const engine_problem *p;
 	mem_file m;
+	size_t i;
 	char *buf;
 	int r;
 
@@ -430,7 +437,7 @@ static int scanner_problem(const char *raw, size_t len, int lines,
 	memcpy(buf + hlen, raw, len);
 	buf[hlen + len] = lines ? '\n' : ']';
 	m.buf = buf;
-	m.len = hlen + len + 1;
+	m.len = hlen + len + (kind != SPAN_LAST_LINE);
 	engine_problems_init(&found);
 	r = engine__scan(mem_read, &m, ENGINE__CHUNK, name, &spec,
 	                 ignore_entry, NULL, &found);
@@ -440,9 +447,14 @@ static int scanner_problem(const char *raw, size_t len, int lines,
 		return r;
 	}
 	r = 0;
-	if (found.count) {
-		/* Back from the wrapper's lines and columns to the file's. */
-		p = &found.items[0];
+	/*
+	 * Back from the wrapper's lines and columns to the file's: every
+	 * problem of a JSON Lines line, as check lists them; of an array's
+	 * element the first (after it, the scanner may be reading the
+	 * wrapper's `]` as part of a damaged entry).
+	 */
+	for (i = 0; r == 0 && i < found.count && (lines || i == 0); i++) {
+		p = &found.items[i];
 		if (lines)
 			r = engine_problems_add(probs, ENGINE_ERROR, name,
 			                        line + p->line - 2,
@@ -462,14 +474,15 @@ static int scanner_problem(const char *raw, size_t len, int lines,
 }
 
 /*
- * Parse one element's raw bytes (a line of JSON Lines when `lines`) and
- * hand it to fn when it is an object.  Anything else is reported and
+ * Parse one element's raw bytes (a line of JSON Lines, as `kind` says)
+ * and hand it to fn when it is an object.  Anything else is reported and
  * skipped.  @return 0 or fn's error
  */
-static int emit_span(const char *raw, size_t len, int lines,
+static int emit_span(const char *raw, size_t len, int kind,
                      unsigned long line, unsigned long col, const char *name,
                      prep_span_fn fn, void *ctx, engine_problems *probs)
 {
+	size_t whole = len;
 	json_error_t jerr;
 	const char *nul;
 	json_t *obj;
@@ -498,8 +511,8 @@ static int emit_span(const char *raw, size_t len, int lines,
 		int bc = desc_byte_column(raw, len, jerr.position, jerr.column);
 		int done;
 
-		r = scanner_problem(raw, len, lines, line, col, name, probs,
-		                    &done);
+		r = scanner_problem(raw, kind == SPAN_ELEMENT ? len : whole,
+		                    kind, line, col, name, probs, &done);
 		if (r < 0 || done)
 			return r;
 		unsigned long el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
@@ -602,8 +615,8 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 			if (depth == 0) {
 				if (have)
 					r = emit_span(buf + start, i - start,
-					              0, sline, scol, name, fn,
-					              ctx, probs);
+					              SPAN_ELEMENT, sline, scol,
+					              name, fn, ctx, probs);
 				else if (after_comma)
 					r = engine_problems_add(
 					        probs, ENGINE_ERROR, name, line,
@@ -625,8 +638,9 @@ static int split_array(const char *buf, size_t len, size_t i, const char *name,
 					        "empty array element; rest of file skipped");
 					goto out;
 				}
-				r = emit_span(buf + start, i - start, 0,
-				              sline, scol, name, fn, ctx, probs);
+				r = emit_span(buf + start, i - start,
+				              SPAN_ELEMENT, sline, scol, name, fn,
+				              ctx, probs);
 				if (r < 0)
 					goto out;
 				have = 0;
@@ -663,8 +677,9 @@ static int split_lines(const char *buf, size_t len, const char *name,
 		while (s < end && is_blank(buf[s]))
 			s++;
 		if (s < end)
-			r = emit_span(buf + s, end - s, 1, line, s - i + 1,
-			              name, fn, ctx, probs);
+			r = emit_span(buf + s, end - s,
+			              nl ? SPAN_LINE : SPAN_LAST_LINE, line,
+			              s - i + 1, name, fn, ctx, probs);
 		i = end + 1;
 	}
 	return r;

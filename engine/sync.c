@@ -222,6 +222,18 @@ static int config_string(git_repository *repo, const char *key, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+/* Length of the scheme of a URL `scheme://...`, 0 for anything else (a
+ * path may hold "://" too: a scheme is letters, digits, + - .). */
+static size_t url_scheme_len(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	size_t n = sep ? (size_t)(sep - url) : 0;
+
+	return n && strspn(url, "abcdefghijklmnopqrstuvwxyz"
+	                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.") >= n ?
+	               n : 0;
+}
+
 /*
  * A remote URL that can never work is a mistake to fix (exit 1), not a
  * remote to wait for (exit 3, which a cron job retries for ever).
@@ -229,23 +241,21 @@ static int config_string(git_repository *repo, const char *key, char **out)
 static int check_remote_url(sync_ctx *c, const char *name, const char *url)
 {
 	static const char *const schemes[] = { "https", "http", "ssh", "git",
-		                               "file", "ssh+git", "git+ssh" };
-	const char *sep = strstr(url, "://");
-	size_t i;
+		                               "file" };
+	size_t n = url_scheme_len(url), i;
 
 	if (!*url)
 		return fail_msg(c, -EINVAL, "remote \"%s\" has an empty URL",
 		                name);
-	if (!sep)
+	if (!n)
 		return 0;
 	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
-		if (strlen(schemes[i]) == (size_t)(sep - url) &&
-		    strncmp(url, schemes[i], (size_t)(sep - url)) == 0)
+		if (strlen(schemes[i]) == n && strncmp(url, schemes[i], n) == 0)
 			return 0;
 	return fail_msg(c, -EINVAL,
 	                "remote \"%s\": %.*s:// is no protocol sync speaks "
 	                "(https, http, ssh, git, file)",
-	                name, (int)(sep - url), url);
+	                name, (int)n, url);
 }
 
 /* file:// URL or plain path -> the path; NULL for other URLs. */
@@ -274,7 +284,7 @@ static char *local_remote_path(const char *url, const char *workdir)
 		out[j] = '\0';
 		return out;
 	}
-	if (strstr(url, "://"))
+	if (url_scheme_len(url))
 		return NULL;
 	p = strchr(url, ':');
 	if (p && (!strchr(url, '/') || p < strchr(url, '/')))
@@ -545,22 +555,31 @@ static const char *advertised_default(const git_remote_head **heads,
 	return branches == 1 ? only : NULL;
 }
 
-/* What git calls an operation that left the repository mid-way. */
-static const char *repo_state_name(int state)
+/* An operation git left mid-way, and how the user ends it. */
+static const char *repo_state_advice(int state)
 {
 	switch (state) {
 	case GIT_REPOSITORY_STATE_MERGE:
-		return "merge";
+		return "a git merge is in progress: finish it (git commit) or "
+		       "abort it (git merge --abort)";
 	case GIT_REPOSITORY_STATE_REVERT:
 	case GIT_REPOSITORY_STATE_REVERT_SEQUENCE:
-		return "revert";
+		return "a git revert is in progress: finish it (git revert "
+		       "--continue) or abort it (git revert --abort)";
 	case GIT_REPOSITORY_STATE_CHERRYPICK:
 	case GIT_REPOSITORY_STATE_CHERRYPICK_SEQUENCE:
-		return "cherry-pick";
+		return "a git cherry-pick is in progress: finish it (git "
+		       "cherry-pick --continue) or abort it (git cherry-pick "
+		       "--abort)";
 	case GIT_REPOSITORY_STATE_BISECT:
-		return "bisect";
+		return "a git bisect is in progress: end it (git bisect reset)";
+	case GIT_REPOSITORY_STATE_APPLY_MAILBOX:
+	case GIT_REPOSITORY_STATE_APPLY_MAILBOX_OR_REBASE:
+		return "a git am is in progress: finish it (git am --continue) "
+		       "or abort it (git am --abort)";
 	default:
-		return "rebase or am";
+		return "a git rebase is in progress: finish it (git rebase "
+		       "--continue) or abort it (git rebase --abort)";
 	}
 }
 
@@ -596,11 +615,9 @@ static int sync_open(sync_ctx *c)
 	 * cherry-pick's, the revert's source) and commit its resolution
 	 * half-done under our message. */
 	if (git_repository_state(c->repo) != GIT_REPOSITORY_STATE_NONE)
-		return fail_msg(c, -EBUSY,
-		                "a git %s is in progress in %s: finish it (git "
-		                "commit) or abort it first",
-		                repo_state_name(git_repository_state(c->repo)),
-		                o->backing);
+		return fail_msg(c, -EBUSY, "%s: %s first", o->backing,
+		                repo_state_advice(
+		                        git_repository_state(c->repo)));
 	if (git_repository_index(&c->index, c->repo) < 0)
 		return git_fail(c, -EIO, "cannot read the index");
 
@@ -782,6 +799,7 @@ static int file_damaged(sync_ctx *c, const char *path, const char *file,
  */
 static int report_damaged_commit(sync_ctx *c, const char *path)
 {
+	struct stat st;
 	char *full;
 	int r;
 
@@ -790,6 +808,11 @@ static int report_damaged_commit(sync_ctx *c, const char *path)
 		return 0;
 	if (asprintf(&full, "%s%s", git_repository_workdir(c->repo), path) < 0)
 		return -ENOMEM;
+	/* Only a regular file is a host file (and is what was staged). */
+	if (lstat(full, &st) < 0 || !S_ISREG(st.st_mode)) {
+		free(full);
+		return 0;
+	}
 	r = file_damaged(c, path, full, path, 1);
 	free(full);
 	if (r <= 0)
@@ -1235,6 +1258,25 @@ static int dir_has_entries(const char *path)
 	return any;
 }
 
+/* Does `path` hold a repository's objects (bare, or in .git)?  libgit2
+ * says "not found" also for one it refuses to open. */
+static int looks_like_repository(const char *path)
+{
+	char *p = NULL;
+	struct stat st;
+	int r;
+
+	if (asprintf(&p, "%s/objects", path) < 0)
+		return 0;
+	r = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+	free(p);
+	if (!r && asprintf(&p, "%s/.git", path) >= 0) {
+		r = stat(p, &st) == 0;
+		free(p);
+	}
+	return r;
+}
+
 /*
  * Fetch from a local repository by copying the missing objects loose.
  * @return 1 done, 0 use libgit2's fetch instead (long history), -errno
@@ -1248,10 +1290,18 @@ static int fetch_local(sync_ctx *c)
 	size_t n = 0;
 	int r;
 
-	if (git_repository_open_ext(&rr, c->fetch_path,
-	                            GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0) {
-		/* An empty directory may be a drive not mounted yet. */
-		if (dir_has_entries(c->fetch_path))
+	if ((r = git_repository_open_ext(&rr, c->fetch_path,
+	                                 GIT_REPOSITORY_OPEN_NO_SEARCH,
+	                                 NULL)) < 0) {
+		/* A mistake to fix, not a remote to wait for; but an empty
+		 * directory may be a drive not mounted yet. */
+		if (r == GIT_ENOTFOUND && looks_like_repository(c->fetch_path))
+			return fail_msg(c, -EINVAL, "remote %s looks like a git "
+			                "repository but cannot be opened (owned "
+			                "by another user? libgit2 then wants "
+			                "safe.directory to name it, not '*')",
+			                c->fetch_path);
+		if (r == GIT_ENOTFOUND && dir_has_entries(c->fetch_path))
 			return fail_msg(c, -EINVAL, "remote %s is not a git "
 			                "repository", c->fetch_path);
 		return git_fail(c, -EHOSTUNREACH, "remote unreachable");
@@ -1519,7 +1569,8 @@ static int need_desc(sync_ctx *c)
 /*
  * Does `file`, a version of host file `path`, have errors (damaged
  * input)?  When `report`, errors are reported under `label`.
- * @return 1, 0, or -errno
+ * @return 1, or (when not reporting) 2 if it is cut short, as a tool
+ *         that died writing it leaves it; 0, or -errno
  */
 static int file_damaged(sync_ctx *c, const char *path, const char *file,
                         const char *label, int report)
@@ -1540,9 +1591,15 @@ static int file_damaged(sync_ctx *c, const char *path, const char *file,
 		size_t i;
 
 		r = 0;
-		for (i = 0; i < p->count; i++)
-			if (p->items[i].severity == ENGINE_ERROR)
+		for (i = 0; i < p->count; i++) {
+			if (p->items[i].severity != ENGINE_ERROR)
+				continue;
+			/* The scanner's words for input that ends early. */
+			if (strstr(p->items[i].message, "(truncated file?)"))
+				r = 2;
+			else if (!r)
 				r = 1;
+		}
 	}
 	engine_view_unref(v);
 	return r;
@@ -1578,32 +1635,40 @@ static int is_own_host_file(const sync_ctx *c, const char *path)
 }
 
 /*
- * This machine's own host file changed on the remote side too.  One host
- * file has one writer: a second machine writing it is most often one
- * with the same host name (a cloned VM, containers named alike), and
- * then `prepare` on each removes the entries the other added.
+ * This machine's own host file, `ours` here (NULL: none), was changed on
+ * the remote.  One host file has one writer: a second machine writing
+ * it is most often one with the same host name (a cloned VM, containers
+ * named alike), and then `prepare` on each removes the entries the other
+ * added.  Not when ours is damaged: another host repaired it.
  */
-static int warn_second_writer(sync_ctx *c, const char *path)
+static int warn_second_writer(sync_ctx *c, const char *path,
+                              const git_oid *ours)
 {
+	int r;
+
 	if (!is_own_host_file(c, path))
 		return 0;
+	if (ours && (r = blob_damaged(c, path, ours, path, 0)) != 0)
+		return r < 0 ? r : 0;
 	return engine_problems_add(
 	        c->probs, ENGINE_WARNING, path, 0, 0,
-	        "this host's file was changed on %s too: if another machine "
-	        "uses the host name %s (a cloned machine, say), each one's "
-	        "prepare removes the entries the other added; give each "
-	        "machine its own (prepare --host NAME, sync --host NAME)",
+	        "this host's file was changed on %s by another machine: if "
+	        "it uses the host name %s too (a cloned machine, say), each "
+	        "one's prepare removes the entries the other added; give "
+	        "each machine its own (prepare --host NAME, sync --host NAME)",
 	        c->res->upstream, c->host);
 }
 
 /*
  * The CRDT merge of blobs a (and b, unless NULL) of host file `path`, as
- * a new blob.  Their problems are reported when `report`.
+ * a new blob, in a's format (b's when `b_format`: JSON Lines or array,
+ * else the other's).  Their problems are reported when `report`.
  * @return 0 or -errno
  */
 static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
                             const char *alabel, const git_oid *b,
-                            const char *blabel, int report, git_oid *out)
+                            const char *blabel, int b_format, int report,
+                            git_oid *out)
 {
 	engine_view *v = NULL;
 	char *paths[3] = { NULL, NULL, NULL }, *names[3] = { NULL };
@@ -1622,7 +1687,9 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 	if ((r = blob_to_tmp(c, a, names[0], &paths[0])) < 0 ||
 	    (b && (r = blob_to_tmp(c, b, names[1], &paths[1])) < 0))
 		goto out;
-	c->desc->format = engine_merged_format(paths[0], paths[n - 1]);
+	c->desc->format = b_format ?
+	                  engine_merged_format(paths[n - 1], paths[0]) :
+	                  engine_merged_format(paths[0], paths[n - 1]);
 	r = engine_merge_paths(&v, c->desc, (const char *const *)paths, n);
 	if (r < 0) {
 		r = fail_msg(c, r, "cannot merge %s", path);
@@ -1664,30 +1731,35 @@ out:
 }
 
 /*
- * Only they changed host file `path`, and their copy is damaged: what it
- * hides reaches no merge.  *res is the CRDT merge of both copies, which
- * repairs it, when the file is this host's own (another machine damaged
- * it) or when our copy holds some entry version their readable part
- * lacks (a file cut short).  Otherwise their bytes are taken as they
- * are: a repair would only cut the damage and what follows it out of
- * the file, also from its owner's work tree at the owner's next sync,
- * when the owner was just told to fix it there.
+ * Only they changed host file `path`, and their copy is damaged (`cut`:
+ * cut short): what it hides reaches no merge.  *res is the CRDT merge of
+ * both copies, which repairs it, when the file is this host's own
+ * (another machine damaged it), or when it was cut short (a tool died
+ * writing it) and our copy holds some entry version it lost; the merge
+ * is then in the owner's format.  Otherwise their bytes are taken as
+ * they are, their problems reported: damage in the middle is for the
+ * owner to fix, and a repair would cut the damage and what follows it
+ * out of the owner's work tree too at its next sync.
  */
 static int repair_theirs(sync_ctx *c, const char *path, const git_oid *o,
                          const char *olabel, const git_oid *t,
-                         const char *tlabel, git_oid *merged,
+                         const char *tlabel, int cut, git_oid *merged,
                          const git_oid **res)
 {
+	int own = is_own_host_file(c, path), r;
 	git_oid alone;
-	int r;
 
-	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, 1,
+	if (!own && !cut) {
+		*res = t;
+		r = blob_damaged(c, path, t, tlabel, 1);
+		return r < 0 ? r : 0;
+	}
+	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, !own, 1,
 	                          merged)) < 0 ||
-	    (!is_own_host_file(c, path) &&
-	     (r = crdt_merge_blobs(c, path, t, tlabel, NULL, NULL, 0,
-	                           &alone)) < 0))
+	    (!own && (r = crdt_merge_blobs(c, path, t, tlabel, NULL, NULL, 0,
+	                                   0, &alone)) < 0))
 		return r;
-	if (!is_own_host_file(c, path) && git_oid_equal(merged, &alone)) {
+	if (!own && git_oid_equal(merged, &alone)) {
 		*res = t;
 	} else {
 		c->res->crdt_merged++;
@@ -1923,7 +1995,7 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 			res = o;
 		} else if (oid_eq(t, b)) {
 			res = o; /* only we changed it */
-		} else if ((r = warn_second_writer(c, p)) < 0) {
+		} else if ((r = warn_second_writer(c, p, o)) < 0) {
 			goto out;
 		} else if (asprintf(&olabel, "HEAD:%s", p) < 0 ||
 		           asprintf(&tlabel, "%s:%s", c->res->upstream, p) < 0) {
@@ -1936,13 +2008,14 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 				r = blob_damaged(c, p, t, tlabel, 0);
 				if (r > 0)
 					r = repair_theirs(c, p, o, olabel, t,
-					                  tlabel, &merged, &res);
+					                  tlabel, r == 2, &merged,
+					                  &res);
 				if (r < 0)
 					goto out;
 			}
 		} else if (o && t) {
 			/* Both changed it: the CRDT merge. */
-			r = crdt_merge_blobs(c, p, o, olabel, t, tlabel, 1,
+			r = crdt_merge_blobs(c, p, o, olabel, t, tlabel, 0, 1,
 			                     &merged);
 			if (r < 0)
 				goto out;
@@ -2121,6 +2194,7 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 {
 	in_the_way way = { "", 0 };
 	git_checkout_options co;
+	git_diff_options dopts;
 	const char *wd = git_repository_workdir(c->repo);
 	git_diff *diff = NULL;
 	char **others = NULL;
@@ -2128,7 +2202,10 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 	int r = 0, dirfd_ = -1;
 
 	git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
-	if (git_diff_tree_to_tree(&diff, c->repo, from, to, NULL) < 0)
+	git_diff_options_init(&dopts, GIT_DIFF_OPTIONS_VERSION);
+	/* A symlink that becomes a file is one change, not two. */
+	dopts.flags |= GIT_DIFF_INCLUDE_TYPECHANGE;
+	if (git_diff_tree_to_tree(&diff, c->repo, from, to, &dopts) < 0)
 		return git_fail(c, -EIO, "cannot diff trees");
 	n = git_diff_num_deltas(diff);
 	others = calloc(n + 1, sizeof(*others));
@@ -2149,7 +2226,9 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		struct stat lst;
 		int ok;
 
-		if (!is_managed(p) ||
+		/* A symlink named like a host file, before or after, is
+		 * no host file: git checks it out. */
+		if (!is_managed(p) || d->old_file.mode == GIT_FILEMODE_LINK ||
 		    (d->new_file.mode &&
 		     d->new_file.mode != GIT_FILEMODE_BLOB &&
 		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE)) {
@@ -2160,19 +2239,18 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 			r = -ENOMEM;
 			goto out;
 		}
-		if (d->new_file.mode && lstat(full, &lst) == 0 &&
-		    !S_ISREG(lst.st_mode) &&
-		    !(S_ISLNK(lst.st_mode) &&
-		      d->old_file.mode == GIT_FILEMODE_LINK)) {
+		if (lstat(full, &lst) == 0 && !S_ISREG(lst.st_mode)) {
 			/* Never replaced, never read (nor followed): a
 			 * symlink, even dangling, or a directory. */
 			r = fail_msg(c, -EBUSY,
 			             "cannot update the work tree: %s is in the "
-			             "way (a %s where the remote has a host "
-			             "file); move it away",
+			             "way (a %s where %s); move it away",
 			             p, S_ISLNK(lst.st_mode) ? "symlink" :
 			                S_ISDIR(lst.st_mode) ? "directory" :
-			                                       "special file");
+			                                       "special file",
+			             d->new_file.mode ?
+			                     "the remote has a host file" :
+			                     "the remote deletes a host file");
 			free(full);
 			goto out;
 		}
@@ -2285,6 +2363,20 @@ static int move_branch(sync_ctx *c, const git_oid *old, const git_oid *id,
 	return 0;
 }
 
+/* warn_second_writer() if a fast-forward from `from` to `to` changes
+ * this host's own file. */
+static int warn_second_writer_ff(sync_ctx *c, const git_tree *from,
+                                 const git_tree *to)
+{
+	char own[300];
+	const git_oid *o, *t;
+
+	snprintf(own, sizeof(own), "memory-%s.json", c->host);
+	o = tree_blob(from, own);
+	t = tree_blob(to, own);
+	return t && !oid_eq(o, t) ? warn_second_writer(c, own, o) : 0;
+}
+
 static int integrate(sync_ctx *c)
 {
 	git_commit *ours = NULL, *theirs = NULL;
@@ -2338,7 +2430,8 @@ static int integrate(sync_ctx *c)
 	if ((r = incoming_damaged(c, ot, nt, ff)) < 0)
 		goto out;
 	if (ff && r == 0) {
-		if ((r = update_worktree(c, ot, nt)) < 0 ||
+		if ((r = warn_second_writer_ff(c, ot, nt)) < 0 ||
+		    (r = update_worktree(c, ot, nt)) < 0 ||
 		    (r = move_branch(c, oid_ours, &c->remote_oid,
 		                     "crdtfs sync: fast-forward")) < 0)
 			goto out;
@@ -2360,6 +2453,16 @@ static int integrate(sync_ctx *c)
 			goto out;
 		}
 		git_commit_free(mc);
+	}
+	/* A damaged host file taken as it is: their tree, so their commit
+	 * (a merge commit would only be one more for every host to push). */
+	if (ff && git_oid_equal(git_tree_id(nt), git_commit_tree_id(theirs))) {
+		if ((r = update_worktree(c, ot, nt)) < 0 ||
+		    (r = move_branch(c, oid_ours, &c->remote_oid,
+		                     "crdtfs sync: fast-forward")) < 0)
+			goto out;
+		c->res->fast_forward = 1;
+		goto out;
 	}
 	if ((r = update_worktree(c, ot, nt)) < 0 ||
 	    (r = move_branch(c, oid_ours, &newid, "crdtfs sync: merge")) < 0)

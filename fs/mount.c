@@ -241,16 +241,16 @@ static int fs_loop(struct fuse_session *se, const struct fuse_cmdline_opts *co)
 	return -1;
 }
 
-/* Would a mount on `mountpoint` hide the path `abs` (absolute, real)? */
-/* Does directory `dir` hold a .git (a directory, or a worktree's file)? */
+/* Does directory `dir` hold a .git (a directory, or a worktree's file;
+ * through a symlink too, as libgit2 follows one)? */
 static int has_git_dir(const char *dir)
 {
 	char path[PATH_MAX];
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/.git", dir);
-	return lstat(path, &st) == 0 && (S_ISDIR(st.st_mode) ||
-	                                 S_ISREG(st.st_mode));
+	return stat(path, &st) == 0 && (S_ISDIR(st.st_mode) ||
+	                                S_ISREG(st.st_mode));
 }
 
 /* Remember where the mountpoint is (see fs_ctx.mnt_parent). */
@@ -279,6 +279,7 @@ static int note_mountpoint(struct fs_ctx *ctx, const char *mountpoint)
 	return r;
 }
 
+/* Would a mount on `mountpoint` hide the path `abs` (absolute, real)? */
 static int mount_hides(const char *mountpoint, const char *abs)
 {
 	char *mp = realpath(mountpoint, NULL);

@@ -195,12 +195,6 @@ static struct fs_target *fs_set_find(struct fs_target **set, size_t n,
 	return NULL;
 }
 
-/*
- * Read every descriptor of the backing root and build the new target set.
- * Targets whose descriptor file did not change are kept (with their merge
- * and generations).  Invalid descriptors become problems.  Called with
- * fs_reload_lock held, so ctx->targets only changes here.
- */
 /* An error that passes: out of descriptors or memory for a moment. */
 static int fs_transient(int r)
 {
@@ -208,6 +202,14 @@ static int fs_transient(int r)
 	       r == -EINTR;
 }
 
+/*
+ * Read every descriptor of the backing root and build the new target set.
+ * Targets whose descriptor file did not change are kept (with their merge
+ * and generations).  Invalid descriptors become problems; one
+ * that cannot be read for want of resources keeps its old target, and the
+ * set is built again at the next request that needs it.  Called with
+ * fs_reload_lock held, so ctx->targets only changes here.
+ */
 static void fs_targets_reload(struct fs_ctx *ctx)
 {
 	struct fs_target **set = NULL, **old, *t, *dup;

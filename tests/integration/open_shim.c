@@ -15,6 +15,9 @@
  * fails with errno $SHIM_ERRNO when that is set.
  * With $SHIM_ON=pthread_create, every pthread_create(3) fails with EAGAIN
  * instead, as when the user's process limit is reached.
+ * With $SHIM_ON=openat, every openat(2) of a name ending in $SHIM_MATCH
+ * fails with errno $SHIM_ERRNO while the file $SHIM_WHILE exists (a
+ * moment out of descriptors, for one file only).
  *
  * Why: some races need a writer or another process to act in a window of
  * microseconds (between libgit2's check of a ref and its lock, between a
@@ -37,6 +40,7 @@
 #include <unistd.h>
 
 typedef int (*open_fn)(const char *, int, ...);
+typedef int (*open_fn_at)(int, const char *, int, ...);
 typedef int (*rename_fn)(const char *, const char *);
 typedef int (*renameat2_fn)(int, const char *, int, const char *, unsigned);
 typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
@@ -188,6 +192,32 @@ int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 	if (hooked("pthread_create"))
 		return EAGAIN;
 	return real(thread, attr, start, arg);
+}
+
+/* With 64-bit file offsets every openat() is a call to openat64(). */
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+	open_fn_at real = (open_fn_at)dlsym(RTLD_NEXT, "openat64");
+	const char *fail = getenv("SHIM_ERRNO"), *match = getenv("SHIM_MATCH");
+	const char *flag = getenv("SHIM_WHILE");
+	mode_t mode = 0;
+	va_list ap;
+	size_t n, m;
+
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	n = strlen(path);
+	m = match ? strlen(match) : 0;
+	if (hooked("openat") && fail && match && n >= m &&
+	    strcmp(path + n - m, match) == 0 &&
+	    (!flag || access(flag, F_OK) == 0)) {
+		errno = atoi(fail);
+		return -1;
+	}
+	return real(dirfd, path, flags, mode);
 }
 
 int fstatvfs64(int fd, struct statvfs64 *buf)

@@ -525,7 +525,7 @@ def test_prepare_bad_source_entries_reported(tmp_path):
         assert G.crdtfs("prepare", "--host", bad, src, back).returncode == 2
 
 
-@pytest.mark.parametrize("kind", ["jsonl", "array"])
+@pytest.mark.parametrize("kind", ["jsonl", "array", "jsonl-ends"])
 def test_prepare_reports_bad_entries_where_check_does(tmp_path, kind):
     """prepare took its messages from jansson, which points at the end of
     what it read (the opening quote of a string with a bad byte, the
@@ -537,6 +537,9 @@ def test_prepare_reports_bad_entries_where_check_does(tmp_path, kind):
            b'{"n":tru}', b'{"n":"caf\xc3\xa9", x}', b'{"n":"\\u12"}']
     if kind == "jsonl":  # a pretty-printed object is not JSON Lines
         data = b"\n".join([ok] + bad + [b'{\n  "n": 1\n}']) + b"\n"
+    elif kind == "jsonl-ends":  # blanks, CR, and no LF at the very end
+        bad = [b'{"a":1   ', b'{"a":1\r', b'{"a":"x\r', b'{"a":"x']
+        data = b"\n".join([ok] + bad)
     else:  # only entry-level errors: a grammar error stops the merge
         data = (b"[\n" + b",\n".join([ok] + [b"  " + x for x in bad[:3]]) +
                 b"\n]\n")
@@ -552,7 +555,10 @@ def test_prepare_reports_bad_entries_where_check_does(tmp_path, kind):
             if ": error: " in l]
     said = [l.split("memory-m.json:", 1)[1] for l in c.stdout.splitlines()
             if ": error: " in l]
-    assert len(prep) == (len(bad) + 3 if kind == "jsonl" else 3)
+    # (a CR ending a string: a control character, then the end of the
+    # line inside the string, as the merge says)
+    assert len(prep) == {"jsonl": len(bad) + 3, "array": 3,
+                         "jsonl-ends": len(bad) + 1}[kind]
     assert prep == said
 
 
@@ -691,9 +697,29 @@ def test_sync_warns_when_another_machine_writes_this_hosts_file(tmp_path):
     assert "host name" not in p.stderr
     p = G.ok(G.crdtfs("sync", "--host", "vm", h2))
     assert ("crdtfs sync: memory-vm.json: warning: this host's file was "
-            "changed on origin/main too: if another machine uses the host "
-            "name vm") in p.stderr, p.stderr
+            "changed on origin/main by another machine: if it uses the "
+            "host name vm too") in p.stderr, p.stderr
     assert "prepare --host NAME" in p.stderr
+    # Each prepares again: the other's entry is gone from its source, so
+    # from the file.  The fast-forward that brings this says so too.
+    G.ok(G.crdtfs("sync", "--host", "vm", h1))
+    for i, h in enumerate((h1, h2)):
+        G.ok(G.crdtfs("prepare", "--host", "vm",
+                      tmp_path / ("src%d.jsonl" % i), h,
+                      now=now_at(10 + i)))
+        if i == 0:
+            G.ok(G.crdtfs("sync", "--host", "vm", h1))
+    p = G.ok(G.crdtfs("sync", "--host", "vm", h2))
+    assert "changed on origin/main by another machine" in p.stderr
+    # A host that only fast-forwards to another's change of its file.
+    G.ok(G.crdtfs("sync", "--host", "vm", h2))
+    G.write_jsonl(tmp_path / "src0.jsonl", entity("from-0", ["y"]))
+    G.ok(G.crdtfs("prepare", "--host", "vm", tmp_path / "src0.jsonl", h1,
+                  now=now_at(20)))
+    G.ok(G.crdtfs("sync", "--host", "vm", h1))
+    p = G.ok(G.crdtfs("sync", "--host", "vm", h2))
+    assert "fast-forwarded" in p.stdout
+    assert "changed on origin/main by another machine" in p.stderr
 
 
 def test_sync_merge_keeps_a_json_lines_host_file_in_lines(tmp_path):
@@ -813,6 +839,42 @@ def _text_file_changed_upstream(tmp_path, name):
     return bare, h1, h2
 
 
+def test_sync_with_symlinks_named_like_host_files(tmp_path):
+    """A committed symlink memory-l.json that the remote turns into a
+    host file is git's to check out (the diff saw a deletion and an
+    addition, and the addition found the symlink in its way); a symlink
+    put in place of a host file the remote deletes is named as in the
+    way (the sync read through it, retried eight times and said the file
+    changed during the sync)."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    (h1 / "memory-h1.json").write_text(_line("a", "h1", 1))
+    (h1 / "target.json").write_text("[]\n")
+    os.symlink("target.json", h1 / "memory-l.json")
+    G.git("add", "target.json", "memory-l.json", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    assert os.path.islink(h2 / "memory-l.json")
+    os.unlink(h1 / "memory-l.json")
+    (h1 / "memory-l.json").write_text(_line("l", "l", 2))
+    G.ok(G.crdtfs("sync", h1))
+    p = G.ok(G.crdtfs("sync", h2))
+    assert p.stderr == "", p.stderr
+    assert not os.path.islink(h2 / "memory-l.json")
+    assert G.git("status", "--porcelain", cwd=h2).stdout == ""
+
+    (tmp_path / "elsewhere.json").write_text("[]\n")
+    os.unlink(h2 / "memory-h1.json")
+    os.symlink(tmp_path / "elsewhere.json", h2 / "memory-h1.json")
+    G.git("rm", "-q", "memory-h1.json", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    p = G.crdtfs("sync", h2)
+    assert p.returncode == 1
+    assert p.stderr == ("crdtfs sync: cannot update the work tree: "
+                        "memory-h1.json is in the way (a symlink where the "
+                        "remote deletes a host file); move it away\n")
+
+
 def test_sync_refuses_a_merge_in_progress_and_intent_to_add(tmp_path):
     """During a user's `git merge` (conflict resolved, not committed) a
     sync committed the resolution with one parent under its own message
@@ -828,8 +890,8 @@ def test_sync_refuses_a_merge_in_progress_and_intent_to_add(tmp_path):
     head = G.git("rev-parse", "HEAD", cwd=h2).stdout
     p = G.crdtfs("sync", h2)
     assert p.returncode == 1
-    assert ("a git merge is in progress in %s: finish it (git commit) or "
-            "abort it first" % h2) in p.stderr, p.stderr
+    assert ("%s: a git merge is in progress: finish it (git commit) or "
+            "abort it (git merge --abort) first" % h2) in p.stderr, p.stderr
     assert G.git("rev-parse", "HEAD", cwd=h2).stdout == head
     assert (h2 / ".git" / "MERGE_HEAD").exists()
     G.git("commit", "-q", "--no-edit", cwd=h2)
@@ -946,6 +1008,11 @@ def test_sync_says_when_it_commits_a_damaged_host_file(tmp_path):
 @pytest.mark.parametrize("url,rc,said", [
     ("DIR/notrepo", 1, "remote DIR/notrepo is not a git repository"),
     ("DIR/empty", 3, "remote unreachable"),  # a drive not mounted yet?
+    # what libgit2 will not open, as one another user owns (it says "not
+    # found" with a message about safe.directory)
+    ("DIR/nohead.git", 1, "remote DIR/nohead.git looks like a git "
+                          "repository but cannot be opened"),
+    ("git+ssh://host/x", 1, "git+ssh:// is no protocol sync speaks"),
     ("foo://x/y", 1, 'remote "origin": foo:// is no protocol sync speaks '
                      "(https, http, ssh, git, file)"),
     ("", 1, 'remote "origin" has an empty URL'),
@@ -959,6 +1026,8 @@ def test_sync_tells_a_wrong_remote_from_an_unreachable_one(tmp_path, url, rc,
     (tmp_path / "notrepo").mkdir()
     (tmp_path / "notrepo" / "file").write_text("x\n")
     (tmp_path / "empty").mkdir()
+    G.git("init", "-q", "--bare", str(tmp_path / "nohead.git"))
+    os.unlink(tmp_path / "nohead.git" / "HEAD")
     h = tmp_path / "h"
     G.git("init", "-q", "-b", "main", str(h))
     G.git("remote", "add", "origin", url.replace("DIR", str(tmp_path)),
@@ -1131,34 +1200,48 @@ def test_sync_corrupted_host_file_from_remote(tmp_path):
     assert G.ok(G.crdtfs("merge", "--strict", h1)).returncode == 0
 
 
-def test_sync_leaves_a_damaged_host_file_to_its_owner_to_fix(tmp_path):
-    """The owner commits its host file with a stray comma in the middle
-    and is told to fix it.  Another host's sync "repaired" it to its
-    readable part, and the owner's next sync took that: the entries after
-    the damage were gone from the file it was told to fix.  When our copy
-    adds nothing, their bytes are now taken as they are."""
+@pytest.mark.parametrize("how", ["appended", "mid-file", "json lines"])
+def test_sync_leaves_a_damaged_host_file_to_its_owner_to_fix(tmp_path, how):
+    """The owner commits its host file with a stray comma in it and is
+    told to fix it.  Another host's sync "repaired" it to its readable
+    part (in its own format: JSON Lines became an array), and the owner's
+    next sync took that: what followed the damage was gone from the file
+    it was told to fix.  Damage that is not a file cut short is now taken
+    as it is, by a fast-forward (no merge commit every host pushes)."""
     bare, hosts = _two_hosts(tmp_path)
     h1, h2 = (pathlib.Path(h) for h in hosts)
     lines = [_line("a%d" % i, "h1", i, end="") for i in range(1, 5)]
-    (h1 / "memory-h1.json").write_text("[%s,\n%s]\n" % tuple(lines[:2]))
+    if how == "json lines":
+        first = "%s\n%s\n%s\n" % tuple(lines[:3])
+        damaged = "%s\n%s\n{\"broken\": \n%s\n" % tuple(lines[:3])
+        fixed = first
+    else:
+        # mid-file: our copy holds a3, which follows the damage
+        n = 3 if how == "mid-file" else 2
+        first = "[" + ",\n".join(lines[:n]) + "]\n"
+        damaged = "[%s,\n%s,,\n%s,\n%s]\n" % tuple(lines)
+        fixed = "[" + ",\n".join(lines) + "]\n"
+    (h1 / "memory-h1.json").write_text(first)
     G.ok(G.crdtfs("sync", h1))
     G.ok(G.crdtfs("sync", h2))
-    damaged = "[%s,\n%s,,\n%s,\n%s]\n" % tuple(lines)
     (h1 / "memory-h1.json").write_text(damaged)
     p = G.ok(G.crdtfs("sync", h1))
     assert "committed with the errors above" in p.stderr
     p = G.ok(G.crdtfs("sync", h2))
-    assert "origin/main:memory-h1.json:2:" in p.stderr  # said there too
+    assert "origin/main:memory-h1.json:" in p.stderr  # said there too
+    assert "fast-forwarded" in p.stdout
     assert (h2 / "memory-h1.json").read_text() == damaged
+    assert G.git("rev-parse", "HEAD", cwd=h2).stdout == \
+        G.git("rev-parse", "HEAD", cwd=h1).stdout
     G.ok(G.crdtfs("sync", h1))
     assert (h1 / "memory-h1.json").read_text() == damaged
     # Fixed by its owner, it reaches everyone.
-    (h1 / "memory-h1.json").write_text("[%s,\n%s,\n%s,\n%s]\n" %
-                                       tuple(lines))
+    (h1 / "memory-h1.json").write_text(fixed)
     G.ok(G.crdtfs("sync", h1))
     G.ok(G.crdtfs("sync", h2))
     got = G.ok(G.crdtfs("merge", "--strict", h2)).stdout
-    assert [e["v"] for e in json.loads(got)] == ["a1", "a2", "a3", "a4"]
+    want = ["a1", "a2", "a3"] + ([] if how == "json lines" else ["a4"])
+    assert [e["v"] for e in json.loads(got)] == want
 
 
 def test_concurrent_pushes_lose_nothing(tmp_path):

@@ -406,6 +406,42 @@ def test_exchanged_directories_keep_their_files_paths(tmp_path, mount):
     m.stop()
 
 
+def test_a_descriptor_that_cannot_be_opened_for_want_of_fds_comes_back(
+        tmp_path, mount, open_shim):
+    """The listing of the root worked, but the descriptor's own open
+    failed with EMFILE, which desc_load reported as EIO: its target was
+    dropped (ENOENT) and stayed so after the fds were free again."""
+    b = tmp_path / "b"
+    b.mkdir()
+    write_file(str(b / "notes.json.merge.json"),
+               b'{"target": "notes.json", "sources": ["notes-*.json"]}')
+    write_file(str(b / "notes-a.json"), util.dumps_jsonl(
+        [util.entry("x", util.ts(1), host="a")]))
+    flag = tmp_path / "out-of-fds"
+    env = open_shim("notes.json.merge.json", on="openat",
+                    errno=errno.EMFILE, **{"while": str(flag)})
+    d = mount(str(b), env=env)
+    notes = os.path.join(d.mnt, "notes.json")
+    old = read(notes)
+    assert old.startswith(b"[\n")
+    flag.touch()
+    # Edited to JSON Lines while it cannot be opened: the old target is
+    # served meanwhile (it was dropped: ENOENT).
+    write_file(str(b / "notes.json.merge.json"),
+               b'{"target": "notes.json", "sources": ["notes-*.json"], '
+               b'"format": "jsonl"}')
+    assert read(notes) == old
+    assert util.read_status(d.mnt)["descriptor_problems"] == []
+    flag.unlink()
+    # Loaded again at a later request, with nothing else changed.
+    deadline = time.monotonic() + 10
+    while read(notes) == old:
+        assert time.monotonic() < deadline, "the set was not loaded again"
+        time.sleep(0.05)
+    assert read(notes) == old[2:-3] + b"\n"  # one line, no brackets
+    d.stop()
+
+
 def test_modes_follow_the_callers_umask(backing, mount, tmp_path):
     """The kernel applies the caller's umask; the daemon's own (022) must
     not apply again: with umask 002, 0664 files and 0775 directories, as
