@@ -503,12 +503,13 @@ static int parse_order_item(desc_order *o, json_t *e, size_t i,
 		o->type = DESC_ORDER_INTEGER;
 	else if (type && strcmp(type, "string") == 0)
 		o->type = DESC_ORDER_STRING;
-	else if (type && strlen(type) <= 40 && !strpbrk(type, "\"\\\n"))
+	else if (type) {
+		quote(q, sizeof(q), type, strlen(type));
 		return fail(err, origin,
 		            "field \"%s\": must be \"timestamp\", \"integer\" "
-		            "or \"string\" (not \"%s\")",
-		            field, type);
-	else
+		            "or \"string\" (not %s)",
+		            field, q);
+	} else
 		return fail(
 		        err, origin,
 		        "field \"%s\": must be \"timestamp\", \"integer\" or \"string\"",

@@ -101,8 +101,9 @@ int engine__problems_add_more(engine_problems *p, engine_severity severity,
 {
 	char *message = NULL;
 
-	if (asprintf(&message, "... and %zu more %s in this file", more,
-		     what) < 0)
+	/* `what` is a plural ending in "s": "problems", "warnings". */
+	if (asprintf(&message, "... and %zu more %.*s in this file", more,
+		     (int)strlen(what) - (more == 1), what) < 0)
 		message = NULL;
 	return problems_push(p, severity, strdup(file ? file : "?"), 0, 0,
 			     message, more);

@@ -294,18 +294,21 @@ static void warn_no_key(load_ctx *c, const engine__entry *e,
 {
 	const desc_descriptor *d = c->desc;
 	unsigned long line = e->line, column = e->column;
-	char names[256];
-	size_t i, at = 0;
+	size_t i, size = 1, at = 0;
+	char *names;
 
-	names[0] = '\0';
 	for (i = d->nkeys; i-- > 0;) {
 		if (e->values[i].kind != ENGINE__VAL_ABSENT) {
 			line = e->values[i].line;
 			column = e->values[i].column;
 		}
+		size += strlen(d->keys[i].text) + 4;
 	}
-	for (i = 0; i < d->nkeys && at < sizeof(names); i++)
-		at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s",
+	if (!(names = malloc(size)))
+		return;
+	names[0] = '\0';
+	for (i = 0; i < d->nkeys; i++)
+		at += (size_t)snprintf(names + at, size - at, "%s%s",
 				       i == 0 ? "" :
 				       i + 1 == d->nkeys ? " or " : ", ",
 				       d->keys[i].text);
@@ -313,6 +316,7 @@ static void warn_no_key(load_ctx *c, const engine__entry *e,
 				  c->src->name, line, column,
 				  "entry has no usable %s: keyed by its content "
 				  "as %s", names, blobkey);
+	free(names);
 }
 
 static int on_entry(void *ctx, const engine__entry *e)

@@ -409,6 +409,11 @@ case("many-problems",
      {"memory-a.json": b"[" + b",".join([b"1"] * 30 + [_ok1]) + b"]"},
      out(_ok1),
      readme="30 bad elements: at most 20 are listed, then a count")
+case("one-more-problem",
+     {"memory-a.json": b"[" + b",".join([b"1"] * 21 + [_ok1]) + b"]"},
+     out(_ok1),
+     stderr=["memory-a.json: error: ... and 1 more problem in this file"],
+     readme="21 bad elements: 20 listed, then one more, in the singular")
 
 # ---- generated inputs -----------------------------------------------------
 _deep_ok = [('{"id":"ok%d","_crdt_metadata":{"unique_id":"ok%d",'

@@ -321,6 +321,9 @@ static void test_desc__rejections(void)
 		    "{\"path\":\"c\",\"type\":\"float\"}]"),
 		  "field \"order[2].type\": must be \"timestamp\", \"integer\" "
 		  "or \"string\" (not \"float\")" },
+		{ T(",\"order\":[{\"path\":\"c\",\"type\":\"x\\u001b[31m\"}]"),
+		  "field \"order[0].type\": must be \"timestamp\", \"integer\" "
+		  "or \"string\" (not \"x\\x1b[31m\")" },
 		{ T(",\"order\":[{\"path\":\"c\",\"type\":3}]"),
 		  "field \"order[0].type\": must be \"timestamp\", \"integer\" "
 		  "or \"string\"" },
