@@ -1635,14 +1635,15 @@ static int is_own_host_file(const sync_ctx *c, const char *path)
 }
 
 /*
- * This machine's own host file, `ours` here (NULL: none), was changed on
- * the remote.  One host file has one writer: a second machine writing
- * it is most often one with the same host name (a cloned VM, containers
- * named alike), and then `prepare` on each removes the entries the other
- * added.  Not when ours is damaged: another host repaired it.
+ * This machine's own host file, `ours` here and `base` at the merge base
+ * (NULL: none), was changed on the remote.  One host file has one
+ * writer: a second machine writing it is most often one with the same
+ * host name (a cloned VM, containers named alike), and then `prepare` on
+ * each removes the entries the other added.  Not when ours or the base
+ * is damaged: another host repaired it.
  */
 static int warn_second_writer(sync_ctx *c, const char *path,
-                              const git_oid *ours)
+                              const git_oid *ours, const git_oid *base)
 {
 	int r;
 
@@ -1650,12 +1651,16 @@ static int warn_second_writer(sync_ctx *c, const char *path,
 		return 0;
 	if (ours && (r = blob_damaged(c, path, ours, path, 0)) != 0)
 		return r < 0 ? r : 0;
+	if (base && !(ours && git_oid_equal(base, ours)) &&
+	    (r = blob_damaged(c, path, base, path, 0)) != 0)
+		return r < 0 ? r : 0;
 	return engine_problems_add(
 	        c->probs, ENGINE_WARNING, path, 0, 0,
 	        "this host's file was changed on %s by another machine: if "
 	        "it uses the host name %s too (a cloned machine, say), each "
 	        "one's prepare removes the entries the other added; give "
-	        "each machine its own (prepare --host NAME, sync --host NAME)",
+	        "each machine its own (prepare --host NAME, and sync --host "
+	        "NAME or a mount's -o host=NAME)",
 	        c->res->upstream, c->host);
 }
 
@@ -1790,6 +1795,14 @@ static const git_oid *tree_blob(const git_tree *t, const char *name)
 	if (!e || !host_file_entry(e))
 		return NULL;
 	return git_tree_entry_id(e);
+}
+
+/* Does tree t hold `name` as something other than a host file? */
+static int holds_other(const git_tree *t, const char *name)
+{
+	const git_tree_entry *e = t ? git_tree_entry_byname(t, name) : NULL;
+
+	return e && !host_file_entry(e);
 }
 
 static int oid_eq(const git_oid *a, const git_oid *b)
@@ -1991,11 +2004,14 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 		const git_oid *b = tree_blob(bt, p), *res = NULL;
 		git_oid merged;
 
+		/* A symlink on either side: no host file, git's to merge. */
+		if (holds_other(ot, p) || holds_other(tt, p))
+			continue;
 		if (oid_eq(o, t)) {
 			res = o;
 		} else if (oid_eq(t, b)) {
 			res = o; /* only we changed it */
-		} else if ((r = warn_second_writer(c, p, o)) < 0) {
+		} else if ((r = warn_second_writer(c, p, o, b)) < 0) {
 			goto out;
 		} else if (asprintf(&olabel, "HEAD:%s", p) < 0 ||
 		           asprintf(&tlabel, "%s:%s", c->res->upstream, p) < 0) {
@@ -2184,6 +2200,19 @@ static int first_conflict(git_checkout_notify_t why, const char *path,
 }
 
 /*
+ * Is a change of the work tree ours to make (a host file's or a
+ * descriptor's, replaced by rename), or git's checkout's?  A symlink
+ * named like a host file, before or after, is no host file.
+ */
+static int delta_is_ours(const git_diff_delta *d)
+{
+	return is_managed(d->new_file.path) &&
+	       d->old_file.mode != GIT_FILEMODE_LINK &&
+	       (!d->new_file.mode || d->new_file.mode == GIT_FILEMODE_BLOB ||
+	        d->new_file.mode == GIT_FILEMODE_BLOB_EXECUTABLE);
+}
+
+/*
  * Bring the work tree and index from tree `from` (NULL: empty) to `to`.
  * Host files and descriptors are replaced by rename if they still hold the
  * bytes of `from` (checked before anything changes, and again on the file
@@ -2226,12 +2255,7 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		struct stat lst;
 		int ok;
 
-		/* A symlink named like a host file, before or after, is
-		 * no host file: git checks it out. */
-		if (!is_managed(p) || d->old_file.mode == GIT_FILEMODE_LINK ||
-		    (d->new_file.mode &&
-		     d->new_file.mode != GIT_FILEMODE_BLOB &&
-		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE)) {
+		if (!delta_is_ours(d)) {
 			others[nothers++] = (char *)p;
 			continue;
 		}
@@ -2303,10 +2327,7 @@ static int update_worktree(sync_ctx *c, git_tree *from, git_tree *to)
 		const char *p = d->new_file.path;
 		struct stat st;
 
-		if (!is_managed(p) ||
-		    (d->new_file.mode &&
-		     d->new_file.mode != GIT_FILEMODE_BLOB &&
-		     d->new_file.mode != GIT_FILEMODE_BLOB_EXECUTABLE))
+		if (!delta_is_ours(d))
 			continue;
 		c->res->pulled = 1;
 		if ((r = update_file(c, p,
@@ -2374,7 +2395,7 @@ static int warn_second_writer_ff(sync_ctx *c, const git_tree *from,
 	snprintf(own, sizeof(own), "memory-%s.json", c->host);
 	o = tree_blob(from, own);
 	t = tree_blob(to, own);
-	return t && !oid_eq(o, t) ? warn_second_writer(c, own, o) : 0;
+	return t && !oid_eq(o, t) ? warn_second_writer(c, own, o, o) : 0;
 }
 
 static int integrate(sync_ctx *c)

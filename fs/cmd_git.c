@@ -372,6 +372,7 @@ struct fs_syncer {
 	pthread_cond_t cond; /* signalled on poke and stop */
 	char *backing;       /* owned */
 	char *remote;        /* owned, or NULL */
+	char *host;          /* owned, or NULL: the hostname */
 	unsigned seconds;
 	void (*changed)(void *ctx);
 	void *ctx;
@@ -471,6 +472,7 @@ static void syncer_run_once(fs_syncer *s)
 	memset(&o, 0, sizeof(o));
 	o.backing = s->backing;
 	o.remote = s->remote;
+	o.host = s->host;
 	o.cancelled = syncer_cancelled;
 	o.cancel_ctx = s;
 	engine_problems_init(&probs);
@@ -534,7 +536,8 @@ static void *syncer_main(void *arg)
 }
 
 int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
-                    const char *remote, void (*changed)(void *ctx), void *ctx)
+                    const char *remote, const char *host,
+                    void (*changed)(void *ctx), void *ctx)
 {
 	pthread_condattr_t ca;
 	fs_syncer *s;
@@ -553,7 +556,8 @@ int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 	}
 	s->backing = strdup(backing);
 	s->remote = remote ? strdup(remote) : NULL;
-	if (!s->backing || (remote && !s->remote)) {
+	s->host = host ? strdup(host) : NULL;
+	if (!s->backing || (remote && !s->remote) || (host && !s->host)) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -578,6 +582,7 @@ int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
 fail:
 	free(s->backing);
 	free(s->remote);
+	free(s->host);
 	free(s);
 	return r;
 }
@@ -617,5 +622,6 @@ void fs_syncer_stop(fs_syncer *s)
 	engine_problems_dispose(&s->last.problems);
 	free(s->backing);
 	free(s->remote);
+	free(s->host);
 	free(s);
 }

@@ -43,12 +43,15 @@ typedef struct fs_syncer fs_syncer;
 
 /**
  * Start syncing `backing` every `seconds` seconds and soon after writes.
+ * @param remote the remote (NULL: the branch's own)
+ * @param host this machine's host name (NULL: the hostname)
  * @param changed called from the sync thread after a pull changed files in
  *        the backing directory (may be NULL)
  * @return 0 or -errno (-ELIBACC: the git module cannot be loaded)
  */
 int fs_syncer_start(fs_syncer **out, const char *backing, unsigned seconds,
-		    const char *remote, void (*changed)(void *ctx), void *ctx);
+		    const char *remote, const char *host,
+		    void (*changed)(void *ctx), void *ctx);
 /** A host file was written through the mount: sync soon (coalesced). */
 void fs_syncer_poke(fs_syncer *s);
 /** Stop and join the thread, cancelling a sync in progress; later pokes

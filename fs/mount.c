@@ -48,6 +48,7 @@ enum {
 static const struct fuse_opt fs_opt_spec[] = {
 	{ "sync=%u", offsetof(struct fs_opts, sync), 0 },
 	{ "remote=%s", offsetof(struct fs_opts, remote), 0 },
+	{ "host=%s", offsetof(struct fs_opts, host), 0 },
 	{ "xattr", offsetof(struct fs_opts, xattr), 1 },
 	FUSE_OPT_KEY("fsname=", FS_KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", FS_KEY_SUBTYPE),
@@ -68,6 +69,8 @@ static const char fs_usage[] =
         "crdtfs options:\n"
         "    -o sync=SECONDS        commit and sync BACKING with git\n"
         "    -o remote=NAME         git remote to sync with (default origin)\n"
+        "    -o host=NAME           this machine's host name for the sync, as\n"
+        "                           prepare --host (default: the hostname)\n"
         "    -o fsname=NAME         default: the absolute BACKING path\n"
         "    -o allow_other         implies -o default_permissions\n"
         "    -o xattr               pass extended attributes through (each\n"
@@ -389,8 +392,9 @@ int fs_mount_main(int argc, char **argv)
 		status = FS_EXIT_USAGE;
 		goto out;
 	}
-	if (o.remote && !*o.remote) {
-		fputs("crdtfs: -o remote=NAME: the name is empty\n", stderr);
+	if ((o.remote && !*o.remote) || (o.host && !*o.host)) {
+		fprintf(stderr, "crdtfs: -o %s=NAME: the name is empty\n",
+		        o.remote && !*o.remote ? "remote" : "host");
 		status = FS_EXIT_USAGE;
 		goto out;
 	}
@@ -450,7 +454,7 @@ int fs_mount_main(int argc, char **argv)
 		sigaddset(&set, SIGHUP);
 		pthread_sigmask(SIG_BLOCK, &set, &old);
 		r = fs_syncer_start(&ctx->syncer, abs, o.sync, o.remote,
-		                    fs_sync_changed, ctx);
+		                    o.host, fs_sync_changed, ctx);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (r < 0) {
 			fprintf(stderr, "crdtfs: starting git sync: %s\n",
@@ -488,6 +492,7 @@ out:
 	free(abs);
 	free(o.backing);
 	free(o.remote);
+	free(o.host);
 	fuse_opt_free_args(&args);
 	return status;
 }

@@ -191,6 +191,7 @@ struct fs_opts {
 	char *backing; /* owned: as given */
 	unsigned sync; /* -o sync=SECONDS, 0: off; <= FS_SYNC_MAX_SECONDS */
 	char *remote;  /* -o remote=NAME, owned */
+	char *host;    /* -o host=NAME, owned */
 	int has_fsname;
 	int has_subtype;
 	int allow_other;

@@ -2259,20 +2259,50 @@ def test_mount_background_sync(tmp_path, mount):
     d.stop()
 
 
+def _first_sync_state(d):
+    """The status file's sync object once the mount's first sync ended."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = _mutil.read_status(d.mnt)["sync"]
+        if st["runs"] >= 1:
+            return st
+        time.sleep(0.05)
+    pytest.fail("no sync ended\n" + "\n".join(d.lines))
+
+
+@_fuse_mark
+@pytest.mark.parametrize("told", [True, False])
+def test_the_mounts_sync_is_told_its_host_name(tmp_path, mount, told):
+    """A mount's sync took the hostname for this machine's host name, with
+    no way to say otherwise: on a machine whose files are prepared as
+    another host, it took that host's file for its own (warning that
+    another machine wrote it, repairing it when damaged)."""
+    host = "not-" + socket.gethostname()  # never the hostname
+    _, (h1, h2) = _two_hosts(tmp_path)
+    (pathlib.Path(h1) / "memory-h1.json").write_text(_line("a", "h1", 1))
+    G.ok(G.crdtfs("sync", h1))
+    G.ok(G.crdtfs("sync", h2))
+    (pathlib.Path(h2) / ("memory-%s.json" % host)).write_text(
+        _line("x", host, 2))
+    G.ok(G.crdtfs("sync", h2))
+    d = mount(h1, "-o", "sync=3600" + (",host=" + host if told else ""))
+    d.allow(r"^crdtfs sync: ")
+    said = [p["message"] for p in _first_sync_state(d)["last_problems"]]
+    another = [m for m in said if "by another machine" in m]
+    if told:
+        assert len(another) == 1 and ("host name %s too" % host) in \
+            another[0]
+    else:
+        assert another == []
+    d.stop()
+
+
 @_fuse_mark
 def test_status_file_says_what_the_background_sync_did(tmp_path, mount):
     """A daemon's stderr is /dev/null: the status file is where a failing
     background sync says why, and a working one what it did."""
     _, (h1,) = _two_hosts(tmp_path, n=1)
-
-    def sync_state(d):
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            st = _mutil.read_status(d.mnt)["sync"]
-            if st["runs"] >= 1:
-                return st
-            time.sleep(0.05)
-        pytest.fail("no sync ended\n" + "\n".join(d.lines))
+    sync_state = _first_sync_state
 
     def ended_now(st):
         t = calendar.timegm(time.strptime(st["last_finished"],
