@@ -863,6 +863,28 @@ def test_sync_with_symlinks_named_like_host_files(tmp_path):
     assert not os.path.islink(h2 / "memory-l.json")
     assert G.git("status", "--porcelain", cwd=h2).stdout == ""
 
+    # A host file that becomes a symlink on the remote stays one through
+    # a host's merge (the merge deleted it, and pushed that).
+    h3 = pathlib.Path(G.make_clone(bare, tmp_path / "h3", "h3"))
+    G.ok(G.crdtfs("sync", h3))
+    os.unlink(h1 / "memory-l.json")
+    os.symlink("target.json", h1 / "memory-l.json")
+    G.git("add", "-A", "memory-l.json", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    (h3 / "memory-h3.json").write_text(_line("x", "h3", 3))
+    p = G.ok(G.crdtfs("sync", h3))
+    assert "merged" in p.stdout
+    assert os.path.islink(h3 / "memory-l.json")
+    assert "120000 blob" in G.git("ls-tree", "main", "memory-l.json",
+                                  cwd=bare).stdout
+    # Deleted on the remote, it goes in a fast-forward, no commit of ours.
+    G.ok(G.crdtfs("sync", h2))
+    G.git("rm", "-q", "memory-l.json", cwd=h1)
+    G.ok(G.crdtfs("sync", h1))
+    p = G.ok(G.crdtfs("sync", h2))
+    assert "fast-forwarded" in p.stdout and "committed" not in p.stdout
+    assert not os.path.lexists(h2 / "memory-l.json")
+
     (tmp_path / "elsewhere.json").write_text("[]\n")
     os.unlink(h2 / "memory-h1.json")
     os.symlink(tmp_path / "elsewhere.json", h2 / "memory-h1.json")
@@ -1242,6 +1264,27 @@ def test_sync_leaves_a_damaged_host_file_to_its_owner_to_fix(tmp_path, how):
     got = G.ok(G.crdtfs("merge", "--strict", h2)).stdout
     want = ["a1", "a2", "a3"] + ([] if how == "json lines" else ["a4"])
     assert [e["v"] for e in json.loads(got)] == want
+
+
+def test_a_repair_of_our_cut_file_is_no_second_writer(tmp_path):
+    """Our host file was cut short and another host repaired it; our tool
+    then rewrote it whole before our next sync, which merged: the warning
+    that another machine writes our file was a false alarm."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    a = [_line("a%d" % i, "h1", i) for i in range(1, 5)]
+    (h1 / "memory-h1.json").write_text("".join(a[:3]))
+    (h2 / "memory-h2.json").write_text(_line("b", "h2", 1))
+    for h in (h1, h2, h1):
+        G.ok(G.crdtfs("sync", "--host", h.name, h))
+    (h1 / "memory-h1.json").write_text(a[0] + a[1][:40])  # cut short
+    G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    p = G.ok(G.crdtfs("sync", "--host", "h2", h2))
+    assert "host files merged by CRDT" in p.stdout  # repaired there
+    (h1 / "memory-h1.json").write_text("".join(a))  # rewritten whole
+    p = G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    assert "merged" in p.stdout
+    assert "another machine" not in p.stderr, p.stderr
 
 
 def test_concurrent_pushes_lose_nothing(tmp_path):
