@@ -1774,6 +1774,45 @@ static int repair_theirs(sync_ctx *c, const char *path, const git_oid *o,
 }
 
 /*
+ * Host file `path` changed on both sides: *res is the CRDT merge of both
+ * copies, unless one of them has errors that are not a cut (the other
+ * clean or cut short): that one is kept as it is, the merge would cut
+ * what follows its damage out of the file its writer was told to fix.
+ * @return 0 or -errno
+ */
+static int merge_both_changed(sync_ctx *c, const char *path, const git_oid *o,
+                              const char *olabel, const git_oid *t,
+                              const char *tlabel, git_oid *merged,
+                              const git_oid **res)
+{
+	int dam_o, dam_t, r;
+
+	if ((dam_o = blob_damaged(c, path, o, olabel, 0)) < 0)
+		return dam_o;
+	if ((dam_t = blob_damaged(c, path, t, tlabel, 0)) < 0)
+		return dam_t;
+	if (dam_o == 1 && dam_t != 1) {
+		*res = o;
+		return engine_problems_add(
+		        c->probs, ENGINE_WARNING, path, 0, 0,
+		        "kept as it is here, with its errors, for you to fix; "
+		        "%s's version of it is left out (it stays in the "
+		        "history)", c->res->upstream);
+	}
+	if (dam_t == 1 && dam_o != 1) {
+		*res = t;
+		r = blob_damaged(c, path, t, tlabel, 1);
+		return r < 0 ? r : 0;
+	}
+	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, 0, 1,
+	                          merged)) < 0)
+		return r;
+	c->res->crdt_merged++;
+	*res = merged;
+	return 0;
+}
+
+/*
  * Is a tree entry a host file's?  A regular file only: a symlink named
  * like one is never a host file (as in the merge) and git merges it like
  * any other file.
@@ -2030,13 +2069,10 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 					goto out;
 			}
 		} else if (o && t) {
-			/* Both changed it: the CRDT merge. */
-			r = crdt_merge_blobs(c, p, o, olabel, t, tlabel, 0, 1,
-			                     &merged);
+			r = merge_both_changed(c, p, o, olabel, t, tlabel,
+			                       &merged, &res);
 			if (r < 0)
 				goto out;
-			c->res->crdt_merged++;
-			res = &merged;
 		} else {
 			res = o ? o : t; /* changed on one side, deleted on
 					    the other: keep the data */

@@ -1287,6 +1287,32 @@ def test_a_repair_of_our_cut_file_is_no_second_writer(tmp_path):
     assert "another machine" not in p.stderr, p.stderr
 
 
+def test_a_host_file_damaged_here_and_changed_there_is_kept_here(tmp_path):
+    """Our host file, cut short, was repaired by another host; we then
+    wrote it again with a stray comma in the middle and were told to fix
+    it, and the same sync merged both copies: our file lost what follows
+    the comma.  It is kept as it is now, and said so."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    a = [_line("a%d" % i, "h1", i, end="") for i in range(1, 6)]
+    (h1 / "memory-h1.json").write_text("[" + ",\n".join(a[:3]) + "]\n")
+    (h2 / "memory-h2.json").write_text(_line("b", "h2", 1))
+    for h in (h1, h2, h1):
+        G.ok(G.crdtfs("sync", "--host", h.name, h))
+    (h1 / "memory-h1.json").write_text("[" + a[0] + ",\n" + a[1][:50])
+    G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    G.ok(G.crdtfs("sync", "--host", "h2", h2))  # repairs it
+    damaged = "[%s,\n%s,\n%s,,\n%s,\n%s]\n" % tuple(a)
+    (h1 / "memory-h1.json").write_text(damaged)
+    p = G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    assert "committed with the errors above" in p.stderr
+    assert ("memory-h1.json: warning: kept as it is here, with its errors, "
+            "for you to fix") in p.stderr, p.stderr
+    assert (h1 / "memory-h1.json").read_text() == damaged
+    G.ok(G.crdtfs("sync", "--host", "h2", h2))
+    assert (h2 / "memory-h1.json").read_text() == damaged
+
+
 def test_concurrent_pushes_lose_nothing(tmp_path):
     # libgit2's local transport has no compare-and-swap; crdtfs's local
     # push must.  After a round of simultaneous syncs that all report
