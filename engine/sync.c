@@ -1258,23 +1258,22 @@ static int dir_has_entries(const char *path)
 	return any;
 }
 
-/* Does `path` hold a repository's objects (bare, or in .git)?  libgit2
- * says "not found" also for one it refuses to open. */
+/* Does `path` hold a repository (objects/ and refs/, or a .git)?
+ * libgit2 says "not found" also for one it refuses to open. */
 static int looks_like_repository(const char *path)
 {
-	char *p = NULL;
-	struct stat st;
-	int r;
+	static const char *const parts[] = { "objects", "refs", ".git" };
+	int has[3], i;
 
-	if (asprintf(&p, "%s/objects", path) < 0)
-		return 0;
-	r = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-	free(p);
-	if (!r && asprintf(&p, "%s/.git", path) >= 0) {
-		r = stat(p, &st) == 0;
+	for (i = 0; i < 3; i++) {
+		char *p = NULL;
+		struct stat st;
+
+		has[i] = asprintf(&p, "%s/%s", path, parts[i]) >= 0 &&
+		         stat(p, &st) == 0 && (i == 2 || S_ISDIR(st.st_mode));
 		free(p);
 	}
-	return r;
+	return (has[0] && has[1]) || has[2];
 }
 
 /*
@@ -1736,83 +1735,6 @@ out:
 }
 
 /*
- * Only they changed host file `path`, and their copy is damaged (`cut`:
- * cut short): what it hides reaches no merge.  *res is the CRDT merge of
- * both copies, which repairs it, when the file is this host's own
- * (another machine damaged it), or when it was cut short (a tool died
- * writing it) and our copy holds some entry version it lost; the merge
- * is then in the owner's format.  Otherwise their bytes are taken as
- * they are, their problems reported: damage in the middle is for the
- * owner to fix, and a repair would cut the damage and what follows it
- * out of the owner's work tree too at its next sync.
- */
-static int repair_theirs(sync_ctx *c, const char *path, const git_oid *o,
-                         const char *olabel, const git_oid *t,
-                         const char *tlabel, int cut, git_oid *merged,
-                         const git_oid **res)
-{
-	int own = is_own_host_file(c, path), r;
-	git_oid alone;
-
-	if (!own && !cut) {
-		*res = t;
-		r = blob_damaged(c, path, t, tlabel, 1);
-		return r < 0 ? r : 0;
-	}
-	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, !own, 1,
-	                          merged)) < 0 ||
-	    (!own && (r = crdt_merge_blobs(c, path, t, tlabel, NULL, NULL, 0,
-	                                   0, &alone)) < 0))
-		return r;
-	if (!own && git_oid_equal(merged, &alone)) {
-		*res = t;
-	} else {
-		c->res->crdt_merged++;
-		*res = merged;
-	}
-	return 0;
-}
-
-/*
- * Host file `path` changed on both sides: *res is the CRDT merge of both
- * copies, unless one of them has errors that are not a cut (the other
- * clean or cut short): that one is kept as it is, the merge would cut
- * what follows its damage out of the file its writer was told to fix.
- * @return 0 or -errno
- */
-static int merge_both_changed(sync_ctx *c, const char *path, const git_oid *o,
-                              const char *olabel, const git_oid *t,
-                              const char *tlabel, git_oid *merged,
-                              const git_oid **res)
-{
-	int dam_o, dam_t, r;
-
-	if ((dam_o = blob_damaged(c, path, o, olabel, 0)) < 0)
-		return dam_o;
-	if ((dam_t = blob_damaged(c, path, t, tlabel, 0)) < 0)
-		return dam_t;
-	if (dam_o == 1 && dam_t != 1) {
-		*res = o;
-		return engine_problems_add(
-		        c->probs, ENGINE_WARNING, path, 0, 0,
-		        "kept as it is here, with its errors, for you to fix; "
-		        "%s's version of it is left out (it stays in the "
-		        "history)", c->res->upstream);
-	}
-	if (dam_t == 1 && dam_o != 1) {
-		*res = t;
-		r = blob_damaged(c, path, t, tlabel, 1);
-		return r < 0 ? r : 0;
-	}
-	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, 0, 1,
-	                          merged)) < 0)
-		return r;
-	c->res->crdt_merged++;
-	*res = merged;
-	return 0;
-}
-
-/*
  * Is a tree entry a host file's?  A regular file only: a symlink named
  * like one is never a host file (as in the merge) and git merges it like
  * any other file.
@@ -1961,6 +1883,136 @@ static int incoming_damaged(sync_ctx *c, const git_tree *ours,
 }
 
 /*
+ * The last version of host file `path` without errors before `t` in the
+ * first-parent history of `theirs` (at most REPAIR_LOOKBACK commits back,
+ * and not before the file was added).  @return 1 and *out, 0, -errno
+ */
+#define REPAIR_LOOKBACK 64
+static int good_before(sync_ctx *c, const git_commit *theirs,
+                       const char *path, const git_oid *t, git_oid *out)
+{
+	git_commit *cur = NULL, *parent = NULL;
+	git_tree *tree = NULL;
+	int steps, r = 0;
+
+	if (git_commit_dup(&cur, (git_commit *)theirs) < 0)
+		return 0;
+	for (steps = 0; r == 0 && steps < REPAIR_LOOKBACK; steps++) {
+		const git_oid *b;
+
+		if (git_commit_parentcount(cur) == 0 ||
+		    git_commit_parent(&parent, cur, 0) < 0)
+			break;
+		git_commit_free(cur);
+		cur = parent;
+		if (git_commit_tree(&tree, cur) < 0)
+			break;
+		b = tree_blob(tree, path);
+		if (!b) {
+			git_tree_free(tree);
+			break;
+		}
+		if (!git_oid_equal(b, t) &&
+		    (r = blob_damaged(c, path, b, path, 0)) == 0) {
+			git_oid_cpy(out, b);
+			r = 1;
+		} else if (r > 0) {
+			r = 0; /* damaged too: further back */
+		}
+		git_tree_free(tree);
+	}
+	git_commit_free(cur);
+	git_error_clear();
+	return r;
+}
+
+/*
+ * Only they changed host file `path`, and their copy is damaged (`cut`:
+ * cut short): what it hides reaches no merge.  *res is a CRDT merge that
+ * repairs it when the file is this host's own (another machine damaged
+ * it), or when it was cut short (a tool died writing it) and its last
+ * good version on their side (else our copy) holds some entry version it
+ * lost; that merge is in the owner's format.  Otherwise their bytes are
+ * taken as they are, their problems reported: damage in the middle is
+ * for the owner to fix, and a repair would cut the damage and what
+ * follows it out of the owner's work tree too at its next sync.  Their
+ * last good version, not ours: ours may be older, holding entries its
+ * owner has removed since.
+ */
+static int repair_theirs(sync_ctx *c, const char *path, const git_oid *o,
+                         const char *olabel, const git_oid *t,
+                         const char *tlabel, int cut,
+                         const git_commit *theirs, git_oid *merged,
+                         const git_oid **res)
+{
+	int own = is_own_host_file(c, path), r;
+	git_oid alone, good;
+
+	if (!own && !cut) {
+		*res = t;
+		r = blob_damaged(c, path, t, tlabel, 1);
+		return r < 0 ? r : 0;
+	}
+	if (!own) {
+		if ((r = good_before(c, theirs, path, t, &good)) < 0)
+			return r;
+		if (r == 1)
+			o = &good;
+	}
+	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, !own, 1,
+	                          merged)) < 0 ||
+	    (!own && (r = crdt_merge_blobs(c, path, t, tlabel, NULL, NULL, 0,
+	                                   0, &alone)) < 0))
+		return r;
+	if (!own && git_oid_equal(merged, &alone)) {
+		*res = t;
+	} else {
+		c->res->crdt_merged++;
+		*res = merged;
+	}
+	return 0;
+}
+
+/*
+ * Host file `path` changed on both sides: *res is the CRDT merge of both
+ * copies, unless one of them has errors that are not a cut (the other
+ * clean or cut short): that one is kept as it is, the merge would cut
+ * what follows its damage out of the file its writer was told to fix.
+ * @return 0 or -errno
+ */
+static int merge_both_changed(sync_ctx *c, const char *path, const git_oid *o,
+                              const char *olabel, const git_oid *t,
+                              const char *tlabel, git_oid *merged,
+                              const git_oid **res)
+{
+	int dam_o, dam_t, r;
+
+	if ((dam_o = blob_damaged(c, path, o, olabel, 0)) < 0)
+		return dam_o;
+	if ((dam_t = blob_damaged(c, path, t, tlabel, 0)) < 0)
+		return dam_t;
+	if (dam_o == 1 && dam_t != 1) {
+		*res = o;
+		return engine_problems_add(
+		        c->probs, ENGINE_WARNING, path, 0, 0,
+		        "kept as it is here, with its errors, for you to fix; "
+		        "%s's version of it is left out (it stays in the "
+		        "history)", c->res->upstream);
+	}
+	if (dam_t == 1 && dam_o != 1) {
+		*res = t;
+		r = blob_damaged(c, path, t, tlabel, 1);
+		return r < 0 ? r : 0;
+	}
+	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, 0, 1,
+	                          merged)) < 0)
+		return r;
+	c->res->crdt_merged++;
+	*res = merged;
+	return 0;
+}
+
+/*
  * Their tree as git's tree merge is to see it: each host file changed on
  * both sides holds our blob, so that git takes it as it is.  Its merge
  * is the CRDT merge, made after; git's text merge of the two would only
@@ -2063,8 +2115,8 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 				r = blob_damaged(c, p, t, tlabel, 0);
 				if (r > 0)
 					r = repair_theirs(c, p, o, olabel, t,
-					                  tlabel, r == 2, &merged,
-					                  &res);
+					                  tlabel, r == 2, theirs,
+					                  &merged, &res);
 				if (r < 0)
 					goto out;
 			}

@@ -1313,6 +1313,30 @@ def test_a_host_file_damaged_here_and_changed_there_is_kept_here(tmp_path):
     assert (h2 / "memory-h1.json").read_text() == damaged
 
 
+def test_a_cut_file_is_repaired_from_its_last_good_version(tmp_path):
+    """h2 held an old copy of h1's file (a1 a2 a3); h1 removed a2 and a3,
+    then its file was cut short.  h2 repaired the cut file with its old
+    copy: a2 and a3, removed by their owner, came back for everyone.  The
+    repair takes the file's last good version on the remote instead."""
+    bare, hosts = _two_hosts(tmp_path)
+    h1, h2 = (pathlib.Path(h) for h in hosts)
+    a = [_line("a%d" % i, "h1", i) for i in range(1, 5)]
+    (h1 / "memory-h1.json").write_text("".join(a[:3]))
+    G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    G.ok(G.crdtfs("sync", "--host", "h2", h2))
+    (h1 / "memory-h1.json").write_text(a[0])  # a2, a3 removed
+    G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    (h1 / "memory-h1.json").write_text(a[0] + a[3][:40])  # then cut
+    G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    (h2 / "memory-h2.json").write_text(_line("b", "h2", 5))  # diverged
+    G.ok(G.crdtfs("sync", "--host", "h2", h2))
+    G.ok(G.crdtfs("sync", "--host", "h1", h1))
+    for h in (h1, h2):
+        got = [e["_crdt_metadata"]["unique_id"] for e in json.loads(
+            G.ok(G.crdtfs("merge", h)).stdout)]
+        assert "a2" not in got and "a3" not in got, (h, got)
+
+
 def test_concurrent_pushes_lose_nothing(tmp_path):
     # libgit2's local transport has no compare-and-swap; crdtfs's local
     # push must.  After a round of simultaneous syncs that all report
