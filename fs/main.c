@@ -24,7 +24,7 @@ static const char usage_text[] =
 	"       crdtfs merge-driver %O %A %B %L %P\n"
 	"\n"
 	"Mount options: -f (foreground), -d (debug), -s (single-threaded),\n"
-	"  -o allow_other, -o fsname=NAME, -o sync=SECONDS[,remote=NAME],\n"
+	"  -o allow_other, -o fsname=NAME, -o sync=SECONDS[,remote=NAME][,host=NAME],\n"
 	"  -o xattr (pass extended attributes through),\n"
 	"  and the usual FUSE options (see mount.fuse3(8)).\n"
 	"Run `crdtfs COMMAND --help` for a command's options.\n";
