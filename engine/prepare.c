@@ -494,7 +494,13 @@ static int emit_span(const char *raw, size_t len, int kind,
 	 * takes no NUL outside a string, and inside one it is escaped. */
 	if ((nul = memchr(raw, '\0', len))) {
 		unsigned long nl, nc;
+		int done;
 
+		/* Said as check says it, where it says it. */
+		r = scanner_problem(raw, kind == SPAN_ELEMENT ? len : whole,
+		                    kind, line, col, name, probs, &done);
+		if (r < 0 || done)
+			return r;
 		position_of(raw, (size_t)(nul - raw), line, col, &nl, &nc);
 		return engine_problems_add(probs, ENGINE_ERROR, name, nl, nc,
 		                           "invalid entry skipped: NUL byte");

@@ -538,11 +538,12 @@ def test_prepare_reports_bad_entries_where_check_does(tmp_path, kind):
     if kind == "jsonl":  # a pretty-printed object is not JSON Lines
         data = b"\n".join([ok] + bad + [b'{\n  "n": 1\n}']) + b"\n"
     elif kind == "jsonl-ends":  # blanks, CR, and no LF at the very end
-        bad = [b'{"a":1   ', b'{"a":1\r', b'{"a":"x\r', b'{"a":"x']
+        bad = [b'{"a":1   ', b'{"a":1\r', b'{"a":"x\r', b'{"a":nul}\0',
+               b'{"a":"x\0y"}', b'{"a":"x']
         data = b"\n".join([ok] + bad)
     else:  # only entry-level errors: a grammar error stops the merge
-        data = (b"[\n" + b",\n".join([ok] + [b"  " + x for x in bad[:3]]) +
-                b"\n]\n")
+        data = (b"[\n" + b",\n".join([ok] + [b"  " + x for x in bad[:3]] +
+                                      [b'  {"n":"x\0y"}']) + b"\n]\n")
     src, back, chk = tmp_path / "m.json", tmp_path / "b", tmp_path / "c"
     back.mkdir()
     chk.mkdir()
@@ -557,7 +558,7 @@ def test_prepare_reports_bad_entries_where_check_does(tmp_path, kind):
             if ": error: " in l]
     # (a CR ending a string: a control character, then the end of the
     # line inside the string, as the merge says)
-    assert len(prep) == {"jsonl": len(bad) + 3, "array": 3,
+    assert len(prep) == {"jsonl": len(bad) + 3, "array": 4,
                          "jsonl-ends": len(bad) + 1}[kind]
     assert prep == said
 

@@ -528,8 +528,9 @@ static void test_engine_prepare__array_errors_as_the_merge_sees_them(void)
 	write_bytes("m.json", nul, sizeof(nul) - 1);
 	ASSERT_EQ_INT(prepare("m.json", T0, &st, &p), 0);
 	ASSERT_EQ_INT(st.source_errors, 1);
-	ASSERT_TRUE(has_problem(&p, "/m.json:1:17: error: invalid entry "
-	                            "skipped: NUL byte"));
+	ASSERT_TRUE(has_problem(&p, "/m.json:1:17: error: invalid JSON: "
+	                            "expected ',' or '}' but found byte "
+	                            "0x00"));
 	engine_problems_dispose(&p);
 	engine_problems_init(&p);
 
