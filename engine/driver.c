@@ -20,28 +20,32 @@ static int write_view(void *ctx, int fd)
 	return engine_view_write(ctx, fd);
 }
 
-/* DESC_FORMAT_JSONL when the file's first non-blank byte is '{', -1 when
- * it has none (or cannot be read), else DESC_FORMAT_JSON. */
+int engine__format_of_bytes(const char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n' &&
+		    buf[i] != '\r')
+			return buf[i] == '{' ? DESC_FORMAT_JSONL :
+					       DESC_FORMAT_JSON;
+	return -1;
+}
+
+/* engine__format_of_bytes() of a file: -1 when it is blank (or cannot
+ * be read). */
 static int format_of(const char *path)
 {
 	char buf[4096];
-	ssize_t n, i;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), f = -1;
 
 	if (fd < 0)
 		return -1;
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (i = 0; i < n; i++) {
-			if (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' ||
-			    buf[i] == '\r')
-				continue;
-			close(fd);
-			return buf[i] == '{' ? DESC_FORMAT_JSONL :
-					       DESC_FORMAT_JSON;
-		}
-	}
+	while (f < 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+		f = engine__format_of_bytes(buf, (size_t)n);
 	close(fd);
-	return -1;
+	return f;
 }
 
 desc_format engine_merged_format(const char *ours, const char *theirs)

@@ -114,6 +114,7 @@ typedef struct {
 			       listed or not) */
 	int unreadable;     /* it could not be opened or read to the end:
 			       entries of it may be missing */
+	int cut_short;      /* it ends inside an entry (a writer died) */
 } engine_source_info;
 
 engine_view *engine_view_ref(engine_view *v);

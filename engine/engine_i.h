@@ -59,6 +59,25 @@ typedef struct {
 	char text[ENGINE__VALUE_MAX + 1]; /* NUL-terminated; may contain NULs */
 } engine__value;
 
+/*
+ * The bytes of a merged file around its entries, per format: prefix,
+ * entries joined by sep, suffix; or `empty` when there is no entry.  The
+ * same for a host file `prepare` writes.
+ */
+typedef struct {
+	const char *prefix, *sep, *suffix, *empty;
+	size_t prefix_len, sep_len, suffix_len, empty_len;
+} engine__layout;
+
+const engine__layout *engine__layout_of(desc_format format);
+
+/**
+ * The format a file's bytes are in, by their first non-blank byte: '{'
+ * JSON Lines, anything else a JSON array.  @return the format, or -1
+ * when all `len` bytes are blanks (a caller reading in pieces goes on)
+ */
+int engine__format_of_bytes(const char *buf, size_t len);
+
 /** What a scan is asked for. */
 typedef struct {
 	/* Paths whose values the scanner extracts from every entry. */
@@ -67,6 +86,9 @@ typedef struct {
 	/* A count of the caller's (its own warnings, say), copied into every
 	 * mark the scan sets as mark.counted; may be NULL. */
 	const size_t *mark_count;
+	/* Set to 1 when the file ends inside an entry (cut short, as a
+	 * writer that died leaves it); may be NULL. */
+	int *cut_short;
 } engine__scan_spec;
 
 /** One complete, valid JSON object found at the top level of a file. */
@@ -519,6 +541,7 @@ typedef struct {
 	int dirty;               /* marked by engine_merge_invalidate() */
 	int unreadable;          /* not opened, or a read failed: reported
 				    as a problem, entries may be missing */
+	int cut_short;           /* its last scan ended inside an entry */
 	engine__record *records; /* nrecords in file order, in records_map */
 	size_t nrecords;
 	char *arena;             /* keys and order blobs, in arena_map */

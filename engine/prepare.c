@@ -422,7 +422,7 @@ static int scanner_problem(const char *raw, size_t len, int kind,
 	static const char head_array[] = "[", head_lines[] = "{}\n";
 	const char *head = lines ? head_lines : head_array;
 	size_t hlen = strlen(head);
-	engine__scan_spec spec = { { NULL }, 0, NULL };
+	engine__scan_spec spec = { { NULL }, 0, NULL, NULL };
 	engine_problems found;
 	const engine_problem *p;
 	mem_file m;
@@ -492,38 +492,35 @@ static int emit_span(const char *raw, size_t len, int kind,
 		len--;
 	/* jansson takes a NUL right after a number as its end; the merge
 	 * takes no NUL outside a string, and inside one it is escaped. */
-	if ((nul = memchr(raw, '\0', len))) {
-		unsigned long nl, nc;
-		int done;
-
-		/* Said as check says it, where it says it. */
-		r = scanner_problem(raw, kind == SPAN_ELEMENT ? len : whole,
-		                    kind, line, col, name, probs, &done);
-		if (r < 0 || done)
-			return r;
-		position_of(raw, (size_t)(nul - raw), line, col, &nl, &nc);
-		return engine_problems_add(probs, ENGINE_ERROR, name, nl, nc,
-		                           "invalid entry skipped: NUL byte");
-	}
+	nul = memchr(raw, '\0', len);
 	/* In the host file's array the entry is one level deeper, and the
 	 * merge skips what passes ENGINE__MAX_DEPTH there. */
-	if (nesting_depth(raw, len) > ENGINE__MAX_DEPTH - 1)
+	if (!nul && nesting_depth(raw, len) > ENGINE__MAX_DEPTH - 1)
 		return engine_problems_add(probs, ENGINE_ERROR, name, line, col,
 		                           "invalid entry skipped: nesting "
 		                           "deeper than %d levels",
 		                           ENGINE__MAX_DEPTH - 1);
-	obj = load_entry(raw, len, &jerr);
+	obj = nul ? NULL : load_entry(raw, len, &jerr);
 	if (!obj) {
-		int bc = desc_byte_column(raw, len, jerr.position, jerr.column);
-		int done;
+		unsigned long el, ec;
+		int bc, done;
 
+		/* Said as check says it, where it says it; else as jansson
+		 * (or the NUL) does. */
 		r = scanner_problem(raw, kind == SPAN_ELEMENT ? len : whole,
 		                    kind, line, col, name, probs, &done);
 		if (r < 0 || done)
 			return r;
-		unsigned long el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
-		unsigned long ec = bc > 0 ? (unsigned long)bc : 1;
-
+		if (nul) {
+			position_of(raw, (size_t)(nul - raw), line, col, &el,
+			            &ec);
+			return engine_problems_add(probs, ENGINE_ERROR, name,
+			                           el, ec, "invalid entry "
+			                           "skipped: NUL byte");
+		}
+		bc = desc_byte_column(raw, len, jerr.position, jerr.column);
+		el = jerr.line > 0 ? (unsigned long)jerr.line : 1;
+		ec = bc > 0 ? (unsigned long)bc : 1;
 		return engine_problems_add(probs, ENGINE_ERROR, name,
 		                           line + el - 1,
 		                           el == 1 ? col + ec - 1 : ec,
@@ -1110,7 +1107,7 @@ static int scan_backing_max(prep_old *o, const char *backing, const char *own,
 	static char *parts[] = { part_md, part_ts };
 	static char text[] = PREP_MD ".timestamp";
 	static const desc_path ts_path = { parts, 2, text };
-	engine__scan_spec spec = { { &ts_path }, 1, NULL };
+	engine__scan_spec spec = { { &ts_path }, 1, NULL, NULL };
 	engine_problems quiet;
 	struct dirent *de;
 	char **names = NULL;
@@ -1494,7 +1491,7 @@ static int find_seeded_copies(prep_src *s, const char *backing, char **names)
 	static char *parts[] = { part_md, part_uid };
 	static char text[] = PREP_MD ".unique_id";
 	static const desc_path uid_path = { parts, 2, text };
-	engine__scan_spec spec = { { &uid_path }, 1, NULL };
+	engine__scan_spec spec = { { &uid_path }, 1, NULL, NULL };
 	engine_problems quiet;
 	prep_copies c = { .s = s };
 	size_t i;
@@ -1732,37 +1729,36 @@ static int valid_host(const char *h)
 	return 1;
 }
 
-/*
- * The host file bytes: as a JSON array, `[\n` + entries joined by `,\n` +
- * `\n]\n`; as JSON Lines, each entry and `\n`.
- */
-static char *render(const prep_list *l, int lines, size_t *outlen)
+/* The host file bytes, laid out as a merged file of `format` is. */
+static char *render(const prep_list *l, desc_format format, size_t *outlen)
 {
-	size_t total = 4, i, at = 0;
+	const engine__layout *f = engine__layout_of(format);
+	size_t total = f->prefix_len + f->suffix_len + f->empty_len, i;
+	size_t at = 0;
 	char *out;
 
 	for (i = 0; i < l->count; i++)
-		total += l->items[i]->len + 2;
+		total += l->items[i]->len + f->sep_len;
 	out = malloc(total + 1);
 	if (!out)
 		return NULL;
-	if (!lines)
-		out[at++] = '[';
-	if (!lines && l->count == 0)
-		out[at++] = ']';
-	else if (!lines)
-		out[at++] = '\n';
-	for (i = 0; i < l->count; i++) {
-		memcpy(out + at, l->items[i]->bytes, l->items[i]->len);
-		at += l->items[i]->len;
-		if (!lines && i + 1 < l->count)
-			out[at++] = ',';
-		out[at++] = '\n';
+	if (l->count == 0) {
+		memcpy(out, f->empty, f->empty_len);
+		at = f->empty_len;
+	} else {
+		memcpy(out, f->prefix, f->prefix_len);
+		at = f->prefix_len;
+		for (i = 0; i < l->count; i++) {
+			if (i) {
+				memcpy(out + at, f->sep, f->sep_len);
+				at += f->sep_len;
+			}
+			memcpy(out + at, l->items[i]->bytes, l->items[i]->len);
+			at += l->items[i]->len;
+		}
+		memcpy(out + at, f->suffix, f->suffix_len);
+		at += f->suffix_len;
 	}
-	if (!lines && l->count)
-		out[at++] = ']';
-	if (!lines)
-		out[at++] = '\n';
 	out[at] = '\0';
 	*outlen = at;
 	return out;
@@ -1780,17 +1776,16 @@ static int all_blank(const char *buf, size_t len)
 }
 
 /*
- * Is an existing host file JSON Lines?  It stays so: a tool or script
- * appending lines to it could not append to an array.  A blank one stays
- * as it is too (no entries are no lines).
+ * The format prepare writes a host file in: the existing file's (a tool
+ * or script appending lines to it could not append to an array; a blank
+ * one stays blank, no entries being no lines), else a JSON array.
  */
-static int host_file_is_lines(const char *buf, size_t len)
+static desc_format host_file_format(int have_old, const char *buf,
+                                    size_t len)
 {
-	size_t i;
+	int f = have_old ? engine__format_of_bytes(buf, len) : DESC_FORMAT_JSON;
 
-	for (i = 0; i < len && is_blank(buf[i]); i++)
-		;
-	return i == len || buf[i] == '{';
+	return f < 0 ? DESC_FORMAT_JSONL : (desc_format)f;
 }
 
 /* Is any of the problems from index `from` on an error? */
@@ -1975,8 +1970,7 @@ int engine_prepare(const engine_prepare_opts *opts, engine_prepare_stats *stats,
 	if (src.out.count > 1)
 		qsort(src.out.items, src.out.count, sizeof(*src.out.items),
 		      order_cmp);
-	nbuf = render(&src.out, have_old && host_file_is_lines(obuf, olen),
-	              &nlen);
+	nbuf = render(&src.out, host_file_format(have_old, obuf, olen), &nlen);
 	if (!nbuf) {
 		r = -ENOMEM;
 		goto out;

@@ -165,6 +165,7 @@ typedef struct {
 	size_t entries_before;   /* entries of the file before the start */
 	engine__scan_mark *mark; /* where a later scan may resume, or NULL */
 	const size_t *mark_count; /* spec->mark_count */
+	int *cut_short;           /* spec->cut_short */
 } scanner;
 
 /* ---- input ---- */
@@ -1622,7 +1623,7 @@ string_end:
 	}
 	scan_problem(s, s->str_line, s->str_col,
 	             "invalid JSON: unterminated string (truncated file?)");
-	return 0;
+	goto cut_short;
 
 bad_end:
 	/* c is SCAN_EOF or SCAN_EOL where more of a value was expected. */
@@ -1639,6 +1640,9 @@ bad_end:
 	else
 		scan_error_here(s, "unexpected end of file: the JSON array is "
 		                   "not closed (truncated file?)");
+cut_short:
+	if (s->cut_short)
+		*s->cut_short = 1;
 	return 0;
 
 grammar_error:
@@ -1715,6 +1719,7 @@ int engine__scan_from(engine__read_fn read, void *read_ctx, size_t chunk,
 
 	s->npaths = spec ? spec->npaths : 0;
 	s->mark_count = spec ? spec->mark_count : NULL;
+	s->cut_short = spec ? spec->cut_short : NULL;
 	if (s->npaths > SCAN_MAX_PATHS)
 		s->npaths = SCAN_MAX_PATHS;
 	if (scan_levels_build(s, spec) < 0)

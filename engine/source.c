@@ -439,6 +439,8 @@ static int source_scan_into(engine__source *s, const desc_descriptor *desc,
 
 	scan_spec_of(desc, &spec);
 	spec.mark_count = &c.warnings;
+	s->cut_short = 0; /* the end is scanned again, resumed or not */
+	spec.cut_short = &s->cut_short;
 	rc = engine__scan_from(read, read_ctx, ENGINE__CHUNK, s->name, &spec,
 			       on_entry, &c, &s->problems, from,
 			       marks ? &s->mark : NULL);

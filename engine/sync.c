@@ -90,6 +90,7 @@ typedef struct {
 	git_signature *sig;           /* owned */
 	desc_descriptor *desc;        /* owned, lazily: the default */
 	char host[256];
+	char own_file[280];     /* memory-<host>.json, this host's own */
 	char *branch_ref;    /* owned: refs/heads/<branch> */
 	char *remote_name;   /* owned */
 	char *merge_ref;     /* owned: the remote's branch ref */
@@ -1568,8 +1569,8 @@ static int need_desc(sync_ctx *c)
 /*
  * Does `file`, a version of host file `path`, have errors (damaged
  * input)?  When `report`, errors are reported under `label`.
- * @return 1, or (when not reporting) 2 if it is cut short, as a tool
- *         that died writing it leaves it; 0, or -errno
+ * @return 1, or 2 when it ends inside an entry (cut short, as a tool
+ *         that died writing it leaves it); 0, or -errno
  */
 static int file_damaged(sync_ctx *c, const char *path, const char *file,
                         const char *label, int report)
@@ -1590,16 +1591,12 @@ static int file_damaged(sync_ctx *c, const char *path, const char *file,
 		size_t i;
 
 		r = 0;
-		for (i = 0; i < p->count; i++) {
-			if (p->items[i].severity != ENGINE_ERROR)
-				continue;
-			/* The scanner's words for input that ends early. */
-			if (strstr(p->items[i].message, "(truncated file?)"))
-				r = 2;
-			else if (!r)
+		for (i = 0; i < p->count; i++)
+			if (p->items[i].severity == ENGINE_ERROR)
 				r = 1;
-		}
 	}
+	if (r > 0 && engine_view_source(v, 0).cut_short)
+		r = 2;
 	engine_view_unref(v);
 	return r;
 }
@@ -1626,11 +1623,7 @@ static int blob_damaged(sync_ctx *c, const char *path, const git_oid *id,
 /* Is `path` this host's own host file, memory-HOST.json? */
 static int is_own_host_file(const sync_ctx *c, const char *path)
 {
-	size_t n = strlen(c->host);
-
-	return strncmp(path, "memory-", 7) == 0 &&
-	       strncmp(path + 7, c->host, n) == 0 &&
-	       strcmp(path + 7 + n, ".json") == 0;
+	return strcmp(path, c->own_file) == 0;
 }
 
 /*
@@ -1666,17 +1659,15 @@ static int warn_second_writer(sync_ctx *c, const char *path,
 /*
  * The CRDT merge of blobs a (and b, unless NULL) of host file `path`, as
  * a new blob, in a's format (b's when `b_format`: JSON Lines or array,
- * else the other's).  Their problems are reported when `report`.
+ * else the other's).  Their problems are the callers' to report, found
+ * when they looked for damage.
  * @return 0 or -errno
  */
 static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
-                            const char *alabel, const git_oid *b,
-                            const char *blabel, int b_format, int report,
-                            git_oid *out)
+                            const git_oid *b, int b_format, git_oid *out)
 {
 	engine_view *v = NULL;
 	char *paths[3] = { NULL, NULL, NULL }, *names[3] = { NULL };
-	const char *labels[2] = { alabel, blabel };
 	size_t i, n = b ? 2 : 1;
 	int fd = -1, r = -ENOMEM;
 
@@ -1699,8 +1690,6 @@ static int crdt_merge_blobs(sync_ctx *c, const char *path, const git_oid *a,
 		r = fail_msg(c, r, "cannot merge %s", path);
 		goto out;
 	}
-	if (report)
-		relabel_problems(c, v, paths, labels, n, 0);
 	if (asprintf(&paths[2], "%s/%s", c->tmpdir, names[2]) < 0) {
 		paths[2] = NULL;
 		r = -ENOMEM;
@@ -1928,7 +1917,8 @@ static int good_before(sync_ctx *c, const git_commit *theirs,
 
 /*
  * Only they changed host file `path`, and their copy is damaged (`cut`:
- * cut short): what it hides reaches no merge.  *res is a CRDT merge that
+ * cut short; its problems reported already): what it hides reaches no
+ * merge.  *res is a CRDT merge that
  * repairs it when the file is this host's own (another machine damaged
  * it), or when it was cut short (a tool died writing it) and its last
  * good version on their side (else our copy) holds some entry version it
@@ -1940,18 +1930,15 @@ static int good_before(sync_ctx *c, const git_commit *theirs,
  * owner has removed since.
  */
 static int repair_theirs(sync_ctx *c, const char *path, const git_oid *o,
-                         const char *olabel, const git_oid *t,
-                         const char *tlabel, int cut,
-                         const git_commit *theirs, git_oid *merged,
-                         const git_oid **res)
+                         const git_oid *t, int cut, const git_commit *theirs,
+                         git_oid *merged, const git_oid **res)
 {
 	int own = is_own_host_file(c, path), r;
 	git_oid alone, good;
 
 	if (!own && !cut) {
 		*res = t;
-		r = blob_damaged(c, path, t, tlabel, 1);
-		return r < 0 ? r : 0;
+		return 0;
 	}
 	if (!own) {
 		if ((r = good_before(c, theirs, path, t, &good)) < 0)
@@ -1959,10 +1946,8 @@ static int repair_theirs(sync_ctx *c, const char *path, const git_oid *o,
 		if (r == 1)
 			o = &good;
 	}
-	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, !own, 1,
-	                          merged)) < 0 ||
-	    (!own && (r = crdt_merge_blobs(c, path, t, tlabel, NULL, NULL, 0,
-	                                   0, &alone)) < 0))
+	if ((r = crdt_merge_blobs(c, path, o, t, !own, merged)) < 0 ||
+	    (!own && (r = crdt_merge_blobs(c, path, t, NULL, 0, &alone)) < 0))
 		return r;
 	if (!own && git_oid_equal(merged, &alone)) {
 		*res = t;
@@ -1987,9 +1972,10 @@ static int merge_both_changed(sync_ctx *c, const char *path, const git_oid *o,
 {
 	int dam_o, dam_t, r;
 
+	/* Their problems are said here; ours were when we committed it. */
 	if ((dam_o = blob_damaged(c, path, o, olabel, 0)) < 0)
 		return dam_o;
-	if ((dam_t = blob_damaged(c, path, t, tlabel, 0)) < 0)
+	if ((dam_t = blob_damaged(c, path, t, tlabel, 1)) < 0)
 		return dam_t;
 	if (dam_o == 1 && dam_t != 1) {
 		*res = o;
@@ -2001,11 +1987,9 @@ static int merge_both_changed(sync_ctx *c, const char *path, const git_oid *o,
 	}
 	if (dam_t == 1 && dam_o != 1) {
 		*res = t;
-		r = blob_damaged(c, path, t, tlabel, 1);
-		return r < 0 ? r : 0;
+		return 0;
 	}
-	if ((r = crdt_merge_blobs(c, path, o, olabel, t, tlabel, 0, 1,
-	                          merged)) < 0)
+	if ((r = crdt_merge_blobs(c, path, o, t, 0, merged)) < 0)
 		return r;
 	c->res->crdt_merged++;
 	*res = merged;
@@ -2112,11 +2096,10 @@ static int merge_commit(sync_ctx *c, git_commit *ours, git_commit *theirs,
 			/* Only they changed it: theirs, unless damaged. */
 			res = t;
 			if (o && t) {
-				r = blob_damaged(c, p, t, tlabel, 0);
+				r = blob_damaged(c, p, t, tlabel, 1);
 				if (r > 0)
-					r = repair_theirs(c, p, o, olabel, t,
-					                  tlabel, r == 2, theirs,
-					                  &merged, &res);
+					r = repair_theirs(c, p, o, t, r == 2,
+					                  theirs, &merged, &res);
 				if (r < 0)
 					goto out;
 			}
@@ -2477,13 +2460,25 @@ static int move_branch(sync_ctx *c, const git_oid *old, const git_oid *id,
 static int warn_second_writer_ff(sync_ctx *c, const git_tree *from,
                                  const git_tree *to)
 {
-	char own[300];
-	const git_oid *o, *t;
+	const git_oid *o = tree_blob(from, c->own_file);
+	const git_oid *t = tree_blob(to, c->own_file);
 
-	snprintf(own, sizeof(own), "memory-%s.json", c->host);
-	o = tree_blob(from, own);
-	t = tree_blob(to, own);
-	return t && !oid_eq(o, t) ? warn_second_writer(c, own, o, o) : 0;
+	return t && !oid_eq(o, t) ? warn_second_writer(c, c->own_file, o, o) :
+	                            0;
+}
+
+/* Move from our commit (tree ot) to theirs (tree nt). */
+static int fast_forward(sync_ctx *c, git_tree *ot, git_tree *nt,
+                        const git_oid *oid_ours)
+{
+	int r;
+
+	if ((r = update_worktree(c, ot, nt)) < 0 ||
+	    (r = move_branch(c, oid_ours, &c->remote_oid,
+	                     "crdtfs sync: fast-forward")) < 0)
+		return r;
+	c->res->fast_forward = 1;
+	return 0;
 }
 
 static int integrate(sync_ctx *c)
@@ -2539,12 +2534,8 @@ static int integrate(sync_ctx *c)
 	if ((r = incoming_damaged(c, ot, nt, ff)) < 0)
 		goto out;
 	if (ff && r == 0) {
-		if ((r = warn_second_writer_ff(c, ot, nt)) < 0 ||
-		    (r = update_worktree(c, ot, nt)) < 0 ||
-		    (r = move_branch(c, oid_ours, &c->remote_oid,
-		                     "crdtfs sync: fast-forward")) < 0)
-			goto out;
-		c->res->fast_forward = 1;
+		if ((r = warn_second_writer_ff(c, ot, nt)) == 0)
+			r = fast_forward(c, ot, nt, oid_ours);
 		goto out;
 	}
 	/* Diverged, or a damaged host file would replace a good one. */
@@ -2566,11 +2557,7 @@ static int integrate(sync_ctx *c)
 	/* A damaged host file taken as it is: their tree, so their commit
 	 * (a merge commit would only be one more for every host to push). */
 	if (ff && git_oid_equal(git_tree_id(nt), git_commit_tree_id(theirs))) {
-		if ((r = update_worktree(c, ot, nt)) < 0 ||
-		    (r = move_branch(c, oid_ours, &c->remote_oid,
-		                     "crdtfs sync: fast-forward")) < 0)
-			goto out;
-		c->res->fast_forward = 1;
+		r = fast_forward(c, ot, nt, oid_ours);
 		goto out;
 	}
 	if ((r = update_worktree(c, ot, nt)) < 0 ||
@@ -2898,6 +2885,7 @@ int engine_sync(const engine_sync_opts *opts, engine_sync_result *res,
 		snprintf(c.host, sizeof(c.host), "%s", opts->host);
 	else if (gethostname(c.host, sizeof(c.host) - 1) < 0)
 		snprintf(c.host, sizeof(c.host), "localhost");
+	snprintf(c.own_file, sizeof(c.own_file), "memory-%s.json", c.host);
 	seed = (unsigned)engine__mono_ms() ^ (unsigned)getpid();
 	git_libgit2_init();
 

@@ -60,14 +60,14 @@
 /* A slot's start in the output is kept for every this many slots. */
 #define VIEW_MARK_EVERY 64
 
-typedef struct {
-	const char *prefix, *sep, *suffix, *empty;
-	size_t prefix_len, sep_len, suffix_len, empty_len;
-} layout_format;
-
-static const layout_format format_json = { "[\n", ",\n", "\n]\n", "[]\n",
+static const engine__layout format_json = { "[\n", ",\n", "\n]\n", "[]\n",
 					   2, 2, 3, 3 };
-static const layout_format format_jsonl = { "", "\n", "\n", "", 0, 1, 1, 0 };
+static const engine__layout format_jsonl = { "", "\n", "\n", "", 0, 1, 1, 0 };
+
+const engine__layout *engine__layout_of(desc_format format)
+{
+	return format == DESC_FORMAT_JSONL ? &format_jsonl : &format_json;
+}
 
 struct engine_view {
 	long refs;                   /* atomic */
@@ -76,7 +76,7 @@ struct engine_view {
 	struct timespec mtime;       /* when built */
 	double build_seconds;
 	const desc_descriptor *desc; /* borrowed from the merge */
-	const layout_format *fmt;
+	const engine__layout *fmt;
 	engine__source **sources;    /* owned refs */
 	size_t nsources;
 	engine__slot *slots;         /* n slots in output order */
@@ -115,8 +115,7 @@ int engine__view_new(engine_view **out, const desc_descriptor *desc,
 	v->refs = 1;
 	v->generation = generation;
 	v->desc = desc;
-	v->fmt = desc->format == DESC_FORMAT_JSONL ? &format_jsonl :
-						     &format_json;
+	v->fmt = engine__layout_of(desc->format);
 	v->slots_map = *slots;
 	v->slots = slots->base;
 	v->n = n;
@@ -233,7 +232,8 @@ engine_source_info engine_view_source(const engine_view *v, size_t i)
 	engine_source_info info = { v->sources[i]->name,
 				    v->sources[i]->nrecords,
 				    engine_problems_total(&v->sources[i]->problems),
-				    v->sources[i]->unreadable };
+				    v->sources[i]->unreadable,
+				    v->sources[i]->cut_short };
 	return info;
 }
 
@@ -699,7 +699,7 @@ static size_t find_slot(const engine_view *v, uint64_t pos, uint64_t *start)
 static int read_range(cursor *c, char *buf, uint64_t off, size_t len)
 {
 	const engine_view *v = c->view;
-	const layout_format *f = v->fmt;
+	const engine__layout *f = v->fmt;
 	uint64_t start;
 	size_t i;
 	int rc;

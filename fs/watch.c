@@ -233,8 +233,6 @@ static void *fs_notify_main(void *arg)
 
 /* ---- the watch set ---- */
 
-/* Drop w from the table and free it (wlock held; its inotify watch is
- * already gone or removed by the caller). */
 /* Forget the path file watch w was scanned by (wlock held). */
 static void fs_watch_drop_path(struct fs_ctx *ctx, struct fs_watch *w)
 {
@@ -244,6 +242,8 @@ static void fs_watch_drop_path(struct fs_ctx *ctx, struct fs_watch *w)
 	w->path = NULL;
 }
 
+/* Drop w from the table and free it (wlock held; its inotify watch is
+ * already gone: IN_IGNORED, teardown; else see fs_watch_remove). */
 static void fs_watch_forget(struct fs_ctx *ctx, struct fs_watch *w)
 {
 	if (w->held)
@@ -255,6 +255,13 @@ static void fs_watch_forget(struct fs_ctx *ctx, struct fs_watch *w)
 	free(w);
 }
 
+/* Stop watch w and forget it (wlock held). */
+static void fs_watch_remove(struct fs_ctx *ctx, struct fs_watch *w)
+{
+	inotify_rm_watch(ctx->inotify_fd, w->wd);
+	fs_watch_forget(ctx, w);
+}
+
 /*
  * File watch w no longer stands for its path (the name went, or leads to
  * another file now): forget the path, and the watch unless the kernel
@@ -264,12 +271,10 @@ static void fs_watch_forget(struct fs_ctx *ctx, struct fs_watch *w)
  */
 static void fs_watch_unscan(struct fs_ctx *ctx, struct fs_watch *w)
 {
-	if (!w->held) {
-		inotify_rm_watch(ctx->inotify_fd, w->wd);
-		fs_watch_forget(ctx, w);
-	} else {
+	if (!w->held)
+		fs_watch_remove(ctx, w);
+	else
 		fs_watch_drop_path(ctx, w);
-	}
 }
 
 /* Does file watch w's path still lead to its file? */
@@ -374,8 +379,7 @@ int fs_watch_hold(struct fs_ctx *ctx, int fd)
 		if (w->held == 0 && !fs_watch_wanted(w) &&
 		    ctx->watches_held[w->file] >= ctx->watches_held_max) {
 			/* Past the budget: only inodes watched already. */
-			inotify_rm_watch(ctx->inotify_fd, w->wd);
-			fs_watch_forget(ctx, w);
+			fs_watch_remove(ctx, w);
 		} else {
 			if (w->held++ == 0)
 				ctx->watches_held[w->file]++;
@@ -397,8 +401,7 @@ void fs_watch_release(struct fs_ctx *ctx, int wd, const struct fs_ikey *key)
 	    --w->held == 0) {
 		ctx->watches_held[w->file]--;
 		if (!fs_watch_wanted(w)) {
-			inotify_rm_watch(ctx->inotify_fd, w->wd);
-			fs_watch_forget(ctx, w);
+			fs_watch_remove(ctx, w);
 		}
 	}
 	pthread_mutex_unlock(&ctx->wlock);
@@ -423,14 +426,13 @@ void fs_watch_source(void *arg, const char *name)
 			fs_watch_unscan(ctx, other);
 		if (w->path) /* renamed, or another link: this name now */
 			fs_watch_drop_path(ctx, w);
-		if (ctx->watches_scanned >= FS_WATCH_MAX && !desc_is_file_name(name)) {
+		if (ctx->watches_scanned >= FS_WATCH_MAX &&
+		    !desc_is_file_name(name)) {
 			/* Past the budget: refreshes still compare host files'
 			 * stats.  Not a descriptor's: only its watch tells of
 			 * an edit in place. */
-			if (!w->held) {
-				inotify_rm_watch(ctx->inotify_fd, w->wd);
-				fs_watch_forget(ctx, w);
-			}
+			if (!w->held)
+				fs_watch_remove(ctx, w);
 		} else if ((w->path = strdup(name))) {
 			ctx->watches_scanned++;
 			HASH_ADD_KEYPTR(hp, ctx->scanned, w->path,
@@ -573,8 +575,7 @@ static void fs_watch_rescan_locked(struct fs_ctx *ctx)
 			w->path = NULL;
 			continue;
 		}
-		inotify_rm_watch(ctx->inotify_fd, w->wd);
-		fs_watch_forget(ctx, w);
+		fs_watch_remove(ctx, w);
 	}
 }
 

@@ -59,6 +59,7 @@ static engine__scan_spec test_spec = {
 	  &test_paths[4], &test_paths[5], &test_paths[6], &test_paths[7] },
 	NPATHS,
 	NULL,
+	NULL,
 };
 
 /* ---- reading from memory, or from a generator ---- */
@@ -1709,7 +1710,51 @@ static void test_engine_scan__problem_names_escaped(void)
 	ASSERT_EQ_STR(small, "memory-");
 }
 
+/*
+ * A file that ends inside an entry is cut short (a writer died), as the
+ * spec's flag says; damage before the end is not.  Sync repairs only the
+ * first kind from another copy.
+ */
+static void test_engine_scan__cut_short(void)
+{
+	static const struct {
+		const char *doc;
+		int cut;
+	} docs[] = {
+		{ "[{\"k\":1},{\"k\":", 1 },
+		{ "[{\"k\":1},{\"k\":\"ab", 1 },
+		{ "[{\"k\":1}", 1 },
+		{ "{\"k\":1}\n{\"k\":", 1 },
+		{ "{\"k\":1}\n{\"k\":\"x", 1 },
+		{ "[{\"k\":1},,{\"k\":2}]", 0 },
+		{ "{\"k\":1}\n{\"k\":\n{\"k\":2}\n", 0 },
+		{ "[{\"k\":1}] x", 0 },
+		{ "[{\"k\":1}]", 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		mem_src m = { docs[i].doc, strlen(docs[i].doc), 0, 0 };
+		engine__scan_spec spec = test_spec;
+		engine_problems pr;
+		result res;
+		int cut = 0;
+
+		spec.cut_short = &cut;
+		memset(&res, 0, sizeof(res));
+		engine_problems_init(&pr);
+		res.r = engine__scan(mem_read, &m, 3, "f", &spec, collect,
+		                     &res, &pr);
+		result_take_problems(&res, &pr);
+		if (cut != docs[i].cut)
+			fprintf(stdout, "# %s\n", docs[i].doc);
+		ASSERT_EQ_INT(cut, docs[i].cut);
+		result_free(&res);
+	}
+}
+
 static const harness_case cases[] = {
+	TEST(test_engine_scan__cut_short),
 	TEST(test_engine_scan__problem_names_escaped),
 	TEST(test_engine_scan__huge_string_bounded_memory),
 	TEST(test_engine_scan__every_chunk_size),
