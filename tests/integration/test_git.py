@@ -891,11 +891,9 @@ def test_sync_with_symlinks_named_like_host_files(tmp_path):
     os.symlink(tmp_path / "elsewhere.json", h2 / "memory-h1.json")
     G.git("rm", "-q", "memory-h1.json", cwd=h1)
     G.ok(G.crdtfs("sync", h1))
-    p = G.crdtfs("sync", h2)
-    assert p.returncode == 1
-    assert p.stderr == ("crdtfs sync: cannot update the work tree: "
-                        "memory-h1.json is in the way (a symlink where the "
-                        "remote deletes a host file); move it away\n")
+    _sync_cannot_update(h2, "memory-h1.json is in the way (a symlink "
+                            "where the remote deletes a host file); move it "
+                            "away")
 
 
 def test_sync_refuses_a_merge_in_progress_and_intent_to_add(tmp_path):
@@ -1699,6 +1697,13 @@ def test_a_remote_that_is_this_repository_is_named(tmp_path, url):
         'would leave it\n'))
 
 
+def _sync_cannot_update(host, why):
+    """A sync of `host` fails, exit 1, saying only that and why."""
+    p = G.crdtfs("sync", host)
+    assert (p.returncode, p.stderr) == (
+        1, "crdtfs sync: cannot update the work tree: %s\n" % why)
+
+
 def test_untracked_file_in_the_way_is_named(tmp_path):
     # A file the remote brings (notes.txt) already exists here, untracked
     # (a sync killed while checking it out leaves it so).  Sync refuses to
@@ -1713,12 +1718,9 @@ def test_untracked_file_in_the_way_is_named(tmp_path):
     G.ok(G.crdtfs("sync", h1))
     (tmp_path / "h0" / "memory-h0.json").write_text("[]\n")
     (tmp_path / "h0" / "notes.txt").write_text("half a no")
-    p = G.crdtfs("sync", h0)
-    assert p.returncode == 1
-    assert p.stderr == ("crdtfs sync: cannot update the work tree: "
-                        "notes.txt is in the way (not committed here, and "
-                        "the remote has another); move it away or commit "
-                        "it\n")
+    _sync_cannot_update(h0, "notes.txt is in the way (not committed here, "
+                            "and the remote has another); move it away or "
+                            "commit it")
     assert (tmp_path / "h0" / "notes.txt").read_text() == "half a no"
     (tmp_path / "h0" / "notes.txt").unlink()
     G.ok(G.crdtfs("sync", h0))
@@ -1732,12 +1734,10 @@ def test_tracked_file_with_changes_in_the_way_is_named_so(tmp_path):
     bare, h1, h2 = _text_file_changed_upstream(tmp_path, "README")
     (h2 / "README").write_text("mine, not committed\n")
     (h2 / "memory-h2.json").write_text("[]\n")
-    p = G.crdtfs("sync", h2)
-    assert p.returncode == 1
-    assert p.stderr == ("crdtfs sync: cannot update the work tree: README "
-                        "has changes not committed here (sync commits only "
-                        "host files and descriptors), and the remote "
-                        "changed it too; commit or stash them\n")
+    _sync_cannot_update(h2, "README has changes not committed here (sync "
+                            "commits only host files and descriptors), and "
+                            "the remote changed it too; commit or stash "
+                            "them")
     assert (h2 / "README").read_text() == "mine, not committed\n"
 
 
